@@ -1,0 +1,149 @@
+package clip
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+)
+
+// Preset names a real CLIP size for tests, demos and benchmarks.
+type Preset string
+
+// The presets `icthp convert random` knows.
+const (
+	PresetTiny   Preset = "tiny"
+	PresetViTB32 Preset = "vit-b-32"
+	PresetViTL14 Preset = "vit-l-14"
+	PresetViTH14 Preset = "vit-h-14"
+)
+
+// Presets lists them in size order.
+var Presets = []Preset{PresetTiny, PresetViTB32, PresetViTL14, PresetViTH14}
+
+// PresetConfig returns the architecture of a preset. vit-h-14 is the base of
+// ICT and HP (laion/CLIP-ViT-H-14-laion2B-s32B-b79K); all use exact GELU as
+// the LAION models do. tiny keeps the real image size, patch grid kind,
+// vocabulary size and context length so that it exercises the real
+// preprocessing and tokenizer, with small widths and two layers.
+func PresetConfig(p Preset) (Config, error) {
+	tower := func(h, layers, heads, inter int) TowerConfig {
+		return TowerConfig{HiddenSize: h, NumLayers: layers, NumHeads: heads, IntermediateSize: inter,
+			HiddenAct: GELU, LayerNormEps: 1e-5}
+	}
+	var c Config
+	switch p {
+	case PresetTiny:
+		c = Config{Vision: tower(64, 2, 4, 256), Text: tower(64, 2, 4, 256), ProjectionDim: 32}
+		c.Vision.PatchSize = 32
+	case PresetViTB32:
+		c = Config{Vision: tower(768, 12, 12, 3072), Text: tower(512, 12, 8, 2048), ProjectionDim: 512}
+		c.Vision.PatchSize = 32
+	case PresetViTL14:
+		c = Config{Vision: tower(1024, 24, 16, 4096), Text: tower(768, 12, 12, 3072), ProjectionDim: 768}
+		c.Vision.PatchSize = 14
+	case PresetViTH14:
+		c = Config{Vision: tower(1280, 32, 16, 5120), Text: tower(1024, 24, 16, 4096), ProjectionDim: 1024}
+		c.Vision.PatchSize = 14
+	default:
+		return Config{}, fmt.Errorf("unknown preset %q (want one of %v)", p, Presets)
+	}
+	c.Vision.ImageSize, c.Vision.NumChannels = 224, 3
+	c.Text.VocabSize, c.Text.MaxPositions = 49408, 77
+	return c, c.Validate()
+}
+
+// Random is a set of seeded random weights for every parameter of a CLIP
+// model and of the HP head. Values are generated when read, from the seed and
+// the parameter's name, so the same seed gives the same bytes whatever the
+// order of reads, and a ViT-H-14 needs no memory until a tensor is asked for.
+type Random struct {
+	seed   uint64
+	shapes map[string][]int64
+}
+
+// NewRandom covers the CLIP parameters of c and, with head, the HP head's.
+func NewRandom(c *Config, seed uint64, head bool) *Random {
+	r := &Random{seed: seed, shapes: map[string][]int64{}}
+	for _, p := range c.Params() {
+		r.shapes[p.Name] = p.Shape
+	}
+	if head {
+		for _, p := range HeadParams(int64(c.ProjectionDim)) {
+			r.shapes[p.Name] = p.Shape
+		}
+	}
+	return r
+}
+
+// Keys lists the parameter names in sorted order.
+func (r *Random) Keys() []string {
+	keys := make([]string, 0, len(r.shapes))
+	for k := range r.shapes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Shape implements Weights.
+func (r *Random) Shape(name string) ([]int64, bool) {
+	s, ok := r.shapes[name]
+	return s, ok
+}
+
+// Float32 implements Weights. LayerNorm scales are near 1, biases and
+// embeddings small, matrices scaled by 1/√fan_in so that activations keep
+// their size through deep towers.
+func (r *Random) Float32(name string) ([]float32, error) {
+	shape, ok := r.shapes[name]
+	if !ok {
+		return nil, fmt.Errorf("random weights: no parameter %s", name)
+	}
+	n := 1
+	for _, d := range shape {
+		n *= int(d)
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	rng := rand.New(rand.NewPCG(r.seed, h.Sum64()))
+	out := make([]float32, n)
+	isNorm := strings.Contains(name, "norm") || strings.Contains(name, "layrnorm")
+	switch {
+	case name == "logit_scale":
+		out[0] = float32(math.Log(1 / 0.07))
+	case isNorm && strings.HasSuffix(name, ".weight"):
+		for i := range out {
+			out[i] = float32(1 + 0.1*rng.NormFloat64())
+		}
+	case strings.HasSuffix(name, ".bias"), strings.Contains(name, "embedding"):
+		for i := range out {
+			out[i] = float32(0.02 * rng.NormFloat64())
+		}
+	default:
+		fanIn := 1
+		for _, d := range shape[1:] {
+			fanIn *= int(d)
+		}
+		std := 1 / math.Sqrt(float64(fanIn))
+		for i := range out {
+			out[i] = float32(std * rng.NormFloat64())
+		}
+	}
+	return out, nil
+}
+
+// Bytes is the float32 size of all parameters, for planning.
+func (r *Random) Bytes() int64 {
+	var total int64
+	for _, s := range r.shapes {
+		n := int64(4)
+		for _, d := range s {
+			n *= d
+		}
+		total += n
+	}
+	return total
+}

@@ -1,0 +1,158 @@
+// Package models reads and writes model directories (SPEC §2) and runs their
+// ONNX graphs with onnxruntime.
+package models
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Kind is what a model directory computes.
+type Kind string
+
+// The kinds of model directory.
+const (
+	KindCLIP        Kind = "clip"        // dual encoder: image_embeds and text_embeds (ICT)
+	KindHP          Kind = "hp"          // image encoder + head: hp_logit (HP)
+	KindImageReward Kind = "imagereward" // BLIP image encoder + text/cross encoder + head
+)
+
+// ManifestFile is the manifest's name inside a model directory.
+const ManifestFile = "model.json"
+
+// FormatVersion is the manifest format this code writes; it reads any
+// version up to it.
+const FormatVersion = 1
+
+// ErrNoManifest means a directory has no model.json.
+var ErrNoManifest = errors.New("no " + ManifestFile)
+
+// Graph names one ONNX file of a model directory and its tensor names.
+type Graph struct {
+	File    string   `json:"file"`
+	Data    string   `json:"data,omitempty"` // external weights file, if any
+	Inputs  []string `json:"inputs"`
+	Outputs []string `json:"outputs"`
+}
+
+// ImageSpec is how images are prepared for the model.
+type ImageSpec struct {
+	Pipeline     string     `json:"pipeline"`      // "clip" (CLIPImageProcessor) or "torchvision" (ImageReward)
+	ShortestEdge int        `json:"shortest_edge"` // resize target
+	CropSize     int        `json:"crop_size"`
+	Mean         [3]float32 `json:"mean"`
+	Std          [3]float32 `json:"std"`
+}
+
+// TextSpec is how prompts are tokenized for the model.
+type TextSpec struct {
+	Tokenizer     string `json:"tokenizer"`      // "clip-bpe" or "bert-wordpiece"
+	Vocab         string `json:"vocab"`          // file name inside the directory
+	ContextLength int    `json:"context_length"` // 77 for CLIP
+	Synthetic     bool   `json:"synthetic,omitempty"`
+}
+
+// Manifest is model.json.
+type Manifest struct {
+	Format       int              `json:"format"`
+	Kind         Kind             `json:"kind"`
+	Name         string           `json:"name,omitempty"`
+	Version      string           `json:"version"`
+	EmbeddingDim int              `json:"embedding_dim"`
+	Precision    string           `json:"precision"` // float32 or float16
+	Fused        bool             `json:"fused"`
+	Image        *ImageSpec       `json:"image,omitempty"`
+	Text         *TextSpec        `json:"text,omitempty"`
+	Graphs       map[string]Graph `json:"graphs"` // "vision", "text", ...
+	Source       map[string]any   `json:"source,omitempty"`
+	Notes        []string         `json:"notes,omitempty"`
+}
+
+// CLIP's preprocessing constants (OpenAI's, used by every LAION CLIP).
+var (
+	CLIPMean = [3]float32{0.48145466, 0.4578275, 0.40821073}
+	CLIPStd  = [3]float32{0.26862954, 0.26130258, 0.27577711}
+)
+
+// ReadManifest reads dir/model.json and checks that it is complete and that
+// the files it names exist.
+func ReadManifest(dir string) (*Manifest, error) {
+	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("model directory %s: %w", dir, ErrNoManifest)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("model directory %s: %w", dir, err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("model directory %s: %s: %w", dir, ManifestFile, err)
+	}
+	if err := m.validate(dir); err != nil {
+		return nil, fmt.Errorf("model directory %s: %w", dir, err)
+	}
+	return &m, nil
+}
+
+func (m *Manifest) validate(dir string) error {
+	if m.Format < 1 || m.Format > FormatVersion {
+		return fmt.Errorf("manifest format %d is not supported (this build reads 1..%d)", m.Format, FormatVersion)
+	}
+	if m.Version == "" {
+		return errors.New("manifest has no version")
+	}
+	need := map[Kind][]string{KindCLIP: {"vision", "text"}, KindHP: {"vision"}, KindImageReward: {"vision", "text"}}[m.Kind]
+	if need == nil {
+		return fmt.Errorf("unknown model kind %q", m.Kind)
+	}
+	for _, g := range need {
+		gr, ok := m.Graphs[g]
+		if !ok {
+			return fmt.Errorf("manifest has no %q graph", g)
+		}
+		for _, f := range []string{gr.File, gr.Data} {
+			if f == "" {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+				return fmt.Errorf("graph %q: %w", g, err)
+			}
+		}
+	}
+	if m.Image == nil || m.Image.CropSize <= 0 || m.Image.ShortestEdge <= 0 {
+		return errors.New("manifest has no image size")
+	}
+	for _, s := range m.Image.Std {
+		if s == 0 {
+			return errors.New("manifest image std has a zero")
+		}
+	}
+	if m.Kind != KindHP {
+		if m.Text == nil || m.Text.Vocab == "" || m.Text.ContextLength <= 0 {
+			return errors.New("manifest has no text tokenizer")
+		}
+		if _, err := os.Stat(filepath.Join(dir, m.Text.Vocab)); err != nil {
+			return fmt.Errorf("vocabulary: %w", err)
+		}
+	}
+	return nil
+}
+
+// WriteManifest writes dir/model.json atomically.
+func WriteManifest(dir string, m *Manifest) error {
+	if m.Format == 0 {
+		m.Format = FormatVersion
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ManifestFile+".tmp")
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, ManifestFile))
+}
