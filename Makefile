@@ -1,0 +1,30 @@
+# icthp: `make demo` scores the sample images with built-in demo models;
+# `make test` runs every check CI runs. Both install what they need first.
+GO      ?= go
+BIN     := bin/icthp
+PROMPT  ?= a red apple on a wooden table
+
+.PHONY: setup system build demo test bench serve clean
+setup: build
+	$(BIN) setup
+
+system:
+	bash scripts/setup-system.sh
+
+build: system
+	$(GO) build -o $(BIN) ./cmd/icthp
+
+demo: setup
+	$(BIN) score --prompt "$(PROMPT)" testdata/demo
+
+serve: setup
+	$(BIN) serve
+
+test: setup
+	bash scripts/test.sh
+
+bench: setup
+	bash scripts/bench.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Everything CI checks: formatting, vet, the whole test suite, and a short run
+# of each fuzz target. Assumes `make setup` has run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
+go vet ./...
+go test -count=1 -timeout 30m ./...
+# Fuzz targets, briefly (go test runs one target per invocation).
+fuzztime=${FUZZTIME:-15s}
+for spec in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do
+  pkg=./$(dirname "${spec#./}")
+  for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$spec" | cut -c6-); do
+    echo "fuzz $pkg $f ($fuzztime)"
+    go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+  done
+done
+echo "all checks passed"
