@@ -1,0 +1,285 @@
+package checkpoint
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// DType names an element type the way safetensors does.
+type DType string
+
+// Element types understood by the readers. F32, F16, BF16 and F64 are the
+// float types checkpoints carry; the integer and bool types show up as
+// buffers (position_ids, attention masks).
+const (
+	F32  DType = "F32"
+	F16  DType = "F16"
+	BF16 DType = "BF16"
+	F64  DType = "F64"
+	I64  DType = "I64"
+	I32  DType = "I32"
+	I16  DType = "I16"
+	I8   DType = "I8"
+	U8   DType = "U8"
+	U16  DType = "U16"
+	U32  DType = "U32"
+	U64  DType = "U64"
+	Bool DType = "BOOL"
+)
+
+// Size returns the size of one element in bytes, or 0 for an unknown type.
+func (d DType) Size() int {
+	switch d {
+	case F64, I64, U64:
+		return 8
+	case F32, I32, U32:
+		return 4
+	case F16, BF16, I16, U16:
+		return 2
+	case I8, U8, Bool:
+		return 1
+	}
+	return 0
+}
+
+// Valid reports whether the type is one this package reads.
+func (d DType) Valid() bool { return d.Size() != 0 }
+
+// decode converts n elements of type d from src (little- or big-endian as
+// order says) into dst[:n].
+func decode(dst []float32, src []byte, d DType, order binary.ByteOrder) {
+	switch d {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(order.Uint32(src[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = HalfToFloat32(order.Uint16(src[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(order.Uint16(src[2*i:])) << 16)
+		}
+	case F64:
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(order.Uint64(src[8*i:])))
+		}
+	case I64:
+		for i := range dst {
+			dst[i] = float32(int64(order.Uint64(src[8*i:])))
+		}
+	case U64:
+		for i := range dst {
+			dst[i] = float32(order.Uint64(src[8*i:]))
+		}
+	case I32:
+		for i := range dst {
+			dst[i] = float32(int32(order.Uint32(src[4*i:])))
+		}
+	case U32:
+		for i := range dst {
+			dst[i] = float32(order.Uint32(src[4*i:]))
+		}
+	case I16:
+		for i := range dst {
+			dst[i] = float32(int16(order.Uint16(src[2*i:])))
+		}
+	case U16:
+		for i := range dst {
+			dst[i] = float32(order.Uint16(src[2*i:]))
+		}
+	case I8:
+		for i := range dst {
+			dst[i] = float32(int8(src[i]))
+		}
+	case U8:
+		for i := range dst {
+			dst[i] = float32(src[i])
+		}
+	case Bool:
+		for i := range dst {
+			if src[i] != 0 {
+				dst[i] = 1
+			} else {
+				dst[i] = 0
+			}
+		}
+	default:
+		panic("checkpoint: decode of unknown dtype " + string(d))
+	}
+}
+
+// encode writes the values of src converted to d into dst (little-endian).
+// Integer and bool types require integral values in range.
+func encode(dst []byte, src []float32, d DType) error {
+	le := binary.LittleEndian
+	checkInt := func(v float32, lo, hi float64) error {
+		f := float64(v)
+		if f != math.Trunc(f) || f < lo || f > hi {
+			return fmt.Errorf("value %v does not fit %s", v, d)
+		}
+		return nil
+	}
+	switch d {
+	case F32:
+		for i, v := range src {
+			le.PutUint32(dst[4*i:], math.Float32bits(v))
+		}
+	case F16:
+		for i, v := range src {
+			le.PutUint16(dst[2*i:], Float32ToHalf(v))
+		}
+	case BF16:
+		for i, v := range src {
+			le.PutUint16(dst[2*i:], Float32ToBFloat16(v))
+		}
+	case F64:
+		for i, v := range src {
+			le.PutUint64(dst[8*i:], math.Float64bits(float64(v)))
+		}
+	case I64:
+		for i, v := range src {
+			if err := checkInt(v, -(1 << 63), (1<<63)-1); err != nil {
+				return err
+			}
+			le.PutUint64(dst[8*i:], uint64(int64(v)))
+		}
+	case U64:
+		for i, v := range src {
+			if err := checkInt(v, 0, (1<<64)-1); err != nil {
+				return err
+			}
+			le.PutUint64(dst[8*i:], uint64(v))
+		}
+	case I32:
+		for i, v := range src {
+			if err := checkInt(v, math.MinInt32, math.MaxInt32); err != nil {
+				return err
+			}
+			le.PutUint32(dst[4*i:], uint32(int32(v)))
+		}
+	case U32:
+		for i, v := range src {
+			if err := checkInt(v, 0, math.MaxUint32); err != nil {
+				return err
+			}
+			le.PutUint32(dst[4*i:], uint32(v))
+		}
+	case I16:
+		for i, v := range src {
+			if err := checkInt(v, math.MinInt16, math.MaxInt16); err != nil {
+				return err
+			}
+			le.PutUint16(dst[2*i:], uint16(int16(v)))
+		}
+	case U16:
+		for i, v := range src {
+			if err := checkInt(v, 0, math.MaxUint16); err != nil {
+				return err
+			}
+			le.PutUint16(dst[2*i:], uint16(v))
+		}
+	case I8:
+		for i, v := range src {
+			if err := checkInt(v, math.MinInt8, math.MaxInt8); err != nil {
+				return err
+			}
+			dst[i] = byte(int8(v))
+		}
+	case U8:
+		for i, v := range src {
+			if err := checkInt(v, 0, math.MaxUint8); err != nil {
+				return err
+			}
+			dst[i] = byte(v)
+		}
+	case Bool:
+		for i, v := range src {
+			if v != 0 {
+				dst[i] = 1
+			} else {
+				dst[i] = 0
+			}
+		}
+	default:
+		return fmt.Errorf("unsupported dtype %q", d)
+	}
+	return nil
+}
+
+// HalfToFloat32 converts IEEE 754 binary16 bits to float32, exactly
+// (subnormals, signed zeros, infinities; NaNs stay NaNs with their payload).
+func HalfToFloat32(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0x1f: // inf or nan
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	case exp != 0: // normal
+		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+	case mant == 0: // signed zero
+		return math.Float32frombits(sign)
+	default: // subnormal: mant × 2^-24, exact in float32
+		v := float32(mant) * (1.0 / (1 << 24))
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	}
+}
+
+// Float32ToHalf converts to IEEE 754 binary16 with round-to-nearest-even,
+// as torch's Tensor.half() does: overflow gives ±inf, tiny values become
+// subnormals or ±0, NaN becomes the canonical quiet NaN 0x7e00 with its sign.
+func Float32ToHalf(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23) & 0xff
+	mant := b & 0x7fffff
+	if exp == 0xff {
+		if mant != 0 {
+			return sign | 0x7e00 // canonical quiet NaN, sign kept (as torch)
+		}
+		return sign | 0x7c00
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		// Subnormal half (or zero). The value is (1.mant) × 2^(exp-127);
+		// in units of 2^-24 that is m >> shift with m = mant|1<<23.
+		if e < -10 {
+			return sign // below half the smallest subnormal: rounds to zero
+		}
+		m := mant | 0x800000
+		shift := uint32(14 - e) // 14 = 23 - 10 + 1
+		half := m >> shift
+		rem := m & (1<<shift - 1)
+		mid := uint32(1) << (shift - 1)
+		if rem > mid || (rem == mid && half&1 == 1) {
+			half++
+		}
+		return sign | uint16(half)
+	}
+	half := uint32(e)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && half&1 == 1) {
+		half++ // may carry into the exponent, up to inf: that is correct
+	}
+	return sign | uint16(half)
+}
+
+// Float32ToBFloat16 converts to bfloat16 with round-to-nearest-even, as
+// torch does; every NaN becomes torch's canonical 0x7fc0.
+func Float32ToBFloat16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return 0x7fc0
+	}
+	b += 0x7fff + (b>>16)&1
+	return uint16(b >> 16)
+}
