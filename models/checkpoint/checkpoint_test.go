@@ -349,7 +349,7 @@ func roundTripTensors() []NamedTensor {
 		{"enc.bf", BF16, []int64{4}, ints(1, -2.5, 3e38, float32(math.NaN()))},
 		{"enc.d", F64, []int64{2}, ints(1.0/3, -7)},
 		{"position_ids", I64, []int64{1, 5}, ints(0, 1, 2, 3, 4)},
-		{"i32", I32, []int64{3}, ints(-5, 0, 1 << 20)},
+		{"i32", I32, []int64{3}, ints(-5, 0, 1<<20)},
 		{"i16", I16, []int64{2}, ints(-32768, 32767)},
 		{"i8", I8, []int64{2}, ints(-128, 127)},
 		{"u8", U8, []int64{2}, ints(0, 255)},

@@ -156,6 +156,9 @@ func findClass(module, name string) (interface{}, error) {
 		if dt, ok := storageTypes[name]; ok {
 			return &storageType{dt}, nil
 		}
+		if strings.HasSuffix(name, "Storage") {
+			return nil, fmt.Errorf("unsupported tensor storage type %s.%s (supported: float, half, bfloat16, double and integer/bool storages)", module, name)
+		}
 	}
 	return nil, &UnsafeGlobalError{Module: module, Name: name}
 }
