@@ -259,6 +259,25 @@ def main():
             "bf16_bits": [int(v) for v in x.bfloat16().view(torch.int16).numpy().astype(np.uint16)],
         }, f)
 
+    # --- a real module's state_dict(): OrderedDict with a _metadata BUILD, a
+    # registered position_ids buffer (expanded, stride 0) and a tied weight --
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token_embedding = torch.nn.Embedding(10, 4)
+            self.position_embedding = torch.nn.Embedding(6, 4)
+            self.register_buffer("position_ids", torch.arange(6).expand((1, -1)))
+            self.layer_norm = torch.nn.LayerNorm(4)
+            self.proj = torch.nn.Linear(4, 10, bias=False)
+            self.proj.weight = self.token_embedding.weight  # tied
+
+    m = Tiny()
+    with torch.no_grad():
+        m.layer_norm.weight.uniform_()
+    sd = m.state_dict()
+    assert hasattr(sd, "_metadata")
+    save("module_state_dict.pt", sd, sd)
+
     with open(path("expected.json"), "w") as f:
         json.dump(expected, f, indent=1, sort_keys=True)
     print("wrote", len(expected), "expected entries")
