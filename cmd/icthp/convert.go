@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/clip"
+	"github.com/icthp/icthp/models/convert"
+	"github.com/icthp/icthp/preprocess"
+)
+
+func init() {
+	register(command{
+		name: "convert",
+		args: "clip|hp|random|imagereward [flags] --out DIR",
+		summary: "build a model directory: from a Hugging Face CLIP checkpoint (clip), the HP backbone and head (hp), " +
+			"ImageReward.pt (imagereward), or seeded random weights of a real size (random)",
+		run: runConvert,
+	})
+}
+
+func runConvert(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 {
+		return usagef("convert needs a kind: clip, hp, random or imagereward")
+	}
+	kind, args := args[0], args[1:]
+	fs := newFlags(a, "convert "+kind)
+	out := fs.String("out", "", "model directory to write (required)")
+	fp16 := fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)")
+	unfused := fs.Bool("unfused", false, "write standard ONNX operators only, without onnxruntime's fused contrib kernels")
+	name := fs.String("name", "", "name recorded in model.json")
+	var (
+		ckpt, base, tok, backbone, head *string
+		preset, rkind                   *string
+		seed                            *uint64
+		medCfg, visCfg, vocab           *string
+	)
+	switch kind {
+	case "clip":
+		ckpt = fs.String("checkpoint", "", "Hugging Face CLIPModel folder (config.json + model.safetensors or pytorch_model.bin)")
+		base = fs.String("base", "", "base folder the checkpoint is laid over (load_state_dict(strict=False))")
+		tok = fs.String("tokenizer", "", "vocabulary to copy (bpe_simple_vocab_16e6.txt.gz, tokenizer.json or vocab.json); default: found in the folders")
+	case "hp":
+		backbone = fs.String("backbone", "", "HP backbone folder (hp_backbone/)")
+		head = fs.String("head", "", "HP head state dict (hp_scorer/mlp_pytorch_model.bin)")
+		base = fs.String("base", "", "base folder the backbone is laid over")
+	case "random":
+		preset = fs.String("preset", "tiny", "architecture: tiny, vit-b-32, vit-l-14, vit-h-14 (imagereward, imagereward-tiny with --kind imagereward)")
+		rkind = fs.String("kind", "clip", "clip or hp")
+		seed = fs.Uint64("seed", 1, "random seed (same seed, same bytes, same version)")
+		tok = fs.String("tokenizer", "", "vocabulary file to include; default: a synthetic one")
+	case "imagereward":
+		ckpt = fs.String("checkpoint", "", "ImageReward.pt")
+		medCfg = fs.String("med-config", "", "med_config.json (BERT sizes)")
+		visCfg = fs.String("vision-config", "", "optional vision config JSON (default ViT-L/16)")
+		vocab = fs.String("vocab", "", "bert-base-uncased vocab.txt")
+	default:
+		return usagef("unknown kind %q: want clip, hp, random or imagereward", kind)
+	}
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("--out is required")
+	}
+	build := clip.BuildOptions{Fused: !*unfused, FP16: *fp16}
+	start := time.Now()
+	var man *models.Manifest
+	var err error
+	switch kind {
+	case "clip":
+		if *ckpt == "" {
+			return usagef("--checkpoint is required")
+		}
+		man, err = convert.CLIP(convert.CLIPOptions{Checkpoint: *ckpt, Base: *base, Tokenizer: *tok, Out: *out, Name: *name, Build: build, Log: a.stderr})
+	case "hp":
+		if *backbone == "" || *head == "" {
+			return usagef("--backbone and --head are required")
+		}
+		man, err = convert.HP(convert.HPOptions{Backbone: *backbone, Head: *head, Base: *base, Out: *out, Name: *name, Build: build, Log: a.stderr})
+	case "random":
+		man, err = convertRandom(*preset, *rkind, *seed, *tok, *out, build)
+	case "imagereward":
+		if *ckpt == "" || *medCfg == "" || *vocab == "" {
+			return usagef("--checkpoint, --med-config and --vocab are required")
+		}
+		man, err = convertImageReward(*ckpt, *medCfg, *visCfg, *vocab, *out, *name, build)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "wrote %s: kind %s, version %s, embedding %d, %s, in %s\n",
+		*out, man.Kind, man.Version, man.EmbeddingDim, man.Precision, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func convertRandom(preset, kind string, seed uint64, tok, out string, build clip.BuildOptions) (*models.Manifest, error) {
+	k := models.Kind(kind)
+	if k == models.KindImageReward {
+		return convertRandomImageReward(preset, seed, out, build)
+	}
+	if k != models.KindCLIP && k != models.KindHP {
+		return nil, usagef("--kind %q: want clip, hp or imagereward", kind)
+	}
+	if _, err := clip.PresetConfig(clip.Preset(preset)); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	o := convert.RandomOptions{Preset: clip.Preset(preset), Kind: k, Seed: seed, Out: out, Build: build}
+	if k == models.KindCLIP {
+		if tok != "" {
+			data, err := os.ReadFile(tok)
+			if err != nil {
+				return nil, err
+			}
+			o.Vocab, o.VocabName = data, baseName(tok)
+		} else {
+			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(syntheticMerges), true
+		}
+	}
+	return convert.Random(o)
+}
+
+// syntheticMerges sizes the demo vocabulary: enough merges that common
+// prompts tokenize into word-sized pieces.
+const syntheticMerges = 2000
+
+func baseName(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/icthp/icthp/hp"
+	"github.com/icthp/icthp/ict"
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/clip"
+	"github.com/icthp/icthp/models/convert"
+	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scoring"
+)
+
+// modelFlags are the flags every command that loads models shares.
+type modelFlags struct {
+	ict, hp, imagereward string
+	provider             string
+	threads              int
+	batch                int
+	optLevel             string
+	ortLib               string
+	maxBytes, maxPixels  int64
+}
+
+func (m *modelFlags) register(fs *flag.FlagSet, a *app) {
+	fs.StringVar(&m.ict, "ict", a.getenv("ICTHP_ICT"), "ICT model directory (clip kind) ($ICTHP_ICT)")
+	fs.StringVar(&m.hp, "hp", a.getenv("ICTHP_HP"), "HP model directory (hp kind) ($ICTHP_HP)")
+	fs.StringVar(&m.imagereward, "imagereward", a.getenv("ICTHP_IMAGEREWARD"), "ImageReward model directory ($ICTHP_IMAGEREWARD)")
+	fs.StringVar(&m.provider, "provider", envOr(a, "ICTHP_PROVIDER", "cpu"), "execution provider: cpu, cuda[:N] or tensorrt[:N] ($ICTHP_PROVIDER)")
+	fs.IntVar(&m.threads, "threads", 0, "onnxruntime intra-op threads per session (0: one per core)")
+	fs.IntVar(&m.batch, "batch-size", 16, "largest batch one model run takes")
+	fs.StringVar(&m.optLevel, "opt-level", "all", "onnxruntime graph optimisation: all, extended, basic, disable")
+	fs.StringVar(&m.ortLib, "ort-lib", "", "libonnxruntime.so to load (default $"+ortlib.EnvLib+", then the one `icthp setup` fetched)")
+	fs.Int64Var(&m.maxBytes, "max-image-bytes", preprocess.DefaultMaxBytes, "largest encoded image accepted, in bytes")
+	fs.Int64Var(&m.maxPixels, "max-image-pixels", preprocess.DefaultMaxPixels, "largest image accepted, in pixels (width × height)")
+}
+
+func envOr(a *app, k, def string) string {
+	if v := a.getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (m *modelFlags) sessionOptions() (models.SessionOptions, error) {
+	p, dev, err := models.ParseProvider(m.provider)
+	if err != nil {
+		return models.SessionOptions{}, usageError{err.Error()}
+	}
+	if m.batch <= 0 {
+		return models.SessionOptions{}, usagef("--batch-size must be positive")
+	}
+	return models.SessionOptions{Provider: p, DeviceID: dev, IntraOpThreads: m.threads, OptLevel: m.optLevel,
+		MaxBatch: m.batch, LibraryPath: m.ortLib}, nil
+}
+
+// loaded is what loadModels opened; close releases the sessions.
+type loaded struct {
+	svc    *scoring.Service
+	models []*models.Model
+	demo   bool
+}
+
+func (l *loaded) close() {
+	for _, m := range l.models {
+		m.Close()
+	}
+}
+
+// loadModels opens the models named by the flags. With none named it uses
+// the built-in demo: tiny random ICT and HP models made on first use in the
+// cache folder, announced on stderr as meaningless.
+func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
+	so, err := m.sessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ortlib.Init(m.ortLib); err != nil {
+		return nil, err
+	}
+	l := &loaded{}
+	if m.ict == "" && m.hp == "" && m.imagereward == "" {
+		if m.ict, m.hp, err = demoModels(); err != nil {
+			return nil, fmt.Errorf("demo models: %w", err)
+		}
+		l.demo = true
+		fmt.Fprintln(a.stderr, "icthp: *** DEMO MODE: no --ict/--hp/--imagereward given, so tiny RANDOM models are used ***")
+		fmt.Fprintln(a.stderr, "icthp: *** their scores are MEANINGLESS; they only exercise the plumbing. See README: Getting real models ***")
+	}
+	var ictS *ict.Scorer
+	var hpS *hp.Scorer
+	var irS scoring.ImageRewardScorer
+	if m.ict != "" {
+		md, err := models.Open(m.ict, so)
+		if err != nil {
+			l.close()
+			return nil, err
+		}
+		l.models = append(l.models, md)
+		if ictS, err = ict.New(m.ict, md.Manifest, md); err != nil {
+			l.close()
+			return nil, err
+		}
+	}
+	if m.hp != "" {
+		md, err := models.Open(m.hp, so)
+		if err != nil {
+			l.close()
+			return nil, err
+		}
+		l.models = append(l.models, md)
+		if hpS, err = hp.New(m.hp, md.Manifest, md); err != nil {
+			l.close()
+			return nil, err
+		}
+	}
+	if m.imagereward != "" {
+		if irS, err = openImageReward(m.imagereward, so); err != nil {
+			l.close()
+			return nil, err
+		}
+	}
+	opts.MaxImageBytes, opts.MaxImagePixels = m.maxBytes, m.maxPixels
+	if l.svc, err = scoring.New(ictS, hpS, irS, opts); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// demoModels makes (once) and returns the demo ICT and HP directories.
+func demoModels() (string, string, error) {
+	cache, err := ortlib.CacheDir()
+	if err != nil {
+		return "", "", err
+	}
+	root := filepath.Join(cache, "demo")
+	dirs := map[models.Kind]string{models.KindCLIP: filepath.Join(root, "ict"), models.KindHP: filepath.Join(root, "hp")}
+	for kind, dir := range dirs {
+		if _, err := models.ReadManifest(dir); err == nil {
+			continue
+		}
+		// Build in a temporary folder and rename, so that two processes
+		// starting at once never see half a model.
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			return "", "", err
+		}
+		tmp, err := os.MkdirTemp(root, "build-")
+		if err != nil {
+			return "", "", err
+		}
+		o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: kind, Seed: 2025, Out: tmp, Build: clip.BuildOptions{Fused: true}}
+		if kind == models.KindCLIP {
+			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(syntheticMerges), true
+		}
+		if _, err := convert.Random(o); err != nil {
+			os.RemoveAll(tmp)
+			return "", "", err
+		}
+		os.RemoveAll(dir)
+		if err := os.Rename(tmp, dir); err != nil {
+			os.RemoveAll(tmp)
+			if _, err2 := models.ReadManifest(dir); err2 != nil {
+				return "", "", err
+			}
+		}
+	}
+	return dirs[models.KindCLIP], dirs[models.KindHP], nil
+}

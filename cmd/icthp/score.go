@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/icthp/icthp/scoring"
+)
+
+func init() {
+	register(command{
+		name: "score",
+		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--prompt TEXT] IMAGE|DIR|GLOB...",
+		summary: "print one JSON line per image with its scores (ict, hp, hp_logit, imagereward); " +
+			"with no model given, tiny random demo models",
+		run: runScore,
+	})
+}
+
+// imageExts are the file endings a directory or glob contributes.
+var imageExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".webp": true, ".gif": true, ".bmp": true}
+
+// expandImages turns IMAGE arguments into files: a file stays itself (even
+// with another ending, so that a bad file gets its error line), a directory
+// gives its image files (recursively, sorted), a glob its matches.
+func expandImages(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		switch {
+		case err == nil && st.IsDir():
+			var found []string
+			err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				if !d.IsDir() && imageExts[strings.ToLower(filepath.Ext(p))] {
+					found = append(found, p)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			sort.Strings(found)
+			out = append(out, found...)
+		case err == nil:
+			out = append(out, a)
+		case strings.ContainsAny(a, "*?["):
+			m, gerr := filepath.Glob(a)
+			if gerr != nil {
+				return nil, usagef("bad pattern %q: %v", a, gerr)
+			}
+			sort.Strings(m)
+			out = append(out, m...)
+		default:
+			out = append(out, a) // reported as unreadable on its own line
+		}
+	}
+	return out, nil
+}
+
+// scoreLine is one output line (SPEC §3).
+type scoreLine struct {
+	Image       string   `json:"image"`
+	ICT         *float64 `json:"ict,omitempty"`
+	HP          *float64 `json:"hp,omitempty"`
+	HPLogit     *float64 `json:"hp_logit,omitempty"`
+	ImageReward *float64 `json:"imagereward,omitempty"`
+	Error       string   `json:"error,omitempty"`
+}
+
+func runScore(ctx context.Context, a *app, args []string) error {
+	fs := newFlags(a, "score")
+	var mf modelFlags
+	mf.register(fs, a)
+	prompt := fs.String("prompt", "", "the prompt the images were generated for (needed by ict and imagereward)")
+	versions := fs.Bool("versions", false, "add the models' version strings to every line")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	promptGiven := false
+	fs.Visit(func(f *flag.Flag) { promptGiven = promptGiven || f.Name == "prompt" })
+	if len(pos) == 0 {
+		return usagef("give at least one IMAGE, directory or glob")
+	}
+	if (mf.ict != "" || mf.imagereward != "") && !promptGiven {
+		return usagef("--prompt is required with --ict or --imagereward")
+	}
+	files, err := expandImages(pos)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usagef("no image files in %v", pos)
+	}
+	l, err := mf.loadModels(a, scoring.Options{})
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	var p *string
+	if promptGiven {
+		p = prompt
+	}
+	enc := json.NewEncoder(a.stdout)
+	failed := 0
+	for lo := 0; lo < len(files); lo += mf.batch {
+		chunk := files[lo:min(lo+mf.batch, len(files))]
+		imgs := make([]scoring.Image, len(chunk))
+		readErr := make([]error, len(chunk))
+		for i, f := range chunk {
+			imgs[i].Data, readErr[i] = os.ReadFile(f)
+		}
+		res, err := l.svc.Score(ctx, scoring.ScoreRequest{Prompt: p, Images: imgs})
+		if err != nil {
+			return err
+		}
+		for i, sc := range res.Scores {
+			line := scoreLine{Image: chunk[i], ICT: sc.ICT, HP: sc.HP, HPLogit: sc.HPLogit, ImageReward: sc.ImageReward}
+			switch {
+			case readErr[i] != nil:
+				line = scoreLine{Image: chunk[i], Error: readErr[i].Error()}
+			case sc.Err != nil:
+				line.Error = sc.Err.Error()
+			}
+			if line.Error != "" {
+				failed++
+			}
+			var out any = line
+			if *versions {
+				out = struct {
+					scoreLine
+					Models map[string]string `json:"models"`
+				}{line, res.Versions}
+			}
+			if err := enc.Encode(out); err != nil {
+				return err
+			}
+		}
+	}
+	if failed > 0 {
+		return exitError{code: 1, msg: fmt.Sprintf("%d of %d images failed (see their \"error\" fields)", failed, len(files))}
+	}
+	return nil
+}

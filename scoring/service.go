@@ -1,0 +1,585 @@
+// Package scoring says what a request means: per-image ICT and HP scores,
+// the paper's group ICT-HP ranking, per-item rewards for training loops, and
+// embeddings. The command line, the HTTP server and the batch scorer are
+// three front doors onto one Service.
+package scoring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/icthp/icthp/hp"
+	"github.com/icthp/icthp/ict"
+	"github.com/icthp/icthp/preprocess"
+)
+
+// ErrBadRequest marks a request that cannot be served as asked (an unknown
+// model name, ICT without a prompt, a model that is not loaded).
+var ErrBadRequest = errors.New("bad request")
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
+}
+
+// Model names, as requests and responses use them.
+const (
+	ModelICT         = "ict"
+	ModelHP          = "hp"
+	ModelImageReward = "imagereward"
+)
+
+// Options configure a Service.
+type Options struct {
+	// Workers bounds how many images are decoded and preprocessed at once;
+	// 0 means GOMAXPROCS.
+	Workers int
+	// Limits on input images (bytes, pixels); zero fields take
+	// preprocess's defaults.
+	MaxImageBytes  int64
+	MaxImagePixels int64
+	// Reward is the default combination of /v1/reward; zero means product.
+	Reward Combination
+}
+
+// Service scores images with whichever models are loaded.
+type Service struct {
+	ict     *ict.Scorer
+	hp      *hp.Scorer
+	ir      ImageRewardScorer
+	workers int
+	opts    Options
+}
+
+// ImageRewardScorer is the BLIP-based ImageReward model, when loaded.
+type ImageRewardScorer interface {
+	Version() string
+	// Score returns one score per image for the prompt, or a per-image
+	// error; the error return is for failures of the whole call.
+	Score(ctx context.Context, prompt string, images []Image) ([]float64, []error, error)
+}
+
+// New makes a Service over the loaded models; any of them may be nil, but
+// not all.
+func New(ictS *ict.Scorer, hpS *hp.Scorer, ir ImageRewardScorer, o Options) (*Service, error) {
+	if ictS == nil && hpS == nil && ir == nil {
+		return nil, errors.New("scoring: no model loaded")
+	}
+	if err := o.Reward.Validate(); err != nil {
+		return nil, err
+	}
+	w := o.Workers
+	if w <= 0 {
+		w = runtime.GOMAXPROCS(0)
+	}
+	return &Service{ict: ictS, hp: hpS, ir: ir, workers: w, opts: o}, nil
+}
+
+// ICT, HP and ImageReward return the loaded scorers (nil when not loaded).
+func (s *Service) ICT() *ict.Scorer               { return s.ict }
+func (s *Service) HP() *hp.Scorer                 { return s.hp }
+func (s *Service) ImageReward() ImageRewardScorer { return s.ir }
+
+// Versions names each loaded model's version string.
+func (s *Service) Versions() map[string]string {
+	v := map[string]string{}
+	if s.ict != nil {
+		v[ModelICT] = s.ict.Version()
+	}
+	if s.hp != nil {
+		v[ModelHP] = s.hp.Version()
+	}
+	if s.ir != nil {
+		v[ModelImageReward] = s.ir.Version()
+	}
+	return v
+}
+
+// Image is one input image: encoded file bytes, or raw RGB pixels.
+type Image struct {
+	Data []byte
+	RGB  *preprocess.RGB
+}
+
+// Scores are one image's results; a nil field was not computed.
+type Scores struct {
+	ICT         *float64
+	HP          *float64
+	HPLogit     *float64
+	ImageReward *float64
+	// Err is this image's own failure (undecodable, too large, ...); the
+	// other images of the request are scored regardless.
+	Err error
+}
+
+// which is the set of models a request asks for.
+type which struct{ ict, hp, ir bool }
+
+// selectModels resolves a request's model list against what is loaded.
+// Without a list, every loaded model runs (ICT only when there is a prompt).
+func (s *Service) selectModels(names []string, hasPrompt bool) (which, error) {
+	var w which
+	if len(names) == 0 {
+		return which{ict: s.ict != nil && hasPrompt, hp: s.hp != nil, ir: s.ir != nil && hasPrompt}, nil
+	}
+	for _, n := range names {
+		switch n {
+		case ModelICT:
+			if s.ict == nil {
+				return w, badRequest("model %q is not loaded", n)
+			}
+			w.ict = true
+		case ModelHP:
+			if s.hp == nil {
+				return w, badRequest("model %q is not loaded", n)
+			}
+			w.hp = true
+		case ModelImageReward:
+			if s.ir == nil {
+				return w, badRequest("model %q is not loaded", n)
+			}
+			w.ir = true
+		default:
+			return w, badRequest("unknown model %q (want ict, hp or imagereward)", n)
+		}
+	}
+	if (w.ict || w.ir) && !hasPrompt {
+		return w, badRequest("ict and imagereward need a prompt")
+	}
+	return w, nil
+}
+
+// prepared holds the preprocessed tensors of a request's images for one
+// image pipeline: ok lists the images that made it, in order, and pixels
+// holds their tensors in that order.
+type prepared struct {
+	ok     []int
+	pixels []float32
+}
+
+// imageOptions applies the service's limits to a pipeline's options.
+func (s *Service) imageOptions(p *preprocess.ImagePipeline) preprocess.ImageOptions {
+	o := p.Options()
+	o.MaxBytes, o.MaxPixels = s.opts.MaxImageBytes, s.opts.MaxImagePixels
+	return o
+}
+
+// prepare decodes every image once and makes its tensor for each pipeline,
+// in parallel over the service's workers. errs[i] is image i's failure.
+func (s *Service) prepare(ctx context.Context, images []Image, pipes []*preprocess.ImagePipeline) ([]prepared, []error, error) {
+	n := len(images)
+	errs := make([]error, n)
+	bufs := make([][]float32, len(pipes))
+	for p, pipe := range pipes {
+		bufs[p] = make([]float32, n*pipe.TensorLen())
+	}
+	var lim preprocess.ImageOptions
+	if len(pipes) > 0 {
+		lim = s.imageOptions(pipes[0])
+	}
+	sem := make(chan struct{}, s.workers)
+	var wg sync.WaitGroup
+	for i := range images {
+		if err := ctx.Err(); err != nil {
+			wg.Wait()
+			return nil, nil, err
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			img := images[i].RGB
+			if img == nil {
+				var err error
+				if img, err = preprocess.DecodeRGB(images[i].Data, lim); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+			for p, pipe := range pipes {
+				l := pipe.TensorLen()
+				if err := pipe.TensorRGB(img, bufs[p][i*l:(i+1)*l]); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	out := make([]prepared, len(pipes))
+	for p, pipe := range pipes {
+		l := pipe.TensorLen()
+		buf := bufs[p][:0]
+		for i := 0; i < n; i++ {
+			if errs[i] != nil {
+				continue
+			}
+			out[p].ok = append(out[p].ok, i)
+			buf = append(buf, bufs[p][i*l:(i+1)*l]...) // compacts in place: i*l >= len(buf)
+		}
+		out[p].pixels = buf
+	}
+	return out, errs, nil
+}
+
+// pipelines returns the distinct image pipelines of the selected models and,
+// for ICT and HP, which of them each uses. ICT and HP share one tensor when
+// their preprocessing is the same (it is for the published models).
+func (s *Service) pipelines(w which) (pipes []*preprocess.ImagePipeline, ictPipe, hpPipe int) {
+	ictPipe, hpPipe = -1, -1
+	if w.ict {
+		pipes = append(pipes, s.ict.Images())
+		ictPipe = 0
+	}
+	if w.hp {
+		hpPipe = len(pipes)
+		if w.ict && s.ict.Images().Options() == s.hp.Images().Options() {
+			hpPipe = ictPipe
+		} else {
+			pipes = append(pipes, s.hp.Images())
+		}
+	}
+	return pipes, ictPipe, hpPipe
+}
+
+// ScoreRequest asks for the scores of images for one prompt.
+type ScoreRequest struct {
+	Prompt *string // nil: no prompt (HP only)
+	Images []Image
+	Models []string // narrows the models; empty means all loaded
+}
+
+// ScoreResponse holds one Scores per image, in request order.
+type ScoreResponse struct {
+	Scores   []Scores
+	Versions map[string]string
+}
+
+// Score computes the requested models' scores of each image.
+func (s *Service) Score(ctx context.Context, r ScoreRequest) (*ScoreResponse, error) {
+	w, err := s.selectModels(r.Models, r.Prompt != nil)
+	if err != nil {
+		return nil, err
+	}
+	res := &ScoreResponse{Scores: make([]Scores, len(r.Images)), Versions: s.versionsOf(w)}
+	if len(r.Images) == 0 {
+		return res, nil
+	}
+	pipes, ip, hpp := s.pipelines(w)
+	prep, errs, err := s.prepare(ctx, r.Images, pipes)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range errs {
+		res.Scores[i].Err = e
+	}
+	if w.ict {
+		text, err := s.ict.EmbedTexts(ctx, []string{*r.Prompt})
+		if err != nil {
+			return nil, fmt.Errorf("ict text: %w", err)
+		}
+		emb, err := s.ict.EmbedImages(ctx, prep[ip].pixels, len(prep[ip].ok))
+		if err != nil {
+			return nil, fmt.Errorf("ict image: %w", err)
+		}
+		for k, i := range prep[ip].ok {
+			v := ict.Score(text[0], emb[k])
+			res.Scores[i].ICT = &v
+		}
+	}
+	if w.hp {
+		out, err := s.hp.Score(ctx, prep[hpp].pixels, len(prep[hpp].ok))
+		if err != nil {
+			return nil, fmt.Errorf("hp: %w", err)
+		}
+		for k, i := range prep[hpp].ok {
+			logit, p := out[k].Logit, out[k].HP()
+			res.Scores[i].HPLogit, res.Scores[i].HP = &logit, &p
+		}
+	}
+	if w.ir {
+		scores, perr, err := s.ir.Score(ctx, *r.Prompt, r.Images)
+		if err != nil {
+			return nil, fmt.Errorf("imagereward: %w", err)
+		}
+		for i := range scores {
+			if perr[i] != nil {
+				if res.Scores[i].Err == nil {
+					res.Scores[i].Err = perr[i]
+				}
+				continue
+			}
+			v := scores[i]
+			res.Scores[i].ImageReward = &v
+		}
+	}
+	// An image that failed for one model has no scores from the others
+	// either, so every result row is all or nothing.
+	for i := range res.Scores {
+		if res.Scores[i].Err != nil {
+			res.Scores[i] = Scores{Err: res.Scores[i].Err}
+		}
+	}
+	return res, nil
+}
+
+func (s *Service) versionsOf(w which) map[string]string {
+	all := s.Versions()
+	v := map[string]string{}
+	for name, on := range map[string]bool{ModelICT: w.ict, ModelHP: w.hp, ModelImageReward: w.ir} {
+		if on {
+			v[name] = all[name]
+		}
+	}
+	return v
+}
+
+// Ranked is one candidate of a ranking.
+type Ranked struct {
+	Index int // position in the request
+	Scores
+	ICTHP *float64 // the group score, when both ICT and HP are loaded
+}
+
+// RankResponse lists the candidates best first; failed images come last,
+// in request order, with their error.
+type RankResponse struct {
+	Ranking  []Ranked
+	Versions map[string]string
+}
+
+// Rank orders candidate images for one prompt by the paper's group ICT-HP
+// score (ict × softmax(hp_logit) over the successfully scored candidates).
+// With only one of the models loaded, it ranks by that model's score.
+func (s *Service) Rank(ctx context.Context, prompt string, images []Image) (*RankResponse, error) {
+	var names []string
+	if s.ict != nil {
+		names = append(names, ModelICT)
+	}
+	if s.hp != nil {
+		names = append(names, ModelHP)
+	}
+	if len(names) == 0 {
+		return nil, badRequest("ranking needs ict or hp loaded")
+	}
+	sr, err := s.Score(ctx, ScoreRequest{Prompt: &prompt, Images: images, Models: names})
+	if err != nil {
+		return nil, err
+	}
+	var ok []int
+	for i, sc := range sr.Scores {
+		if sc.Err == nil {
+			ok = append(ok, i)
+		}
+	}
+	key := make([]float64, len(ok))
+	ranked := make([]Ranked, 0, len(images))
+	switch {
+	case s.ict != nil && s.hp != nil:
+		ictv, logits := make([]float64, len(ok)), make([]float64, len(ok))
+		for k, i := range ok {
+			ictv[k], logits[k] = *sr.Scores[i].ICT, *sr.Scores[i].HPLogit
+		}
+		key = GroupICTHP(ictv, logits)
+	case s.ict != nil:
+		for k, i := range ok {
+			key[k] = *sr.Scores[i].ICT
+		}
+	default:
+		for k, i := range ok {
+			key[k] = *sr.Scores[i].HPLogit
+		}
+	}
+	for _, k := range RankOrder(key) {
+		i := ok[k]
+		r := Ranked{Index: i, Scores: sr.Scores[i]}
+		if s.ict != nil && s.hp != nil {
+			v := key[k]
+			r.ICTHP = &v
+		}
+		ranked = append(ranked, r)
+	}
+	for i, sc := range sr.Scores {
+		if sc.Err != nil {
+			ranked = append(ranked, Ranked{Index: i, Scores: sc})
+		}
+	}
+	return &RankResponse{Ranking: ranked, Versions: sr.Versions}, nil
+}
+
+// RewardItem is one (prompt, image) pair of a training batch.
+type RewardItem struct {
+	Prompt string
+	Image  Image
+}
+
+// RewardResponse has one entry per item, in order.
+type RewardResponse struct {
+	Rewards  []*float64 // nil where the item failed
+	Scores   []Scores
+	Versions map[string]string
+}
+
+// Reward scores each item with its own prompt and combines the scores (the
+// request's combination, else the service's default, else ict × hp of the
+// models loaded). Items with the same prompt share one text encoding.
+func (s *Service) Reward(ctx context.Context, items []RewardItem, comb *Combination) (*RewardResponse, error) {
+	c := s.opts.Reward
+	if comb != nil {
+		if err := comb.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		c = *comb
+	}
+	w, err := s.selectModels(nil, true)
+	if err != nil {
+		return nil, err
+	}
+	res := &RewardResponse{Rewards: make([]*float64, len(items)), Scores: make([]Scores, len(items)), Versions: s.versionsOf(w)}
+	if len(items) == 0 {
+		return res, nil
+	}
+	images := make([]Image, len(items))
+	for i, it := range items {
+		images[i] = it.Image
+	}
+	pipes, ip, hpp := s.pipelines(w)
+	prep, errs, err := s.prepare(ctx, images, pipes)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range errs {
+		res.Scores[i].Err = e
+	}
+	if w.ict {
+		// Encode each distinct prompt once.
+		var uniq []string
+		at := map[string]int{}
+		for _, i := range prep[ip].ok {
+			if _, seen := at[items[i].Prompt]; !seen {
+				at[items[i].Prompt] = len(uniq)
+				uniq = append(uniq, items[i].Prompt)
+			}
+		}
+		text, err := s.ict.EmbedTexts(ctx, uniq)
+		if err != nil {
+			return nil, fmt.Errorf("ict text: %w", err)
+		}
+		emb, err := s.ict.EmbedImages(ctx, prep[ip].pixels, len(prep[ip].ok))
+		if err != nil {
+			return nil, fmt.Errorf("ict image: %w", err)
+		}
+		for k, i := range prep[ip].ok {
+			v := ict.Score(text[at[items[i].Prompt]], emb[k])
+			res.Scores[i].ICT = &v
+		}
+	}
+	if w.hp {
+		out, err := s.hp.Score(ctx, prep[hpp].pixels, len(prep[hpp].ok))
+		if err != nil {
+			return nil, fmt.Errorf("hp: %w", err)
+		}
+		for k, i := range prep[hpp].ok {
+			logit, p := out[k].Logit, out[k].HP()
+			res.Scores[i].HPLogit, res.Scores[i].HP = &logit, &p
+		}
+	}
+	if w.ir {
+		if err := s.rewardImageReward(ctx, items, res); err != nil {
+			return nil, err
+		}
+	}
+	for i := range res.Scores {
+		if res.Scores[i].Err != nil {
+			res.Scores[i] = Scores{Err: res.Scores[i].Err}
+			continue
+		}
+		r, err := c.Apply(res.Scores[i])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		res.Rewards[i] = &r
+	}
+	return res, nil
+}
+
+// rewardImageReward scores items grouped by prompt with ImageReward.
+func (s *Service) rewardImageReward(ctx context.Context, items []RewardItem, res *RewardResponse) error {
+	groups := map[string][]int{}
+	var order []string
+	for i, it := range items {
+		if res.Scores[i].Err != nil {
+			continue
+		}
+		if _, ok := groups[it.Prompt]; !ok {
+			order = append(order, it.Prompt)
+		}
+		groups[it.Prompt] = append(groups[it.Prompt], i)
+	}
+	for _, p := range order {
+		idx := groups[p]
+		imgs := make([]Image, len(idx))
+		for k, i := range idx {
+			imgs[k] = items[i].Image
+		}
+		scores, perr, err := s.ir.Score(ctx, p, imgs)
+		if err != nil {
+			return fmt.Errorf("imagereward: %w", err)
+		}
+		for k, i := range idx {
+			if perr[k] != nil {
+				res.Scores[i].Err = perr[k]
+				continue
+			}
+			v := scores[k]
+			res.Scores[i].ImageReward = &v
+		}
+	}
+	return nil
+}
+
+// EmbedTexts returns the ICT model's L2-normalised text embeddings.
+func (s *Service) EmbedTexts(ctx context.Context, texts []string) ([][]float32, error) {
+	if s.ict == nil {
+		return nil, badRequest("text embeddings need the ict model")
+	}
+	return s.ict.EmbedTexts(ctx, texts)
+}
+
+// EmbedImages returns the ICT model's L2-normalised image embeddings (the HP
+// backbone's when ICT is not loaded); errs[i] is image i's own failure.
+func (s *Service) EmbedImages(ctx context.Context, images []Image) (emb [][]float32, errs []error, err error) {
+	var pipe *preprocess.ImagePipeline
+	switch {
+	case s.ict != nil:
+		pipe = s.ict.Images()
+	case s.hp != nil:
+		pipe = s.hp.Images()
+	default:
+		return nil, nil, badRequest("image embeddings need the ict or hp model")
+	}
+	prep, errs, err := s.prepare(ctx, images, []*preprocess.ImagePipeline{pipe})
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows [][]float32
+	if s.ict != nil {
+		rows, err = s.ict.EmbedImages(ctx, prep[0].pixels, len(prep[0].ok))
+	} else {
+		var out []hp.Result
+		out, err = s.hp.Score(ctx, prep[0].pixels, len(prep[0].ok))
+		for _, o := range out {
+			rows = append(rows, o.Embed)
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	emb = make([][]float32, len(images))
+	for k, i := range prep[0].ok {
+		emb[i] = rows[k]
+	}
+	return emb, errs, nil
+}
