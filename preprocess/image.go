@@ -1,0 +1,325 @@
+package preprocess
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+)
+
+// ImageOptions configures the image pipeline. ShortestEdge, CropSize, Mean and Std come
+// from the model directory (preprocessor config), never from constants in code.
+type ImageOptions struct {
+	ShortestEdge int        // resize target of the shortest edge (224)
+	CropSize     int        // square center crop (224)
+	Mean, Std    [3]float32 // per-channel normalisation, RGB order
+	MaxBytes     int64      // 0 = DefaultMaxBytes
+	MaxPixels    int64      // 0 = DefaultMaxPixels
+}
+
+// RGB is a decoded image: packed, row-major, 3 bytes per pixel (HWC, no padding), the
+// array np.asarray(Image.convert("RGB")) would hold.
+type RGB struct {
+	W, H int
+	Pix  []uint8
+}
+
+// ImagePipeline computes CLIPImageProcessor's output (transformers 4.27, Pillow 9.4) for
+// one set of options. It is safe for concurrent use; per-call buffers come from pools.
+type ImagePipeline struct {
+	opt ImageOptions
+	lim limits
+	lut [3][256]float32 // normalised value of each uint8 per channel
+}
+
+// NewImagePipeline validates o and precomputes the normalisation tables.
+func NewImagePipeline(o ImageOptions) (*ImagePipeline, error) {
+	if o.ShortestEdge <= 0 || o.CropSize <= 0 {
+		return nil, fmt.Errorf("preprocess: ShortestEdge (%d) and CropSize (%d) must be positive", o.ShortestEdge, o.CropSize)
+	}
+	if o.ShortestEdge > 1<<15 || o.CropSize > 1<<15 {
+		return nil, fmt.Errorf("preprocess: ShortestEdge (%d) / CropSize (%d) unreasonably large", o.ShortestEdge, o.CropSize)
+	}
+	for c := 0; c < 3; c++ {
+		if o.Std[c] == 0 || math.IsNaN(float64(o.Std[c])) || math.IsNaN(float64(o.Mean[c])) {
+			return nil, fmt.Errorf("preprocess: invalid mean/std %v/%v", o.Mean, o.Std)
+		}
+	}
+	p := &ImagePipeline{opt: o, lim: o.limits()}
+	for c := 0; c < 3; c++ {
+		for v := 0; v < 256; v++ {
+			p.lut[c][v] = normalizeValue(uint8(v), o.Mean[c], o.Std[c])
+		}
+	}
+	return p, nil
+}
+
+// normalizeValue is transformers 4.27's rescale + normalize for one value:
+//
+//	rescale:   (uint8_array * (1/255)).astype(np.float32)   numpy promotes to float64 first
+//	normalize: (x - np.array(mean, dtype=float32)) / np.array(std, dtype=float32)  in float32
+//
+// Go evaluates float32 arithmetic in float32, so the result is bit-identical.
+func normalizeValue(v uint8, mean, std float32) float32 {
+	x := float32(float64(v) * (1.0 / 255))
+	d := x - mean
+	return d / std
+}
+
+// Options returns the options the pipeline was built with.
+func (p *ImagePipeline) Options() ImageOptions { return p.opt }
+
+// TensorLen is the number of float32 values Tensor writes: 3 × CropSize × CropSize.
+func (p *ImagePipeline) TensorLen() int { return 3 * p.opt.CropSize * p.opt.CropSize }
+
+// DecodeRGB decodes data and converts it to RGB exactly as Pillow 9.4's
+// Image.open(...).convert("RGB") does (see IMAGES.md). Only MaxBytes and MaxPixels of lim
+// are used.
+func DecodeRGB(data []byte, lim ImageOptions) (*RGB, error) {
+	pb, err := decodePixels(data, lim.limits())
+	if err != nil {
+		return nil, err
+	}
+	defer pb.release()
+	return pb.toRGB(), nil
+}
+
+// Crop decodes data and returns the CropSize × CropSize uint8 RGB crop that
+// CLIPImageProcessor normalises (resize + center crop, before rescale).
+func (p *ImagePipeline) Crop(data []byte) (*RGB, error) {
+	pb, err := decodePixels(data, p.lim)
+	if err != nil {
+		return nil, err
+	}
+	defer pb.release()
+	cs := p.opt.CropSize
+	out := &RGB{W: cs, H: cs, Pix: make([]uint8, cs*cs*3)}
+	if err := p.cropInto(pb, out.Pix); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CropRGB is Crop for already decoded pixels (e.g. a raw tensor input).
+func (p *ImagePipeline) CropRGB(img *RGB) (*RGB, error) {
+	pb, err := pixelsOfRGB(img, p.lim)
+	if err != nil {
+		return nil, err
+	}
+	cs := p.opt.CropSize
+	out := &RGB{W: cs, H: cs, Pix: make([]uint8, cs*cs*3)}
+	if err := p.cropInto(pb, out.Pix); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Tensor decodes data and writes the normalised CHW float32 tensor (3 × CropSize ×
+// CropSize values, pixel_values[0] of CLIPImageProcessor) into dst.
+func (p *ImagePipeline) Tensor(data []byte, dst []float32) error {
+	if len(dst) < p.TensorLen() {
+		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), p.TensorLen())
+	}
+	pb, err := decodePixels(data, p.lim)
+	if err != nil {
+		return err
+	}
+	defer pb.release()
+	return p.tensorOf(pb, dst)
+}
+
+// TensorRGB is Tensor for already decoded pixels.
+func (p *ImagePipeline) TensorRGB(img *RGB, dst []float32) error {
+	if len(dst) < p.TensorLen() {
+		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), p.TensorLen())
+	}
+	pb, err := pixelsOfRGB(img, p.lim)
+	if err != nil {
+		return err
+	}
+	return p.tensorOf(pb, dst)
+}
+
+func pixelsOfRGB(img *RGB, lim limits) (*pixbuf, error) {
+	if img == nil {
+		return nil, errors.New("preprocess: nil image")
+	}
+	if err := lim.checkDims("RGB", img.W, img.H); err != nil {
+		return nil, err
+	}
+	if len(img.Pix) < img.W*img.H*3 {
+		return nil, fmt.Errorf("%w: RGB buffer has %d bytes for %dx%d", ErrUndecodable, len(img.Pix), img.W, img.H)
+	}
+	return &pixbuf{w: img.W, h: img.H, ps: 3, stride: img.W * 3, pix: img.Pix}, nil
+}
+
+func (p *ImagePipeline) tensorOf(pb *pixbuf, dst []float32) error {
+	cs := p.opt.CropSize
+	sc := getScratch()
+	defer putScratch(sc)
+	crop := grow(&sc.crop, cs*cs*3)
+	if err := p.cropInto(pb, crop); err != nil {
+		return err
+	}
+	plane := cs * cs
+	r, g, b := dst[0:plane], dst[plane:2*plane], dst[2*plane:3*plane]
+	lr, lg, lb := &p.lut[0], &p.lut[1], &p.lut[2]
+	for i := range r {
+		px := crop[i*3 : i*3+3 : i*3+3]
+		r[i] = lr[px[0]]
+		g[i] = lg[px[1]]
+		b[i] = lb[px[2]]
+	}
+	return nil
+}
+
+// resizedSize is transformers 4.27 get_resize_output_image_size(default_to_square=False)
+// for an int size: the short edge becomes size, the long edge
+// int(size * long / short) (Python true division, then truncation).
+func resizedSize(w, h, size int) (int, int, error) {
+	short, long := h, w
+	if w <= h {
+		short, long = w, h
+	}
+	nl := float64(size) * float64(long) / float64(short) // size*long is exact: both < 2^31
+	if nl >= maxResizedEdge {
+		return 0, 0, fmt.Errorf("%w: a %dx%d image resized to a shortest edge of %d has a long edge of %.0f pixels",
+			ErrTooLarge, w, h, size, nl)
+	}
+	newLong := int(nl)
+	if w <= h {
+		return size, newLong, nil
+	}
+	return newLong, size, nil
+}
+
+// cropSpan maps a resized dimension r onto a crop of size c the way transformers 4.27
+// center_crop does: if r >= c the crop starts at (r - c) // 2; otherwise the image is
+// zero-padded and placed at (c - r) // 2. off is such that crop index d shows resized
+// index d + off; [lo, hi) is the part of the resized range that is visible.
+func cropSpan(r, c int) (off, lo, hi int) {
+	if r >= c {
+		off = (r - c) / 2
+		return off, off, off + c
+	}
+	return -((c - r) / 2), 0, r
+}
+
+type scratch struct {
+	tmp  []byte
+	tmp2 []byte
+	acc  []int32
+	crop []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+func putScratch(s *scratch) {
+	// Don't keep buffers of freak sizes alive in the pool.
+	if cap(s.tmp) > 16<<20 {
+		s.tmp = nil
+	}
+	if cap(s.tmp2) > 16<<20 {
+		s.tmp2 = nil
+	}
+	scratchPool.Put(s)
+}
+
+func grow(b *[]byte, n int) []byte {
+	if cap(*b) < n {
+		*b = make([]byte, n)
+	}
+	return (*b)[:n]
+}
+
+// cropInto computes the CropSize² RGB crop of pb into out (len CropSize²×3).
+func (p *ImagePipeline) cropInto(pb *pixbuf, out []byte) error {
+	cs := p.opt.CropSize
+	W, H, err := resizedSize(pb.w, pb.h, p.opt.ShortestEdge)
+	if err != nil {
+		return err
+	}
+	xoff, x0, x1 := cropSpan(W, cs)
+	yoff, y0, y1 := cropSpan(H, cs)
+	nx, ny := x1-x0, y1-y0
+	nch := 3
+	if pb.ps == 1 {
+		nch = 1
+	}
+	o1, o2 := pb.offsets()
+
+	sc := getScratch()
+	defer putScratch(sc)
+
+	// Vertical geometry: which source rows feed output rows [y0, y1).
+	var vc *coeffs
+	sy0, sy1 := y0, y1
+	if H != pb.h {
+		vc = getCoeffs(pb.h, H, y0, ny)
+		sy0, sy1 = vc.inputSpan()
+	}
+	rows := sy1 - sy0
+
+	// Horizontal pass (or column copy) over source rows [sy0, sy1) into tmp.
+	rowLen := nx * nch
+	tmp := grow(&sc.tmp, rows*rowLen)
+	src := pb.pix[sy0*pb.stride:]
+	if W != pb.w {
+		hc := getCoeffs(pb.w, W, x0, nx)
+		hpass(tmp, src, pb.stride, pb.ps, o1, o2, rows, hc)
+	} else {
+		copyColumns(tmp, src, pb.stride, pb.ps, o1, o2, rows, x0, nx)
+	}
+
+	// Vertical pass into res (ny rows of rowLen).
+	res := tmp
+	if vc != nil {
+		res = grow(&sc.tmp2, ny*rowLen)
+		if cap(sc.acc) < rowLen {
+			sc.acc = make([]int32, rowLen)
+		}
+		vpass(res, tmp, rowLen, sy0, vc, sc.acc)
+	}
+
+	// Place into the crop: zero padding where transformers pads, gray expanded to RGB.
+	if nx != cs || ny != cs {
+		clear(out)
+	}
+	dx, dy := x0-xoff, y0-yoff
+	for r := 0; r < ny; r++ {
+		o := out[((dy+r)*cs+dx)*3 : ((dy+r)*cs+dx+nx)*3]
+		s := res[r*rowLen : (r+1)*rowLen]
+		if nch == 3 {
+			copy(o, s)
+			continue
+		}
+		for i, v := range s {
+			q := o[i*3 : i*3+3 : i*3+3]
+			q[0], q[1], q[2] = v, v, v
+		}
+	}
+	return nil
+}
+
+// copyColumns copies columns [x0, x0+n) of rows source rows into packed RGB (or gray) rows.
+func copyColumns(dst, src []byte, stride, ps, o1, o2, rows, x0, n int) {
+	if ps == 1 {
+		for r := 0; r < rows; r++ {
+			copy(dst[r*n:(r+1)*n], src[r*stride+x0:r*stride+x0+n])
+		}
+		return
+	}
+	for r := 0; r < rows; r++ {
+		d := dst[r*n*3 : (r+1)*n*3]
+		s := src[r*stride+x0*ps:]
+		if ps == 3 {
+			copy(d, s[:n*3])
+			continue
+		}
+		for i := 0; i < n; i++ {
+			p := s[i*ps:]
+			d[i*3], d[i*3+1], d[i*3+2] = p[0], p[o1], p[o2]
+		}
+	}
+}
