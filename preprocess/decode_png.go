@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/png"
@@ -64,6 +65,15 @@ func decodePNG(data []byte, lim limits) (*pixbuf, error) {
 		return nil, err
 	}
 	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil && err.Error() == "png: invalid format: invalid checksum" {
+		// Pillow verifies the CRC of the chunks before the image data only; the
+		// standard decoder verifies all of them. Retry with the CRCs of IDAT and of
+		// every later chunk recomputed.
+		if fixed, ok := pngFixLateCRCs(data); ok {
+			data = fixed
+			img, err = png.Decode(bytes.NewReader(data))
+		}
+	}
 	if err != nil && errors.Is(err, io.ErrUnexpectedEOF) {
 		// Pillow stops reading after the image data and tolerates a file that ends
 		// without its IEND chunk; the standard decoder insists on IEND. Retry with one
@@ -82,6 +92,32 @@ func decodePNG(data []byte, lim limits) (*pixbuf, error) {
 		return nil, fmt.Errorf("%w: PNG: decoded bounds %v differ from header %dx%d", ErrUndecodable, b, hd.w, hd.h)
 	}
 	return pixbufOfImage(img, hd.depth == 16 && hd.ctype == pngGray)
+}
+
+// pngFixLateCRCs returns a copy of data whose chunks from the first IDAT on carry
+// correct CRCs.
+func pngFixLateCRCs(data []byte) ([]byte, bool) {
+	out := append([]byte(nil), data...)
+	seenIDAT, changed := false, false
+	for p := 8; p+12 <= len(out); {
+		n := int(binary.BigEndian.Uint32(out[p:]))
+		if n < 0 || n > len(out)-p-12 {
+			break
+		}
+		typ := out[p+4 : p+8]
+		if string(typ) == "IDAT" {
+			seenIDAT = true
+		}
+		if seenIDAT {
+			sum := crc32.ChecksumIEEE(out[p+4 : p+8+n])
+			if binary.BigEndian.Uint32(out[p+8+n:]) != sum {
+				binary.BigEndian.PutUint32(out[p+8+n:], sum)
+				changed = true
+			}
+		}
+		p += 12 + n
+	}
+	return out, changed
 }
 
 func pngError(err error) error {

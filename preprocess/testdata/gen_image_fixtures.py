@@ -422,6 +422,48 @@ def main():
     add("bmp_l", save(Image.fromarray(noise_rgb(33, 20, 44)).convert("L"), "bmp_l.bmp", "BMP"), "BMP 8-bit gray")
     add("bmp_rgba32", save(Image.fromarray(rgba[:30, :40].copy(), "RGBA"), "bmp_rgba32.bmp", "BMP"), "BMP 32-bit BGRA")
 
+    # ---- damaged files: Pillow's verdict (error or pixels) is the reference
+    def damaged(name, base, desc, fn):
+        with open(os.path.join(SRC, base), "rb") as f:
+            data = bytearray(f.read())
+        data = fn(data)
+        with open(os.path.join(SRC, name + os.path.splitext(base)[1]), "wb") as f:
+            f.write(data)
+        add(name, name + os.path.splitext(base)[1], desc)
+
+    def flip_crc(chunk):
+        def fn(d):
+            i = d.index(chunk)
+            n = struct.unpack(">I", d[i - 4:i])[0]
+            d[i + 4 + n] ^= 0xFF
+            return d
+        return fn
+
+    def bad_text(d):
+        i = d.index(b"IDAT") - 4
+        t = png_chunk(b"tEXt", b"Comment\x00hello")
+        t = t[:-1] + bytes([t[-1] ^ 0xFF])
+        return d[:i] + t + d[i:]
+
+    def corrupt_scan(d):
+        i = d.index(b"\xff\xda")
+        j = i + (len(d) - i) // 2
+        for k in range(j, j + 40, 3):
+            if d[k] != 0xFF and d[k - 1] != 0xFF:
+                d[k] ^= 0x5A
+        return d
+
+    damaged("png_truncated_idat", "png_rgb8_37x53.png", "PNG cut inside IDAT", lambda d: d[: len(d) // 2])
+    damaged("png_bad_idat_crc", "png_rgb8_37x53.png", "PNG with a bad IDAT CRC", flip_crc(b"IDAT"))
+    damaged("png_bad_text_crc", "png_rgb8_37x53.png", "PNG with a bad tEXt CRC", bad_text)
+    damaged("jpeg_truncated_half", "jpeg_base_420.jpg", "JPEG baseline cut in half", lambda d: d[: len(d) // 2])
+    damaged("jpeg_prog_truncated", "jpeg_prog_420.jpg", "JPEG progressive cut at 60%", lambda d: d[: len(d) * 6 // 10])
+    damaged("jpeg_corrupt_scan", "jpeg_base_420.jpg", "JPEG with corrupted entropy data", corrupt_scan)
+    damaged("jpeg_trailing_garbage", "jpeg_base_420.jpg", "JPEG followed by garbage", lambda d: d + b"garbage" * 10)
+    damaged("webp_truncated", "webp_lossy_300x200.webp", "WebP cut in half", lambda d: d[: len(d) // 2])
+    damaged("gif_truncated", "gif_p.gif", "GIF cut in half", lambda d: d[: len(d) // 2])
+    damaged("png_trailing_garbage", "png_rgb8_37x53.png", "PNG followed by garbage", lambda d: d + b"garbage" * 10)
+
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump({"pillow": PIL.__version__, "numpy": np.__version__, "cases": cases}, f, indent=1)
 
