@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/models/clip"
@@ -225,19 +226,9 @@ func TestConvertHP(t *testing.T) {
 			root := t.TempDir()
 			writeFolder(t, filepath.Join(root, "hp_backbone"), c, w, paramNames(c.Params()), format, "F32")
 			headPath := filepath.Join(root, "mlp_pytorch_model.bin")
-			f, err := os.Create(headPath)
-			if err != nil {
+			if err := testmodels.WriteHead(headPath, c, w); err != nil {
 				t.Fatal(err)
 			}
-			var head []checkpoint.NamedTensor
-			for _, p := range clip.HeadParams(int64(c.ProjectionDim)) {
-				data, _ := w.Float32(p.Name)
-				head = append(head, checkpoint.NamedTensor{Name: p.Name, DType: "F32", Shape: p.Shape, Data: data})
-			}
-			if err := checkpoint.WriteTorchZip(f, "mlp_pytorch_model", head); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
 			out := filepath.Join(root, "out")
 			man, err := convert.HP(convert.HPOptions{Backbone: filepath.Join(root, "hp_backbone"), Head: headPath, Out: out, Build: clip.BuildOptions{Fused: true}})
 			if err != nil {
@@ -303,3 +294,12 @@ func TestConvertErrors(t *testing.T) {
 		t.Error("missing folder accepted")
 	}
 }
+
+func writeFolder(t *testing.T, dir string, c clip.Config, w clip.Weights, names []string, format string, dtype checkpoint.DType, extra ...checkpoint.NamedTensor) {
+	t.Helper()
+	if err := testmodels.WriteFolder(dir, c, w, names, testmodels.Format(format), dtype, extra...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func paramNames(ps []clip.Param) []string { return testmodels.Names(ps) }

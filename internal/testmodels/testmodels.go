@@ -1,0 +1,142 @@
+// Package testmodels writes small checkpoints in Hugging Face layout for
+// tests: a CLIPModel folder (config.json as hub files of the ICT/HP era
+// have it, plus model.safetensors or pytorch_model.bin) and the HP head's
+// bare state dict.
+package testmodels
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/icthp/icthp/models/checkpoint"
+	"github.com/icthp/icthp/models/clip"
+)
+
+// Format is a checkpoint file format.
+type Format string
+
+// The two formats Hugging Face folders use.
+const (
+	Safetensors Format = "safetensors"
+	Torch       Format = "torch"
+)
+
+// Config is a config.json as hub files of the ICT/HP era have it: towers
+// under the legacy *_config_dict keys as well, a stale nested projection_dim
+// and eos_token_id, and, with staleLayers, layer counts that the weights'
+// shapes must override.
+func Config(c clip.Config, staleLayers bool) []byte {
+	tower := func(t clip.TowerConfig, vision bool) map[string]any {
+		m := map[string]any{
+			"hidden_size": t.HiddenSize, "intermediate_size": t.IntermediateSize,
+			"num_hidden_layers": t.NumLayers, "num_attention_heads": t.NumHeads,
+			"hidden_act": string(t.HiddenAct), "layer_norm_eps": t.LayerNormEps,
+			"projection_dim": 999, // stale: the top level wins
+		}
+		if staleLayers {
+			m["num_hidden_layers"] = t.NumLayers + 3
+		}
+		if vision {
+			m["image_size"], m["patch_size"] = t.ImageSize, t.PatchSize
+		} else {
+			m["vocab_size"], m["max_position_embeddings"] = t.VocabSize, t.MaxPositions
+			m["eos_token_id"] = 2 // stale: pooling must use the largest id
+		}
+		return m
+	}
+	cfg := map[string]any{
+		"architectures":      []string{"CLIPModel"},
+		"model_type":         "clip",
+		"projection_dim":     c.ProjectionDim,
+		"text_config":        tower(c.Text, false),
+		"vision_config":      tower(c.Vision, true),
+		"text_config_dict":   tower(c.Text, false),
+		"vision_config_dict": tower(c.Vision, true),
+	}
+	b, _ := json.MarshalIndent(cfg, "", " ")
+	return b
+}
+
+// Tensors reads the named parameters of w as checkpoint tensors of dtype.
+func Tensors(w clip.Weights, names []string, dtype checkpoint.DType) ([]checkpoint.NamedTensor, error) {
+	var ts []checkpoint.NamedTensor
+	for _, n := range names {
+		shape, ok := w.Shape(n)
+		if !ok {
+			return nil, fmt.Errorf("testmodels: no parameter %s", n)
+		}
+		data, err := w.Float32(n)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, checkpoint.NamedTensor{Name: n, DType: dtype, Shape: shape, Data: data})
+	}
+	return ts, nil
+}
+
+// WriteFolder writes a Hugging Face folder holding the named parameters of
+// w (plus extra tensors) in the given format, stored as dtype, with a stale
+// config.json.
+func WriteFolder(dir string, c clip.Config, w clip.Weights, names []string, format Format, dtype checkpoint.DType, extra ...checkpoint.NamedTensor) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	ts, err := Tensors(w, names, dtype)
+	if err != nil {
+		return err
+	}
+	ts = append(ts, extra...)
+	file := "pytorch_model.bin"
+	if format == Safetensors {
+		file = "model.safetensors"
+	}
+	f, err := os.Create(filepath.Join(dir, file))
+	if err != nil {
+		return err
+	}
+	if format == Safetensors {
+		err = checkpoint.WriteSafetensors(f, ts)
+	} else {
+		err = checkpoint.WriteTorchZip(f, "pytorch_model", ts)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), Config(c, true), 0o644)
+}
+
+// WriteHead writes the HP head's parameters from w as a bare state dict in
+// a torch zip file, as hp_scorer/mlp_pytorch_model.bin is.
+func WriteHead(path string, c clip.Config, w clip.Weights) error {
+	var names []string
+	for _, p := range clip.HeadParams(int64(c.ProjectionDim)) {
+		names = append(names, p.Name)
+	}
+	ts, err := Tensors(w, names, "F32")
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := checkpoint.WriteTorchZip(f, "mlp_pytorch_model", ts); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Names lists the parameters' names.
+func Names(ps []clip.Param) []string {
+	var n []string
+	for _, p := range ps {
+		n = append(n, p.Name)
+	}
+	return n
+}
