@@ -1,0 +1,229 @@
+package blipref
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/icthp/icthp/models/blip"
+)
+
+// Tensor is one state-dict entry held in memory: its shape and values,
+// row-major. Int marks an int64 buffer (its values are integral).
+type Tensor struct {
+	Shape []int64
+	Data  []float32
+	Int   bool
+}
+
+// MapWeights is an in-memory blip.Weights: key → tensor.
+type MapWeights map[string]Tensor
+
+var _ blip.Weights = MapWeights(nil)
+
+// Shape implements blip.Weights.
+func (m MapWeights) Shape(name string) ([]int64, bool) {
+	t, ok := m[name]
+	if !ok {
+		return nil, false
+	}
+	return slices.Clone(t.Shape), true
+}
+
+// Float32 implements blip.Weights. It returns a copy of the values.
+func (m MapWeights) Float32(name string) ([]float32, error) {
+	t, ok := m[name]
+	if !ok {
+		return nil, fmt.Errorf("blipref: no tensor %q", name)
+	}
+	if int64(len(t.Data)) != numel(t.Shape) {
+		return nil, fmt.Errorf("blipref: tensor %q has %d values for shape %v", name, len(t.Data), t.Shape)
+	}
+	return slices.Clone(t.Data), nil
+}
+
+// Keys lists the keys, sorted.
+func (m MapWeights) Keys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func numel(shape []int64) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// Param is one entry of ImageReward's state dict.
+type Param struct {
+	Name  string
+	Shape []int64
+	Int   bool // the int64 position_ids buffer
+}
+
+// Params lists every entry of ImageReward(med_config).state_dict() for cfg,
+// in its order, transcribed from the module definitions:
+//
+//   - ImageReward: blip (BLIP_Pretrain), then mlp (MLP); preprocess and the
+//     tokenizer are not modules.
+//   - BLIP_Pretrain: visual_encoder, text_encoder, vision_proj
+//     Linear(vision_width, 256), text_proj Linear(768, 256).
+//   - VisionTransformer: own parameters cls_token [1,1,D], pos_embed
+//     [1,N+1,D]; then patch_embed.proj (Conv2d with bias; timm's PatchEmbed
+//     norm is Identity), blocks.i (norm1, attn.qkv (bias, qkv_bias=True),
+//     attn.proj, norm2, mlp.fc1, mlp.fc2), norm. No head, no pre_logits.
+//   - BertModel(add_pooling_layer=False): embeddings (buffer position_ids
+//     [1, max_position_embeddings] first, then word_embeddings,
+//     position_embeddings, LayerNorm — no token_type_embeddings in med.py),
+//     encoder.layer.i (attention.self.{query,key,value}, attention.output.
+//     {dense,LayerNorm}, crossattention.* likewise with key/value from
+//     encoder_width, intermediate.dense, output.dense, output.LayerNorm).
+//     No pooler.
+//   - MLP: layers.{0,2,4,6,7} Linear (1, 3, 5 are Dropouts).
+func Params(cfg *blip.Config) []Param {
+	v, t := &cfg.Vision, &cfg.Text
+	var ps []Param
+	add := func(name string, dims ...int) {
+		s := make([]int64, len(dims))
+		for i, d := range dims {
+			s[i] = int64(d)
+		}
+		ps = append(ps, Param{Name: name, Shape: s})
+	}
+	D, M, P := v.Width, int(float64(v.Width)*v.MLPRatio), v.PatchSize
+	T := (v.ImageSize/P)*(v.ImageSize/P) + 1
+	ve := "blip.visual_encoder."
+	add(ve+"cls_token", 1, 1, D)
+	add(ve+"pos_embed", 1, T, D)
+	add(ve+"patch_embed.proj.weight", D, 3, P, P)
+	add(ve+"patch_embed.proj.bias", D)
+	for i := 0; i < v.Depth; i++ {
+		p := fmt.Sprintf("%sblocks.%d.", ve, i)
+		add(p+"norm1.weight", D)
+		add(p+"norm1.bias", D)
+		add(p+"attn.qkv.weight", 3*D, D)
+		add(p+"attn.qkv.bias", 3*D)
+		add(p+"attn.proj.weight", D, D)
+		add(p+"attn.proj.bias", D)
+		add(p+"norm2.weight", D)
+		add(p+"norm2.bias", D)
+		add(p+"mlp.fc1.weight", M, D)
+		add(p+"mlp.fc1.bias", M)
+		add(p+"mlp.fc2.weight", D, M)
+		add(p+"mlp.fc2.bias", D)
+	}
+	add(ve+"norm.weight", D)
+	add(ve+"norm.bias", D)
+
+	H, I, E := t.HiddenSize, t.IntermediateSize, v.Width
+	te := "blip.text_encoder."
+	ps = append(ps, Param{Name: te + "embeddings.position_ids", Shape: []int64{1, int64(t.MaxPositions)}, Int: true})
+	add(te+"embeddings.word_embeddings.weight", t.VocabSize, H)
+	add(te+"embeddings.position_embeddings.weight", t.MaxPositions, H)
+	add(te+"embeddings.LayerNorm.weight", H)
+	add(te+"embeddings.LayerNorm.bias", H)
+	for i := 0; i < t.NumLayers; i++ {
+		p := fmt.Sprintf("%sencoder.layer.%d.", te, i)
+		for _, att := range []struct {
+			name string
+			kvIn int
+		}{{"attention.", H}, {"crossattention.", E}} {
+			a := p + att.name
+			add(a+"self.query.weight", H, H)
+			add(a+"self.query.bias", H)
+			add(a+"self.key.weight", H, att.kvIn)
+			add(a+"self.key.bias", H)
+			add(a+"self.value.weight", H, att.kvIn)
+			add(a+"self.value.bias", H)
+			add(a+"output.dense.weight", H, H)
+			add(a+"output.dense.bias", H)
+			add(a+"output.LayerNorm.weight", H)
+			add(a+"output.LayerNorm.bias", H)
+		}
+		add(p+"intermediate.dense.weight", I, H)
+		add(p+"intermediate.dense.bias", I)
+		add(p+"output.dense.weight", H, I)
+		add(p+"output.dense.bias", H)
+		add(p+"output.LayerNorm.weight", H)
+		add(p+"output.LayerNorm.bias", H)
+	}
+	add("blip.vision_proj.weight", 256, D)
+	add("blip.vision_proj.bias", 256)
+	add("blip.text_proj.weight", 256, H)
+	add("blip.text_proj.bias", 256)
+
+	in := H
+	for i, idx := range HeadIndices {
+		add(fmt.Sprintf("mlp.layers.%d.weight", idx), HeadWidths[i], in)
+		add(fmt.Sprintf("mlp.layers.%d.bias", idx), HeadWidths[i])
+		in = HeadWidths[i]
+	}
+	return ps
+}
+
+// RandomWeights returns seeded random values for every entry of
+// Params(cfg). Generator: rand.New(rand.NewPCG(uint64(seed), 0)); entries in
+// Params order, values row-major, each computed in float64 and rounded to
+// float32:
+//   - position_ids: 0, 1, 2, … (no draw), as in a real checkpoint
+//   - LayerNorm weights (".weight" of a name containing "norm" or
+//     "LayerNorm"): 1 + 0.1·z
+//   - biases: 0.1·z
+//   - embeddings, cls_token, pos_embed: 0.5·z
+//   - mlp.layers.*: torch Linear's default, uniform in ±1/√fan_in
+//     (1/√fan_in · (2u − 1), weight and bias)
+//   - other weights (Linear, Conv): z/√fan_in
+func RandomWeights(cfg *blip.Config, seed int64) MapWeights {
+	r := rand.New(rand.NewPCG(uint64(seed), 0))
+	m := make(MapWeights)
+	headFanIn := 0
+	for _, p := range Params(cfg) {
+		data := make([]float32, numel(p.Shape))
+		fanIn := 1
+		for _, d := range p.Shape[1:] {
+			fanIn *= int(d)
+		}
+		isNorm := strings.Contains(p.Name, "norm") || strings.Contains(p.Name, "LayerNorm")
+		switch {
+		case p.Int:
+			for i := range data {
+				data[i] = float32(i)
+			}
+		case strings.HasPrefix(p.Name, "mlp."):
+			if strings.HasSuffix(p.Name, ".weight") {
+				headFanIn = fanIn
+			}
+			bound := 1 / math.Sqrt(float64(headFanIn))
+			for i := range data {
+				data[i] = float32(bound * (2*r.Float64() - 1))
+			}
+		case isNorm && strings.HasSuffix(p.Name, ".weight"):
+			for i := range data {
+				data[i] = float32(1 + 0.1*r.NormFloat64())
+			}
+		case strings.HasSuffix(p.Name, ".bias"):
+			for i := range data {
+				data[i] = float32(0.1 * r.NormFloat64())
+			}
+		case strings.Contains(p.Name, "embeddings.") || strings.HasSuffix(p.Name, "cls_token") || strings.HasSuffix(p.Name, "pos_embed"):
+			for i := range data {
+				data[i] = float32(0.5 * r.NormFloat64())
+			}
+		default:
+			std := 1 / math.Sqrt(float64(fanIn))
+			for i := range data {
+				data[i] = float32(std * r.NormFloat64())
+			}
+		}
+		m[p.Name] = Tensor{Shape: slices.Clone(p.Shape), Data: data, Int: p.Int}
+	}
+	return m
+}

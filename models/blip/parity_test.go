@@ -1,0 +1,336 @@
+package blip_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/icthp/icthp/internal/blipref"
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/blip"
+	"github.com/icthp/icthp/models/checkpoint"
+	"github.com/icthp/icthp/models/ortlib"
+)
+
+func needORT(t testing.TB) {
+	t.Helper()
+	if _, err := ortlib.Init(""); err != nil {
+		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
+	}
+}
+
+// writeOriginal writes w as ImageReward.pt is laid out: a torch zip-pickle
+// state dict with keys blip.* and mlp.layers.* in ImageReward.state_dict()
+// order, position_ids as int64.
+func writeOriginal(t testing.TB, c *blip.Config, w blipref.MapWeights, path string) {
+	t.Helper()
+	var ts []checkpoint.NamedTensor
+	for _, p := range blipref.Params(c) {
+		e := w[p.Name]
+		dt := checkpoint.F32
+		if e.Int {
+			dt = checkpoint.I64
+		}
+		ts = append(ts, checkpoint.NamedTensor{Name: p.Name, DType: dt, Shape: e.Shape, Data: e.Data})
+	}
+	// The extra keys a training checkpoint may hold are reported, not used.
+	ts = append(ts, checkpoint.NamedTensor{Name: "blip.temp", DType: checkpoint.F32, Shape: []int64{}, Data: []float32{0.07}})
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := checkpoint.WriteTorchZip(f, "ImageReward", ts); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testInputs is n images of standard-normal pixels and n token rows of
+// different lengths: [CLS] random ids [SEP], padded with 0, mask 1 on the
+// tokens; the last row fills the context.
+func testInputs(c *blip.Config, n int, seed uint64) (px []float32, ids, mask []int64) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	S, L := c.Vision.ImageSize, c.ContextLength
+	px = make([]float32, n*3*S*S)
+	for i := range px {
+		px[i] = float32(rng.NormFloat64())
+	}
+	ids, mask = make([]int64, n*L), make([]int64, n*L)
+	for r := 0; r < n; r++ {
+		l := 3 + (r*11)%(L-3)
+		if r == n-1 {
+			l = L
+		}
+		ids[r*L] = 101
+		for j := 1; j < l-1; j++ {
+			ids[r*L+j] = int64(999 + rng.IntN(c.Text.VocabSize-999))
+		}
+		ids[r*L+l-1] = 102
+		for j := 0; j < l; j++ {
+			mask[r*L+j] = 1
+		}
+	}
+	return px, ids, mask
+}
+
+// converted is a model directory written by Convert with its sessions.
+type converted struct {
+	res    blip.Result
+	vision *models.Session
+	text   *models.MultiSession
+}
+
+func convertAndOpen(t *testing.T, c *blip.Config, w blip.Weights, opts blip.BuildOptions, so models.SessionOptions) *converted {
+	t.Helper()
+	dir := t.TempDir()
+	res, err := blip.Convert(w, c.Text, c.Vision, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := models.OpenSession(filepath.Join(dir, res.Vision.File), res.Vision.Inputs[0], res.Vision.Outputs, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vs.Close() })
+	ts, err := models.OpenMultiSession(filepath.Join(dir, res.Text.File), res.Text.Inputs, res.Text.Outputs, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ts.Close() })
+	return &converted{res: res, vision: vs, text: ts}
+}
+
+func (cv *converted) score(t *testing.T, px []float32, ids, mask []int64, n int) (tokens, scores []float32) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := cv.vision.RunFloat(ctx, px, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cv.text.RunInputs(ctx, n,
+		models.Input{Name: blip.InputIDs, Int64: ids},
+		models.Input{Name: blip.InputMask, Int64: mask},
+		models.Input{Name: blip.InputImageTokens, Float: out[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[0], sc[0]
+}
+
+// A tiny checkpoint in the original layout (ImageReward.pt as torch
+// zip-pickle), converted, run by onnxruntime, agrees with the float64
+// reference of ImageReward.score to 1e-5 on the score, plain and fused.
+func TestCheckpointMatchesFloat64Reference(t *testing.T) {
+	needORT(t)
+	const n, scoreTol, tokenTol = 4, 1e-5, 1e-4
+	c, err := blip.PresetConfig(blip.PresetTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := blipref.RandomWeights(&c, 21)
+	path := filepath.Join(t.TempDir(), "ImageReward.pt")
+	writeOriginal(t, &c, w, path)
+	sd, err := checkpoint.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sd.Close()
+
+	px, ids, mask := testInputs(&c, n, 3)
+	ref, refTokens, err := blipref.Scores(&c, w, px, ids, mask, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digests := map[bool]string{}
+	for _, fused := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fused=%v", fused), func(t *testing.T) {
+			cv := convertAndOpen(t, &c, sd, blip.BuildOptions{Fused: fused}, models.SessionOptions{MaxBatch: 3})
+			if len(cv.res.Notes) != 1 || !strings.Contains(cv.res.Notes[0], "blip.temp") {
+				t.Errorf("notes %q: want the unknown key blip.temp reported", cv.res.Notes)
+			}
+			digests[fused] = cv.res.Digest
+			tokens, scores := cv.score(t, px, ids, mask, n)
+			T, D := c.Vision.NumTokens(), c.Vision.Width
+			worstTok := 0.0
+			for b := 0; b < n; b++ {
+				for i := 0; i < T; i++ {
+					for d := 0; d < D; d++ {
+						worstTok = math.Max(worstTok, math.Abs(float64(tokens[(b*T+i)*D+d])-refTokens[b][i][d]))
+					}
+				}
+			}
+			worst := 0.0
+			for b := 0; b < n; b++ {
+				worst = math.Max(worst, math.Abs(float64(scores[b])-ref[b]))
+			}
+			t.Logf("max |onnxruntime − float64|: image tokens %.3g, score %.3g (scores %v)", worstTok, worst, scores)
+			if worstTok > tokenTol {
+				t.Errorf("image tokens differ by %g > %g", worstTok, tokenTol)
+			}
+			if worst > scoreTol {
+				t.Errorf("scores differ by %g > %g: onnxruntime %v, reference %v", worst, scoreTol, scores, ref)
+			}
+		})
+	}
+	if digests[false] == digests[true] {
+		t.Error("plain and fused conversions have the same digest")
+	}
+}
+
+// The score depends on the image and the prompt, and not on what sits at
+// padded positions (masked with −10000 in every layer).
+func TestMaskAndSensitivity(t *testing.T) {
+	needORT(t)
+	const n = 3
+	c, err := blip.PresetConfig(blip.PresetTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := blip.NewRandom(&c, 8)
+	px, ids, mask := testInputs(&c, n, 4)
+	for _, fused := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fused=%v", fused), func(t *testing.T) {
+			cv := convertAndOpen(t, &c, w, blip.BuildOptions{Fused: fused}, models.SessionOptions{})
+			_, base := cv.score(t, px, ids, mask, n)
+
+			padded := append([]int64(nil), ids...)
+			for i := range padded {
+				if mask[i] == 0 {
+					padded[i] = 2000 + int64(i)
+				}
+			}
+			_, got := cv.score(t, px, padded, mask, n)
+			for b := range got {
+				if math.Abs(float64(got[b]-base[b])) > 1e-6 {
+					t.Errorf("row %d: ids under mask 0 changed the score %g → %g", b, base[b], got[b])
+				}
+			}
+
+			// Unmasking the padding changes the score.
+			ones := append([]int64(nil), mask...)
+			for i := range ones {
+				ones[i] = 1
+			}
+			_, got = cv.score(t, px, ids, ones, n)
+			if math.Abs(float64(got[0]-base[0])) < 1e-4 {
+				t.Errorf("attending to the padding left the score at %g", got[0])
+			}
+
+			// Another image, same prompt.
+			S := c.Vision.ImageSize
+			swapped := append(append([]float32(nil), px[3*S*S:2*3*S*S]...), px[:3*S*S]...)
+			swapped = append(swapped, px[2*3*S*S:]...)
+			ids01 := append(append([]int64(nil), ids[:c.ContextLength]...), ids[:c.ContextLength]...)
+			ids01 = append(ids01, ids[2*c.ContextLength:]...)
+			mask01 := append(append([]int64(nil), mask[:c.ContextLength]...), mask[:c.ContextLength]...)
+			mask01 = append(mask01, mask[2*c.ContextLength:]...)
+			_, got = cv.score(t, swapped, ids01, mask01, n)
+			if math.Abs(float64(got[0]-got[1])) < 1e-4 {
+				t.Errorf("two images scored the same for one prompt: %v", got)
+			}
+			if math.Abs(float64(got[1]-base[0])) > 1e-5 {
+				t.Errorf("image 0 with prompt 0 scored %g in row 1, %g in row 0", got[1], base[0])
+			}
+		})
+	}
+}
+
+// The fused graph (contrib kernels, last layer at position 0, folded head)
+// and the plain one agree at the real size, on the random preset.
+func TestFusedMatchesPlainRealSize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-size conversion (2 GB of weights) skipped in -short")
+	}
+	needORT(t)
+	if os.Getenv("ICTHP_BIG_TESTS") == "" {
+		t.Skip("set ICTHP_BIG_TESTS=1 to convert and run the real-size ImageReward preset")
+	}
+	c, err := blip.PresetConfig(blip.PresetImageReward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := blip.NewRandom(&c, 1)
+	px, ids, mask := testInputs(&c, 2, 9)
+	var scores [2][]float32
+	for i, fused := range []bool{false, true} {
+		cv := convertAndOpen(t, &c, w, blip.BuildOptions{Fused: fused}, models.SessionOptions{})
+		_, scores[i] = cv.score(t, px, ids, mask, 2)
+	}
+	for b := range scores[0] {
+		if d := math.Abs(float64(scores[0][b] - scores[1][b])); d > 1e-4 {
+			t.Errorf("row %d: plain %g, fused %g", b, scores[0][b], scores[1][b])
+		}
+	}
+	t.Logf("plain %v fused %v", scores[0], scores[1])
+}
+
+// The folded head is the head.
+func TestFoldHead(t *testing.T) {
+	c, err := blip.PresetConfig(blip.PresetTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := blipref.RandomWeights(&c, 2)
+	vec, beta, err := blip.FoldHead(w, c.Text.HiddenSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for k := 0; k < 5; k++ {
+		h := make([]float64, c.Text.HiddenSize)
+		s := beta
+		for i := range h {
+			h[i] = rng.NormFloat64()
+			s += h[i] * vec[i]
+		}
+		raw, err := blipref.Head(w, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := math.Abs(s - blipref.Normalize(raw)); d > 1e-12 {
+			t.Errorf("folded head %g, head %g", s, blipref.Normalize(raw))
+		}
+	}
+}
+
+// A checkpoint whose ViT differs from the vision config is refused with a
+// message saying what it holds; missing keys are named.
+func TestConvertErrors(t *testing.T) {
+	c, err := blip.PresetConfig(blip.PresetTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := blipref.RandomWeights(&c, 2)
+	vis := c.Vision
+	vis.Width, vis.NumHeads = 128, 4
+	_, err = blip.Convert(w, c.Text, vis, t.TempDir(), blip.BuildOptions{})
+	if err == nil || !strings.Contains(err.Error(), "width 64") {
+		t.Errorf("width mismatch: %v", err)
+	}
+	got, ok := blip.InferVision(w)
+	got.NumHeads = c.Vision.NumHeads // not in the shapes
+	if !ok || got != c.Vision {
+		t.Errorf("InferVision = %+v, %v; want %+v", got, ok, c.Vision)
+	}
+	delete(w, "blip.text_encoder.encoder.layer.1.crossattention.self.value.bias")
+	_, err = blip.Convert(w, c.Text, c.Vision, t.TempDir(), blip.BuildOptions{})
+	if err == nil || !strings.Contains(err.Error(), "crossattention.self.value.bias") {
+		t.Errorf("missing key: %v", err)
+	}
+	// Unused keys may be absent.
+	w = blipref.RandomWeights(&c, 2)
+	for _, p := range c.UnusedParams() {
+		delete(w, p.Name)
+	}
+	if _, err := blip.Convert(w, c.Text, c.Vision, t.TempDir(), blip.BuildOptions{}); err != nil {
+		t.Errorf("without the unused keys: %v", err)
+	}
+}
