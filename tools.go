@@ -6,7 +6,9 @@ package tools
 
 import (
 	_ "github.com/gin-gonic/gin"
+	_ "github.com/maypok86/otter/v2"
 	_ "github.com/nlpodyssey/gopickle/pickle"
+	_ "github.com/parquet-go/parquet-go"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/redis/go-redis/v9"
 	_ "github.com/yalue/onnxruntime_go"
