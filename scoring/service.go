@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/preprocess"
@@ -42,6 +44,11 @@ type Options struct {
 	MaxImagePixels int64
 	// Reward is the default combination of /v1/reward; zero means product.
 	Reward Combination
+	// Metrics, when set, is where the service and what it owns (the cache,
+	// the batchers) register their Prometheus collectors. The server passes
+	// its registry; the command line leaves it nil. No package registers on
+	// the global default registry.
+	Metrics prometheus.Registerer
 }
 
 // Service scores images with whichever models are loaded.
