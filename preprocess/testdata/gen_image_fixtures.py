@@ -381,10 +381,40 @@ def main():
     cmyk = Image.fromarray(photo).convert("CMYK")
     add("jpeg_cmyk", save(cmyk, "jpeg_cmyk.jpg", "JPEG", quality=90), "JPEG CMYK (Adobe, inverted) baseline")
     add("jpeg_prog_cmyk", save(cmyk, "jpeg_prog_cmyk.jpg", "JPEG", quality=90, progressive=True), "JPEG CMYK progressive")
+    # YCCK: Pillow cannot write it, so take the CMYK file and set its Adobe APP14 transform
+    # flag to 2. libjpeg then reads the first three components as YCbCr and converts them
+    # (YCCK -> CMYK) before Pillow's CMYK;I unpacking: a structurally real YCCK file.
+    with open(os.path.join(SRC, "jpeg_cmyk.jpg"), "rb") as f:
+        data = bytearray(f.read())
+    i = data.index(b"\xff\xee")  # APP14: len(2) "Adobe"(5) version(2) flags0(2) flags1(2) transform(1)
+    assert data[i + 4:i + 9] == b"Adobe" and data[i + 15] == 0, data[i:i + 16]
+    for name, prog in (("jpeg_ycck", False), ("jpeg_prog_ycck", True)):
+        if prog:
+            with open(os.path.join(SRC, "jpeg_prog_cmyk.jpg"), "rb") as f:
+                data = bytearray(f.read())
+            i = data.index(b"\xff\xee")
+        data[i + 15] = 2
+        with open(os.path.join(SRC, name + ".jpg"), "wb") as f:
+            f.write(data)
+        add(name, name + ".jpg", f"JPEG YCCK (Adobe transform 2) {'progressive' if prog else 'baseline'}")
+    # CMYK without the Adobe marker: libjpeg still sees 4 components as CMYK and Pillow
+    # still unpacks them as inverted (CMYK;I) bytes.
+    with open(os.path.join(SRC, "jpeg_cmyk.jpg"), "rb") as f:
+        data = bytearray(f.read())
+    i = data.index(b"\xff\xee")
+    n = struct.unpack(">H", data[i + 2:i + 4])[0]
+    with open(os.path.join(SRC, "jpeg_cmyk_noadobe.jpg"), "wb") as f:
+        f.write(data[:i] + data[i + 2 + n:])
+    add("jpeg_cmyk_noadobe", "jpeg_cmyk_noadobe.jpg", "JPEG CMYK without an Adobe APP14 marker")
     for w, h in ((1, 1), (17, 9), (9, 17), (224, 224), (301, 199)):
         a = noise_rgb(w, h, w + 77 * h) if w * h < 1000 else smooth_rgb(w, h, w + 77 * h)
         fn = save(Image.fromarray(a), f"jpeg_420_{w}x{h}.jpg", "JPEG", quality=85)
         add(f"jpeg_420_{w}x{h}", fn, f"JPEG 4:2:0 {w}x{h}")
+    for w, h, sub in ((301, 199, 2), (17, 9, 1), (9, 17, 2)):  # odd sizes: partial MCUs, edge upsampling
+        a = noise_rgb(w, h, w + 77 * h) if w * h < 1000 else smooth_rgb(w, h, w + 77 * h)
+        sname = ("444", "422", "420")[sub]
+        fn = save(Image.fromarray(a), f"jpeg_prog_{sname}_{w}x{h}.jpg", "JPEG", quality=85, subsampling=sub, progressive=True)
+        add(f"jpeg_prog_{sname}_{w}x{h}", fn, f"JPEG progressive 4:{sname[1]}:{sname[2]} {w}x{h}")
     add("jpeg_big_420", save(Image.fromarray(big), "jpeg_big_420.jpg", "JPEG", quality=60), "JPEG 4:2:0 1280x960")
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90; must NOT be applied
