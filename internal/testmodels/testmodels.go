@@ -10,8 +10,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/models/clip"
+	"github.com/icthp/icthp/models/convert"
+	"github.com/icthp/icthp/preprocess"
 )
 
 // Format is a checkpoint file format.
@@ -139,4 +142,30 @@ func Names(ps []clip.Param) []string {
 		n = append(n, p.Name)
 	}
 	return n
+}
+
+// RandomDir writes a `tiny` random model directory of kind (clip or hp) with
+// seed into dir, the way `icthp convert random` does, and returns its
+// manifest, architecture and weights, so that a test can compute the
+// float64 reference (internal/clipref) on exactly the weights the graphs
+// hold. A clip model gets vocab (a bpe_simple_vocab_16e6.txt.gz's content)
+// or, when vocab is nil, a synthetic vocabulary.
+func RandomDir(dir string, kind models.Kind, seed uint64, vocab []byte, build clip.BuildOptions) (*models.Manifest, clip.Config, clip.Weights, error) {
+	c, err := clip.PresetConfig(clip.PresetTiny)
+	if err != nil {
+		return nil, c, nil, err
+	}
+	o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: kind, Seed: seed, Out: dir, Build: build}
+	if kind == models.KindCLIP {
+		if vocab != nil {
+			o.Vocab, o.VocabName = vocab, "bpe_simple_vocab_16e6.txt.gz"
+		} else {
+			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(2000), true
+		}
+	}
+	man, err := convert.Random(o)
+	if err != nil {
+		return nil, c, nil, err
+	}
+	return man, c, clip.NewRandom(&c, seed, kind == models.KindHP), nil
 }
