@@ -1,0 +1,161 @@
+package preprocess
+
+import (
+	"bytes"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Benchmarks of bytes → 224×224 normalised tensor, to compare with Pillow doing the same
+// (testdata/bench_pillow.py; BENCHMARKS.md, "Preprocessing against Pillow").
+//
+// With ICTHP_BENCH_IMAGES=DIR they read DIR/bench_512.jpg and DIR/bench_1024.png, the
+// files bench_pillow.py writes and times, so both sides decode the very same bytes.
+// Without it they encode similar images with Go's encoders (the figures are then only
+// indicative: a different encoder makes a different file).
+//
+//	/usr/bin/python3 preprocess/testdata/bench_pillow.py /tmp/pb
+//	ICTHP_BENCH_IMAGES=/tmp/pb go test ./preprocess -run '^$' -bench Tensor -cpu 1 -benchmem
+
+// benchPhoto is a smooth, photo-like RGB picture with a patch of noise (sharp detail),
+// like the fixtures' smooth_rgb + noise_rgb.
+func benchPhoto(w, h int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	seed := uint32(12345)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			fx, fy := float64(x)/float64(w), float64(y)/float64(h)
+			r := 128 + 100*math.Sin(6*fx+2*fy)
+			g := 128 + 90*math.Cos(4*fy-3*fx*fy)
+			b := 128 + 80*math.Sin(9*fx*fy+1)
+			if x > w/3 && x < w/2 && y > h/3 && y < h/2 {
+				seed = seed*1664525 + 1013904223
+				r, g, b = float64(seed>>24), float64(seed>>16&255), float64(seed>>8&255)
+			}
+			img.SetRGBA(x, y, color.RGBA{uint8(r), uint8(g), uint8(b), 255})
+		}
+	}
+	return img
+}
+
+func benchImage(b *testing.B, name string) []byte {
+	b.Helper()
+	if dir := os.Getenv("ICTHP_BENCH_IMAGES"); dir != "" {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return data
+	}
+	var buf bytes.Buffer
+	var err error
+	switch name {
+	case "bench_512.jpg":
+		err = jpeg.Encode(&buf, benchPhoto(512, 512), &jpeg.Options{Quality: 90})
+	case "bench_1024.png":
+		err = png.Encode(&buf, benchPhoto(1024, 1024))
+	default:
+		b.Fatalf("unknown bench image %s", name)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func benchTensor(b *testing.B, name string) {
+	data := benchImage(b, name)
+	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, p.TensorLen())
+	if err := p.Tensor(data, dst); err != nil { // warm the pools and the coefficient cache
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := p.Tensor(data, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
+}
+
+func BenchmarkTensorJPEG512(b *testing.B) { benchTensor(b, "bench_512.jpg") }
+func BenchmarkTensorPNG1024(b *testing.B) { benchTensor(b, "bench_1024.png") }
+
+// The same from GOMAXPROCS goroutines, each with its own tensor buffer, as the scoring
+// worker pool runs it: images/s here is for all cores together.
+func benchTensorParallel(b *testing.B, name string) {
+	data := benchImage(b, name)
+	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		dst := make([]float32, p.TensorLen())
+		for pb.Next() {
+			if err := p.Tensor(data, dst); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
+}
+
+func BenchmarkTensorParallelJPEG512(b *testing.B) { benchTensorParallel(b, "bench_512.jpg") }
+func BenchmarkTensorParallelPNG1024(b *testing.B) { benchTensorParallel(b, "bench_1024.png") }
+
+// BenchmarkTensorRGB is the resize + crop + normalise part alone on already decoded
+// 1024×1024 pixels (no decoder garbage): it must not allocate at all.
+func BenchmarkTensorRGB(b *testing.B) {
+	src := formulaRGB(1024, 1024)
+	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, p.TensorLen())
+	if err := p.TensorRGB(src, dst); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := p.TensorRGB(src, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestTensorRGBNoGarbage checks what BenchmarkTensorRGB reports: once the pools are warm,
+// resize + crop + normalise into a caller's buffer allocates nothing per image (the
+// pixbuf header is the one small allocation allowed).
+func TestTensorRGBNoGarbage(t *testing.T) {
+	src := formulaRGB(640, 480)
+	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]float32, p.TensorLen())
+	allocs := testing.AllocsPerRun(20, func() {
+		if err := p.TensorRGB(src, dst); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("TensorRGB allocates %.1f times per image, want at most 1", allocs)
+	}
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/python3
+"""Time Pillow 9.4 + numpy doing what ImagePipeline.Tensor does, on the files the Go
+benchmarks read (see preprocess/bench_test.go and BENCHMARKS.md).
+
+    /usr/bin/python3 preprocess/testdata/bench_pillow.py DIR [SECONDS]
+
+Writes DIR/bench_512.jpg (512x512, quality 90, 4:2:0) and DIR/bench_1024.png
+(1024x1024 RGB) if they are missing, then times, single-threaded, for each file:
+Image.open(BytesIO(bytes)) + convert("RGB") + resize(shortest edge 224, BICUBIC,
+reducing_gap=None) + center crop 224 + rescale/normalise with numpy (float32, CHW),
+as transformers 4.27's CLIPImageProcessor computes it. Prints images/s.
+Benchmark only; not used by the tests.
+"""
+
+import io
+import os
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+
+
+def photo(w, h):
+    """The picture of benchPhoto in bench_test.go (smooth + a patch of noise)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    fx, fy = x / w, y / h
+    r = 128 + 100 * np.sin(6 * fx + 2 * fy)
+    g = 128 + 90 * np.cos(4 * fy - 3 * fx * fy)
+    b = 128 + 80 * np.sin(9 * fx * fy + 1)
+    img = np.stack([r, g, b], axis=-1).astype(np.uint8)
+    rng = np.random.default_rng(12345)
+    y0, y1, x0, x1 = h // 3 + 1, h // 2, w // 3 + 1, w // 2
+    img[y0:y1, x0:x1] = rng.integers(0, 256, (y1 - y0, x1 - x0, 3), dtype=np.uint8)
+    return img
+
+
+def tensor(data, size=224, crop=224):
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = im.size
+    short, long = (w, h) if w <= h else (h, w)
+    nl = int(size * long / short)
+    rw, rh = (size, nl) if w <= h else (nl, size)
+    arr = np.asarray(im.resize((rw, rh), resample=Image.BICUBIC, reducing_gap=None))
+    top, left = (rh - crop) // 2, (rw - crop) // 2
+    arr = arr[top:top + crop, left:left + crop]
+    x = (arr * (1 / 255)).astype(np.float32)
+    x = (x - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    d = sys.argv[1]
+    secs = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
+    os.makedirs(d, exist_ok=True)
+    files = {"bench_512.jpg": (512, "JPEG", dict(quality=90, subsampling=2)),
+             "bench_1024.png": (1024, "PNG", {})}
+    for name, (n, fmt, kw) in files.items():
+        p = os.path.join(d, name)
+        if not os.path.exists(p):
+            Image.fromarray(photo(n, n)).save(p, fmt, **kw)
+    import PIL
+    print(f"Pillow {PIL.__version__}, numpy {np.__version__}, one thread")
+    for name in files:
+        with open(os.path.join(d, name), "rb") as f:
+            data = f.read()
+        assert tensor(data).shape == (3, 224, 224)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < secs:
+            tensor(data)
+            n += 1
+        dt = time.perf_counter() - t0
+        print(f"{name}: {len(data)} bytes, {n / dt:.1f} images/s ({dt / n * 1e3:.2f} ms/image)")
+
+
+if __name__ == "__main__":
+    main()
