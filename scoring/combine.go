@@ -1,9 +1,12 @@
 package scoring
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -59,46 +62,62 @@ type Combination struct {
 var ScoreNames = []string{"ict", "hp", "hp_logit", "imagereward"}
 
 // ParseCombination reads "product", "ict", "hp", "imagereward", or
-// "weighted:ict=1,hp=0.5".
+// "weighted:ict=1,hp=0.5" (names from ScoreNames, each at most once, finite
+// numbers as strconv.ParseFloat reads them).
 func ParseCombination(s string) (Combination, error) {
-	kind, rest, _ := strings.Cut(strings.TrimSpace(s), ":")
+	kind, rest, hasArgs := strings.Cut(strings.TrimSpace(s), ":")
 	c := Combination{Kind: kind}
 	switch kind {
-	case "", "product":
-		c.Kind = "product"
-		return c, nil
-	case "ict", "hp", "imagereward":
+	case "", "product", "ict", "hp", "imagereward":
+		if hasArgs {
+			return c, fmt.Errorf("reward combination %q takes no arguments", kind)
+		}
+		if kind == "" {
+			c.Kind = "product"
+		}
 		return c, nil
 	case "weighted":
 		c.Weights = map[string]float64{}
 		for _, kv := range strings.Split(rest, ",") {
 			k, v, ok := strings.Cut(kv, "=")
-			var f float64
-			if _, err := fmt.Sscan(v, &f); !ok || err != nil {
+			k = strings.TrimSpace(k)
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if !ok || k == "" || (err != nil && !errors.Is(err, strconv.ErrRange)) {
 				return c, fmt.Errorf("reward weights %q: want name=number pairs", rest)
 			}
-			c.Weights[strings.TrimSpace(k)] = f
+			if _, dup := c.Weights[k]; dup {
+				return c, fmt.Errorf("reward weight for %s given twice", k)
+			}
+			c.Weights[k] = f
 		}
 		return c, c.Validate()
 	}
 	return c, fmt.Errorf("reward combination %q: want product, ict, hp, imagereward or weighted:NAME=W,...", s)
 }
 
-// Validate checks the names of a weighted combination.
+// Validate checks a combination, as a request may carry one that was not
+// parsed: a known kind, weights only for "weighted", known score names and
+// finite weights.
 func (c Combination) Validate() error {
-	for k, w := range c.Weights {
-		known := false
-		for _, n := range ScoreNames {
-			known = known || n == k
+	switch c.Kind {
+	case "", "product", "ict", "hp", "imagereward":
+		if len(c.Weights) > 0 {
+			return fmt.Errorf("reward combination %q has weights; only a weighted one takes them", c.Kind)
 		}
-		if !known {
+		return nil
+	case "weighted":
+	default:
+		return fmt.Errorf("unknown reward combination %q (want product, ict, hp, imagereward or weighted)", c.Kind)
+	}
+	for k, w := range c.Weights {
+		if !slices.Contains(ScoreNames, k) {
 			return fmt.Errorf("reward weight for unknown score %q (want %v)", k, ScoreNames)
 		}
 		if math.IsNaN(w) || math.IsInf(w, 0) {
 			return fmt.Errorf("reward weight for %s is not finite", k)
 		}
 	}
-	if c.Kind == "weighted" && len(c.Weights) == 0 {
+	if len(c.Weights) == 0 {
 		return fmt.Errorf("weighted reward needs at least one weight")
 	}
 	return nil

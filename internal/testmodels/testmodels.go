@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/checkpoint"
@@ -146,7 +147,7 @@ func Names(ps []clip.Param) []string {
 
 // RandomDir writes a `tiny` random model directory of kind (clip or hp) with
 // seed into dir, the way `icthp convert random` does, and returns its
-// manifest, architecture and weights, so that a test can compute the
+// manifest, architecture and weights (Cached), so that a test can compute the
 // float64 reference (internal/clipref) on exactly the weights the graphs
 // hold. A clip model gets vocab (a bpe_simple_vocab_16e6.txt.gz's content)
 // or, when vocab is nil, a synthetic vocabulary.
@@ -167,5 +168,31 @@ func RandomDir(dir string, kind models.Kind, seed uint64, vocab []byte, build cl
 	if err != nil {
 		return nil, c, nil, err
 	}
-	return man, c, clip.NewRandom(&c, seed, kind == models.KindHP), nil
+	return man, c, Cached(clip.NewRandom(&c, seed, kind == models.KindHP)), nil
+}
+
+// Cached remembers every tensor w returns, so that a reference computed
+// image by image does not regenerate (or re-read) the same random weights
+// each time. It is safe for concurrent use.
+func Cached(w clip.Weights) clip.Weights { return &cached{w: w, m: map[string][]float32{}} }
+
+type cached struct {
+	w  clip.Weights
+	mu sync.Mutex
+	m  map[string][]float32
+}
+
+func (c *cached) Shape(name string) ([]int64, bool) { return c.w.Shape(name) }
+
+func (c *cached) Float32(name string) ([]float32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.m[name]; ok {
+		return v, nil
+	}
+	v, err := c.w.Float32(name)
+	if err == nil {
+		c.m[name] = v
+	}
+	return v, err
 }
