@@ -1,0 +1,450 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/icthp/icthp/scoring"
+)
+
+// Scorer is what a batch run needs of scoring.Service.
+type Scorer interface {
+	// Reward scores each item with its own prompt (ict, hp, imagereward:
+	// whichever are loaded); identical prompts share one text encoding.
+	Reward(ctx context.Context, items []scoring.RewardItem, comb *scoring.Combination) (*scoring.RewardResponse, error)
+	EmbedImages(ctx context.Context, images []scoring.Image) ([][]float32, []error, error)
+	Versions() map[string]string
+}
+
+// Defaults of Options' zero fields.
+const (
+	DefaultBatchSize = 16
+	DefaultPartSize  = 1000
+	DefaultInFlight  = 2
+)
+
+// Options configure a run.
+type Options struct {
+	Inputs []string // paths or globs (see Enumerate)
+	// Out is FILE.jsonl or FILE.parquet; a shard writes Shard.OutputPath(Out).
+	// The parts and the journal live in the folder OUT.parts beside it.
+	Out   string
+	Shard Shard
+	// BatchSize is how many images go to the service (and the encoders)
+	// at once; PartSize how many rows one committed part holds (rounded
+	// up to a multiple of BatchSize); InFlight how many batches are in the
+	// service at once (2: one is decoded while the other is encoded).
+	BatchSize, PartSize, InFlight int
+	// Embeddings adds each image's embedding (Parquet: the embedding list
+	// column; JSONL: OUT without extension + .embeddings.npy, EmbeddingDim
+	// wide, NaN rows where the image failed).
+	Embeddings   bool
+	EmbeddingDim int
+	// KeepParts keeps the part files after the merge (the journal is kept
+	// regardless, so that a rerun knows the work is done).
+	KeepParts bool
+	// MaxImageBytes stops the reader from reading a larger file whole (0:
+	// no limit here; the service applies its own).
+	MaxImageBytes int64
+	// Progress, when set, receives a progress line several times a second
+	// (carriage returns, for a terminal).
+	Progress io.Writer
+	// now is the clock (tests); nil means time.Now.
+	now func() time.Time
+}
+
+// Summary is what a run did.
+type Summary struct {
+	Out          string            `json:"out"`
+	Items        int               `json:"items"`         // in this shard
+	Skipped      int               `json:"skipped"`       // done by an earlier run
+	Scored       int               `json:"scored"`        // scored by this run
+	Errors       int               `json:"errors"`        // rows with an error, over the whole shard
+	Parts        int               `json:"parts"`         // in this shard
+	PartsSkipped int               `json:"parts_skipped"` // done by an earlier run
+	Elapsed      time.Duration     `json:"elapsed_ns"`
+	Models       map[string]string `json:"models"`
+}
+
+// ImagesPerSecond is the rate of this run's scoring.
+func (s *Summary) ImagesPerSecond() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Scored) / s.Elapsed.Seconds()
+}
+
+// part is a run of consecutive items of the shard.
+type part struct {
+	index, first int
+	items        []Item
+	hash         string
+}
+
+func (p part) name(f Format) string { return fmt.Sprintf("part-%05d.%s", p.index, f) }
+
+// Run scores the inputs into o.Out, resuming from what an earlier run of
+// the same inputs, models and settings committed.
+func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
+	if o.BatchSize <= 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.PartSize <= 0 {
+		o.PartSize = DefaultPartSize
+	}
+	o.PartSize = (o.PartSize + o.BatchSize - 1) / o.BatchSize * o.BatchSize
+	if o.InFlight <= 0 {
+		o.InFlight = DefaultInFlight
+	}
+	if o.Shard.N == 0 {
+		o.Shard = Shard{0, 1}
+	}
+	now := o.now
+	if now == nil {
+		now = time.Now
+	}
+	start := now()
+	format, err := FormatOf(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	if o.Embeddings && format == JSONL && o.EmbeddingDim <= 0 {
+		return nil, errors.New("batch: embeddings in a .npy file need EmbeddingDim")
+	}
+	out := o.Shard.OutputPath(o.Out)
+	if dir := filepath.Dir(out); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	all, err := Enumerate(o.Inputs)
+	if err != nil {
+		return nil, err
+	}
+	items := o.Shard.Filter(all)
+	versions := s.Versions()
+	sum := &Summary{Out: out, Items: len(items), Models: versions}
+
+	var parts []part
+	for lo := 0; lo < len(items); lo += o.PartSize {
+		its := items[lo:min(lo+o.PartSize, len(items))]
+		parts = append(parts, part{index: len(parts), first: lo, items: its, hash: itemsHash(its)})
+	}
+	sum.Parts = len(parts)
+	dir := out + ".parts"
+	j, err := openJournal(dir, header{Journal: 1, Format: format, Shard: o.Shard.String(), PartSize: o.PartSize,
+		Items: len(items), InputHash: itemsHash(items), Models: versions, Embeddings: o.Embeddings})
+	if err != nil {
+		return nil, err
+	}
+	defer j.close()
+	npyOut := ""
+	if o.Embeddings && format == JSONL {
+		npyOut = NpyPath(out)
+	}
+
+	if m := j.merged; m != nil && sizeIs(out, m.Bytes) && (npyOut == "" || sizeIs(npyOut, m.NpyBytes)) {
+		sum.Skipped, sum.PartsSkipped = len(items), len(parts)
+		for _, r := range j.parts {
+			sum.Errors += r.Errors
+		}
+		sum.Elapsed = now().Sub(start)
+		return sum, nil
+	}
+
+	var todo []part
+	for _, p := range parts {
+		r, ok := j.parts[p.index]
+		if ok && r.First == p.first && r.Count == len(p.items) && r.Hash == p.hash &&
+			sizeIs(filepath.Join(dir, p.name(format)), r.Bytes) &&
+			(npyOut == "" || sizeIs(filepath.Join(dir, p.npyName()), r.NpyBytes)) {
+			sum.Skipped += len(p.items)
+			sum.PartsSkipped++
+			sum.Errors += r.Errors
+			continue
+		}
+		todo = append(todo, p)
+	}
+
+	var prog *progress
+	if o.Progress != nil {
+		prog = newProgress(o.Progress, now, len(items), sum.Skipped, sum.Errors)
+		defer prog.stop()
+	}
+	r := &runner{s: s, o: o, format: format, dir: dir, j: j, npy: npyOut != "", prog: prog,
+		needPrompt: versions[scoring.ModelICT] != "" || versions[scoring.ModelImageReward] != ""}
+	scored, errs, err := r.run(ctx, todo)
+	sum.Scored = scored
+	sum.Errors += errs
+	if err != nil {
+		sum.Elapsed = now().Sub(start)
+		return sum, err
+	}
+
+	// Every part is on disk: merge them, in order.
+	names := make([]string, len(parts))
+	npys := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = filepath.Join(dir, p.name(format))
+		npys[i] = filepath.Join(dir, p.npyName())
+	}
+	m := mergedRecord{Rows: len(items)}
+	if m.Bytes, err = mergeParts(format, out, names); err != nil {
+		return sum, fmt.Errorf("merge: %w", err)
+	}
+	if npyOut != "" {
+		if m.NpyBytes, err = mergeNpy(npyOut, npys, o.EmbeddingDim); err != nil {
+			return sum, fmt.Errorf("merge embeddings: %w", err)
+		}
+	}
+	if err := j.commitMerged(m); err != nil {
+		return sum, err
+	}
+	if !o.KeepParts {
+		for i := range names {
+			os.Remove(names[i])
+			if npyOut != "" {
+				os.Remove(npys[i])
+			}
+		}
+	}
+	sum.Elapsed = now().Sub(start)
+	return sum, nil
+}
+
+func (p part) npyName() string { return fmt.Sprintf("part-%05d.npy", p.index) }
+
+func sizeIs(path string, size int64) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Size() == size
+}
+
+// runner is one run's pipeline.
+type runner struct {
+	s          Scorer
+	o          Options
+	format     Format
+	dir        string
+	j          *journal
+	npy        bool
+	needPrompt bool
+	prog       *progress
+}
+
+// job is one batch: consecutive items of one part, read.
+type job struct {
+	part  int // index into todo
+	lo    int // offset of the batch in the part
+	items []Item
+	loads []loaded
+}
+
+type result struct {
+	part, lo int
+	rows     []Row
+}
+
+// run scores the parts: a reader goroutine reads batches ahead, InFlight
+// goroutines score them, and this goroutine collects rows and commits each
+// part as soon as all its rows are in. It returns the images scored and the
+// error rows among them.
+func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err error) {
+	if len(todo) == 0 {
+		return 0, 0, nil
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	jobs := make(chan job, r.o.InFlight)
+	results := make(chan result, r.o.InFlight)
+	g.Go(func() error {
+		defer close(jobs)
+		for pi, p := range todo {
+			for lo := 0; lo < len(p.items); lo += r.o.BatchSize {
+				its := p.items[lo:min(lo+r.o.BatchSize, len(p.items))]
+				jb := job{part: pi, lo: lo, items: its, loads: make([]loaded, len(its))}
+				for i := range its {
+					jb.loads[i] = its[i].load(r.o.MaxImageBytes)
+				}
+				select {
+				case jobs <- jb:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		return nil
+	})
+	var wg sync.WaitGroup
+	for range r.o.InFlight {
+		wg.Add(1)
+		g.Go(func() error {
+			defer wg.Done()
+			for jb := range jobs {
+				rows, err := r.score(ctx, jb)
+				if err != nil {
+					return err
+				}
+				select {
+				case results <- result{part: jb.part, lo: jb.lo, rows: rows}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	go func() { wg.Wait(); close(results) }()
+	g.Go(func() error {
+		pending := map[int][]Row{}
+		filled := map[int]int{}
+		for res := range results {
+			p := todo[res.part]
+			rows := pending[res.part]
+			if rows == nil {
+				rows = make([]Row, len(p.items))
+				pending[res.part] = rows
+			}
+			copy(rows[res.lo:], res.rows)
+			filled[res.part] += len(res.rows)
+			e := 0
+			for i := range res.rows {
+				if res.rows[i].Error != nil {
+					e++
+				}
+			}
+			if r.prog != nil {
+				r.prog.add(len(res.rows), e)
+			}
+			if filled[res.part] < len(p.items) {
+				continue
+			}
+			delete(pending, res.part)
+			delete(filled, res.part)
+			n, err := r.commit(p, rows)
+			if err != nil {
+				return fmt.Errorf("part %d: %w", p.index, err)
+			}
+			scored += len(rows)
+			errRows += n
+		}
+		return nil
+	})
+	err = g.Wait()
+	return scored, errRows, err
+}
+
+// commit writes a part's files atomically, then its journal line. It
+// returns the part's error rows.
+func (r *runner) commit(p part, rows []Row) (int, error) {
+	rec := partRecord{Part: p.index, First: p.first, Count: len(p.items), Hash: p.hash}
+	for i := range rows {
+		if rows[i].Error != nil {
+			rec.Errors++
+		}
+	}
+	var err error
+	if r.npy {
+		// The .npy goes first: a part counts as done only when the journal
+		// names it, and then both files are in place.
+		if rec.NpyBytes, err = writeAtomic(filepath.Join(r.dir, p.npyName()), func(w io.Writer) error {
+			return writeNpy(w, rows, r.o.EmbeddingDim)
+		}); err != nil {
+			return 0, err
+		}
+		for i := range rows {
+			rows[i].Embedding = nil // not in the JSONL itself
+		}
+	}
+	write := writeJSONL
+	if r.format == Parquet {
+		write = writeParquet
+	}
+	if rec.Bytes, err = writeAtomic(filepath.Join(r.dir, p.name(r.format)), func(w io.Writer) error {
+		return write(w, rows)
+	}); err != nil {
+		return 0, err
+	}
+	return rec.Errors, r.j.commitPart(rec)
+}
+
+// score turns one batch into rows. Items that could not be read, or that
+// lack the prompt a loaded model needs, become error rows without reaching
+// the service; the service's own per-image errors become error rows too.
+// Only a failure of the whole call (the models, the context) is an error.
+func (r *runner) score(ctx context.Context, jb job) ([]Row, error) {
+	rows := make([]Row, len(jb.items))
+	var req []scoring.RewardItem
+	var at []int
+	for i, it := range jb.items {
+		rows[i] = Row{Key: it.Key, Source: it.Source, Prompt: jb.loads[i].prompt}
+		l := jb.loads[i]
+		switch {
+		case l.err != nil:
+			rows[i].Error = errText(l.err)
+		case r.needPrompt && l.prompt == nil:
+			rows[i].Error = errText(errors.New("no prompt (no .txt sidecar, no prompt in the manifest or .json)"))
+		case r.needPrompt && *l.prompt == "":
+			rows[i].Error = errText(errors.New("empty prompt"))
+		default:
+			p := ""
+			if l.prompt != nil {
+				p = *l.prompt
+			}
+			req = append(req, scoring.RewardItem{Prompt: p, Image: scoring.Image{Data: l.data}})
+			at = append(at, i)
+		}
+	}
+	if len(req) == 0 {
+		return rows, nil
+	}
+	res, err := r.s.Reward(ctx, req, nil)
+	if err != nil {
+		return nil, err
+	}
+	var emb [][]float32
+	if r.o.Embeddings {
+		imgs := make([]scoring.Image, len(req))
+		for k := range req {
+			imgs[k] = req[k].Image
+		}
+		if emb, _, err = r.s.EmbedImages(ctx, imgs); err != nil {
+			return nil, err
+		}
+	}
+	v := res.Versions
+	for k, i := range at {
+		sc := res.Scores[k]
+		row := &rows[i]
+		if sc.Err != nil {
+			row.Error = errText(sc.Err)
+			continue
+		}
+		row.ICT, row.HP, row.HPLogit, row.ImageReward = sc.ICT, sc.HP, sc.HPLogit, sc.ImageReward
+		row.ICTVersion, row.HPVersion, row.ImageRewardVersion = version(v, scoring.ModelICT), version(v, scoring.ModelHP), version(v, scoring.ModelImageReward)
+		if emb != nil && emb[k] != nil {
+			row.Embedding = slices.Clone(emb[k])
+		}
+	}
+	return rows, nil
+}
+
+func version(v map[string]string, name string) *string {
+	s, ok := v[name]
+	if !ok {
+		return nil
+	}
+	return &s
+}
+
+func errText(err error) *string {
+	s := err.Error()
+	return &s
+}

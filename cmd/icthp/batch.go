@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/icthp/icthp/batch"
+	"github.com/icthp/icthp/scoring"
+)
+
+func init() {
+	register(command{
+		name: "batch",
+		args: "[--ict DIR] [--hp DIR] --input PATH... --out FILE.jsonl|FILE.parquet [--shard I/N]",
+		summary: "score a whole dataset (folders with .txt prompts, JSONL/CSV manifests, WebDataset tars) into " +
+			"JSONL or Parquet, resumably: a rerun skips what is done",
+		run: runBatch,
+	})
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func runBatch(ctx context.Context, a *app, args []string) error {
+	fs := newFlags(a, "batch")
+	var mf modelFlags
+	mf.register(fs, a)
+	var inputs stringList
+	fs.Var(&inputs, "input", "dataset to score: a folder, a .tar shard, a .jsonl/.csv manifest, an image, or a glob (repeatable; also as arguments)")
+	out := fs.String("out", "", "output file, .jsonl or .parquet (required); parts and the journal go to OUT.parts/")
+	shardFlag := fs.String("shard", "", "score only shard I of N (I/N, 0-based): the items whose key hashes to I mod N; output OUT-IIIII-of-NNNNN.EXT")
+	partSize := fs.Int("part-size", batch.DefaultPartSize, "rows per committed part (what a crash can lose)")
+	inFlight := fs.Int("inflight", batch.DefaultInFlight, "batches in the service at once (decoding of one overlaps encoding of another)")
+	embeddings := fs.Bool("embeddings", false, "add image embeddings: a list column in Parquet, OUT.embeddings.npy beside JSONL")
+	keepParts := fs.Bool("keep-parts", false, "keep the part files after merging them")
+	progressFlag := fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always, never")
+	jsonSummary := fs.Bool("json", false, "print the summary as one JSON object on stdout")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	inputs = append(inputs, pos...)
+	if len(inputs) == 0 {
+		return usagef("give at least one --input")
+	}
+	if *out == "" {
+		return usagef("--out is required")
+	}
+	if _, err := batch.FormatOf(*out); err != nil {
+		return usageError{err.Error()}
+	}
+	shard, err := batch.ParseShard(*shardFlag)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if *partSize <= 0 || *inFlight <= 0 {
+		return usagef("--part-size and --inflight must be positive")
+	}
+	showProgress := false
+	switch *progressFlag {
+	case "auto":
+		f, ok := a.stderr.(*os.File)
+		showProgress = ok && term.IsTerminal(int(f.Fd()))
+	case "always":
+		showProgress = true
+	case "never":
+	default:
+		return usagef("--progress must be auto, always or never")
+	}
+	for _, in := range inputs {
+		if _, err := os.Stat(in); err != nil && !strings.ContainsAny(in, "*?[") {
+			return usagef("input %s: %v", in, errors.Unwrap(err))
+		}
+	}
+
+	l, err := mf.loadModels(a, scoring.Options{})
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	o := batch.Options{Inputs: inputs, Out: *out, Shard: shard, BatchSize: mf.batch, PartSize: *partSize,
+		InFlight: *inFlight, Embeddings: *embeddings, KeepParts: *keepParts, MaxImageBytes: mf.maxBytes}
+	if *embeddings {
+		switch {
+		case l.svc.ICT() != nil:
+			o.EmbeddingDim = l.svc.ICT().Manifest().EmbeddingDim
+		case l.svc.HP() != nil:
+			o.EmbeddingDim = l.svc.HP().Manifest().EmbeddingDim
+		default:
+			return usagef("--embeddings needs --ict or --hp")
+		}
+	}
+	if showProgress {
+		o.Progress = a.stderr
+	}
+	sum, err := batch.Run(ctx, l.svc, o)
+	if err != nil {
+		if ctx.Err() != nil && sum != nil {
+			return fmt.Errorf("interrupted after %d new images (%d parts were done before); run the same command again to resume", sum.Scored, sum.PartsSkipped)
+		}
+		return err
+	}
+	if *jsonSummary {
+		if err := json.NewEncoder(a.stdout).Encode(struct {
+			*batch.Summary
+			ImagesPerSecond float64 `json:"images_per_s"`
+			ElapsedS        float64 `json:"elapsed_s"`
+		}{sum, sum.ImagesPerSecond(), sum.Elapsed.Seconds()}); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(a.stderr, "icthp batch: %d images in %s: %d scored now (%.1f img/s), %d done before; %d with errors; wrote %s\n",
+		sum.Items, sum.Elapsed.Round(time.Millisecond), sum.Scored, sum.ImagesPerSecond(), sum.Skipped, sum.Errors, sum.Out)
+	return nil
+}
