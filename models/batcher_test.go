@@ -437,7 +437,6 @@ func TestBatcherClose(t *testing.T) {
 	}
 }
 
-
 // TestBatcherRealModel runs a tiny random CLIP model through a batcher from
 // many goroutines and compares every caller's rows with a direct run of the
 // same model on that caller's input alone.
