@@ -1,0 +1,218 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+)
+
+// Value is one cached result: an embedding and, for HP, scalars (the logit)
+// next to it. Image entries also carry the source image's width and height,
+// so that a process with a lower pixel limit still refuses the image.
+type Value struct {
+	Vec     []float32
+	Scalars []float64
+}
+
+func (v Value) clone() Value {
+	c := Value{Vec: make([]float32, len(v.Vec))}
+	copy(c.Vec, v.Vec)
+	if len(v.Scalars) > 0 {
+		c.Scalars = append([]float64(nil), v.Scalars...)
+	}
+	return c
+}
+
+// Value encoding in Redis (little endian):
+//
+//	0   "ICH"      magic
+//	3   1          format version
+//	4   dtype      1 = float32, 2 = float16
+//	5   nscalars   float64 scalars before the vector (0..maxScalars)
+//	6   0 0        reserved
+//	8   dim        uint32, number of vector elements
+//	12  crc        CRC-32C of the key, bytes 0..11 and bytes 16..end
+//	16  scalars    nscalars × float64
+//	..  vector     dim × 4 or dim × 2 bytes
+//
+// The key takes part in the checksum, so an entry copied under another key
+// reads as corrupt rather than as another image's embedding.
+const (
+	headerSize    = 16
+	formatVersion = 1
+	dtypeF32      = 1
+	dtypeF16      = 2
+	maxScalars    = 8
+	maxDim        = 1 << 20
+)
+
+var magic = [3]byte{'I', 'C', 'H'}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt marks a stored entry that cannot be read back: truncated,
+// wrong magic or version, bad sizes or a checksum mismatch.
+var ErrCorrupt = errors.New("cache: corrupt entry")
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// encodedLen is the size of an encoded value.
+func encodedLen(v Value, f16 bool) int {
+	w := 4
+	if f16 {
+		w = 2
+	}
+	return headerSize + 8*len(v.Scalars) + w*len(v.Vec)
+}
+
+// encode writes v for key; f16 stores the vector as IEEE half floats
+// (rounded to nearest even), halving its size.
+func encode(key string, v Value, f16 bool) ([]byte, error) {
+	if len(v.Scalars) > maxScalars || len(v.Vec) > maxDim {
+		return nil, fmt.Errorf("cache: value too large (%d scalars, %d elements)", len(v.Scalars), len(v.Vec))
+	}
+	b := make([]byte, encodedLen(v, f16))
+	copy(b, magic[:])
+	b[3] = formatVersion
+	b[4] = dtypeF32
+	if f16 {
+		b[4] = dtypeF16
+	}
+	b[5] = byte(len(v.Scalars))
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(v.Vec)))
+	p := b[headerSize:]
+	for _, s := range v.Scalars {
+		binary.LittleEndian.PutUint64(p, math.Float64bits(s))
+		p = p[8:]
+	}
+	for _, x := range v.Vec {
+		if f16 {
+			binary.LittleEndian.PutUint16(p, f32ToF16(x))
+			p = p[2:]
+		} else {
+			binary.LittleEndian.PutUint32(p, math.Float32bits(x))
+			p = p[4:]
+		}
+	}
+	binary.LittleEndian.PutUint32(b[12:], checksum(key, b))
+	return b, nil
+}
+
+func checksum(key string, b []byte) uint32 {
+	c := crc32.Update(0, castagnoli, []byte(key))
+	c = crc32.Update(c, castagnoli, b[:12])
+	return crc32.Update(c, castagnoli, b[headerSize:])
+}
+
+// decode reads an entry stored under key; any damage is ErrCorrupt.
+func decode(key string, b []byte) (Value, error) {
+	if len(b) < headerSize {
+		return Value{}, corrupt("%d bytes, shorter than the header", len(b))
+	}
+	if [3]byte(b[:3]) != magic {
+		return Value{}, corrupt("bad magic %q", b[:3])
+	}
+	if b[3] != formatVersion {
+		return Value{}, corrupt("format version %d", b[3])
+	}
+	var w int
+	switch b[4] {
+	case dtypeF32:
+		w = 4
+	case dtypeF16:
+		w = 2
+	default:
+		return Value{}, corrupt("unknown dtype %d", b[4])
+	}
+	ns := int(b[5])
+	dim := binary.LittleEndian.Uint32(b[8:])
+	if ns > maxScalars || dim > maxDim || b[6] != 0 || b[7] != 0 {
+		return Value{}, corrupt("bad header (%d scalars, dim %d)", ns, dim)
+	}
+	if want := headerSize + 8*ns + w*int(dim); len(b) != want {
+		return Value{}, corrupt("%d bytes, the header says %d", len(b), want)
+	}
+	if got, want := checksum(key, b), binary.LittleEndian.Uint32(b[12:]); got != want {
+		return Value{}, corrupt("checksum %08x, stored %08x", got, want)
+	}
+	v := Value{Vec: make([]float32, dim)}
+	p := b[headerSize:]
+	if ns > 0 {
+		v.Scalars = make([]float64, ns)
+		for i := range v.Scalars {
+			v.Scalars[i] = math.Float64frombits(binary.LittleEndian.Uint64(p))
+			p = p[8:]
+		}
+	}
+	for i := range v.Vec {
+		if w == 2 {
+			v.Vec[i] = f16ToF32(binary.LittleEndian.Uint16(p))
+			p = p[2:]
+		} else {
+			v.Vec[i] = math.Float32frombits(binary.LittleEndian.Uint32(p))
+			p = p[4:]
+		}
+	}
+	return v, nil
+}
+
+// f32ToF16 rounds f to the nearest IEEE 754 binary16 (ties to even), with
+// overflow to infinity, gradual underflow and NaN kept NaN.
+func f32ToF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int(b>>23) & 0xff
+	mant := b & 0x7fffff
+	if exp == 0xff {
+		if mant != 0 {
+			return sign | 0x7e00
+		}
+		return sign | 0x7c00
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		if e < -10 {
+			return sign
+		}
+		mant |= 0x800000
+		shift := uint(14 - e)
+		h := mant >> shift
+		rem := mant & (1<<shift - 1)
+		half := uint32(1) << (shift - 1)
+		if rem > half || (rem == half && h&1 == 1) {
+			h++
+		}
+		return sign | uint16(h)
+	}
+	h := uint32(e)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
+		h++ // a carry into the exponent is right, up to infinity
+	}
+	return sign | uint16(h)
+}
+
+// f16ToF32 widens a binary16 exactly.
+func f16ToF32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h & 0x3ff)
+	switch exp {
+	case 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	case 0:
+		f := float32(mant) / (1 << 24)
+		if sign != 0 {
+			f = -f
+		}
+		return f
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
+}

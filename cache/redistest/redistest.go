@@ -1,0 +1,225 @@
+// Package redistest starts real redis-server processes on free loopback
+// ports for tests: standalone servers and small Clusters, with no
+// persistence, stopped when the test ends. Tests skip, saying why, when
+// redis-server is not installed (`make setup` installs it).
+package redistest
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process.
+type Server struct {
+	Port int
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+	t    testing.TB
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// URL is redis://127.0.0.1:port.
+func (s *Server) URL() string { return "redis://" + s.Addr() }
+
+func binaries(t testing.TB) (server, cli string) {
+	t.Helper()
+	server, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not installed (apt-get install redis-server, or `make setup`); skipping the Redis tests")
+	}
+	cli, err = exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("redis-cli is not installed (it comes with redis-server); skipping the Redis tests")
+	}
+	return server, cli
+}
+
+// Start runs a standalone redis-server with no persistence; extra are more
+// command-line options (e.g. "--requirepass", "secret").
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	binaries(t)
+	s := &Server{Port: freePort(t, false), dir: t.TempDir(), t: t}
+	s.args = append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(s.dir, "redis.log")}, extra...)
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server", s.args...)
+	s.cmd.Dir = s.dir
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("redistest: starting redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ping(s.Addr()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			s.Stop()
+			s.t.Fatalf("redistest: redis-server on port %d did not answer PING in 10 s; log:\n%s", s.Port, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server (SIGKILL: as abrupt as a crash) and waits for it.
+// Its data is gone; Restart brings up an empty server on the same port.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // in case it was paused
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same port, with the same options.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
+
+// Pause stops the process (SIGSTOP): connections stay open but nothing is
+// answered, as with a hung or overloaded server. Resume continues it.
+func (s *Server) Pause() {
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+// Resume continues a paused server.
+func (s *Server) Resume() {
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
+// CLI runs redis-cli against the server and returns its output.
+func (s *Server) CLI(args ...string) (string, error) {
+	out, err := exec.Command("redis-cli", append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// Cluster is a Redis Cluster of masters without replicas.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// Addrs are the nodes' host:port.
+func (c *Cluster) Addrs() []string {
+	var a []string
+	for _, n := range c.Nodes {
+		a = append(a, n.Addr())
+	}
+	return a
+}
+
+// URL names the first node and the others as addr= seeds.
+func (c *Cluster) URL() string {
+	u := "redis://" + c.Nodes[0].Addr()
+	for i, n := range c.Nodes[1:] {
+		sep := "&"
+		if i == 0 {
+			sep = "?"
+		}
+		u += sep + "addr=" + n.Addr()
+	}
+	return u
+}
+
+// StartCluster starts n masters (n >= 3), joins them with
+// `redis-cli --cluster create` and waits for cluster_state:ok.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	binaries(t)
+	c := &Cluster{}
+	for i := 0; i < n; i++ {
+		s := &Server{Port: freePort(t, true), dir: t.TempDir(), t: t}
+		s.args = []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", s.dir, "--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(s.dir, "redis.log"),
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"), "--cluster-node-timeout", "2000"}
+		s.start()
+		t.Cleanup(s.Stop)
+		c.Nodes = append(c.Nodes, s)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range c.Nodes {
+		for {
+			info, _ := s.CLI("cluster", "info")
+			if strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: node %s not ok after 20 s:\n%s", s.Addr(), info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// freePort finds a loopback port nobody listens on; for a Cluster node the
+// bus port (port + 10000) must be free too.
+func freePort(t testing.TB, bus bool) int {
+	t.Helper()
+	for try := 0; try < 200; try++ {
+		p := 20000 + rand.IntN(30000)
+		if !free(p) || (bus && !free(p+10000)) {
+			continue
+		}
+		return p
+	}
+	t.Fatal("redistest: no free loopback port found")
+	return 0
+}
+
+func free(p int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// ping says whether a Redis answers PING (or asks for a password, which is
+// an answer too).
+func ping(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := fmt.Fprint(conn, "PING\r\n"); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return err == nil && (strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH"))
+}
