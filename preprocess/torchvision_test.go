@@ -1,0 +1,217 @@
+package preprocess
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func torchvisionOptions() ImageOptions {
+	return ImageOptions{ShortestEdge: 224, CropSize: 224,
+		Mean: [3]float32{0.48145466, 0.4578275, 0.40821073}, Std: [3]float32{0.26862954, 0.26130258, 0.27577711}}
+}
+
+// Every image of testdata/torchvision/manifest.json (its own sources and the
+// CLIP fixtures' sources, in all the Pillow modes they open in) gives the
+// crop torchvision 0.14 + Pillow 9.4 made, byte for byte.
+func TestTorchvisionCropsMatchPillow(t *testing.T) {
+	if !jpegNative {
+		t.Skip("JPEG parity needs the cgo libjpeg-turbo decoder")
+	}
+	data, err := os.ReadFile(filepath.Join("testdata", "torchvision", "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man struct {
+		Cases []struct {
+			File   string `json:"file"`
+			Mode   string `json:"mode"`
+			Size   [2]int `json:"size"`
+			SHA256 string `json:"crop_sha256"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &man); err != nil {
+		t.Fatal(err)
+	}
+	if len(man.Cases) < 100 {
+		t.Fatalf("manifest has %d cases", len(man.Cases))
+	}
+	p, err := NewTorchvisionPipeline(torchvisionOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]int{}
+	for _, c := range man.Cases {
+		src, err := os.ReadFile(filepath.Join("testdata", c.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		crop, err := p.Crop(src)
+		if err != nil {
+			t.Errorf("%s (%s %v): %v", c.File, c.Mode, c.Size, err)
+			continue
+		}
+		sum := sha256.Sum256(crop.Pix)
+		if hex.EncodeToString(sum[:]) != c.SHA256 {
+			t.Errorf("%s (%s %v): crop differs from torchvision's", c.File, c.Mode, c.Size)
+			continue
+		}
+		modes[c.Mode]++
+	}
+	t.Logf("identical crops by Pillow mode: %v", modes)
+	for _, m := range []string{"RGB", "RGBA", "LA", "L", "P", "1", "I", "CMYK"} {
+		if modes[m] == 0 {
+			t.Errorf("no passing case of mode %s", m)
+		}
+	}
+}
+
+// ToTensor + Normalize equal torch's float32 values bit for bit.
+func TestTorchvisionNormalize(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "torchvision", "normalize.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Bits [3][256]uint32 `json:"bits"`
+	}
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewTorchvisionPipeline(torchvisionOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 224×224 image holding every value in every channel.
+	img := &RGB{W: 224, H: 224, Pix: make([]uint8, 224*224*3)}
+	for i := range img.Pix {
+		img.Pix[i] = uint8((i/3 + i%3*85) % 256)
+	}
+	dst := make([]float32, p.TensorLen())
+	if err := p.TensorRGB(img, dst); err != nil {
+		t.Fatal(err)
+	}
+	plane := 224 * 224
+	for i := 0; i < plane; i++ {
+		for c := 0; c < 3; c++ {
+			v := img.Pix[3*i+c]
+			if got := math.Float32bits(dst[c*plane+i]); got != ref.Bits[c][v] {
+				t.Fatalf("channel %d value %d: %08x, torch %08x", c, v, got, ref.Bits[c][v])
+			}
+		}
+	}
+}
+
+func TestTorchCropOffset(t *testing.T) {
+	for _, c := range []struct{ size, crop, want int }{
+		{224, 224, 0}, {225, 224, 0}, {226, 224, 1}, {227, 224, 2}, {228, 224, 2}, {229, 224, 2}, {231, 224, 4}, {233, 224, 4},
+	} {
+		if got := torchCropOffset(c.size, c.crop); got != c.want {
+			t.Errorf("offset(%d, %d) = %d, want round(%g) = %d", c.size, c.crop, got, float64(c.size-c.crop)/2, c.want)
+		}
+	}
+}
+
+func TestTorchvisionErrors(t *testing.T) {
+	if _, err := NewTorchvisionPipeline(ImageOptions{ShortestEdge: 200, CropSize: 224, Std: [3]float32{1, 1, 1}}); err == nil {
+		t.Error("crop larger than the resize accepted")
+	}
+	if _, err := NewTorchvisionPipeline(ImageOptions{ShortestEdge: 224, CropSize: 224}); err == nil {
+		t.Error("zero std accepted")
+	}
+	p, err := NewTorchvisionPipeline(torchvisionOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]float32, p.TensorLen())
+	for _, c := range []struct {
+		data []byte
+		want error
+	}{
+		{nil, ErrUndecodable},
+		{[]byte("not an image at all"), ErrUnsupportedFormat},
+		{[]byte("\x89PNG\r\n\x1a\n\x00\x00"), ErrUndecodable},
+	} {
+		if err := p.Tensor(c.data, dst); !errors.Is(err, c.want) {
+			t.Errorf("%q: %v, want %v", c.data, err, c.want)
+		}
+	}
+	if err := p.Tensor([]byte("x"), dst[:10]); err == nil {
+		t.Error("short buffer accepted")
+	}
+}
+
+// The mode rules and the rounding matter: on these images the CLIP pipeline
+// (convert first, floor offsets) does not give torchvision's crop.
+func TestTorchvisionDiffersFromCLIPPipeline(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "torchvision", "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man struct {
+		Cases []struct {
+			File   string `json:"file"`
+			SHA256 string `json:"crop_sha256"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &man); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, c := range man.Cases {
+		want[c.File] = c.SHA256
+	}
+	clip, err := NewImagePipeline(torchvisionOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{
+		"torchvision/src/rgba8_300x200.png", // premultiplied resize
+		"torchvision/src/rgb8_227x224.png",  // offset round(1.5) = 2, floor 1
+		"torchvision/src/p8_310x215.png",    // NEAREST for palette images
+		"torchvision/src/i16_260x300.png",   // resized before clipping
+	} {
+		src, err := os.ReadFile(filepath.Join("testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		crop, err := clip.Crop(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(crop.Pix)
+		if hex.EncodeToString(sum[:]) == want[f] {
+			t.Errorf("%s: the CLIP pipeline gives torchvision's crop; the case tests nothing", f)
+		}
+	}
+}
+
+// Arbitrary bytes give a crop or a typed error, never a panic.
+func FuzzTorchvisionCrop(f *testing.F) {
+	for _, name := range []string{"rgba8_100x80.png", "p8_310x215.gif", "bw1_250x333.bmp", "webp_alpha_lossy_330x250.webp", "i16_260x300.png"} {
+		if b, err := os.ReadFile(filepath.Join("testdata", "torchvision", "src", name)); err == nil {
+			f.Add(b)
+		}
+	}
+	p, err := NewTorchvisionPipeline(ImageOptions{ShortestEdge: 16, CropSize: 16, Mean: [3]float32{0.5, 0.5, 0.5}, Std: [3]float32{0.5, 0.5, 0.5}, MaxPixels: 1 << 20})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		crop, err := p.Crop(data)
+		if err != nil {
+			if !errors.Is(err, ErrUndecodable) && !errors.Is(err, ErrUnsupportedFormat) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if crop.W != 16 || crop.H != 16 || len(crop.Pix) != 16*16*3 {
+			t.Fatalf("crop %dx%d", crop.W, crop.H)
+		}
+	})
+}
