@@ -121,6 +121,35 @@ func (s *Server) CLI(args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// StartSentinel starts one Sentinel watching master under the name name
+// (quorum 1) and waits until it knows the master.
+func StartSentinel(t testing.TB, master *Server, name string) *Server {
+	t.Helper()
+	binaries(t)
+	s := &Server{Port: freePort(t, false), dir: t.TempDir(), t: t}
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nlogfile %s\n"+
+		"sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
+		s.Port, s.dir, filepath.Join(s.dir, "redis.log"), name, master.Port, name)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{conf, "--sentinel"}
+	s.start()
+	t.Cleanup(s.Stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := s.CLI("sentinel", "get-master-addr-by-name", name)
+		if strings.Contains(out, strconv.Itoa(master.Port)) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: sentinel does not know %s after 10 s: %q", name, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Cluster is a Redis Cluster of masters without replicas.
 type Cluster struct {
 	Nodes []*Server
