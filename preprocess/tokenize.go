@@ -1,6 +1,7 @@
 package preprocess
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -172,7 +173,9 @@ func LoadTokenizer(path string, opts ...TokenizerOption) (*Tokenizer, error) {
 		if jerr := json.Unmarshal(data, &probe); jerr != nil {
 			return nil, fmt.Errorf("preprocess: %s is neither a .txt.gz BPE file nor JSON: %w", path, jerr)
 		}
-		if _, ok := probe["model"]; ok {
+		// A tokenizer.json has a "model" object; a vocab.json maps tokens to ids, and
+		// CLIP's real vocabulary has a token "model" (id 4591).
+		if m, ok := probe["model"]; ok && len(bytes.TrimSpace(m)) > 0 && bytes.TrimSpace(m)[0] == '{' {
 			t, err = NewTokenizerFromHFJSON(data, opts...)
 			break
 		}
