@@ -25,6 +25,18 @@ type modelFlags struct {
 	optLevel             string
 	ortLib               string
 	maxBytes, maxPixels  int64
+	// encoderFor, when set (by serve), puts something in front of each
+	// opened model (a dynamic batcher); name is ict or hp.
+	encoderFor func(name string, md *models.Model) (models.BatchEncoder, error)
+}
+
+// encoder is what the scorer of an opened model calls: the model itself, or
+// what encoderFor puts in front of it.
+func (m *modelFlags) encoder(name string, md *models.Model) (models.BatchEncoder, error) {
+	if m.encoderFor == nil {
+		return md, nil
+	}
+	return m.encoderFor(name, md)
 }
 
 func (m *modelFlags) register(fs *flag.FlagSet, a *app) {
@@ -102,7 +114,12 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 			return nil, err
 		}
 		l.models = append(l.models, md)
-		if ictS, err = ict.New(m.ict, md.Manifest, md); err != nil {
+		enc, err := m.encoder(scoring.ModelICT, md)
+		if err != nil {
+			l.close()
+			return nil, err
+		}
+		if ictS, err = ict.New(m.ict, md.Manifest, enc); err != nil {
 			l.close()
 			return nil, err
 		}
@@ -114,7 +131,12 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 			return nil, err
 		}
 		l.models = append(l.models, md)
-		if hpS, err = hp.New(m.hp, md.Manifest, md); err != nil {
+		enc, err := m.encoder(scoring.ModelHP, md)
+		if err != nil {
+			l.close()
+			return nil, err
+		}
+		if hpS, err = hp.New(m.hp, md.Manifest, enc); err != nil {
 			l.close()
 			return nil, err
 		}

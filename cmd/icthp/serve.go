@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/scoring"
+	"github.com/icthp/icthp/server"
+)
+
+func init() {
+	register(command{
+		name: "serve",
+		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--addr :8080] [flags]",
+		summary: "serve the HTTP API (SPEC §4) with dynamic batching, limits, auth and metrics; " +
+			"with no model given, tiny random demo models",
+		run: runServe,
+	})
+}
+
+// serveFlags are serve's own flags; every one has an environment variable.
+type serveFlags struct {
+	addr                                    string
+	batchWait                               time.Duration
+	queueSize, batchWorkers                 int
+	timeout, drainDelay, grace              time.Duration
+	readTimeout, headerTimeout, idleTimeout time.Duration
+	maxBody                                 int64
+	maxImages, maxPrompt                    int
+	tokensFile                              string
+	authHealth, authMetrics                 bool
+	reward                                  string
+	logLevel                                string
+}
+
+// envFlags registers flags whose defaults come from environment variables,
+// and remembers a bad value to report as a usage error.
+type envFlags struct {
+	fs  *flag.FlagSet
+	a   *app
+	bad error
+}
+
+func (e *envFlags) env(name string) (string, bool) {
+	v := e.a.getenv(name)
+	return v, v != ""
+}
+
+func (e *envFlags) badEnv(name, v string, err error) {
+	if e.bad == nil {
+		e.bad = usagef("$%s=%q: %v", name, v, err)
+	}
+}
+
+func (e *envFlags) str(p *string, flagName, env, def, usage string) {
+	if v, ok := e.env(env); ok {
+		def = v
+	}
+	e.fs.StringVar(p, flagName, def, usage+" ($"+env+")")
+}
+
+func (e *envFlags) dur(p *time.Duration, flagName, env string, def time.Duration, usage string) {
+	if v, ok := e.env(env); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.badEnv(env, v, err)
+		}
+		def = d
+	}
+	e.fs.DurationVar(p, flagName, def, usage+" ($"+env+")")
+}
+
+func (e *envFlags) int(p *int, flagName, env string, def int, usage string) {
+	if v, ok := e.env(env); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.badEnv(env, v, err)
+		}
+		def = n
+	}
+	e.fs.IntVar(p, flagName, def, usage+" ($"+env+")")
+}
+
+func (e *envFlags) int64(p *int64, flagName, env string, def int64, usage string) {
+	if v, ok := e.env(env); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			e.badEnv(env, v, err)
+		}
+		def = n
+	}
+	e.fs.Int64Var(p, flagName, def, usage+" ($"+env+")")
+}
+
+func (e *envFlags) bool(p *bool, flagName, env string, def bool, usage string) {
+	if v, ok := e.env(env); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.badEnv(env, v, err)
+		}
+		def = b
+	}
+	e.fs.BoolVar(p, flagName, def, usage+" ($"+env+")")
+}
+
+func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {
+	e := &envFlags{fs: fs, a: a}
+	e.str(&f.addr, "addr", "ICTHP_ADDR", ":8080", "address to listen on")
+	e.dur(&f.batchWait, "batch-wait", "ICTHP_BATCH_WAIT", models.DefaultBatchWait, "longest wait for a batch to fill (--batch-size is its size)")
+	e.int(&f.queueSize, "queue-size", "ICTHP_QUEUE_SIZE", models.DefaultQueueItems, "items that may wait per model graph; beyond it, 429")
+	e.int(&f.batchWorkers, "batch-workers", "ICTHP_BATCH_WORKERS", 1, "model runs at once per graph")
+	e.dur(&f.timeout, "timeout", "ICTHP_TIMEOUT", server.DefaultTimeout, "a request's deadline (the "+server.TimeoutHeader+" header may shorten it)")
+	e.dur(&f.drainDelay, "drain-delay", "ICTHP_DRAIN_DELAY", 2*time.Second, "on SIGTERM, how long /readyz is false and new requests get 503 before the listener closes")
+	e.dur(&f.grace, "grace", "ICTHP_GRACE", server.DefaultGrace, "on SIGTERM, how long requests in flight have to finish")
+	e.dur(&f.readTimeout, "read-timeout", "ICTHP_READ_TIMEOUT", server.DefaultReadTimeout, "longest time to read a request")
+	e.dur(&f.headerTimeout, "header-timeout", "ICTHP_HEADER_TIMEOUT", server.DefaultHeaderTimeout, "longest time to read a request's headers")
+	e.dur(&f.idleTimeout, "idle-timeout", "ICTHP_IDLE_TIMEOUT", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
+	e.int64(&f.maxBody, "max-body-bytes", "ICTHP_MAX_BODY_BYTES", server.DefaultMaxBodyBytes, "largest request body")
+	e.int(&f.maxImages, "max-images", "ICTHP_MAX_IMAGES", server.DefaultMaxImages, "most images (reward items, texts) per request")
+	e.int(&f.maxPrompt, "max-prompt-bytes", "ICTHP_MAX_PROMPT_BYTES", server.DefaultMaxPromptBytes, "longest prompt or text, in bytes")
+	e.str(&f.tokensFile, "auth-tokens-file", "ICTHP_AUTH_TOKENS_FILE", "", "file of bearer tokens, one per line (# comments); with $ICTHP_AUTH_TOKENS (comma-separated), turns auth on")
+	e.bool(&f.authHealth, "auth-health", "ICTHP_AUTH_HEALTH", false, "require a token on /healthz and /readyz too")
+	e.bool(&f.authMetrics, "auth-metrics", "ICTHP_AUTH_METRICS", false, "require a token on /metrics too")
+	e.str(&f.reward, "reward", "ICTHP_REWARD", "product", "default /v1/reward combination: product, ict, hp, imagereward, weighted:NAME=W,...")
+	e.str(&f.logLevel, "log-level", "ICTHP_LOG_LEVEL", "info", "debug, info, warn or error")
+	return e
+}
+
+// tokens reads the bearer tokens from the file and $ICTHP_AUTH_TOKENS.
+func (f *serveFlags) tokens(a *app) ([]string, error) {
+	var out []string
+	for _, t := range strings.Split(a.getenv("ICTHP_AUTH_TOKENS"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	if f.tokensFile != "" {
+		b, err := os.ReadFile(f.tokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth tokens: %w", err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			t := strings.TrimSpace(sc.Text())
+			if t != "" && !strings.HasPrefix(t, "#") {
+				out = append(out, t)
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("auth tokens: %s holds no token", f.tokensFile)
+		}
+	}
+	return out, nil
+}
+
+func runServe(ctx context.Context, a *app, args []string) error {
+	fs := newFlags(a, "serve")
+	var mf modelFlags
+	mf.register(fs, a)
+	var sf serveFlags
+	envs := sf.register(fs, a)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if envs.bad != nil {
+		return envs.bad
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected arguments %q", pos)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(sf.logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", sf.logLevel)
+	}
+	comb, err := scoring.ParseCombination(sf.reward)
+	if err != nil {
+		return usagef("--reward: %v", err)
+	}
+	for name, v := range map[string]int{"--queue-size": sf.queueSize, "--batch-workers": sf.batchWorkers, "--max-images": sf.maxImages, "--max-prompt-bytes": sf.maxPrompt} {
+		if v <= 0 {
+			return usagef("%s must be positive", name)
+		}
+	}
+	if sf.maxBody <= 0 {
+		return usagef("--max-body-bytes must be positive")
+	}
+	tokens, err := sf.tokens(a)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var batchers []*models.Batcher
+	defer func() {
+		for _, b := range batchers {
+			b.Close()
+		}
+	}()
+	mf.encoderFor = func(name string, md *models.Model) (models.BatchEncoder, error) {
+		b, err := models.NewBatcher(md, models.BatcherOptions{Name: name, MaxBatch: mf.batch, MaxWait: sf.batchWait,
+			QueueSize: sf.queueSize, Workers: sf.batchWorkers, Metrics: reg})
+		if err != nil {
+			return nil, err
+		}
+		batchers = append(batchers, b)
+		return b, nil
+	}
+	l, err := mf.loadModels(a, scoring.Options{Reward: comb, Metrics: reg})
+	if err != nil {
+		return err
+	}
+	defer l.close()
+
+	so, _ := mf.sessionOptions() // checked by loadModels
+	srv, err := server.New(l.svc, server.Options{
+		Registry: reg, Logger: log, Tokens: tokens, AuthHealth: sf.authHealth, AuthMetrics: sf.authMetrics,
+		Timeout: sf.timeout, MaxBodyBytes: sf.maxBody, MaxImages: sf.maxImages, MaxPromptBytes: sf.maxPrompt,
+		DrainDelay: sf.drainDelay, Grace: sf.grace,
+		HeaderTimeout: sf.headerTimeout, ReadTimeout: sf.readTimeout, IdleTimeout: sf.idleTimeout,
+		Models: modelInfo(l.svc, so), Warmup: func(ctx context.Context) error { return warmup(ctx, l.svc) },
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", sf.addr)
+	if err != nil {
+		return err
+	}
+	if len(tokens) == 0 {
+		log.Warn("authentication is off: no --auth-tokens-file or $ICTHP_AUTH_TOKENS")
+	}
+	return srv.Run(ctx, ln)
+}
+
+// modelInfo describes the loaded models for /v1/models and the metrics.
+func modelInfo(svc *scoring.Service, so models.SessionOptions) []server.ModelInfo {
+	device := string(so.Provider)
+	if so.Provider != models.CPU && so.Provider != "" {
+		device = "cuda:" + strconv.Itoa(so.DeviceID)
+	}
+	var out []server.ModelInfo
+	add := func(name string, man *models.Manifest) {
+		out = append(out, server.ModelInfo{Name: name, Version: man.Version, Kind: string(man.Kind), Provider: string(so.Provider),
+			Device: device, EmbeddingDim: man.EmbeddingDim, MaxBatch: so.MaxBatch})
+	}
+	if s := svc.ICT(); s != nil {
+		add(scoring.ModelICT, s.Manifest())
+	}
+	if s := svc.HP(); s != nil {
+		add(scoring.ModelHP, s.Manifest())
+	}
+	if s := svc.ImageReward(); s != nil {
+		out = append(out, server.ModelInfo{Name: scoring.ModelImageReward, Version: s.Version(), Provider: string(so.Provider), Device: device})
+	}
+	return out
+}
+
+// warmup scores one small generated image with every loaded model, so that
+// onnxruntime has made its allocations before /readyz says ready.
+func warmup(ctx context.Context, svc *scoring.Service) error {
+	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
+	for y := range 48 {
+		for x := range 64 {
+			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(5 * y), 128, 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return err
+	}
+	prompt := "warm-up"
+	res, err := svc.Score(ctx, scoring.ScoreRequest{Prompt: &prompt, Images: []scoring.Image{{Data: buf.Bytes()}}})
+	if err != nil {
+		return err
+	}
+	if e := res.Scores[0].Err; e != nil {
+		return errors.New("warm-up image: " + e.Error())
+	}
+	return nil
+}

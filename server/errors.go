@@ -1,0 +1,132 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scoring"
+)
+
+// Error codes of the error body {"error": {"code", "message"}}; openapi.json
+// lists them with their status.
+const (
+	CodeBadRequest       = "bad_request"            // 400
+	CodeBadBase64        = "bad_base64"             // 400, per image
+	CodePromptTooLong    = "prompt_too_long"        // 400
+	CodeUnauthorized     = "unauthorized"           // 401
+	CodeForbidden        = "forbidden"              // 403
+	CodeNotFound         = "not_found"              // 404
+	CodeMethodNotAllowed = "method_not_allowed"     // 405
+	CodeTooLarge         = "too_large"              // 413: body, image bytes or pixels
+	CodeTooManyItems     = "too_many_items"         // 413: images, items or texts per request
+	CodeUnsupportedMedia = "unsupported_media_type" // 415: not JSON or multipart
+	CodeUnsupportedImage = "unsupported_image"      // 415, per image
+	CodeUndecodable      = "undecodable_image"      // 422, per image
+	CodeOverloaded       = "overloaded"             // 429 with Retry-After
+	CodeCanceled         = "canceled"               // 499: the client went away
+	CodeInternal         = "internal"               // 500
+	CodeNotReady         = "not_ready"              // 503: warming up
+	CodeDraining         = "draining"               // 503 with Retry-After: shutting down
+	CodeDeadline         = "deadline_exceeded"      // 504
+)
+
+// statusClientClosed is the status logged (never seen by the client) when
+// the client left before the answer.
+const statusClientClosed = 499
+
+// apiError is an error with its status and code decided.
+type apiError struct {
+	status     int
+	code       string
+	msg        string
+	retryAfter time.Duration // sets Retry-After when > 0
+	reason     string        // label of icthp_http_rejected_total; code when empty
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func newError(status int, code, msg string) *apiError {
+	return &apiError{status: status, code: code, msg: msg}
+}
+
+// Errors the server itself makes (the others are typed at their source).
+var (
+	errBadBase64 = errors.New("image is not valid base64")
+	errTooMany   = errors.New("too many items")
+)
+
+// classify maps an error to its status and code: the one place where typed
+// errors from preprocess, models and scoring become HTTP.
+func classify(err error) *apiError {
+	var ae *apiError
+	var mbe *http.MaxBytesError
+	var oe *models.OverloadError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &mbe):
+		return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over the limit of "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+	case errors.Is(err, preprocess.ErrTooLarge):
+		return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, err.Error())
+	case errors.Is(err, errTooMany):
+		return newError(http.StatusRequestEntityTooLarge, CodeTooManyItems, err.Error())
+	case errors.Is(err, preprocess.ErrUnsupportedFormat):
+		return newError(http.StatusUnsupportedMediaType, CodeUnsupportedImage, err.Error())
+	case errors.Is(err, preprocess.ErrUndecodable):
+		return newError(http.StatusUnprocessableEntity, CodeUndecodable, err.Error())
+	case errors.Is(err, errBadBase64):
+		return newError(http.StatusBadRequest, CodeBadBase64, err.Error())
+	case errors.Is(err, preprocess.ErrPromptTooLong):
+		return newError(http.StatusBadRequest, CodePromptTooLong, err.Error())
+	case errors.Is(err, scoring.ErrBadRequest):
+		return newError(http.StatusBadRequest, CodeBadRequest, err.Error())
+	case errors.As(err, &oe):
+		e := newError(http.StatusTooManyRequests, CodeOverloaded, err.Error())
+		e.retryAfter, e.reason = max(oe.RetryAfter, time.Second), oe.Reason
+		return e
+	case errors.Is(err, models.ErrClosed):
+		e := newError(http.StatusServiceUnavailable, CodeDraining, "the server is shutting down")
+		e.retryAfter = time.Second
+		return e
+	case errors.Is(err, context.DeadlineExceeded):
+		return newError(http.StatusGatewayTimeout, CodeDeadline, "the request's deadline passed before it was answered")
+	case errors.Is(err, context.Canceled):
+		return newError(statusClientClosed, CodeCanceled, "the request was cancelled")
+	}
+	return newError(http.StatusInternalServerError, CodeInternal, err.Error())
+}
+
+// errorJSON is the error body of SPEC §4, also used per item.
+type errorJSON struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func itemError(err error) *errorJSON {
+	if err == nil {
+		return nil
+	}
+	e := classify(err)
+	return &errorJSON{Code: e.code, Message: e.msg}
+}
+
+// allFailed returns the error that fails the whole request when every item
+// failed: a request whose only image is bad gets that image's status (413,
+// 415, 422, 400) instead of a 200 with nothing in it. With at least one good
+// item the answer is a 200 with per-item errors.
+func allFailed(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	for _, e := range errs {
+		if e == nil {
+			return nil
+		}
+	}
+	return errs[0]
+}
