@@ -114,5 +114,16 @@ func describe(i ort.InputOutputInfo) string {
 			dims[k] = fmt.Sprint(d)
 		}
 	}
-	return fmt.Sprintf("%s %s[%s]", i.Name, i.DataType, strings.Join(dims, ","))
+	return fmt.Sprintf("%s %s[%s]", i.Name, dataType(i.DataType), strings.Join(dims, ","))
+}
+
+// dataType names an element type as numpy does (float32, int64, float16).
+func dataType(t ort.TensorElementDataType) string {
+	switch t {
+	case ort.TensorElementDataTypeFloat:
+		return "float32"
+	case ort.TensorElementDataTypeDouble:
+		return "float64"
+	}
+	return strings.ToLower(strings.TrimPrefix(t.String(), "ONNX_TENSOR_ELEMENT_DATA_TYPE_"))
 }

@@ -125,10 +125,12 @@ func printHelp(w io.Writer, cmds map[string]command) {
 }
 
 // newFlags makes a FlagSet that reports errors as usage errors instead of
-// exiting, and prints its help to stderr.
+// exiting, and prints its help to stderr for -h only: a parse error is one
+// line (run prints it), not the error plus every flag's description.
 func newFlags(a *app, c string) *flag.FlagSet {
 	fs := flag.NewFlagSet("icthp "+c, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
+	fs.Usage = func() {}
 	return fs
 }
 
@@ -136,9 +138,15 @@ func newFlags(a *app, c string) *flag.FlagSet {
 // users type `icthp score img.png --hp dir`).
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
+	out := fs.Output()
+	fs.SetOutput(io.Discard) // the flag package would print the error too
+	defer fs.SetOutput(out)
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(out, "usage of %s:\n", fs.Name())
+				fs.SetOutput(out)
+				fs.PrintDefaults()
 				return nil, err
 			}
 			return nil, usageError{err.Error()}
