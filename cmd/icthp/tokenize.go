@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
@@ -55,14 +56,23 @@ func runTokenize(ctx context.Context, a *app, args []string) error {
 		encode = tok.Encode
 	}
 	enc := json.NewEncoder(a.stdout)
-	for _, t := range texts {
+	for i, t := range texts {
 		ids, err := encode(t)
 		if err != nil {
-			return fmt.Errorf("%q: %w", t, err)
+			return fmt.Errorf("TEXT %d (%s): %w", i+1, shortQuote(t), err)
 		}
 		if err := enc.Encode(ids); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// shortQuote quotes at most the first 40 bytes of s, so that an error about a huge prompt
+// stays a short line.
+func shortQuote(s string) string {
+	if len(s) <= 40 {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q… %d bytes", strings.ToValidUTF8(s[:40], ""), len(s))
 }
