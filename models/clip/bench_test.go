@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/icthp/icthp/models"
@@ -42,38 +44,77 @@ func buildBench(b *testing.B, dir string, fused bool) string {
 	return path
 }
 
-// BenchmarkVisionEncoder measures images/s of the vision tower, plain
-// standard operators against onnxruntime's fused contrib kernels, at batch
-// 1, 8 and 32 (ICTHP_BENCH_BATCHES overrides). Run with
+// benchThreads is the intra-op thread count of the benchmark sessions
+// (ICTHP_BENCH_THREADS; default 0, onnxruntime's choice of one per core).
+func benchThreads(b *testing.B) int {
+	v := os.Getenv("ICTHP_BENCH_THREADS")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		b.Fatalf("ICTHP_BENCH_THREADS=%q: want a count", v)
+	}
+	return n
+}
+
+// benchBatches are the batch sizes (ICTHP_BENCH_BATCHES, comma-separated;
+// default 1, 8 and 32, only 1 for vit-h-14).
+func benchBatches(b *testing.B) []int {
+	if v := os.Getenv("ICTHP_BENCH_BATCHES"); v != "" {
+		var out []int
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				b.Fatalf("ICTHP_BENCH_BATCHES=%q: want sizes like 1,8,32", v)
+			}
+			out = append(out, n)
+		}
+		return out
+	}
+	if benchPreset() == clip.PresetViTH14 {
+		return []int{1}
+	}
+	return []int{1, 8, 32}
+}
+
+// BenchmarkVisionEncoder measures images/s of the vision tower, the plain
+// graph of standard operators (`convert --unfused`) against the default one
+// with onnxruntime's fused contrib kernels, on the same weights. Both
+// sessions stay open and the two graphs run one after the other at each
+// batch size, so that a change in the machine's load hits both alike; run
+// it with -count N to interleave N rounds. Run with
 //
-//	go test ./models/clip -run '^$' -bench VisionEncoder -benchtime 20x
+//	ICTHP_BENCH_THREADS=2 go test ./models/clip -run '^$' -bench VisionEncoder -benchtime 10x -count 3
 func BenchmarkVisionEncoder(b *testing.B) {
 	needORT(b)
 	dir := os.Getenv("ICTHP_BENCH_DIR")
 	if dir == "" {
 		dir = b.TempDir()
 	}
-	batches := []int{1, 8, 32}
-	if benchPreset() == clip.PresetViTH14 {
-		batches = []int{1}
-	}
-	for _, fused := range []bool{false, true} {
-		path := buildBench(b, dir, fused)
-		s, err := models.OpenSession(path, clip.InputPixels, []string{clip.OutputImage}, models.SessionOptions{})
+	variants := []struct {
+		name  string
+		fused bool
+	}{{"unfused", false}, {"fused", true}}
+	sessions := make([]*models.Session, len(variants))
+	for i, v := range variants {
+		s, err := models.OpenSession(buildBench(b, dir, v.fused), clip.InputPixels, []string{clip.OutputImage},
+			models.SessionOptions{IntraOpThreads: benchThreads(b)})
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, n := range batches {
-			px := make([]float32, n*3*224*224)
-			rng := rand.New(rand.NewPCG(1, 1))
-			for i := range px {
-				px[i] = float32(rng.NormFloat64())
-			}
-			name := "plain"
-			if fused {
-				name = "fused"
-			}
-			b.Run(fmt.Sprintf("%s/%s/batch=%d", benchPreset(), name, n), func(b *testing.B) {
+		defer s.Close()
+		sessions[i] = s
+	}
+	for _, n := range benchBatches(b) {
+		px := make([]float32, n*3*224*224)
+		rng := rand.New(rand.NewPCG(1, 1))
+		for i := range px {
+			px[i] = float32(rng.NormFloat64())
+		}
+		for i, v := range variants {
+			s := sessions[i]
+			b.Run(fmt.Sprintf("%s/batch=%d/%s", benchPreset(), n, v.name), func(b *testing.B) {
 				if _, err := s.RunFloat(context.Background(), px, n); err != nil { // warm-up
 					b.Fatal(err)
 				}
@@ -86,6 +127,5 @@ func BenchmarkVisionEncoder(b *testing.B) {
 				b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "images/s")
 			})
 		}
-		s.Close()
 	}
 }
