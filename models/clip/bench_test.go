@@ -82,10 +82,14 @@ func benchBatches(b *testing.B) []int {
 // graph of standard operators (`convert --unfused`) against the default one
 // with onnxruntime's fused contrib kernels, on the same weights. Both
 // sessions stay open and the two graphs run one after the other at each
-// batch size, so that a change in the machine's load hits both alike; run
-// it with -count N to interleave N rounds. Run with
+// batch size, so that a change in the machine's load hits both alike. For
+// several rounds, run the command several times (-count N would repeat each
+// sub-benchmark N times in a row, not interleave them):
 //
-//	ICTHP_BENCH_THREADS=2 go test ./models/clip -run '^$' -bench VisionEncoder -benchtime 10x -count 3
+//	for r in 1 2 3; do ICTHP_BENCH_DIR=/tmp/bench ICTHP_BENCH_THREADS=2 \
+//	  go test ./models/clip -run '^$' -bench VisionEncoder -benchtime 4x; done
+//
+// (ICTHP_BENCH_DIR keeps the graphs between runs.)
 func BenchmarkVisionEncoder(b *testing.B) {
 	needORT(b)
 	dir := os.Getenv("ICTHP_BENCH_DIR")
