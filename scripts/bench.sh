@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# `make bench`: reproduces the figures of BENCHMARKS.md. Assumes `make setup`
+# (bin/icthp and onnxruntime). Sections, each skippable:
+#
+#   go       every `func Benchmark*` of every package: go test -bench "$BENCH"
+#            (the other sections' micro-benchmarks: preprocessing, fused
+#            against unfused graphs, the batcher, the cache, ...)
+#   encoder  images/s of the vision encoder per preset and batch size, on
+#            `icthp convert random` models (benchtool time)
+#   torch    icthp against PyTorch eager on the same weights
+#            (scripts/bench_torch.py; needs python3-torch and
+#            libopenblas0-pthread, skipped with a note when absent)
+#
+# Environment: SECTIONS (default "go encoder torch"), BENCH (go -bench
+# pattern, default .), BENCHTIME (default 3x), PRESETS (default
+# "tiny vit-b-32 vit-l-14 vit-h-14"), RUNS (timed runs per point, default 5),
+# BENCH_WORK (where models are kept between runs, default
+# ${TMPDIR:-/tmp}/icthp-bench), PYTHON (an interpreter with torch).
+#
+# The figures are only comparable within one run on one machine: run it on
+# an otherwise idle machine, or say that it was not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECTIONS=${SECTIONS:-go encoder torch}
+BENCH=${BENCH:-.}
+BENCHTIME=${BENCHTIME:-3x}
+PRESETS=${PRESETS:-tiny vit-b-32 vit-l-14 vit-h-14}
+RUNS=${RUNS:-5}
+WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/icthp-bench}
+mkdir -p "$WORK"
+
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+echo "# icthp benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores," \
+     "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -x bin/icthp ] || { echo "bench: bin/icthp is missing: run make setup" >&2; exit 1; }
+
+if want go; then
+  echo; echo "## go test -bench '$BENCH' -benchtime $BENCHTIME ./..."
+  go test -run '^$' -bench "$BENCH" -benchtime "$BENCHTIME" -timeout 60m ./...
+fi
+
+if want encoder; then
+  echo; echo "## Encoder throughput per preset and batch size (vision tower + HP head, fused graphs, best of $RUNS runs)"
+  go build -o "$WORK/benchtool" ./scripts/benchtool
+  for p in $PRESETS; do
+    dir="$WORK/random-hp-$p"
+    [ -f "$dir/model.json" ] || bin/icthp convert random --preset "$p" --kind hp --seed 1 --out "$dir" >/dev/null
+    case $p in
+      tiny|vit-b-32) batches="1 8 32" ;;
+      vit-l-14) batches="1 8" ;;
+      *) batches="1" ;;
+    esac
+    for b in $batches; do
+      "$WORK/benchtool" time --model "$dir" --batch "$b" --runs "$RUNS" --text
+    done
+  done
+fi
+
+if want torch; then
+  echo; echo "## Against PyTorch eager (scripts/bench_torch.py)"
+  py=""
+  for c in ${PYTHON:-} python3 /usr/bin/python3; do
+    if command -v "$c" >/dev/null && "$c" -c 'import torch, PIL, numpy' 2>/dev/null; then py=$c; break; fi
+  done
+  if [ -z "$py" ]; then
+    echo "skipped: no python3 with torch, PIL and numpy (apt-get install python3-torch python3-pil libopenblas0-pthread)"
+  else
+    torch_presets=$(echo "$PRESETS" | tr ' ' '\n' | grep -v '^tiny$' | paste -sd, - || true)
+    [ -n "$torch_presets" ] || torch_presets=tiny
+    "$py" scripts/bench_torch.py --presets "$torch_presets" --batches 1,8 --runs "${TORCH_RUNS:-3}" \
+      --rounds "${TORCH_ROUNDS:-2}" --work "$WORK/torch" --json "$WORK/torch.json"
+  fi
+fi
