@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/icthp/icthp/models"
@@ -99,7 +100,7 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 
 func convertRandom(preset, kind string, seed uint64, tok, out string, build clip.BuildOptions) (*models.Manifest, error) {
 	k := models.Kind(kind)
-	if k == models.KindImageReward {
+	if k == models.KindImageReward || strings.HasPrefix(preset, "imagereward") {
 		return convertRandomImageReward(preset, seed, out, build)
 	}
 	if k != models.KindCLIP && k != models.KindHP {

@@ -1,28 +1,66 @@
 package main
 
 import (
-	"errors"
+	"fmt"
+	"strings"
 
+	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/clip"
+	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scoring"
 )
 
-// errNoImageReward is returned until the BLIP builder lands (issue 9).
-var errNoImageReward = errors.New("ImageReward is not available in this build yet")
-
+// openImageReward opens an ImageReward model directory for the service.
 func openImageReward(dir string, so models.SessionOptions) (scoring.ImageRewardScorer, error) {
-	return nil, errNoImageReward
+	return imagereward.Open(dir, so, imagereward.Options{})
+}
+
+// irBuild maps the converter's flags onto the BLIP builder's options.
+func irBuild(b clip.BuildOptions) (blip.BuildOptions, error) {
+	if b.FP16 {
+		return blip.BuildOptions{}, usagef("--fp16 is not supported for ImageReward models yet")
+	}
+	return blip.BuildOptions{Fused: b.Fused}, nil
 }
 
 func convertImageReward(ckpt, med, vis, vocab, out, name string, b clip.BuildOptions) (*models.Manifest, error) {
-	return nil, errNoImageReward
+	bo, err := irBuild(b)
+	if err != nil {
+		return nil, err
+	}
+	return blip.ConvertFiles(ckpt, med, vis, vocab, out, name, bo)
 }
 
 func convertRandomImageReward(preset string, seed uint64, out string, b clip.BuildOptions) (*models.Manifest, error) {
-	return nil, errNoImageReward
+	bo, err := irBuild(b)
+	if err != nil {
+		return nil, err
+	}
+	p := blip.Preset(preset)
+	if !strings.HasPrefix(preset, "imagereward") {
+		// `--kind imagereward --preset tiny` means the tiny ImageReward.
+		p = blip.Preset("imagereward-" + preset)
+	}
+	if _, err := blip.PresetConfig(p); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	return blip.WriteRandomDir(p, seed, out, bo)
 }
 
+// wordPieceEncoder is `icthp tokenize` for an ImageReward model: the 35
+// input ids (the attention mask is 1 exactly where they are not 0).
 func wordPieceEncoder(vocab string) (func(string) ([]int64, error), error) {
-	return nil, errNoImageReward
+	tok, err := preprocess.LoadWordPiece(vocab)
+	if err != nil {
+		return nil, err
+	}
+	return func(s string) ([]int64, error) {
+		ids, _, err := tok.Encode(s)
+		if err != nil {
+			return nil, fmt.Errorf("tokenize: %w", err)
+		}
+		return ids, nil
+	}, nil
 }

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 
 	"github.com/icthp/icthp/models/blip"
+	"github.com/icthp/icthp/models/checkpoint"
 )
 
 // Tensor is one state-dict entry held in memory: its shape and values,
@@ -226,4 +228,67 @@ func RandomWeights(cfg *blip.Config, seed int64) MapWeights {
 		m[p.Name] = Tensor{Shape: slices.Clone(p.Shape), Data: data, Int: p.Int}
 	}
 	return m
+}
+
+// WriteCheckpoint writes w as ImageReward.pt is laid out: a torch zip-pickle
+// state dict with keys blip.* and mlp.layers.* in ImageReward.state_dict()
+// order (position_ids as int64, the unused vision_proj and text_proj
+// included), followed by extra tensors (keys a training checkpoint may add).
+func WriteCheckpoint(path string, cfg *blip.Config, w MapWeights, extra ...checkpoint.NamedTensor) error {
+	var ts []checkpoint.NamedTensor
+	for _, p := range Params(cfg) {
+		e, ok := w[p.Name]
+		if !ok {
+			continue
+		}
+		dt := checkpoint.F32
+		if e.Int {
+			dt = checkpoint.I64
+		}
+		ts = append(ts, checkpoint.NamedTensor{Name: p.Name, DType: dt, Shape: e.Shape, Data: e.Data})
+	}
+	ts = append(ts, extra...)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := checkpoint.WriteTorchZip(f, "ImageReward", ts); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// MedConfigJSON is a med_config.json for cfg's text encoder in the layout
+// of ImageReward's (BertConfig fields, encoder_width 768 as the file has it:
+// BLIP overwrites it with the ViT's width).
+func MedConfigJSON(cfg *blip.Config) []byte {
+	t := cfg.Text
+	return fmt.Appendf(nil, `{
+  "architectures": ["BertModel"],
+  "attention_probs_dropout_prob": 0.1,
+  "hidden_act": "gelu",
+  "hidden_dropout_prob": 0.1,
+  "hidden_size": %d,
+  "initializer_range": 0.02,
+  "intermediate_size": %d,
+  "layer_norm_eps": %g,
+  "max_position_embeddings": %d,
+  "model_type": "bert",
+  "num_attention_heads": %d,
+  "num_hidden_layers": %d,
+  "pad_token_id": 0,
+  "type_vocab_size": 2,
+  "vocab_size": %d,
+  "encoder_width": 768,
+  "add_cross_attention": true
+}
+`, t.HiddenSize, t.IntermediateSize, t.LayerNormEps, t.MaxPositions, t.NumHeads, t.NumLayers, t.VocabSize)
+}
+
+// VisionConfigJSON is a --vision-config file for cfg's ViT.
+func VisionConfigJSON(cfg *blip.Config) []byte {
+	v := cfg.Vision
+	return fmt.Appendf(nil, `{"image_size": %d, "patch_size": %d, "width": %d, "depth": %d, "num_heads": %d, "mlp_ratio": %g, "layer_norm_eps": %g}
+`, v.ImageSize, v.PatchSize, v.Width, v.Depth, v.NumHeads, v.MLPRatio, v.LayerNormEps)
 }

@@ -1,0 +1,303 @@
+// Package imagereward scores images with ImageReward (THUDM/ImageReward),
+// the BLIP-based reward model users compare ICT and HP against: BLIP's
+// ViT-L/16 encodes the image into 197 tokens, a BERT text encoder with
+// cross-attention to all of them reads the prompt, and a five-layer affine
+// head on the [CLS] position gives the reward, normalised as
+// (x − 0.16717362830052426) / 1.0333394966054072.
+//
+// A model directory (`icthp convert imagereward`) holds two graphs: the
+// image encoder, run once per image, and the text+cross part, run for each
+// (prompt, image) pair over the image's tokens. The image token sequence is
+// what can be reused across prompts; a TokenCache keeps it.
+package imagereward
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scoring"
+)
+
+// ErrNotImageReward means a model directory is of another kind.
+var ErrNotImageReward = errors.New("not an imagereward model directory")
+
+// TokenCache holds image token sequences ([tokens × width] float32, one
+// image) under a key made of the model version and the image's content
+// hash. Implementations must be safe for concurrent use; Get's result is
+// not modified by the scorer.
+type TokenCache interface {
+	Get(key string) ([]float32, bool)
+	Put(key string, tokens []float32)
+}
+
+// Options configure a Scorer.
+type Options struct {
+	// Workers bounds how many images are decoded and preprocessed at once;
+	// 0 means GOMAXPROCS.
+	Workers int
+	// Limits on input images; zero fields take preprocess's defaults.
+	MaxImageBytes, MaxImagePixels int64
+	// Cache, when set, keeps the image token sequences of encoded images
+	// (the hook for the service's embedding cache).
+	Cache TokenCache
+}
+
+// Scorer is an opened ImageReward model directory. It is safe for
+// concurrent use.
+type Scorer struct {
+	dir     string
+	man     *models.Manifest
+	model   *models.Model        // vision graph
+	text    *models.MultiSession // text + cross-attention + head
+	tok     *preprocess.WordPiece
+	images  *preprocess.TorchvisionPipeline
+	ntok    int // image tokens per image
+	width   int // their width
+	workers int
+	cache   TokenCache
+}
+
+var _ scoring.ImageRewardScorer = (*Scorer)(nil)
+
+// Open opens an `imagereward` model directory's graphs with so.
+func Open(dir string, so models.SessionOptions, o Options) (*Scorer, error) {
+	man, err := models.ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	if man.Kind != models.KindImageReward {
+		return nil, fmt.Errorf("imagereward: model %s is of kind %q: %w", dir, man.Kind, ErrNotImageReward)
+	}
+	if man.Image.Pipeline != "torchvision" {
+		return nil, fmt.Errorf("imagereward: model %s asks for the %q image pipeline, ImageReward uses \"torchvision\"", dir, man.Image.Pipeline)
+	}
+	if man.Text.Tokenizer != "bert-wordpiece" {
+		return nil, fmt.Errorf("imagereward: model %s asks for the %q tokenizer, ImageReward uses \"bert-wordpiece\"", dir, man.Text.Tokenizer)
+	}
+	tg, ok := man.Graphs["text"]
+	if !ok || len(tg.Inputs) != 3 || len(tg.Outputs) != 1 {
+		return nil, fmt.Errorf("imagereward: model %s: the text graph must take input_ids, attention_mask and image_tokens and give one score", dir)
+	}
+	if vg := man.Graphs["vision"]; len(vg.Inputs) != 1 || len(vg.Outputs) != 1 {
+		return nil, fmt.Errorf("imagereward: model %s: the vision graph must take pixel_values and give image_tokens", dir)
+	}
+	tok, err := preprocess.LoadWordPiece(filepath.Join(dir, man.Text.Vocab), preprocess.WithWordPieceContextLength(man.Text.ContextLength))
+	if err != nil {
+		return nil, fmt.Errorf("imagereward: %w", err)
+	}
+	img, err := preprocess.NewTorchvisionPipeline(preprocess.ImageOptions{ShortestEdge: man.Image.ShortestEdge, CropSize: man.Image.CropSize,
+		Mean: man.Image.Mean, Std: man.Image.Std, MaxBytes: o.MaxImageBytes, MaxPixels: o.MaxImagePixels})
+	if err != nil {
+		return nil, fmt.Errorf("imagereward: %w", err)
+	}
+	md, err := models.Open(dir, so)
+	if err != nil {
+		return nil, err
+	}
+	text, err := models.OpenMultiSession(filepath.Join(dir, tg.File), tg.Inputs, tg.Outputs, so)
+	if err != nil {
+		md.Close()
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	s := &Scorer{dir: dir, man: man, model: md, text: text, tok: tok, images: img, workers: o.Workers, cache: o.Cache}
+	shape := text.InputShape(tg.Inputs[2])
+	if len(shape) != 3 || shape[1] <= 0 || shape[2] <= 0 {
+		s.Close()
+		return nil, fmt.Errorf("imagereward: model %s: image_tokens input has shape %v, want [batch, tokens, width]", dir, shape)
+	}
+	s.ntok, s.width = int(shape[1]), int(shape[2])
+	if ids := text.InputShape(tg.Inputs[0]); len(ids) != 2 || ids[1] != int64(tok.ContextLength()) {
+		s.Close()
+		return nil, fmt.Errorf("imagereward: model %s: input_ids shape %v does not fit the context length %d", dir, ids, tok.ContextLength())
+	}
+	if s.workers <= 0 {
+		s.workers = runtime.GOMAXPROCS(0)
+	}
+	return s, nil
+}
+
+// Close releases the sessions.
+func (s *Scorer) Close() error {
+	err := s.model.Close()
+	if err2 := s.text.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// Version is the model's version string.
+func (s *Scorer) Version() string { return s.man.Version }
+
+// Manifest is the model directory's manifest.
+func (s *Scorer) Manifest() *models.Manifest { return s.man }
+
+// Tokenizer is the model's WordPiece tokenizer.
+func (s *Scorer) Tokenizer() *preprocess.WordPiece { return s.tok }
+
+// Images is the model's image preprocessing.
+func (s *Scorer) Images() *preprocess.TorchvisionPipeline { return s.images }
+
+// TokenLen is the number of float32 values of one image's token sequence.
+func (s *Scorer) TokenLen() int { return s.ntok * s.width }
+
+// Score returns ImageReward's score of each image for the prompt; errs[i]
+// is image i's own failure (undecodable, too large), the others are scored
+// regardless. The error return is for failures of the whole call.
+func (s *Scorer) Score(ctx context.Context, prompt string, images []scoring.Image) ([]float64, []error, error) {
+	ids, mask, err := s.tok.Encode(prompt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", scoring.ErrBadRequest, err)
+	}
+	tokens, errs, err := s.ImageTokens(ctx, images)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ok []int
+	for i, e := range errs {
+		if e == nil {
+			ok = append(ok, i)
+		}
+	}
+	scores := make([]float64, len(images))
+	if len(ok) == 0 {
+		return scores, errs, nil
+	}
+	out, err := s.ScoreTokens(ctx, ids, mask, tokensOf(tokens, ok))
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, i := range ok {
+		scores[i] = out[k]
+	}
+	return scores, errs, nil
+}
+
+func tokensOf(all [][]float32, idx []int) [][]float32 {
+	out := make([][]float32, len(idx))
+	for k, i := range idx {
+		out[k] = all[i]
+	}
+	return out
+}
+
+// ScoreTokens runs the text+cross part for one tokenized prompt (ids and
+// mask of ContextLength) over each image's token sequence.
+func (s *Scorer) ScoreTokens(ctx context.Context, ids, mask []int64, tokens [][]float32) ([]float64, error) {
+	n := len(tokens)
+	if n == 0 {
+		return nil, nil
+	}
+	L, T := s.tok.ContextLength(), s.TokenLen()
+	if len(ids) != L || len(mask) != L {
+		return nil, fmt.Errorf("imagereward: %d ids and %d mask values, want %d", len(ids), len(mask), L)
+	}
+	allIDs, allMask := make([]int64, n*L), make([]int64, n*L)
+	flat := make([]float32, 0, n*T)
+	for i, t := range tokens {
+		if len(t) != T {
+			return nil, fmt.Errorf("imagereward: image %d has %d token values, want %d", i, len(t), T)
+		}
+		copy(allIDs[i*L:], ids)
+		copy(allMask[i*L:], mask)
+		flat = append(flat, t...)
+	}
+	tg := s.man.Graphs["text"]
+	out, err := s.text.RunInputs(ctx, n,
+		models.Input{Name: tg.Inputs[0], Int64: allIDs},
+		models.Input{Name: tg.Inputs[1], Int64: allMask},
+		models.Input{Name: tg.Inputs[2], Float: flat})
+	if err != nil {
+		return nil, err
+	}
+	if len(out[0]) != n {
+		return nil, fmt.Errorf("imagereward: text graph gave %d scores for %d items", len(out[0]), n)
+	}
+	res := make([]float64, n)
+	for i, v := range out[0] {
+		res[i] = float64(v)
+	}
+	return res, nil
+}
+
+// ImageTokens returns each image's token sequence (TokenLen values), from
+// the cache when it has them, else preprocessed (in parallel) and encoded in
+// one batched run; errs[i] is image i's own failure.
+func (s *Scorer) ImageTokens(ctx context.Context, images []scoring.Image) ([][]float32, []error, error) {
+	n := len(images)
+	tokens := make([][]float32, n)
+	errs := make([]error, n)
+	keys := make([]string, n)
+	var todo []int
+	for i, img := range images {
+		if s.cache != nil && img.Data != nil {
+			sum := sha256.Sum256(img.Data)
+			keys[i] = s.man.Version + "/image_tokens/" + hex.EncodeToString(sum[:])
+			if t, ok := s.cache.Get(keys[i]); ok && len(t) == s.TokenLen() {
+				tokens[i] = t
+				continue
+			}
+		}
+		todo = append(todo, i)
+	}
+	if len(todo) == 0 {
+		return tokens, errs, nil
+	}
+	per := s.images.TensorLen()
+	pixels := make([]float32, len(todo)*per)
+	sem := make(chan struct{}, s.workers)
+	var wg sync.WaitGroup
+	for k, i := range todo {
+		if err := ctx.Err(); err != nil {
+			wg.Wait()
+			return nil, nil, err
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(k, i int) {
+			defer func() { <-sem; wg.Done() }()
+			dst := pixels[k*per : (k+1)*per]
+			if images[i].RGB != nil {
+				errs[i] = s.images.TensorRGB(images[i].RGB, dst)
+			} else {
+				errs[i] = s.images.Tensor(images[i].Data, dst)
+			}
+		}(k, i)
+	}
+	wg.Wait()
+	// Compact the images that made it.
+	var run []int
+	buf := pixels[:0]
+	for k, i := range todo {
+		if errs[i] == nil {
+			run = append(run, i)
+			buf = append(buf, pixels[k*per:(k+1)*per]...)
+		}
+	}
+	if len(run) == 0 {
+		return tokens, errs, nil
+	}
+	out, err := s.model.EncodeImages(ctx, buf, len(run))
+	if err != nil {
+		return nil, nil, fmt.Errorf("imagereward image encoder: %w", err)
+	}
+	T := s.TokenLen()
+	if len(out[0]) != len(run)*T {
+		return nil, nil, fmt.Errorf("imagereward: image encoder gave %d values for %d images of %d", len(out[0]), len(run), T)
+	}
+	for k, i := range run {
+		t := out[0][k*T : (k+1)*T : (k+1)*T]
+		tokens[i] = t
+		if s.cache != nil && keys[i] != "" {
+			s.cache.Put(keys[i], t)
+		}
+	}
+	return tokens, errs, nil
+}

@@ -1,0 +1,277 @@
+package imagereward_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/blipref"
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/blip"
+	"github.com/icthp/icthp/models/checkpoint"
+	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scoring"
+)
+
+func needORT(t testing.TB) {
+	t.Helper()
+	if _, err := ortlib.Init(""); err != nil {
+		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
+	}
+}
+
+// mapCache is a TokenCache that counts its hits.
+type mapCache struct {
+	mu   sync.Mutex
+	m    map[string][]float32
+	hits int
+}
+
+func (c *mapCache) Get(k string) ([]float32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	if ok {
+		c.hits++
+	}
+	return v, ok
+}
+
+func (c *mapCache) Put(k string, v []float32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[k] = v
+}
+
+// original writes a tiny ImageReward checkpoint in the original layout
+// (ImageReward.pt as torch zip-pickle, with position_ids, the unused
+// projections and a stray training key), its med_config.json, a vision
+// config and a vocabulary, and returns their paths.
+func original(t *testing.T, c *blip.Config, w blipref.MapWeights) (ckpt, med, vis, vocab string) {
+	t.Helper()
+	d := t.TempDir()
+	ckpt, med, vis, vocab = filepath.Join(d, "ImageReward.pt"), filepath.Join(d, "med_config.json"), filepath.Join(d, "vision.json"), filepath.Join(d, "vocab.txt")
+	if err := blipref.WriteCheckpoint(ckpt, c, w, checkpoint.NamedTensor{Name: "blip.temp", DType: checkpoint.F32, Shape: []int64{}, Data: []float32{0.07}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(med, blipref.MedConfigJSON(c), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vis, blipref.VisionConfigJSON(c), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	words := blip.SyntheticVocab()
+	if real, err := os.ReadFile(filepath.Join("..", "..", "shared", "vocab", "bert-base-uncased-vocab.txt")); err == nil {
+		words = real
+	} else {
+		t.Logf("real bert-base-uncased vocabulary not found (shared/vocab beside the repository); using the synthetic one: %v", err)
+	}
+	if err := os.WriteFile(vocab, words, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ckpt, med, vis, vocab
+}
+
+func readImages(t *testing.T, names ...string) []scoring.Image {
+	t.Helper()
+	var imgs []scoring.Image
+	for _, n := range names {
+		if n == "junk" {
+			imgs = append(imgs, scoring.Image{Data: []byte("not an image")})
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("..", "preprocess", "testdata", "torchvision", "src", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, scoring.Image{Data: b})
+	}
+	return imgs
+}
+
+// A tiny checkpoint in the original layout, converted by ConvertFiles (what
+// `icthp convert imagereward` runs), scored end to end from image bytes and
+// a prompt, agrees with the float64 reference of ImageReward.score fed with
+// the same torchvision tensors and WordPiece ids, to 1e-5; plain and fused.
+func TestScoreMatchesFloat64Reference(t *testing.T) {
+	needORT(t)
+	c, err := blip.PresetConfig(blip.PresetTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := blipref.RandomWeights(&c, 5)
+	ckpt, med, vis, vocab := original(t, &c, w)
+	const prompt = "A red apple on a wooden table, highly detailed"
+	names := []string{"rgba8_100x80.png", "junk", "p8_310x215.gif", "rgb8_227x224.png", "webp_alpha_lossy_330x250.webp"}
+	images := readImages(t, names...)
+
+	// The reference: the same preprocessing, the float64 equations.
+	pipe, err := preprocess.NewTorchvisionPipeline(preprocess.ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: models.CLIPMean, Std: models.CLIPStd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := preprocess.LoadWordPiece(vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, mask, err := tok.Encode(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var good []int
+	var px []float32
+	var allIDs, allMask []int64
+	for i, img := range images {
+		buf := make([]float32, pipe.TensorLen())
+		if err := pipe.Tensor(img.Data, buf); err != nil {
+			continue
+		}
+		good = append(good, i)
+		px = append(px, buf...)
+		allIDs, allMask = append(allIDs, ids...), append(allMask, mask...)
+	}
+	ref, _, err := blipref.Scores(&c, w, px, allIDs, allMask, len(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	versions := map[bool]string{}
+	for _, fused := range []bool{false, true} {
+		out := t.TempDir()
+		man, err := blip.ConvertFiles(ckpt, med, vis, vocab, out, "", blip.BuildOptions{Fused: fused})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if man.Kind != models.KindImageReward || !strings.HasPrefix(man.Version, "imagereward-") || man.Text.ContextLength != 35 || man.Image.Pipeline != "torchvision" {
+			t.Errorf("manifest %+v", man)
+		}
+		if !strings.Contains(strings.Join(man.Notes, " "), "blip.temp") {
+			t.Errorf("notes %q do not report the unused key blip.temp", man.Notes)
+		}
+		versions[fused] = man.Version
+		cache := &mapCache{m: map[string][]float32{}}
+		s, err := imagereward.Open(out, models.SessionOptions{MaxBatch: 3}, imagereward.Options{Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		scores, errs, err := s.Score(context.Background(), prompt, images)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(errs[1], preprocess.ErrUnsupportedFormat) {
+			t.Errorf("junk image: error %v", errs[1])
+		}
+		worst := 0.0
+		for k, i := range good {
+			if errs[i] != nil {
+				t.Fatalf("%s: %v", names[i], errs[i])
+			}
+			worst = math.Max(worst, math.Abs(scores[i]-ref[k]))
+		}
+		t.Logf("fused=%v: max |onnxruntime − float64| = %.3g over %d images (scores %.5f)", fused, worst, len(good), scores)
+		if worst > 1e-5 {
+			t.Errorf("fused=%v: scores %v differ from the reference %v by %g", fused, scores, ref, worst)
+		}
+
+		// Again: the image tokens come from the cache, the scores do not move.
+		again, _, err := s.Score(context.Background(), prompt, images)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cache.hits != len(good) {
+			t.Errorf("cache hits %d, want %d", cache.hits, len(good))
+		}
+		for _, i := range good {
+			if again[i] != scores[i] {
+				t.Errorf("image %d: %g from cached tokens, %g before", i, again[i], scores[i])
+			}
+		}
+
+		// Through scoring.Service, the front doors' way in.
+		svc, err := scoring.New(nil, nil, s, scoring.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := prompt
+		res, err := svc.Score(context.Background(), scoring.ScoreRequest{Prompt: &p, Images: images, Models: []string{scoring.ModelImageReward}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Versions[scoring.ModelImageReward] != man.Version {
+			t.Errorf("versions %v", res.Versions)
+		}
+		for i, sc := range res.Scores {
+			if (sc.Err != nil) != (errs[i] != nil) || (sc.Err == nil && (sc.ImageReward == nil || *sc.ImageReward != scores[i])) {
+				t.Errorf("service row %d: %+v, scorer %g / %v", i, sc, scores[i], errs[i])
+			}
+		}
+	}
+	if versions[true] == versions[false] {
+		t.Error("plain and fused directories have the same version")
+	}
+}
+
+// A different prompt, a different image: different scores; the prompt's
+// padding is masked (trailing spaces change nothing).
+func TestScoreDependsOnPromptAndImage(t *testing.T) {
+	needORT(t)
+	out := t.TempDir()
+	if _, err := blip.WriteRandomDir(blip.PresetTiny, 3, out, blip.BuildOptions{Fused: true}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := imagereward.Open(out, models.SessionOptions{}, imagereward.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	imgs := readImages(t, "rgb8_100x80.png", "l8_301x227.png")
+	ctx := context.Background()
+	a, _, err := s.Score(ctx, "a cat", imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := s.Score(ctx, "a dog on the moon", imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := s.Score(ctx, "a cat   ", imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(a[0]-a[1]) < 1e-6 || math.Abs(a[0]-b[0]) < 1e-6 {
+		t.Errorf("scores do not depend on the image or prompt: %v %v", a, b)
+	}
+	if a[0] != c[0] || a[1] != c[1] {
+		t.Errorf("trailing spaces changed the scores: %v %v", a, c)
+	}
+	if s.Tokenizer().ContextLength() != 35 || s.TokenLen() != 50*64 {
+		t.Errorf("context %d, token values %d", s.Tokenizer().ContextLength(), s.TokenLen())
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	needORT(t)
+	out := t.TempDir()
+	man, err := blip.WriteRandomDir(blip.PresetTiny, 1, out, blip.BuildOptions{Fused: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imagereward.Open(t.TempDir(), models.SessionOptions{}, imagereward.Options{}); !errors.Is(err, models.ErrNoManifest) {
+		t.Errorf("empty directory: %v", err)
+	}
+	man.Kind = models.KindHP
+	if err := models.WriteManifest(out, man); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imagereward.Open(out, models.SessionOptions{}, imagereward.Options{}); !errors.Is(err, imagereward.ErrNotImageReward) {
+		t.Errorf("hp kind: %v", err)
+	}
+}
