@@ -272,9 +272,14 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", default="", help="folder for checkpoints and models (default: a temporary one)")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda[:N] (icthp then runs onnxruntime's CUDA "
+                    "provider: set ICTHP_ORT_LIB to a GPU build)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    provider = "cpu" if dev.type == "cpu" else "cuda:%d" % (dev.index or 0)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     icthp = os.path.join(ROOT, "bin", "icthp")
     if not os.access(icthp, os.X_OK):
         sys.exit("bench_torch: bin/icthp is missing: run `make build` first")
@@ -320,18 +325,20 @@ def main():
         tower.load_state_dict(sd, strict=True)
         head = HPHead(a["projection_dim"]).eval()
         head.load_state_dict(torch.load(os.path.join(d, "head.bin"), map_location="cpu"), strict=True)
+        tower, head = tower.to(dev), head.to(dev)
         del sd
 
         # Parity on one image: the same float32 tensor into both engines.
         px = demo_pixels(a["image_size"])
         px.astype("<f4").tofile(os.path.join(d, "pixels.f32"))
         run([benchtool, "encode", "--model", os.path.join(d, "model"), "--in", os.path.join(d, "pixels.f32"),
-             "--n", "1", "--out", os.path.join(d, "icthp.f32"), "--threads", str(args.threads)])
+             "--n", "1", "--out", os.path.join(d, "icthp.f32"), "--threads", str(args.threads),
+             "--provider", provider])
         got = np.fromfile(os.path.join(d, "icthp.f32"), dtype="<f4")
         with torch.inference_mode():
-            emb = tower(torch.from_numpy(px))
+            emb = tower(torch.from_numpy(px).to(dev))
             logit = head(emb)
-        emb, logit = emb.numpy()[0], float(logit[0, 0])
+        emb, logit = emb.cpu().numpy()[0], float(logit[0, 0])
         gemb, glogit = got[:a["projection_dim"]], float(got[a["projection_dim"]])
         diff_raw = float(np.max(np.abs(gemb - emb)))
         scale = float(np.max(np.abs(emb)))
@@ -347,18 +354,20 @@ def main():
                  "batches": []}
 
         for n in ([1] if preset == "vit-h-14" else batches):
-            x = torch.randn(n, 3, a["image_size"], a["image_size"])
+            x = torch.randn(n, 3, a["image_size"], a["image_size"]).to(dev)
             best_t, best_i = math.inf, math.inf
             with torch.inference_mode():
                 tower(x)  # warm-up
+                sync()
                 for _ in range(args.rounds):
                     for _ in range(args.runs):
                         t = time.perf_counter()
                         head(tower(x))
+                        sync()
                         best_t = min(best_t, time.perf_counter() - t)
                     out = json.loads(run([benchtool, "time", "--model", os.path.join(d, "model"),
                                           "--batch", str(n), "--runs", str(args.runs),
-                                          "--threads", str(args.threads)]))
+                                          "--threads", str(args.threads), "--provider", provider]))
                     best_i = min(best_i, min(out["seconds"]))
             ti, ii = n / best_t, n / best_i
             g = vision_gflop(a)

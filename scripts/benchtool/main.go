@@ -11,7 +11,7 @@
 //	benchtool encode --model DIR --in FILE --n N --out FILE
 //	    FILE: N×3×S×S float32 little-endian pixels; out: N×D image_embeds
 //	    then N hp_logit (for an hp model), float32 little-endian.
-//	benchtool time --model DIR --batch N [--runs R] [--threads T] [--text]
+//	benchtool time --model DIR --batch N [--runs R] [--threads T] [--provider P] [--text]
 //	    one warm-up run, then R timed runs of the vision graph at batch N;
 //	    prints one JSON object with the seconds of each run and the best and
 //	    median images/s (--text: one line).
@@ -106,8 +106,15 @@ func writeHF(args []string) error {
 	return os.WriteFile(filepath.Join(*out, "arch.json"), b, 0o644)
 }
 
-func open(dir string, threads int) (*models.Model, error) {
-	return models.Open(dir, models.SessionOptions{IntraOpThreads: threads, LibraryPath: os.Getenv("ICTHP_ORT_LIB")})
+// open opens a model directory on provider ("cpu", "cuda[:N]",
+// "tensorrt[:N]"); onnxruntime comes from $ICTHP_ORT_LIB when set.
+func open(dir string, threads int, provider string) (*models.Model, error) {
+	p, dev, err := models.ParseProvider(provider)
+	if err != nil {
+		return nil, err
+	}
+	return models.Open(dir, models.SessionOptions{Provider: p, DeviceID: dev, IntraOpThreads: threads,
+		LibraryPath: os.Getenv("ICTHP_ORT_LIB")})
 }
 
 func encode(args []string) error {
@@ -117,6 +124,7 @@ func encode(args []string) error {
 	n := fs.Int("n", 1, "images in the file")
 	out := fs.String("out", "", "output file")
 	threads := fs.Int("threads", 0, "onnxruntime intra-op threads (0: one per core)")
+	provider := fs.String("provider", "cpu", "cpu, cuda[:N] or tensorrt[:N]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -131,7 +139,7 @@ func encode(args []string) error {
 	for i := range px {
 		px[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 	}
-	m, err := open(*dir, *threads)
+	m, err := open(*dir, *threads, *provider)
 	if err != nil {
 		return err
 	}
@@ -162,6 +170,7 @@ func timeRuns(args []string) error {
 	batch := fs.Int("batch", 1, "images per run")
 	runs := fs.Int("runs", 5, "timed runs")
 	text := fs.Bool("text", false, "print one line for people instead of JSON")
+	provider := fs.String("provider", "cpu", "cpu, cuda[:N] or tensorrt[:N]")
 	threads := fs.Int("threads", 0, "onnxruntime intra-op threads (0: one per core)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -169,7 +178,7 @@ func timeRuns(args []string) error {
 	if *batch < 1 || *runs < 1 {
 		return errors.New("--batch and --runs must be positive")
 	}
-	m, err := open(*dir, *threads)
+	m, err := open(*dir, *threads, *provider)
 	if err != nil {
 		return err
 	}
@@ -196,12 +205,13 @@ func timeRuns(args []string) error {
 	slices.Sort(sorted)
 	best, median := float64(*batch)/sorted[0], float64(*batch)/sorted[len(sorted)/2]
 	if *text {
-		_, err := fmt.Printf("%-22s batch %3d: %9.2f images/s best, %9.2f median of %d runs (fused %v)\n",
-			m.Manifest.Name, *batch, best, median, len(secs), m.Manifest.Fused)
+		_, err := fmt.Printf("%-22s %-4s %-7s batch %3d: %9.2f images/s best, %9.2f median of %d runs\n",
+			m.Manifest.Name, *provider, m.Manifest.Precision, *batch, best, median, len(secs))
 		return err
 	}
 	return writeJSON(os.Stdout, map[string]any{
 		"engine": "icthp (onnxruntime)", "model": m.Manifest.Name, "fused": m.Manifest.Fused,
+		"precision": m.Manifest.Precision, "provider": *provider,
 		"batch": *batch, "threads": *threads, "cores": runtime.NumCPU(), "seconds": secs,
 		"best_images_per_s": best, "median_images_per_s": median,
 	})
