@@ -13,14 +13,13 @@ package imagereward
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
 	"sync"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scoring"
@@ -29,13 +28,12 @@ import (
 // ErrNotImageReward means a model directory is of another kind.
 var ErrNotImageReward = errors.New("not an imagereward model directory")
 
-// TokenCache holds image token sequences ([tokens × width] float32, one
-// image) under a key made of the model version and the image's content
-// hash. Implementations must be safe for concurrent use; Get's result is
-// not modified by the scorer.
+// TokenCache keeps image token sequences; *cache.Cache (the service's
+// two-tier embedding cache) is one. Entries are keyed by the ImageReward
+// model's version, cache.KindImage and the image's content hash, so they
+// never meet the ICT model's image embeddings (another version).
 type TokenCache interface {
-	Get(key string) ([]float32, bool)
-	Put(key string, tokens []float32)
+	Resolve(ctx context.Context, keys []cache.Key, compute cache.ComputeFunc) ([]cache.Value, []error, error)
 }
 
 // Options configure a Scorer.
@@ -46,7 +44,7 @@ type Options struct {
 	// Limits on input images; zero fields take preprocess's defaults.
 	MaxImageBytes, MaxImagePixels int64
 	// Cache, when set, keeps the image token sequences of encoded images
-	// (the hook for the service's embedding cache).
+	// (the service's embedding cache, *cache.Cache).
 	Cache TokenCache
 }
 
@@ -233,28 +231,54 @@ func (s *Scorer) ScoreTokens(ctx context.Context, ids, mask []int64, tokens [][]
 func (s *Scorer) ImageTokens(ctx context.Context, images []scoring.Image) ([][]float32, []error, error) {
 	n := len(images)
 	tokens := make([][]float32, n)
-	errs := make([]error, n)
-	keys := make([]string, n)
-	var todo []int
-	for i, img := range images {
-		if s.cache != nil && img.Data != nil {
-			sum := sha256.Sum256(img.Data)
-			keys[i] = s.man.Version + "/image_tokens/" + hex.EncodeToString(sum[:])
-			if t, ok := s.cache.Get(keys[i]); ok && len(t) == s.TokenLen() {
-				tokens[i] = t
-				continue
-			}
+	if s.cache == nil {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
 		}
-		todo = append(todo, i)
-	}
-	if len(todo) == 0 {
+		vals, errs, err := s.encode(ctx, images, all)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, v := range vals {
+			tokens[i] = v.Vec
+		}
 		return tokens, errs, nil
 	}
+	keys := make([]cache.Key, n)
+	for i, img := range images {
+		keys[i] = cache.Key{Version: s.man.Version, Kind: cache.KindImage}
+		if img.RGB != nil {
+			keys[i].Sum = cache.PixelsSum(img.RGB.W, img.RGB.H, img.RGB.Pix)
+		} else {
+			keys[i].Sum = cache.BytesSum(img.Data)
+		}
+	}
+	vals, errs, err := s.cache.Resolve(ctx, keys, func(ctx context.Context, missing []int) ([]cache.Value, []error, error) {
+		return s.encode(ctx, images, missing)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	T := s.TokenLen()
+	for i, v := range vals {
+		if errs[i] == nil && len(v.Vec) != T {
+			return nil, nil, fmt.Errorf("imagereward: cached image tokens have %d values, want %d", len(v.Vec), T)
+		}
+		tokens[i] = v.Vec
+	}
+	return tokens, errs, nil
+}
+
+// encode preprocesses images[idx[k]] in parallel and runs the image encoder
+// once over those that made it; vals[k] and errs[k] belong to idx[k].
+func (s *Scorer) encode(ctx context.Context, images []scoring.Image, idx []int) ([]cache.Value, []error, error) {
+	vals, errs := make([]cache.Value, len(idx)), make([]error, len(idx))
 	per := s.images.TensorLen()
-	pixels := make([]float32, len(todo)*per)
+	pixels := make([]float32, len(idx)*per)
 	sem := make(chan struct{}, s.workers)
 	var wg sync.WaitGroup
-	for k, i := range todo {
+	for k, i := range idx {
 		if err := ctx.Err(); err != nil {
 			wg.Wait()
 			return nil, nil, err
@@ -265,24 +289,24 @@ func (s *Scorer) ImageTokens(ctx context.Context, images []scoring.Image) ([][]f
 			defer func() { <-sem; wg.Done() }()
 			dst := pixels[k*per : (k+1)*per]
 			if images[i].RGB != nil {
-				errs[i] = s.images.TensorRGB(images[i].RGB, dst)
+				errs[k] = s.images.TensorRGB(images[i].RGB, dst)
 			} else {
-				errs[i] = s.images.Tensor(images[i].Data, dst)
+				errs[k] = s.images.Tensor(images[i].Data, dst)
 			}
 		}(k, i)
 	}
 	wg.Wait()
-	// Compact the images that made it.
+	// Compact the images that made it (in place: the copy never overtakes).
 	var run []int
 	buf := pixels[:0]
-	for k, i := range todo {
-		if errs[i] == nil {
-			run = append(run, i)
+	for k := range idx {
+		if errs[k] == nil {
+			run = append(run, k)
 			buf = append(buf, pixels[k*per:(k+1)*per]...)
 		}
 	}
 	if len(run) == 0 {
-		return tokens, errs, nil
+		return vals, errs, nil
 	}
 	out, err := s.model.EncodeImages(ctx, buf, len(run))
 	if err != nil {
@@ -292,12 +316,8 @@ func (s *Scorer) ImageTokens(ctx context.Context, images []scoring.Image) ([][]f
 	if len(out[0]) != len(run)*T {
 		return nil, nil, fmt.Errorf("imagereward: image encoder gave %d values for %d images of %d", len(out[0]), len(run), T)
 	}
-	for k, i := range run {
-		t := out[0][k*T : (k+1)*T : (k+1)*T]
-		tokens[i] = t
-		if s.cache != nil && keys[i] != "" {
-			s.cache.Put(keys[i], t)
-		}
+	for j, k := range run {
+		vals[k] = cache.Value{Vec: out[0][j*T : (j+1)*T : (j+1)*T]}
 	}
-	return tokens, errs, nil
+	return vals, errs, nil
 }

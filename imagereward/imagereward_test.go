@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/internal/blipref"
 	"github.com/icthp/icthp/models"
@@ -25,29 +25,6 @@ func needORT(t testing.TB) {
 	if _, err := ortlib.Init(""); err != nil {
 		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
 	}
-}
-
-// mapCache is a TokenCache that counts its hits.
-type mapCache struct {
-	mu   sync.Mutex
-	m    map[string][]float32
-	hits int
-}
-
-func (c *mapCache) Get(k string) ([]float32, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.m[k]
-	if ok {
-		c.hits++
-	}
-	return v, ok
-}
-
-func (c *mapCache) Put(k string, v []float32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m[k] = v
 }
 
 // original writes a tiny ImageReward checkpoint in the original layout
@@ -156,8 +133,12 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 			t.Errorf("notes %q do not report the unused key blip.temp", man.Notes)
 		}
 		versions[fused] = man.Version
-		cache := &mapCache{m: map[string][]float32{}}
-		s, err := imagereward.Open(out, models.SessionOptions{MaxBatch: 3}, imagereward.Options{Cache: cache})
+		tc, err := cache.New(cache.Options{LocalBytes: 64 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		s, err := imagereward.Open(out, models.SessionOptions{MaxBatch: 3}, imagereward.Options{Cache: tc})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,8 +167,9 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cache.hits != len(good) {
-			t.Errorf("cache hits %d, want %d", cache.hits, len(good))
+		// Failures are not cached: the junk image is tried again.
+		if st := tc.Stats(); st.LocalHits != int64(len(good)) || st.Computed != int64(len(images)+1) {
+			t.Errorf("cache stats %+v: want %d hits the second time, %d computed in all", st, len(good), len(images)+1)
 		}
 		for _, i := range good {
 			if again[i] != scores[i] {
