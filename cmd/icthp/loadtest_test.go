@@ -16,6 +16,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/icthp/icthp/models/ortlib"
 )
 
 // fakeScorer answers /v1/score, /v1/rank and /v1/reward as SPEC §4 shapes
@@ -217,5 +220,79 @@ func TestLoadtestErrors(t *testing.T) {
 				t.Errorf("exit %d (want %d), stderr %q (want one line with %q)", code, tc.code, stderr, tc.want)
 			}
 		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the server's concurrent logging.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The load generator against the real `icthp serve` (demo models, real
+// onnxruntime sessions, loopback HTTP): every route answers every request.
+func TestLoadtestAgainstServe(t *testing.T) {
+	needORT(t)
+	t.Setenv(ortlib.EnvCache, t.TempDir())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var serveLog lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		a := &app{stdout: io.Discard, stderr: &serveLog, getenv: func(string) string { return "" }}
+		done <- run(ctx, a, []string{"serve", "--addr", addr, "--drain-delay", "0s"})
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exited with %d:\n%s", code, serveLog.String())
+		}
+	}()
+	// Wait for /readyz (the demo models are made and warmed up first).
+	url := "http://" + addr
+	for ready := false; !ready; {
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("serve exited with %d before it was ready:\n%s", code, serveLog.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			ready = resp.StatusCode == http.StatusOK
+		}
+	}
+	demo := filepath.Join("..", "..", "testdata", "demo")
+	for _, route := range []string{"score", "rank", "reward"} {
+		code, stdout, stderr := runCLI(t, "loadtest", "--url", url, "--route", route, "--concurrency", "2",
+			"--requests", "6", "--images", demo, "--json")
+		var rep struct {
+			Requests, OK, Errors int64
+			ErrorsByCode         map[string]int64 `json:"errors_by_code"`
+			ImagesPerS           float64          `json:"images_per_s"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, stderr %q, stdout %q", route, code, stderr, stdout)
+		}
+		if rep.Requests != 6 || rep.OK != 6 || rep.Errors != 0 || rep.ImagesPerS <= 0 {
+			t.Errorf("%s: %s", route, stdout)
+		}
 	}
 }
