@@ -86,8 +86,13 @@ type flight struct {
 
 // ComputeFunc computes the values of keys[missing[k]] for each k. errs, when
 // not nil, holds per-key failures, which are returned but never stored; err
-// fails the whole call.
+// fails the whole call. A per-key ErrNotComputed says the call chose not to
+// compute that key (the request turned out not to need it): other requests
+// waiting for the key then compute it themselves.
 type ComputeFunc func(ctx context.Context, missing []int) (vals []Value, errs []error, err error)
+
+// ErrNotComputed is the per-key error a ComputeFunc gives a key it skipped.
+var ErrNotComputed = errors.New("cache: not computed")
 
 // New makes a Cache. It does not contact Redis: the first request does, and
 // its failure only opens the circuit.
@@ -253,6 +258,22 @@ func (c *Cache) Resolve(ctx context.Context, keys []Key, compute ComputeFunc) ([
 		}
 	}()
 
+	// A request that finished between our lookup and our claim has left
+	// its value in the in-process tier (it stores before it lets go).
+	if c.local != nil {
+		kept := owned[:0:0]
+		for _, i := range owned {
+			if v, ok := c.localGet(strs[i]); ok {
+				vals[i] = v
+				c.finish(strs[i], flights[i], v, nil, false)
+				finished[i] = true
+				continue
+			}
+			kept = append(kept, i)
+		}
+		owned = kept
+	}
+
 	// 3. Redis, one round trip for all the owned keys.
 	need := owned
 	if c.rdb != nil && len(owned) > 0 {
@@ -355,6 +376,13 @@ func (c *Cache) computeAndStore(ctx context.Context, compute ComputeFunc, idx []
 	}
 	puts := make([]kv, 0, len(idx))
 	for _, i := range idx {
+		if errors.Is(errs[i], ErrNotComputed) {
+			if f := flights[i]; f != nil {
+				c.finish(strs[i], f, Value{}, nil, true)
+				finished[i] = true
+			}
+			continue
+		}
 		c.m.computed.WithLabelValues(keys[i].Kind.String()).Inc()
 		c.stats.computed.Add(1)
 		if errs[i] == nil {

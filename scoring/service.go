@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/preprocess"
@@ -49,6 +49,10 @@ type Options struct {
 	// its registry; the command line leaves it nil. No package registers on
 	// the global default registry.
 	Metrics prometheus.Registerer
+	// Cache keeps ICT text and image embeddings and HP results, keyed by
+	// model version and content; nil caches nothing. Results are the same
+	// with and without it (see the cache package for float16 storage).
+	Cache *cache.Cache
 }
 
 // Service scores images with whichever models are loaded.
@@ -158,99 +162,6 @@ func (s *Service) selectModels(names []string, hasPrompt bool) (which, error) {
 	return w, nil
 }
 
-// prepared holds the preprocessed tensors of a request's images for one
-// image pipeline: ok lists the images that made it, in order, and pixels
-// holds their tensors in that order.
-type prepared struct {
-	ok     []int
-	pixels []float32
-}
-
-// imageOptions applies the service's limits to a pipeline's options.
-func (s *Service) imageOptions(p *preprocess.ImagePipeline) preprocess.ImageOptions {
-	o := p.Options()
-	o.MaxBytes, o.MaxPixels = s.opts.MaxImageBytes, s.opts.MaxImagePixels
-	return o
-}
-
-// prepare decodes every image once and makes its tensor for each pipeline,
-// in parallel over the service's workers. errs[i] is image i's failure.
-func (s *Service) prepare(ctx context.Context, images []Image, pipes []*preprocess.ImagePipeline) ([]prepared, []error, error) {
-	n := len(images)
-	errs := make([]error, n)
-	bufs := make([][]float32, len(pipes))
-	for p, pipe := range pipes {
-		bufs[p] = make([]float32, n*pipe.TensorLen())
-	}
-	var lim preprocess.ImageOptions
-	if len(pipes) > 0 {
-		lim = s.imageOptions(pipes[0])
-	}
-	sem := make(chan struct{}, s.workers)
-	var wg sync.WaitGroup
-	for i := range images {
-		if err := ctx.Err(); err != nil {
-			wg.Wait()
-			return nil, nil, err
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
-			img := images[i].RGB
-			if img == nil {
-				var err error
-				if img, err = preprocess.DecodeRGB(images[i].Data, lim); err != nil {
-					errs[i] = err
-					return
-				}
-			}
-			for p, pipe := range pipes {
-				l := pipe.TensorLen()
-				if err := pipe.TensorRGB(img, bufs[p][i*l:(i+1)*l]); err != nil {
-					errs[i] = err
-					return
-				}
-			}
-		}(i)
-	}
-	wg.Wait()
-	out := make([]prepared, len(pipes))
-	for p, pipe := range pipes {
-		l := pipe.TensorLen()
-		buf := bufs[p][:0]
-		for i := 0; i < n; i++ {
-			if errs[i] != nil {
-				continue
-			}
-			out[p].ok = append(out[p].ok, i)
-			buf = append(buf, bufs[p][i*l:(i+1)*l]...) // compacts in place: i*l >= len(buf)
-		}
-		out[p].pixels = buf
-	}
-	return out, errs, nil
-}
-
-// pipelines returns the distinct image pipelines of the selected models and,
-// for ICT and HP, which of them each uses. ICT and HP share one tensor when
-// their preprocessing is the same (it is for the published models).
-func (s *Service) pipelines(w which) (pipes []*preprocess.ImagePipeline, ictPipe, hpPipe int) {
-	ictPipe, hpPipe = -1, -1
-	if w.ict {
-		pipes = append(pipes, s.ict.Images())
-		ictPipe = 0
-	}
-	if w.hp {
-		hpPipe = len(pipes)
-		if w.ict && s.ict.Images().Options() == s.hp.Images().Options() {
-			hpPipe = ictPipe
-		} else {
-			pipes = append(pipes, s.hp.Images())
-		}
-	}
-	return pipes, ictPipe, hpPipe
-}
-
 // ScoreRequest asks for the scores of images for one prompt.
 type ScoreRequest struct {
 	Prompt *string // nil: no prompt (HP only)
@@ -274,35 +185,24 @@ func (s *Service) Score(ctx context.Context, r ScoreRequest) (*ScoreResponse, er
 	if len(r.Images) == 0 {
 		return res, nil
 	}
-	pipes, ip, hpp := s.pipelines(w)
-	prep, errs, err := s.prepare(ctx, r.Images, pipes)
+	er := encodeRequest{images: r.Images, ict: w.ict, hp: w.hp}
+	if w.ict {
+		er.prompts, er.promptOf = []string{*r.Prompt}, make([]int, len(r.Images))
+	}
+	enc, err := s.encode(ctx, er)
 	if err != nil {
 		return nil, err
 	}
-	for i, e := range errs {
-		res.Scores[i].Err = e
-	}
-	if w.ict {
-		text, err := s.ict.EmbedTexts(ctx, []string{*r.Prompt})
-		if err != nil {
-			return nil, fmt.Errorf("ict text: %w", err)
+	for i := range r.Images {
+		if res.Scores[i].Err = enc.errs[i]; enc.errs[i] != nil {
+			continue
 		}
-		emb, err := s.ict.EmbedImages(ctx, prep[ip].pixels, len(prep[ip].ok))
-		if err != nil {
-			return nil, fmt.Errorf("ict image: %w", err)
-		}
-		for k, i := range prep[ip].ok {
-			v := ict.Score(text[0], emb[k])
+		if w.ict {
+			v := ict.Score(enc.text[0], enc.ict[i])
 			res.Scores[i].ICT = &v
 		}
-	}
-	if w.hp {
-		out, err := s.hp.Score(ctx, prep[hpp].pixels, len(prep[hpp].ok))
-		if err != nil {
-			return nil, fmt.Errorf("hp: %w", err)
-		}
-		for k, i := range prep[hpp].ok {
-			logit, p := out[k].Logit, out[k].HP()
+		if w.hp {
+			logit, p := enc.hp[i].Logit, enc.hp[i].HP()
 			res.Scores[i].HPLogit, res.Scores[i].HP = &logit, &p
 		}
 	}
@@ -448,48 +348,38 @@ func (s *Service) Reward(ctx context.Context, items []RewardItem, comb *Combinat
 	if len(items) == 0 {
 		return res, nil
 	}
-	images := make([]Image, len(items))
-	for i, it := range items {
-		images[i] = it.Image
+	er := encodeRequest{images: make([]Image, len(items)), ict: w.ict, hp: w.hp}
+	if w.ict {
+		// Encode each distinct prompt once (and only for items that can be read).
+		er.promptOf = make([]int, len(items))
+		at := map[string]int{}
+		for i, it := range items {
+			p, seen := at[it.Prompt]
+			if !seen {
+				p = len(er.prompts)
+				at[it.Prompt] = p
+				er.prompts = append(er.prompts, it.Prompt)
+			}
+			er.promptOf[i] = p
+		}
 	}
-	pipes, ip, hpp := s.pipelines(w)
-	prep, errs, err := s.prepare(ctx, images, pipes)
+	for i, it := range items {
+		er.images[i] = it.Image
+	}
+	enc, err := s.encode(ctx, er)
 	if err != nil {
 		return nil, err
 	}
-	for i, e := range errs {
-		res.Scores[i].Err = e
-	}
-	if w.ict {
-		// Encode each distinct prompt once.
-		var uniq []string
-		at := map[string]int{}
-		for _, i := range prep[ip].ok {
-			if _, seen := at[items[i].Prompt]; !seen {
-				at[items[i].Prompt] = len(uniq)
-				uniq = append(uniq, items[i].Prompt)
-			}
+	for i := range items {
+		if res.Scores[i].Err = enc.errs[i]; enc.errs[i] != nil {
+			continue
 		}
-		text, err := s.ict.EmbedTexts(ctx, uniq)
-		if err != nil {
-			return nil, fmt.Errorf("ict text: %w", err)
-		}
-		emb, err := s.ict.EmbedImages(ctx, prep[ip].pixels, len(prep[ip].ok))
-		if err != nil {
-			return nil, fmt.Errorf("ict image: %w", err)
-		}
-		for k, i := range prep[ip].ok {
-			v := ict.Score(text[at[items[i].Prompt]], emb[k])
+		if w.ict {
+			v := ict.Score(enc.text[er.promptOf[i]], enc.ict[i])
 			res.Scores[i].ICT = &v
 		}
-	}
-	if w.hp {
-		out, err := s.hp.Score(ctx, prep[hpp].pixels, len(prep[hpp].ok))
-		if err != nil {
-			return nil, fmt.Errorf("hp: %w", err)
-		}
-		for k, i := range prep[hpp].ok {
-			logit, p := out[k].Logit, out[k].HP()
+		if w.hp {
+			logit, p := enc.hp[i].Logit, enc.hp[i].HP()
 			res.Scores[i].HPLogit, res.Scores[i].HP = &logit, &p
 		}
 	}
@@ -552,41 +442,36 @@ func (s *Service) EmbedTexts(ctx context.Context, texts []string) ([][]float32, 
 	if s.ict == nil {
 		return nil, badRequest("text embeddings need the ict model")
 	}
-	return s.ict.EmbedTexts(ctx, texts)
+	if len(texts) == 0 {
+		return nil, nil
+	}
+	enc, err := s.encode(ctx, encodeRequest{prompts: texts, allTexts: true})
+	if err != nil {
+		return nil, err
+	}
+	return enc.text, nil
 }
 
 // EmbedImages returns the ICT model's L2-normalised image embeddings (the HP
 // backbone's when ICT is not loaded); errs[i] is image i's own failure.
 func (s *Service) EmbedImages(ctx context.Context, images []Image) (emb [][]float32, errs []error, err error) {
-	var pipe *preprocess.ImagePipeline
-	switch {
-	case s.ict != nil:
-		pipe = s.ict.Images()
-	case s.hp != nil:
-		pipe = s.hp.Images()
-	default:
+	if s.ict == nil && s.hp == nil {
 		return nil, nil, badRequest("image embeddings need the ict or hp model")
 	}
-	prep, errs, err := s.prepare(ctx, images, []*preprocess.ImagePipeline{pipe})
-	if err != nil {
-		return nil, nil, err
-	}
-	var rows [][]float32
-	if s.ict != nil {
-		rows, err = s.ict.EmbedImages(ctx, prep[0].pixels, len(prep[0].ok))
-	} else {
-		var out []hp.Result
-		out, err = s.hp.Score(ctx, prep[0].pixels, len(prep[0].ok))
-		for _, o := range out {
-			rows = append(rows, o.Embed)
-		}
-	}
+	enc, err := s.encode(ctx, encodeRequest{images: images, ict: s.ict != nil, hp: s.ict == nil})
 	if err != nil {
 		return nil, nil, err
 	}
 	emb = make([][]float32, len(images))
-	for k, i := range prep[0].ok {
-		emb[i] = rows[k]
+	for i := range images {
+		if enc.errs[i] != nil {
+			continue
+		}
+		if s.ict != nil {
+			emb[i] = enc.ict[i]
+		} else {
+			emb[i] = enc.hp[i].Embed
+		}
 	}
-	return emb, errs, nil
+	return emb, enc.errs, nil
 }
