@@ -1,0 +1,185 @@
+package main
+
+// ImageReward on the command line, in process: a tiny checkpoint in the
+// original layout → `icthp convert imagereward` → `icthp tokenize` and
+// `icthp score --imagereward` (alone and beside HP), every score compared
+// with internal/blipref (a float64 transcription of ImageReward.score) on
+// the very weights written into the checkpoint, fed the torchvision
+// tensors and WordPiece ids.
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/icthp/icthp/internal/blipref"
+	"github.com/icthp/icthp/internal/testmodels"
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/blip"
+	"github.com/icthp/icthp/models/clip"
+	"github.com/icthp/icthp/preprocess"
+)
+
+const bertVocab = repoRoot + "/../shared/vocab/bert-base-uncased-vocab.txt"
+
+type irLine struct {
+	Image       string   `json:"image"`
+	ImageReward *float64 `json:"imagereward"`
+	HP          *float64 `json:"hp"`
+	ICT         *float64 `json:"ict"`
+	Error       string   `json:"error"`
+}
+
+func TestImageRewardCommands(t *testing.T) {
+	needORT(t)
+	if _, err := os.Stat(bertVocab); err != nil {
+		t.Skipf("real bert-base-uncased vocabulary not found at %s (shared/vocab beside the repository): %v", bertVocab, err)
+	}
+	c, err := blip.PresetConfig(blip.PresetTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := blipref.RandomWeights(&c, 11)
+	d := t.TempDir()
+	ckpt, med, vis := filepath.Join(d, "ImageReward.pt"), filepath.Join(d, "med_config.json"), filepath.Join(d, "vision.json")
+	if err := blipref.WriteCheckpoint(ckpt, &c, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(med, blipref.MedConfigJSON(&c), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vis, blipref.VisionConfigJSON(&c), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(d, "ir")
+	out := mustRun(t, "convert", "imagereward", "--checkpoint", ckpt, "--med-config", med, "--vision-config", vis, "--vocab", bertVocab, "--out", dir)
+	if !strings.Contains(out, "kind imagereward") {
+		t.Errorf("convert printed %q", out)
+	}
+
+	// Without the vision config the checkpoint's ViT is not ViT-L/16: refused.
+	if _, errOut, code := icthp(t, "convert", "imagereward", "--checkpoint", ckpt, "--med-config", med, "--vocab", bertVocab, "--out", filepath.Join(d, "x")); code != 1 || !strings.Contains(errOut, "vision config") {
+		t.Errorf("ViT-L/16 default on a tiny checkpoint: exit %d, %q", code, errOut)
+	}
+	for _, args := range [][]string{
+		{"convert", "imagereward", "--med-config", med, "--vocab", bertVocab, "--out", filepath.Join(d, "y")},
+		{"convert", "imagereward", "--checkpoint", ckpt, "--med-config", med, "--vocab", bertVocab, "--fp16", "--out", filepath.Join(d, "y")},
+		{"convert", "random", "--preset", "imagereward-huge", "--out", filepath.Join(d, "y")},
+		{"score", "--imagereward", dir, filepath.Join(d, "none.png")},
+	} {
+		if _, _, code := icthp(t, args...); code != 2 {
+			t.Errorf("icthp %v: exit %d, want 2", args, code)
+		}
+	}
+
+	// tokenize: 35 ids, those of the Python transcription of the tokenizer.
+	var ref struct {
+		Cases []struct {
+			Text string  `json:"text"`
+			IDs  []int64 `json:"ids"`
+		} `json:"cases"`
+	}
+	readJSON(t, repoRoot+"/preprocess/testdata/wordpiece/reference.json", &ref)
+	texts := []string{ref.Cases[4].Text, ref.Cases[8].Text, ref.Cases[18].Text}
+	lines := strings.Split(strings.TrimSpace(mustRun(t, append([]string{"tokenize", "--model", dir}, texts...)...)), "\n")
+	if len(lines) != len(texts) {
+		t.Fatalf("tokenize printed %d lines for %d texts", len(lines), len(texts))
+	}
+	for i, l := range lines {
+		var ids []int64
+		if err := json.Unmarshal([]byte(l), &ids); err != nil {
+			t.Fatal(err)
+		}
+		if want := ref.Cases[[]int{4, 8, 18}[i]].IDs; len(ids) != 35 || !slices.Equal(ids, want) {
+			t.Errorf("tokenize %q: %v, want %v", texts[i], ids, want)
+		}
+	}
+
+	// score: the float64 reference on the same tensors and ids.
+	const prompt = "an astronaut riding a horse, 4k"
+	src := repoRoot + "/preprocess/testdata/torchvision/src/"
+	imgs := []string{src + "rgba8_300x200.png", src + "gray_310x230.gif", src + "rgb8_229x300.png"}
+	pipe, err := preprocess.NewTorchvisionPipeline(preprocess.ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: models.CLIPMean, Std: models.CLIPStd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := preprocess.LoadWordPiece(bertVocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, mask, err := tok.Encode(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var px []float32
+	var allIDs, allMask []int64
+	for _, p := range imgs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]float32, pipe.TensorLen())
+		if err := pipe.Tensor(data, buf); err != nil {
+			t.Fatal(err)
+		}
+		px = append(px, buf...)
+		allIDs, allMask = append(allIDs, ids...), append(allMask, mask...)
+	}
+	want, _, err := blipref.Scores(&c, w, px, allIDs, allMask, len(imgs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hpDir := filepath.Join(d, "hp")
+	if _, _, _, err := testmodels.RandomDir(hpDir, models.KindHP, 3, nil, clip.BuildOptions{Fused: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, withHP := range []bool{false, true} {
+		args := []string{"score", "--imagereward", dir, "--prompt", prompt, "--batch-size", "2"}
+		if withHP {
+			args = append(args, "--hp", hpDir)
+		}
+		got := parseIRLines(t, mustRun(t, append(args, imgs...)...))
+		if len(got) != len(imgs) {
+			t.Fatalf("%d lines for %d images", len(got), len(imgs))
+		}
+		for i, l := range got {
+			if l.Image != imgs[i] || l.ImageReward == nil || l.ICT != nil || (l.HP != nil) != withHP {
+				t.Errorf("line %d: %+v", i, l)
+				continue
+			}
+			if d := math.Abs(*l.ImageReward - want[i]); d > 1e-5 {
+				t.Errorf("%s: imagereward %g, float64 reference %g (|Δ| %g)", imgs[i], *l.ImageReward, want[i], d)
+			}
+		}
+	}
+
+	// convert random: --preset imagereward-tiny and --kind imagereward --preset tiny are one model.
+	a := mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--seed", "4", "--out", filepath.Join(d, "r1"))
+	b := mustRun(t, "convert", "random", "--kind", "imagereward", "--preset", "tiny", "--seed", "4", "--out", filepath.Join(d, "r2"))
+	if version(a) == "" || version(a) != version(b) {
+		t.Errorf("random conversions: %q / %q", a, b)
+	}
+}
+
+func version(convertOut string) string {
+	_, v, _ := strings.Cut(convertOut, "version ")
+	v, _, _ = strings.Cut(v, ",")
+	return v
+}
+
+func parseIRLines(t *testing.T, out string) []irLine {
+	t.Helper()
+	var ls []irLine
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var x irLine
+		if err := json.Unmarshal([]byte(l), &x); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		ls = append(ls, x)
+	}
+	return ls
+}
