@@ -338,6 +338,7 @@ func TestEndToEnd(t *testing.T) {
 		{"versions", testScoreVersions},
 		{"bad images", testScoreBadImages},
 		{"directory and glob", testScoreDirectoryAndGlob},
+		{"image limits", testScoreLimits},
 		{"missing model file", testScoreMissingModelFile},
 		{"usage errors", testUsageErrors},
 		{"models inspect", testModelsInspect},
@@ -654,6 +655,25 @@ func testScoreBadImages(t *testing.T, m *e2eModels) {
 	} {
 		if !strings.Contains(strings.ToLower(c.line.Error), c.want) {
 			t.Errorf("%s: error %q, want it to say %q", c.line.Image, c.line.Error, c.want)
+		}
+	}
+}
+
+// An image over --max-image-bytes or --max-image-pixels gets an error line
+// saying so; the others are scored.
+func testScoreLimits(t *testing.T, m *e2eModels) {
+	sunset, checkers := "../../testdata/demo/sunset.png", "../../testdata/demo/checkers.webp" // 1648 bytes, 320×240; 66 bytes, 256×256
+	for _, c := range []struct{ flag, value string }{{"--max-image-bytes", "1000"}, {"--max-image-pixels", "70000"}} {
+		out, errOut, code := icthp(t, "score", "--hp", m.hpST, c.flag, c.value, sunset, checkers)
+		lines := parseLines(t, out)
+		if code != 1 || len(lines) != 2 || !strings.Contains(errOut, "1 of 2") {
+			t.Fatalf("%s %s: exit %d, stderr %q, lines %+v", c.flag, c.value, code, errOut, lines)
+		}
+		if !strings.Contains(lines[0].Error, "too large") || lines[0].HP != nil {
+			t.Errorf("%s %s: %+v, want a too-large error", c.flag, c.value, lines[0])
+		}
+		if lines[1].Error != "" || lines[1].HP == nil {
+			t.Errorf("%s %s: small image %+v", c.flag, c.value, lines[1])
 		}
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -118,7 +120,7 @@ func runScore(ctx context.Context, a *app, args []string) error {
 		imgs := make([]scoring.Image, len(chunk))
 		readErr := make([]error, len(chunk))
 		for i, f := range chunk {
-			imgs[i].Data, readErr[i] = os.ReadFile(f)
+			imgs[i].Data, readErr[i] = readImage(f, mf.maxBytes)
 		}
 		res, err := l.svc.Score(ctx, scoring.ScoreRequest{Prompt: p, Images: imgs})
 		if err != nil {
@@ -151,4 +153,31 @@ func runScore(ctx context.Context, a *app, args []string) error {
 		return exitError{code: 1, msg: fmt.Sprintf("%d of %d images failed (see their \"error\" fields)", failed, len(files))}
 	}
 	return nil
+}
+
+// readImage reads an image file, refusing one larger than maxBytes (0: the
+// default limit) before reading it, so that a huge file named by mistake
+// costs neither the time nor the memory of reading it.
+func readImage(path string, maxBytes int64) ([]byte, error) {
+	if maxBytes <= 0 {
+		maxBytes = preprocess.DefaultMaxBytes
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > maxBytes {
+		return nil, fmt.Errorf("%w: %d encoded bytes exceed the limit of %d", preprocess.ErrTooLarge, st.Size(), maxBytes)
+	} else if err == nil && st.IsDir() {
+		return nil, fmt.Errorf("%s is a directory", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > maxBytes { // grew while being read, or not a regular file
+		return nil, fmt.Errorf("%w: more than %d encoded bytes", preprocess.ErrTooLarge, maxBytes)
+	}
+	return data, nil
 }
