@@ -122,6 +122,11 @@ func Open(dir string, so models.SessionOptions, o Options) (*Scorer, error) {
 	return s, nil
 }
 
+// SetCache sets (or, with nil, removes) the cache of image token sequences;
+// call it before the scorer is in use. The service's embedding cache is made
+// after the models are loaded, hence this setter beside Options.Cache.
+func (s *Scorer) SetCache(c TokenCache) { s.cache = c }
+
 // Close releases the sessions.
 func (s *Scorer) Close() error {
 	err := s.model.Close()
