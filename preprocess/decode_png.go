@@ -64,6 +64,9 @@ func decodePNG(data []byte, lim limits) (*pixbuf, error) {
 	if err := lim.checkDims("PNG", hd.w, hd.h); err != nil {
 		return nil, err
 	}
+	if pb, ok := pngFast(data, hd); ok {
+		return pb, nil
+	}
 	img, err := png.Decode(bytes.NewReader(data))
 	if err != nil && err.Error() == "png: invalid format: invalid checksum" {
 		// Pillow verifies the CRC of the chunks before the image data only; the

@@ -188,6 +188,9 @@ func clip8(v int32) uint8 {
 // hpass resamples rows of src horizontally into dst. src rows start every srcStride bytes;
 // a pixel is ps bytes with its R, G, B at offsets 0, o1, o2 (ps = 1 means one gray
 // channel, and dst then has 1 byte per pixel; otherwise dst is packed RGB).
+//
+// The tap loops are unrolled by four, then two; integer addition is associative (int32 wraps the
+// same way in any order, and the true sums fit anyway), so the result is the C loop's.
 func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
 	ks := c.ksize
 	if ps == 1 {
@@ -198,9 +201,14 @@ func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
 				xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
 				k := c.k[i*ks : i*ks+cnt]
 				s := srow[xmin : xmin+cnt]
+				s = s[:len(k)]
 				ss := roundingHalf
-				for x, kv := range k {
-					ss += int32(s[x]) * kv
+				x := 0
+				for ; x+1 < len(k); x += 2 {
+					ss += int32(s[x])*k[x] + int32(s[x+1])*k[x+1]
+				}
+				if x < len(k) {
+					ss += int32(s[x]) * k[x]
 				}
 				drow[i] = clip8(ss)
 			}
@@ -214,19 +222,53 @@ func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
 			xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
 			k := c.k[i*ks : i*ks+cnt]
 			ss0, ss1, ss2 := roundingHalf, roundingHalf, roundingHalf
-			switch {
-			case ps == 3:
+			switch ps {
+			case 3:
 				s := srow[xmin*3 : (xmin+cnt)*3]
-				for x, kv := range k {
+				x := 0
+				for ; x+3 < len(k); x += 4 {
+					p := s[x*3 : x*3+12 : x*3+12]
+					kk := k[x : x+4 : x+4]
+					k0, k1, k2, k3 := kk[0], kk[1], kk[2], kk[3]
+					ss0 += int32(p[0])*k0 + int32(p[3])*k1 + int32(p[6])*k2 + int32(p[9])*k3
+					ss1 += int32(p[1])*k0 + int32(p[4])*k1 + int32(p[7])*k2 + int32(p[10])*k3
+					ss2 += int32(p[2])*k0 + int32(p[5])*k1 + int32(p[8])*k2 + int32(p[11])*k3
+				}
+				for ; x+1 < len(k); x += 2 {
+					p := s[x*3 : x*3+6 : x*3+6]
+					k0, k1 := k[x], k[x+1]
+					ss0 += int32(p[0])*k0 + int32(p[3])*k1
+					ss1 += int32(p[1])*k0 + int32(p[4])*k1
+					ss2 += int32(p[2])*k0 + int32(p[5])*k1
+				}
+				if x < len(k) {
 					p := s[x*3 : x*3+3 : x*3+3]
+					kv := k[x]
 					ss0 += int32(p[0]) * kv
 					ss1 += int32(p[1]) * kv
 					ss2 += int32(p[2]) * kv
 				}
-			case ps == 4:
+			case 4:
 				s := srow[xmin*4 : (xmin+cnt)*4]
-				for x, kv := range k {
+				x := 0
+				for ; x+3 < len(k); x += 4 {
+					p := s[x*4 : x*4+16 : x*4+16]
+					kk := k[x : x+4 : x+4]
+					k0, k1, k2, k3 := kk[0], kk[1], kk[2], kk[3]
+					ss0 += int32(p[0])*k0 + int32(p[4])*k1 + int32(p[8])*k2 + int32(p[12])*k3
+					ss1 += int32(p[1])*k0 + int32(p[5])*k1 + int32(p[9])*k2 + int32(p[13])*k3
+					ss2 += int32(p[2])*k0 + int32(p[6])*k1 + int32(p[10])*k2 + int32(p[14])*k3
+				}
+				for ; x+1 < len(k); x += 2 {
+					p := s[x*4 : x*4+8 : x*4+8]
+					k0, k1 := k[x], k[x+1]
+					ss0 += int32(p[0])*k0 + int32(p[4])*k1
+					ss1 += int32(p[1])*k0 + int32(p[5])*k1
+					ss2 += int32(p[2])*k0 + int32(p[6])*k1
+				}
+				if x < len(k) {
 					p := s[x*4 : x*4+4 : x*4+4]
+					kv := k[x]
 					ss0 += int32(p[0]) * kv
 					ss1 += int32(p[1]) * kv
 					ss2 += int32(p[2]) * kv
@@ -250,24 +292,43 @@ func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
 
 // vpass resamples vertically: src holds consecutive rows of rowLen bytes, the first of
 // which is input row srcRow0; output row i (of c) is written to dst[i*rowLen:].
-// acc is scratch of at least rowLen int32.
+// acc is scratch of at least rowLen int32. Four taps are summed per sweep over acc, so
+// that acc is loaded and stored once per four input rows.
 func vpass(dst, src []byte, rowLen, srcRow0 int, c *coeffs, acc []int32) {
 	ks := c.ksize
 	acc = acc[:rowLen]
+	n := len(acc)
 	for i := 0; i < c.n; i++ {
 		ymin, cnt := int(c.xmin[i])-srcRow0, int(c.cnt[i])
 		k := c.k[i*ks : i*ks+cnt]
+		rows := src[ymin*rowLen : (ymin+cnt)*rowLen]
+		row := func(y int) []byte { return rows[y*rowLen : y*rowLen+n] }
 		for j := range acc {
 			acc[j] = roundingHalf
 		}
-		for y, kv := range k {
-			row := src[(ymin+y)*rowLen : (ymin+y+1)*rowLen]
-			row = row[:len(acc)]
-			for j, v := range row {
-				acc[j] += int32(v) * kv
+		y := 0
+		for ; y+3 < len(k); y += 4 {
+			r0, r1, r2, r3 := row(y), row(y+1), row(y+2), row(y+3)
+			r0, r1, r2, r3 = r0[:len(acc)], r1[:len(acc)], r2[:len(acc)], r3[:len(acc)]
+			k0, k1, k2, k3 := k[y], k[y+1], k[y+2], k[y+3]
+			for j := range acc {
+				acc[j] += int32(r0[j])*k0 + int32(r1[j])*k1 + int32(r2[j])*k2 + int32(r3[j])*k3
 			}
 		}
-		out := dst[i*rowLen : (i+1)*rowLen]
+		for ; y+1 < len(k); y += 2 {
+			r0, r1 := row(y)[:len(acc)], row(y + 1)[:len(acc)]
+			k0, k1 := k[y], k[y+1]
+			for j := range acc {
+				acc[j] += int32(r0[j])*k0 + int32(r1[j])*k1
+			}
+		}
+		if y < len(k) {
+			r0, k0 := row(y)[:len(acc)], k[y]
+			for j := range acc {
+				acc[j] += int32(r0[j]) * k0
+			}
+		}
+		out := dst[i*rowLen : i*rowLen+n]
 		out = out[:len(acc)]
 		for j, v := range acc {
 			out[j] = clip8(v)

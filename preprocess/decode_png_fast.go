@@ -1,0 +1,234 @@
+package preprocess
+
+import (
+	"compress/zlib"
+	"encoding/binary"
+	"hash/crc32"
+	"io"
+	"sync"
+)
+
+// pngFast decodes the common, well-formed PNG directly into the pixel layout the resampler
+// reads (8-bit gray, RGB, RGBA or palette; not interlaced), without image/png's per-pixel
+// conversion to image.RGBA and its 4 bytes/pixel allocation: the inflated, unfiltered
+// rows are the pixels (each row keeps its leading filter byte; the stride skips it).
+//
+// It only answers for files on which every decoder agrees: all chunk CRCs valid, IHDR
+// first, PLTE (if any) before consecutive IDATs, an IEND, a zlib stream that holds exactly
+// the image and ends with a valid checksum, known filter types. Anything else returns
+// ok = false and decodePNG takes the image/png path, whose handling of damaged files is
+// the one checked against Pillow (late CRC errors, missing IEND, truncation). PNG is
+// lossless, so for such files the pixels are the same bytes either way (the fixture and
+// fuzz tests compare both paths).
+func pngFast(data []byte, hd pngHeader) (*pixbuf, bool) {
+	if hd.depth != 8 || len(data) < 33 || data[28] != 0 || data[27] != 0 || data[26] != 0 {
+		return nil, false // other depths, interlaced, or non-standard compression/filter method
+	}
+	var bpp int
+	switch hd.ctype {
+	case pngGray, pngPalette:
+		bpp = 1
+	case pngRGB:
+		bpp = 3
+	case pngRGBA:
+		bpp = 4
+	default: // gray+alpha: rare; image/png handles it
+		return nil, false
+	}
+	var plte []byte
+	var idat [][]byte
+	idatDone, iend := false, false
+	for p := 8; p < len(data) && !iend; {
+		if len(data)-p < 12 {
+			return nil, false
+		}
+		n := int(binary.BigEndian.Uint32(data[p:]))
+		if n < 0 || n > len(data)-p-12 {
+			return nil, false
+		}
+		typ := string(data[p+4 : p+8])
+		body := data[p+8 : p+8+n]
+		if crc32.ChecksumIEEE(data[p+4:p+8+n]) != binary.BigEndian.Uint32(data[p+8+n:]) {
+			return nil, false
+		}
+		if (p == 8) != (typ == "IHDR") {
+			return nil, false
+		}
+		switch typ {
+		case "IHDR":
+		case "PLTE":
+			if plte != nil || idat != nil || n%3 != 0 || n == 0 || n > 768 {
+				return nil, false
+			}
+			plte = body
+		case "IDAT":
+			if idatDone {
+				return nil, false
+			}
+			idat = append(idat, body)
+		case "IEND":
+			iend = true
+		default:
+			if typ[0]&0x20 == 0 { // an unknown critical chunk
+				return nil, false
+			}
+		}
+		if idat != nil && typ != "IDAT" {
+			idatDone = true
+		}
+		p += 12 + n
+	}
+	if !iend || idat == nil || (hd.ctype == pngPalette && plte == nil) {
+		return nil, false
+	}
+	w, h := hd.w, hd.h
+	stride := 1 + w*bpp
+	buf := getBuf(h * stride)
+	if !pngInflate(*buf, idat) || !pngUnfilter(*buf, stride, bpp, h) {
+		putBuf(buf)
+		return nil, false
+	}
+	if hd.ctype != pngPalette {
+		ps := bpp
+		return &pixbuf{w: w, h: h, ps: ps, stride: stride, pix: (*buf)[1:], pooled: buf}, true
+	}
+	// p2rgb; indices past the palette read as black, as in expandPalette.
+	var lut [256][3]byte
+	for i := 0; i < len(plte)/3; i++ {
+		lut[i] = [3]byte{plte[3*i], plte[3*i+1], plte[3*i+2]}
+	}
+	out := getBuf(w * h * 3)
+	for y := 0; y < h; y++ {
+		s := (*buf)[y*stride+1 : (y+1)*stride]
+		d := (*out)[y*w*3 : (y+1)*w*3]
+		for x, idx := range s {
+			e := &lut[idx]
+			q := d[3*x : 3*x+3 : 3*x+3]
+			q[0], q[1], q[2] = e[0], e[1], e[2]
+		}
+	}
+	putBuf(buf)
+	return &pixbuf{w: w, h: h, ps: 3, stride: w * 3, pix: *out, pooled: out}, true
+}
+
+// zlib readers are reused: each holds a 32 KiB window and Huffman tables.
+var zlibPool sync.Pool
+
+type multiBytes struct {
+	parts [][]byte
+}
+
+func (m *multiBytes) Read(p []byte) (int, error) {
+	for len(m.parts) > 0 && len(m.parts[0]) == 0 {
+		m.parts = m.parts[1:]
+	}
+	if len(m.parts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, m.parts[0])
+	m.parts[0] = m.parts[0][n:]
+	return n, nil
+}
+
+// pngInflate fills dst with the zlib stream held in the IDAT bodies and reports whether
+// the stream had exactly len(dst) bytes and a valid checksum.
+func pngInflate(dst []byte, idat [][]byte) bool {
+	src := &multiBytes{parts: idat}
+	var zr io.ReadCloser
+	if v := zlibPool.Get(); v != nil {
+		zr = v.(io.ReadCloser)
+		if zr.(zlib.Resetter).Reset(src, nil) != nil {
+			return false
+		}
+	} else {
+		var err error
+		if zr, err = zlib.NewReader(src); err != nil {
+			return false
+		}
+	}
+	defer zlibPool.Put(zr)
+	if _, err := io.ReadFull(zr, dst); err != nil {
+		return false
+	}
+	// The stream must end here; reading past the end verifies the Adler-32 checksum.
+	var one [1]byte
+	n, err := zr.Read(one[:])
+	return n == 0 && err == io.EOF
+}
+
+// pngUnfilter reverses the per-row filters in place (PNG spec §9). buf holds h rows of
+// stride bytes, each a filter type byte followed by the filtered bytes.
+func pngUnfilter(buf []byte, stride, bpp, h int) bool {
+	var prev []byte // the previous unfiltered row (without its filter byte); nil for row 0
+	for y := 0; y < h; y++ {
+		row := buf[y*stride : (y+1)*stride]
+		ft, cur := row[0], row[1:]
+		switch ft {
+		case 0:
+		case 1: // Sub
+			for i := bpp; i < len(cur); i++ {
+				cur[i] += cur[i-bpp]
+			}
+		case 2: // Up
+			if prev != nil {
+				prev = prev[:len(cur)]
+				for i := range cur {
+					cur[i] += prev[i]
+				}
+			}
+		case 3: // Average
+			if prev == nil {
+				for i := bpp; i < len(cur); i++ {
+					cur[i] += cur[i-bpp] >> 1
+				}
+			} else {
+				prev = prev[:len(cur)]
+				for i := 0; i < bpp; i++ {
+					cur[i] += prev[i] >> 1
+				}
+				for i := bpp; i < len(cur); i++ {
+					cur[i] += uint8((int(cur[i-bpp]) + int(prev[i])) >> 1)
+				}
+			}
+		case 4: // Paeth
+			if prev == nil { // the predictor is then the left byte: Sub
+				for i := bpp; i < len(cur); i++ {
+					cur[i] += cur[i-bpp]
+				}
+			} else {
+				paeth(cur, prev[:len(cur)], bpp)
+			}
+		default:
+			return false
+		}
+		prev = cur
+	}
+	return true
+}
+
+func paeth(cur, prev []byte, bpp int) {
+	for i := 0; i < bpp; i++ {
+		cur[i] += prev[i] // a = c = 0: the predictor is b
+	}
+	for i := bpp; i < len(cur); i++ {
+		a, b, c := int(cur[i-bpp]), int(prev[i]), int(prev[i-bpp])
+		pa, pb, pc := b-c, a-c, a+b-2*c
+		if pa < 0 {
+			pa = -pa
+		}
+		if pb < 0 {
+			pb = -pb
+		}
+		if pc < 0 {
+			pc = -pc
+		}
+		switch {
+		case pa <= pb && pa <= pc:
+			cur[i] += uint8(a)
+		case pb <= pc:
+			cur[i] += uint8(b)
+		default:
+			cur[i] += uint8(c)
+		}
+	}
+}
