@@ -28,3 +28,13 @@ bench: setup
 
 clean:
 	rm -rf bin
+
+# icthp + Redis + Prometheus + Grafana on this machine (needs Docker with compose);
+# see deployments/README.md. `make down` keeps the volumes.
+COMPOSE ?= docker compose -f deployments/docker-compose.yml
+.PHONY: up down
+up:
+	$(COMPOSE) up -d --build
+
+down:
+	$(COMPOSE) down
