@@ -3,9 +3,15 @@ package main
 import (
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
@@ -28,6 +34,55 @@ type modelFlags struct {
 	// encoderFor, when set (by serve), puts something in front of each
 	// opened model (a dynamic batcher); name is ict or hp.
 	encoderFor func(name string, md *models.Model) (models.BatchEncoder, error)
+	cache      cacheFlags
+}
+
+// cacheFlags configure the embedding cache (README: Cache).
+type cacheFlags struct {
+	redisURL     string
+	bytes        int64
+	ttl          time.Duration
+	redisTimeout time.Duration
+	float16      bool
+	// logger gets the cache's circuit-breaker lines; nil: text lines on
+	// stderr. serve may set its JSON logger here.
+	logger *slog.Logger
+}
+
+func (c *cacheFlags) register(fs *flag.FlagSet, a *app) {
+	fs.StringVar(&c.redisURL, "redis", a.getenv("ICTHP_REDIS"),
+		"Redis for the shared embedding cache: redis://[:PASSWORD@]HOST:PORT[/DB], rediss://..., ?addr=HOST:PORT... (Cluster), ?master_name=NAME (Sentinel) ($ICTHP_REDIS); empty: in-process cache only")
+	fs.Int64Var(&c.bytes, "cache-bytes", 256<<20, "in-process embedding cache budget in bytes (0: none)")
+	fs.DurationVar(&c.ttl, "cache-ttl", 7*24*time.Hour, "how long cached embeddings live, in both tiers (0: until evicted)")
+	fs.DurationVar(&c.redisTimeout, "redis-timeout", cache.DefaultRedisTimeout, "longest wait for one Redis round trip before going on without it")
+	fs.BoolVar(&c.float16, "cache-float16", false, "store embeddings in Redis as float16 (half the memory; ict moves by < 1e-3)")
+}
+
+// open makes the cache the flags describe; it registers its metrics on reg
+// when reg is set.
+func (c *cacheFlags) open(a *app, reg prometheus.Registerer) (*cache.Cache, error) {
+	if c.bytes < 0 || c.ttl < 0 || c.redisTimeout < 0 {
+		return nil, usagef("--cache-bytes, --cache-ttl and --redis-timeout cannot be negative")
+	}
+	log := c.logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(a.stderr, nil))
+	}
+	o := cache.Options{LocalBytes: c.bytes, TTL: c.ttl, RedisTimeout: c.redisTimeout, Float16: c.float16, Metrics: reg, Logger: log}
+	if c.redisURL != "" {
+		rdb, err := cache.NewRedis(c.redisURL, c.redisTimeout)
+		if err != nil {
+			return nil, usagef("--redis: %v", err)
+		}
+		// go-redis logs every failed dial; the cache says once that Redis
+		// is gone and once that it is back.
+		redis.SetLogger(cache.RedisLogger{L: log})
+		o.Redis = rdb
+	}
+	if o.Redis == nil && o.LocalBytes == 0 {
+		return nil, nil
+	}
+	return cache.New(o)
 }
 
 // encoder is what the scorer of an opened model calls: the model itself, or
@@ -50,6 +105,7 @@ func (m *modelFlags) register(fs *flag.FlagSet, a *app) {
 	fs.StringVar(&m.ortLib, "ort-lib", "", "libonnxruntime.so to load (default $"+ortlib.EnvLib+", then the one `icthp setup` fetched)")
 	fs.Int64Var(&m.maxBytes, "max-image-bytes", preprocess.DefaultMaxBytes, "largest encoded image accepted, in bytes")
 	fs.Int64Var(&m.maxPixels, "max-image-pixels", preprocess.DefaultMaxPixels, "largest image accepted, in pixels (width × height)")
+	m.cache.register(fs, a)
 }
 
 func envOr(a *app, k, def string) string {
@@ -76,12 +132,14 @@ type loaded struct {
 	svc    *scoring.Service
 	models []*models.Model
 	demo   bool
+	cache  *cache.Cache
 }
 
 func (l *loaded) close() {
 	for _, m := range l.models {
 		m.Close()
 	}
+	l.cache.Close()
 }
 
 // loadModels opens the models named by the flags. With none named it uses
@@ -148,6 +206,13 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 		}
 	}
 	opts.MaxImageBytes, opts.MaxImagePixels = m.maxBytes, m.maxPixels
+	if opts.Cache == nil {
+		if l.cache, err = m.cache.open(a, opts.Metrics); err != nil {
+			l.close()
+			return nil, err
+		}
+		opts.Cache = l.cache
+	}
 	if l.svc, err = scoring.New(ictS, hpS, irS, opts); err != nil {
 		l.close()
 		return nil, err
