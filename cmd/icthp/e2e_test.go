@@ -339,6 +339,7 @@ func TestEndToEnd(t *testing.T) {
 		{"bad images", testScoreBadImages},
 		{"directory and glob", testScoreDirectoryAndGlob},
 		{"image limits", testScoreLimits},
+		{"gpu provider", testScoreProvider},
 		{"missing model file", testScoreMissingModelFile},
 		{"usage errors", testUsageErrors},
 		{"models inspect", testModelsInspect},
@@ -674,6 +675,24 @@ func testScoreLimits(t *testing.T, m *e2eModels) {
 		}
 		if lines[1].Error != "" || lines[1].HP == nil {
 			t.Errorf("%s %s: small image %+v", c.flag, c.value, lines[1])
+		}
+	}
+}
+
+// Asking for a GPU provider that the onnxruntime library lacks (the CPU
+// build `icthp setup` fetches) is one clear line and exit 1, not a crash;
+// with a GPU build it scores.
+func testScoreProvider(t *testing.T, m *e2eModels) {
+	for _, p := range []string{"cuda", "cuda:1", "tensorrt"} {
+		out, errOut, code := icthp(t, "score", "--provider", p, "--hp", m.hpST, "../../testdata/demo/sunset.png")
+		if code == 0 {
+			if l := parseLines(t, out); len(l) != 1 || l[0].HP == nil {
+				t.Errorf("--provider %s: exit 0 but output %q", p, out)
+			}
+			continue
+		}
+		if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "execution provider unavailable") {
+			t.Errorf("--provider %s: exit %d, stdout %q, stderr %q", p, code, out, errOut)
 		}
 	}
 }
