@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -29,7 +30,8 @@ type Scorer interface {
 const (
 	DefaultBatchSize = 16
 	DefaultPartSize  = 1000
-	DefaultInFlight  = 2
+	DefaultInFlight  = 1
+	DefaultDecoders  = 2
 )
 
 // Options configure a run.
@@ -42,8 +44,11 @@ type Options struct {
 	// BatchSize is how many images go to the service (and the encoders)
 	// at once; PartSize how many rows one committed part holds (rounded
 	// up to a multiple of BatchSize); InFlight how many batches are in the
-	// service at once (2: one is decoded while the other is encoded).
-	BatchSize, PartSize, InFlight int
+	// service at once. One is best on CPU: two batches in the encoders at
+	// once fight over the same cores. Decoders is how many goroutines
+	// decode the batches ahead of the service, so that decoding overlaps
+	// encoding even with InFlight 1.
+	BatchSize, PartSize, InFlight, Decoders int
 	// Embeddings adds each image's embedding (Parquet: the embedding list
 	// column; JSONL: OUT without extension + .embeddings.npy, EmbeddingDim
 	// wide, NaN rows where the image failed).
@@ -52,9 +57,9 @@ type Options struct {
 	// KeepParts keeps the part files after the merge (the journal is kept
 	// regardless, so that a rerun knows the work is done).
 	KeepParts bool
-	// MaxImageBytes stops the reader from reading a larger file whole (0:
-	// no limit here; the service applies its own).
-	MaxImageBytes int64
+	// MaxImageBytes and MaxImagePixels are the limits of the decoders
+	// (0: preprocess's defaults), the same as the service's.
+	MaxImageBytes, MaxImagePixels int64
 	// Progress, when set, receives a progress line several times a second
 	// (carriage returns, for a terminal).
 	Progress io.Writer
@@ -104,6 +109,9 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 	o.PartSize = (o.PartSize + o.BatchSize - 1) / o.BatchSize * o.BatchSize
 	if o.InFlight <= 0 {
 		o.InFlight = DefaultInFlight
+	}
+	if o.Decoders <= 0 {
+		o.Decoders = DefaultDecoders
 	}
 	if o.Shard.N == 0 {
 		o.Shard = Shard{0, 1}
@@ -181,7 +189,10 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 		defer prog.stop()
 	}
 	r := &runner{s: s, o: o, format: format, dir: dir, j: j, npy: npyOut != "", prog: prog,
-		needPrompt: versions[scoring.ModelICT] != "" || versions[scoring.ModelImageReward] != ""}
+		needPrompt: versions[scoring.ModelICT] != "" || versions[scoring.ModelImageReward] != "",
+		// ImageReward resizes in the file's own mode (Pillow's rules), so it
+		// needs the file, not RGB decoded ahead.
+		decodeAhead: versions[scoring.ModelImageReward] == ""}
 	scored, errs, err := r.run(ctx, todo)
 	sum.Scored = scored
 	sum.Errors += errs
@@ -230,22 +241,44 @@ func sizeIs(path string, size int64) bool {
 
 // runner is one run's pipeline.
 type runner struct {
-	s          Scorer
-	o          Options
-	format     Format
-	dir        string
-	j          *journal
-	npy        bool
-	needPrompt bool
-	prog       *progress
+	s           Scorer
+	o           Options
+	format      Format
+	dir         string
+	j           *journal
+	npy         bool
+	needPrompt  bool
+	decodeAhead bool
+	prog        *progress
 }
 
-// job is one batch: consecutive items of one part, read.
+// job is one batch: consecutive items of one part, read (and decoded when
+// rgb is set).
 type job struct {
 	part  int // index into todo
 	lo    int // offset of the batch in the part
 	items []Item
 	loads []loaded
+	rgb   []*preprocess.RGB
+}
+
+// decode decodes a job's images to RGB as the service would (same limits,
+// same typed errors, which become the images' error rows).
+func (r *runner) decode(jb *job) {
+	lim := preprocess.ImageOptions{MaxBytes: r.o.MaxImageBytes, MaxPixels: r.o.MaxImagePixels}
+	jb.rgb = make([]*preprocess.RGB, len(jb.items))
+	for i := range jb.loads {
+		l := &jb.loads[i]
+		if l.err != nil || (r.needPrompt && (l.prompt == nil || *l.prompt == "")) {
+			continue
+		}
+		img, err := preprocess.DecodeRGB(l.data, lim)
+		if err != nil {
+			l.err = err
+			continue
+		}
+		jb.rgb[i], l.data = img, nil
+	}
 }
 
 type result struct {
@@ -253,19 +286,20 @@ type result struct {
 	rows     []Row
 }
 
-// run scores the parts: a reader goroutine reads batches ahead, InFlight
-// goroutines score them, and this goroutine collects rows and commits each
-// part as soon as all its rows are in. It returns the images scored and the
+// run scores the parts: a reader goroutine reads batches ahead, Decoders
+// goroutines decode them, InFlight goroutines score them, and a collector
+// commits each part as soon as all its rows are in. It returns the images scored and the
 // error rows among them.
 func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err error) {
 	if len(todo) == 0 {
 		return 0, 0, nil
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	jobs := make(chan job, r.o.InFlight)
+	read := make(chan job, r.o.Decoders)
+	jobs := make(chan job, r.o.InFlight+r.o.Decoders)
 	results := make(chan result, r.o.InFlight)
 	g.Go(func() error {
-		defer close(jobs)
+		defer close(read)
 		for pi, p := range todo {
 			for lo := 0; lo < len(p.items); lo += r.o.BatchSize {
 				its := p.items[lo:min(lo+r.o.BatchSize, len(p.items))]
@@ -274,7 +308,7 @@ func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err
 					jb.loads[i] = its[i].load(r.o.MaxImageBytes)
 				}
 				select {
-				case jobs <- jb:
+				case read <- jb:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -282,6 +316,25 @@ func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err
 		}
 		return nil
 	})
+	var dwg sync.WaitGroup
+	for range r.o.Decoders {
+		dwg.Add(1)
+		g.Go(func() error {
+			defer dwg.Done()
+			for jb := range read {
+				if r.decodeAhead {
+					r.decode(&jb)
+				}
+				select {
+				case jobs <- jb:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	go func() { dwg.Wait(); close(jobs) }()
 	var wg sync.WaitGroup
 	for range r.o.InFlight {
 		wg.Add(1)
@@ -398,7 +451,11 @@ func (r *runner) score(ctx context.Context, jb job) ([]Row, error) {
 			if l.prompt != nil {
 				p = *l.prompt
 			}
-			req = append(req, scoring.RewardItem{Prompt: p, Image: scoring.Image{Data: l.data}})
+			img := scoring.Image{Data: l.data}
+			if jb.rgb != nil {
+				img = scoring.Image{RGB: jb.rgb[i]}
+			}
+			req = append(req, scoring.RewardItem{Prompt: p, Image: img})
 			at = append(at, i)
 		}
 	}

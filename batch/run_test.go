@@ -18,6 +18,7 @@ import (
 
 	"github.com/icthp/icthp/batch/batchtest"
 	"github.com/icthp/icthp/hp"
+	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -65,6 +66,28 @@ func fakeEmbed(data []byte, dim int) []float32 {
 
 func (f *fakeScorer) Versions() map[string]string { return f.versions }
 
+// content is what the fake hashes: the file's bytes, or the decoded pixels
+// when batch decoded ahead.
+func content(im scoring.Image) []byte {
+	if im.RGB != nil {
+		return append([]byte(fmt.Sprintf("%dx%d:", im.RGB.W, im.RGB.H)), im.RGB.Pix...)
+	}
+	return im.Data
+}
+
+// fileContent is what the fake sees of a file: its bytes when the run does
+// not decode ahead (ImageReward loaded), its RGB pixels when it does.
+func fileContent(t *testing.T, data []byte, ahead bool) ([]byte, error) {
+	if !ahead {
+		return data, nil
+	}
+	img, err := preprocess.DecodeRGB(data, preprocess.ImageOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return content(scoring.Image{RGB: img}), nil
+}
+
 func (f *fakeScorer) Reward(ctx context.Context, items []scoring.RewardItem, _ *scoring.Combination) (*scoring.RewardResponse, error) {
 	f.mu.Lock()
 	f.calls++
@@ -83,7 +106,7 @@ func (f *fakeScorer) Reward(ctx context.Context, items []scoring.RewardItem, _ *
 			res.Scores[i].Err = errUndecodable
 			continue
 		}
-		ict, logit := expected(it.Prompt, it.Image.Data)
+		ict, logit := expected(it.Prompt, content(it.Image))
 		p := hp.Sigmoid(logit)
 		res.Scores[i] = scoring.Scores{ICT: &ict, HPLogit: &logit, HP: &p}
 	}
@@ -98,7 +121,7 @@ func (f *fakeScorer) EmbedImages(ctx context.Context, images []scoring.Image) ([
 			errs[i] = errUndecodable
 			continue
 		}
-		emb[i] = fakeEmbed(im.Data, f.dim)
+		emb[i] = fakeEmbed(content(im), f.dim)
 	}
 	return emb, errs, nil
 }
@@ -121,7 +144,7 @@ func dataset(t *testing.T, n int) (string, []string) {
 }
 
 // checkRows compares rows with what each input must give.
-func checkRows(t *testing.T, dir string, keys []string, rows []Row, embeddings bool) {
+func checkRows(t *testing.T, dir string, keys []string, rows []Row, embeddings, ahead bool) {
 	t.Helper()
 	if len(rows) != len(keys) {
 		t.Fatalf("%d rows, want %d", len(rows), len(keys))
@@ -145,11 +168,19 @@ func checkRows(t *testing.T, dir string, keys []string, rows []Row, embeddings b
 				t.Errorf("row %d (no prompt) = %+v, want a no-prompt error and no scores", i, r)
 			}
 		case idx == 9:
-			if r.Error == nil || *r.Error != errUndecodable.Error() || r.ICT != nil {
-				t.Errorf("row %d (damaged) = %+v, want the service's error", i, r)
+			want := errUndecodable.Error() // the service's verdict
+			if _, err := fileContent(t, data, ahead); err != nil {
+				want = err.Error() // the decoder's, ahead of the service
+			}
+			if r.Error == nil || *r.Error != want || r.ICT != nil {
+				t.Errorf("row %d (damaged) = %+v, want error %q", i, r, want)
 			}
 		default:
 			want := batchtest.Prompt(idx, 4)
+			data, err := fileContent(t, data, ahead)
+			if err != nil {
+				t.Fatal(err)
+			}
 			ict, logit := expected(want, data)
 			if r.Error != nil || r.Prompt == nil || *r.Prompt != want || r.ICT == nil || *r.ICT != ict ||
 				*r.HPLogit != logit || *r.HP != hp.Sigmoid(logit) || r.ICTVersion == nil || *r.ICTVersion != "clip-test" || *r.HPVersion != "hp-test" ||
@@ -175,7 +206,7 @@ func TestRunJSONL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkRows(t, dir, keys, rows, false)
+	checkRows(t, dir, keys, rows, false, true)
 	// Part size rounds up to a multiple of the batch size: 12 rows, so 5 parts.
 	if sum.Items != 53 || sum.Scored != 53 || sum.Skipped != 0 || sum.Errors != 3 || sum.Parts != 5 || sum.Out != out {
 		t.Errorf("summary %+v", sum)
@@ -188,8 +219,8 @@ func TestRunJSONL(t *testing.T) {
 		}
 		total += s
 	}
-	if total != 51 {
-		t.Errorf("the service saw %d images, want 51 (53 less the two without prompts)", total)
+	if total != 50 {
+		t.Errorf("the service saw %d images, want 50 (53 less the two without prompts and the one the decoder refused)", total)
 	}
 	if m, _ := filepath.Glob(filepath.Join(out+".parts", "part-*")); len(m) != 0 {
 		t.Errorf("parts left after the merge: %v", m)
@@ -206,6 +237,29 @@ func TestRunJSONL(t *testing.T) {
 	if sum.Scored != 0 || sum.Skipped != 53 || sum.Errors != 3 || f2.calls != 0 || !bytes.Equal(before, after) {
 		t.Errorf("rerun: summary %+v, %d calls, output changed: %v", sum, f2.calls, !bytes.Equal(before, after))
 	}
+}
+
+// TestRunWithImageReward checks the path without decoding ahead: with
+// ImageReward loaded the service gets the files' bytes.
+func TestRunWithImageReward(t *testing.T) {
+	dir, keys := dataset(t, 30)
+	out := filepath.Join(t.TempDir(), "s.parquet")
+	f := newFake()
+	f.versions = map[string]string{"ict": "clip-test", "hp": "hp-test", "imagereward": "ir-test"}
+	if _, err := Run(context.Background(), f, Options{Inputs: []string{dir}, Out: out, BatchSize: 5, PartSize: 10}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := ReadParquet(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		if rows[i].Error == nil && (rows[i].ImageRewardVersion == nil || *rows[i].ImageRewardVersion != "ir-test") {
+			t.Fatalf("row %d has no imagereward version: %+v", i, rows[i])
+		}
+		rows[i].ImageRewardVersion = nil
+	}
+	checkRows(t, dir, keys, rows, false, false)
 }
 
 // TestRunResume stops a run part way (the model fails), damages what a
@@ -244,7 +298,11 @@ func TestRunResume(t *testing.T) {
 			// part on disk that the journal does not name yet, and a torn
 			// journal line.
 			os.WriteFile(filepath.Join(pdir, "part-00007."+format+".tmp"), []byte("half"), 0o644)
-			os.WriteFile(filepath.Join(pdir, fmt.Sprintf("part-%05d.%s", committed, format)), []byte("uncommitted garbage"), 0o644)
+			free := 0
+			for bytes.Contains(j, []byte(fmt.Sprintf(`"part":{"part":%d,`, free))) {
+				free++
+			}
+			os.WriteFile(filepath.Join(pdir, fmt.Sprintf("part-%05d.%s", free, format)), []byte("uncommitted garbage"), 0o644)
 			jf, _ := os.OpenFile(filepath.Join(pdir, journalName), os.O_APPEND|os.O_WRONLY, 0)
 			jf.WriteString(`{"part":{"part":99,"fir`)
 			jf.Close()
@@ -299,7 +357,7 @@ func TestRunResume(t *testing.T) {
 					t.Errorf("resumed Parquet rows differ from the uninterrupted run's")
 				}
 			}
-			checkRows(t, dir, keys, rows, true)
+			checkRows(t, dir, keys, rows, true, true)
 		})
 	}
 }

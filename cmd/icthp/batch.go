@@ -40,7 +40,8 @@ func runBatch(ctx context.Context, a *app, args []string) error {
 	out := fs.String("out", "", "output file, .jsonl or .parquet (required); parts and the journal go to OUT.parts/")
 	shardFlag := fs.String("shard", "", "score only shard I of N (I/N, 0-based): the items whose key hashes to I mod N; output OUT-IIIII-of-NNNNN.EXT")
 	partSize := fs.Int("part-size", batch.DefaultPartSize, "rows per committed part (what a crash can lose)")
-	inFlight := fs.Int("inflight", batch.DefaultInFlight, "batches in the service at once (decoding of one overlaps encoding of another)")
+	inFlight := fs.Int("inflight", batch.DefaultInFlight, "batches in the encoders at once (1 is best on CPU; more can help a GPU)")
+	decoders := fs.Int("decoders", batch.DefaultDecoders, "goroutines decoding images ahead of the encoders")
 	embeddings := fs.Bool("embeddings", false, "add image embeddings: a list column in Parquet, OUT.embeddings.npy beside JSONL")
 	keepParts := fs.Bool("keep-parts", false, "keep the part files after merging them")
 	progressFlag := fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always, never")
@@ -63,8 +64,8 @@ func runBatch(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	if *partSize <= 0 || *inFlight <= 0 {
-		return usagef("--part-size and --inflight must be positive")
+	if *partSize <= 0 || *inFlight <= 0 || *decoders <= 0 {
+		return usagef("--part-size, --inflight and --decoders must be positive")
 	}
 	showProgress := false
 	switch *progressFlag {
@@ -89,7 +90,8 @@ func runBatch(ctx context.Context, a *app, args []string) error {
 	}
 	defer l.close()
 	o := batch.Options{Inputs: inputs, Out: *out, Shard: shard, BatchSize: mf.batch, PartSize: *partSize,
-		InFlight: *inFlight, Embeddings: *embeddings, KeepParts: *keepParts, MaxImageBytes: mf.maxBytes}
+		InFlight: *inFlight, Decoders: *decoders, Embeddings: *embeddings, KeepParts: *keepParts,
+		MaxImageBytes: mf.maxBytes, MaxImagePixels: mf.maxPixels}
 	if *embeddings {
 		switch {
 		case l.svc.ICT() != nil:

@@ -54,7 +54,7 @@ func runBin(t *testing.T, bin string, args ...string) (string, string) {
 // that they cover it exactly once with the same scores.
 func TestBatchKill9(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary and scores 480 images")
+		t.Skip("builds the binary and scores 320 images")
 	}
 	bin := builtBinary(t)
 	d := t.TempDir()
@@ -62,8 +62,8 @@ func TestBatchKill9(t *testing.T) {
 	runBin(t, bin, "convert", "random", "--preset", "tiny", "--kind", "clip", "--seed", "7", "--out", ict)
 	runBin(t, bin, "convert", "random", "--preset", "tiny", "--kind", "hp", "--seed", "8", "--out", hpDir)
 	ds := filepath.Join(d, "ds")
-	const n = 480
-	keys, err := batchtest.WriteFolder(ds, n, batchtest.Options{Size: 64, MissingPrompts: []int{3, 400}})
+	const n = 320
+	keys, err := batchtest.WriteFolder(ds, n, batchtest.Options{Size: 64, MissingPrompts: []int{3, 300}})
 	if err != nil {
 		t.Fatal(err)
 	}

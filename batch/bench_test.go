@@ -1,0 +1,165 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/icthp/icthp/batch/batchtest"
+	"github.com/icthp/icthp/hp"
+	"github.com/icthp/icthp/ict"
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/scoring"
+)
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkBatchAgainstRaw compares `icthp batch`'s pipeline (enumerate,
+// read, decode, preprocess, encode, write parts, merge) with the raw
+// encoders at the same batch size: the same encoder calls (ICT text for
+// each batch's distinct prompts, ICT vision, HP vision) on tensors made
+// beforehand. It needs real model directories:
+//
+//	ICTHP_BENCH_ICT=DIR ICTHP_BENCH_HP=DIR [ICTHP_BENCH_IMAGES=2000] [ICTHP_BENCH_SIZE=512]
+//	[ICTHP_BENCH_BATCH=16] [ICTHP_BENCH_ROUNDS=4] [ICTHP_BENCH_INFLIGHT=1] [ICTHP_BENCH_DATA=DIR]
+//	go test ./batch/ -run '^$' -bench BatchAgainstRaw -benchtime 1x
+//
+// The images are split into ROUNDS folders; raw and pipeline alternate
+// round by round so that load from other work on the machine falls on both.
+func BenchmarkBatchAgainstRaw(b *testing.B) {
+	ictDir, hpDir := os.Getenv("ICTHP_BENCH_ICT"), os.Getenv("ICTHP_BENCH_HP")
+	if ictDir == "" || hpDir == "" {
+		b.Skip("set ICTHP_BENCH_ICT and ICTHP_BENCH_HP to model directories (icthp convert random --preset vit-b-32)")
+	}
+	n, size := envInt("ICTHP_BENCH_IMAGES", 2000), envInt("ICTHP_BENCH_SIZE", 512)
+	bs, rounds := envInt("ICTHP_BENCH_BATCH", 16), envInt("ICTHP_BENCH_ROUNDS", 4)
+	inflight := envInt("ICTHP_BENCH_INFLIGHT", DefaultInFlight)
+	if _, err := ortlib.Init(""); err != nil {
+		b.Skip(err)
+	}
+	data := os.Getenv("ICTHP_BENCH_DATA")
+	if data == "" {
+		data = b.TempDir()
+	}
+	per := n / rounds
+	dirs := make([]string, rounds)
+	for r := range dirs {
+		dirs[r] = filepath.Join(data, fmt.Sprintf("n%d-s%d-r%d", n, size, r))
+		if _, err := os.Stat(filepath.Join(dirs[r], ".done")); err == nil {
+			continue
+		}
+		os.RemoveAll(dirs[r])
+		if _, err := batchtest.WriteFolder(dirs[r], per, batchtest.Options{Size: size, FirstIndex: r * per}); err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dirs[r], ".done"), nil, 0o644)
+	}
+
+	so := models.SessionOptions{MaxBatch: bs}
+	im, err := models.Open(ictDir, so)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer im.Close()
+	hm, err := models.Open(hpDir, so)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hm.Close()
+	ictS, err := ict.New(ictDir, im.Manifest, im)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hpS, err := hp.New(hpDir, hm.Manifest, hm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc, err := scoring.New(ictS, hpS, nil, scoring.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// The raw encoders' input: bs real tensors, reused for every batch (the
+	// encoders' cost does not depend on the pixels).
+	pipe := ictS.Images()
+	l := pipe.TensorLen()
+	pixels := make([]float32, bs*l)
+	for i := 0; i < bs; i++ {
+		img, _, err := batchtest.Encode(i, batchtest.Options{Size: size})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pipe.Tensor(img, pixels[i*l:(i+1)*l]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	raw := func(first, count int) error {
+		for lo := 0; lo < count; lo += bs {
+			k := min(bs, count-lo)
+			var prompts []string
+			seen := map[string]bool{}
+			for i := first + lo; i < first+lo+k; i++ {
+				if p := batchtest.Prompt(i, 4); !seen[p] {
+					seen[p] = true
+					prompts = append(prompts, p)
+				}
+			}
+			if _, err := ictS.EmbedTexts(ctx, prompts); err != nil {
+				return err
+			}
+			if _, err := ictS.EmbedImages(ctx, pixels[:k*l], k); err != nil {
+				return err
+			}
+			if _, err := hpS.Score(ctx, pixels[:k*l], k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Warm up both paths (first runs allocate onnxruntime's arenas).
+	if err := raw(0, bs); err != nil {
+		b.Fatal(err)
+	}
+	out := b.TempDir()
+	if _, err := Run(ctx, svc, Options{Inputs: []string{filepath.Join(dirs[0], "000")}, Out: filepath.Join(out, "warm.jsonl"), BatchSize: bs}); err != nil {
+		b.Fatal(err)
+	}
+
+	var rawT, batchT time.Duration
+	b.ResetTimer()
+	for r := 0; r < rounds; r++ {
+		t0 := time.Now()
+		if err := raw(r*per, per); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		sum, err := Run(ctx, svc, Options{Inputs: []string{dirs[r]}, Out: filepath.Join(out, fmt.Sprintf("r%d.jsonl", r)), BatchSize: bs, InFlight: inflight})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if sum.Scored != per || sum.Errors != 0 {
+			b.Fatalf("round %d: %+v", r, sum)
+		}
+		rawT += t1.Sub(t0)
+		batchT += t2.Sub(t1)
+		b.Logf("round %d: raw %.2f img/s, batch %.2f img/s (%.1f%%)", r, float64(per)/t1.Sub(t0).Seconds(),
+			float64(per)/t2.Sub(t1).Seconds(), 100*t1.Sub(t0).Seconds()/t2.Sub(t1).Seconds())
+	}
+	b.StopTimer()
+	total := float64(per * rounds)
+	b.ReportMetric(total/rawT.Seconds(), "raw_img/s")
+	b.ReportMetric(total/batchT.Seconds(), "batch_img/s")
+	b.ReportMetric(100*rawT.Seconds()/batchT.Seconds(), "batch_%_of_raw")
+}
