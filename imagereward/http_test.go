@@ -1,0 +1,152 @@
+package imagereward_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/icthp/icthp/hp"
+	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/testmodels"
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/blip"
+	"github.com/icthp/icthp/models/clip"
+	"github.com/icthp/icthp/scoring"
+	"github.com/icthp/icthp/server"
+)
+
+// The HTTP front door over loopback, ImageReward beside HP: /v1/score has
+// the imagereward field (narrowed by "models"), /v1/reward takes it alone
+// and in a weighted sum, /v1/models lists it; every number equals the
+// scorer's own.
+func TestHTTPImageRewardBesideHP(t *testing.T) {
+	needORT(t)
+	irDir, hpDir := t.TempDir(), t.TempDir()
+	if _, err := blip.WriteRandomDir(blip.PresetTiny, 2, irDir, blip.BuildOptions{Fused: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := testmodels.RandomDir(hpDir, models.KindHP, 3, nil, clip.BuildOptions{Fused: true}); err != nil {
+		t.Fatal(err)
+	}
+	ir, err := imagereward.Open(irDir, models.SessionOptions{}, imagereward.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ir.Close()
+	md, err := models.Open(hpDir, models.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	hpS, err := hp.New(hpDir, md.Manifest, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := scoring.New(nil, hpS, ir, scoring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(svc, server.Options{Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+
+	images := readImages(t, "rgb8_100x80.png", "p8_310x215.gif")
+	const prompt = "a lighthouse at dusk"
+	want, errs, err := ir.Score(context.Background(), prompt, images)
+	if err != nil || errs[0] != nil || errs[1] != nil {
+		t.Fatal(err, errs)
+	}
+	b64 := []string{base64.StdEncoding.EncodeToString(images[0].Data), base64.StdEncoding.EncodeToString(images[1].Data)}
+	post := func(path string, body any) map[string]json.RawMessage {
+		t.Helper()
+		data, _ := json.Marshal(body)
+		resp, err := http.Post(ts.URL+path, "application/json", bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, raw)
+		}
+		var out map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	type score struct {
+		HP          *float64 `json:"hp"`
+		ImageReward *float64 `json:"imagereward"`
+	}
+	for _, c := range []struct {
+		models []string
+		hp     bool
+	}{{nil, true}, {[]string{"imagereward"}, false}} {
+		body := map[string]any{"prompt": prompt, "images": b64}
+		if c.models != nil {
+			body["models"] = c.models
+		}
+		out := post("/v1/score", body)
+		var scores []score
+		if err := json.Unmarshal(out["scores"], &scores); err != nil {
+			t.Fatal(err)
+		}
+		for i, sc := range scores {
+			if sc.ImageReward == nil || math.Abs(*sc.ImageReward-want[i]) > 1e-12 || (sc.HP != nil) != c.hp {
+				t.Errorf("models %v, image %d: %s, want imagereward %g", c.models, i, out["scores"], want[i])
+			}
+		}
+		if !strings.Contains(string(out["models"]), ir.Version()) {
+			t.Errorf("models %s lack %s", out["models"], ir.Version())
+		}
+	}
+
+	// Without a prompt only HP runs.
+	out := post("/v1/score", map[string]any{"images": b64})
+	var noPrompt []score
+	if err := json.Unmarshal(out["scores"], &noPrompt); err != nil {
+		t.Fatal(err)
+	}
+	if noPrompt[0].ImageReward != nil || noPrompt[0].HP == nil {
+		t.Errorf("no prompt: %s", out["scores"])
+	}
+	hpv := *noPrompt[0].HP
+
+	items := []map[string]any{{"prompt": prompt, "image": b64[0]}, {"prompt": prompt, "image": b64[1]}}
+	var rewards []float64
+	if err := json.Unmarshal(post("/v1/reward", map[string]any{"items": items, "reward": "imagereward"})["rewards"], &rewards); err != nil {
+		t.Fatal(err)
+	}
+	if len(rewards) != 2 || math.Abs(rewards[0]-want[0]) > 1e-12 || math.Abs(rewards[1]-want[1]) > 1e-12 {
+		t.Errorf("reward imagereward: %v, want %v", rewards, want)
+	}
+	if err := json.Unmarshal(post("/v1/reward", map[string]any{"items": items, "weights": map[string]float64{"imagereward": 2, "hp": 0.5}})["rewards"], &rewards); err != nil {
+		t.Fatal(err)
+	}
+	if w := 2*want[0] + 0.5*hpv; math.Abs(rewards[0]-w) > 1e-9 {
+		t.Errorf("weighted reward %g, want 2·%g + 0.5·%g = %g", rewards[0], want[0], hpv, w)
+	}
+
+	resp, err := http.Get(ts.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), `"imagereward"`) || !strings.Contains(string(raw), ir.Version()) {
+		t.Errorf("/v1/models: %s", raw)
+	}
+}
