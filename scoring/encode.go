@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/hp"
@@ -311,30 +312,36 @@ func (s *Service) tensors(ctx context.Context, images []Image, idx []int, needIC
 			img := images[i].RGB
 			if img == nil {
 				var err error
+				start := time.Now()
 				if img, err = preprocess.DecodeRGB(images[i].Data, lim); err != nil {
 					t.errs[i] = err
 					return
 				}
+				s.observePrep("decode", start)
 			}
 			t.dims[i] = [2]int{img.W, img.H}
 			var ictDst []float32
 			if needICT[i] {
 				l := ictPipe.TensorLen()
 				ictDst = t.ictPix[ictRow[i]*l : (ictRow[i]+1)*l]
+				start := time.Now()
 				if err := ictPipe.TensorRGB(img, ictDst); err != nil {
 					t.errs[i] = err
 					return
 				}
+				s.observePrep(ModelICT, start)
 			}
 			if needHP[i] {
 				l := hpPipe.TensorLen()
 				hpDst := t.hpPix[hpRow[i]*l : (hpRow[i]+1)*l]
+				start := time.Now()
 				if shared && ictDst != nil {
 					copy(hpDst, ictDst)
 				} else if err := hpPipe.TensorRGB(img, hpDst); err != nil {
 					t.errs[i] = err
 					return
 				}
+				s.observePrep(ModelHP, start)
 			}
 		}(i)
 	}

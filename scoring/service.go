@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -62,6 +63,10 @@ type Service struct {
 	ir      ImageRewardScorer
 	workers int
 	opts    Options
+	// prep times preprocessing per image, by step: decode (bytes to RGB),
+	// then ict and hp (that model's resize, crop and normalisation); nil
+	// without Options.Metrics.
+	prep *prometheus.HistogramVec
 }
 
 // ImageRewardScorer is the BLIP-based ImageReward model, when loaded.
@@ -85,7 +90,23 @@ func New(ictS *ict.Scorer, hpS *hp.Scorer, ir ImageRewardScorer, o Options) (*Se
 	if w <= 0 {
 		w = runtime.GOMAXPROCS(0)
 	}
-	return &Service{ict: ictS, hp: hpS, ir: ir, workers: w, opts: o}, nil
+	svc := &Service{ict: ictS, hp: hpS, ir: ir, workers: w, opts: o}
+	if o.Metrics != nil {
+		svc.prep = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "icthp_preprocess_seconds",
+			Help:    "Preprocessing time per image, by step: decode, then each model's (ict, hp) resize, crop and normalisation.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"step"})
+		if err := o.Metrics.Register(svc.prep); err != nil {
+			return nil, fmt.Errorf("scoring metrics: %w", err)
+		}
+	}
+	return svc, nil
+}
+
+// observePrep records one preprocessing step's time since start.
+func (s *Service) observePrep(step string, start time.Time) {
+	if s.prep != nil {
+		s.prep.WithLabelValues(step).Observe(time.Since(start).Seconds())
+	}
 }
 
 // ICT, HP and ImageReward return the loaded scorers (nil when not loaded).

@@ -69,6 +69,11 @@ func TestConcurrentRequestsAreBatched(t *testing.T) {
 	if d := e.metric(t, `icthp_batcher_deduplicated_items_total{graph="text",model="ict"}`); d != n-e.metric(t, `icthp_batcher_batch_size_count{graph="text",model="ict"}`) {
 		t.Errorf("deduplicated text rows %v, want 64 minus the number of text runs", d)
 	}
+	for _, step := range []string{"decode", "ict"} {
+		if v := e.metric(t, `icthp_preprocess_seconds_count{step="`+step+`"}`); v != n {
+			t.Errorf("preprocessing step %s timed %v times, want %d", step, v, n)
+		}
+	}
 	if v := e.metric(t, `icthp_http_requests_total{method="POST",route="/v1/score",status="200"}`); v != n {
 		t.Errorf("icthp_http_requests_total for 200s = %v, want %d", v, n)
 	}
