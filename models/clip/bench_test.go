@@ -91,7 +91,9 @@ func benchBatches(b *testing.B) []int {
 //	for r in 1 2 3; do ICTHP_BENCH_DIR=/tmp/bench ICTHP_BENCH_THREADS=2 \
 //	  go test ./models/clip -run '^$' -bench VisionEncoder -benchtime 4x; done
 //
-// (ICTHP_BENCH_DIR keeps the graphs between runs.)
+// (ICTHP_BENCH_DIR keeps the graphs between runs; ICTHP_BENCH_OPT sets
+// onnxruntime's optimisation level, default all, whose own fusions rewrite
+// much of the plain graph; basic shows the plain graph as written.)
 func BenchmarkVisionEncoder(b *testing.B) {
 	needORT(b)
 	dir := os.Getenv("ICTHP_BENCH_DIR")
@@ -105,7 +107,7 @@ func BenchmarkVisionEncoder(b *testing.B) {
 	sessions := make([]*models.Session, len(variants))
 	for i, v := range variants {
 		s, err := models.OpenSession(buildBench(b, dir, v.fused), clip.InputPixels, []string{clip.OutputImage},
-			models.SessionOptions{IntraOpThreads: benchThreads(b)})
+			models.SessionOptions{IntraOpThreads: benchThreads(b), OptLevel: os.Getenv("ICTHP_BENCH_OPT")})
 		if err != nil {
 			b.Fatal(err)
 		}
