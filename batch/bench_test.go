@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +17,17 @@ import (
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/scoring"
 )
+
+// cpuTime is the CPU time (user + system) this process has used: unlike
+// wall time, it does not count the time other work on a shared machine
+// takes from us.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func envInt(k string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
@@ -136,30 +148,36 @@ func BenchmarkBatchAgainstRaw(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	var rawT, batchT time.Duration
+	var rawT, batchT, rawCPU, batchCPU time.Duration
 	b.ResetTimer()
 	for r := 0; r < rounds; r++ {
-		t0 := time.Now()
+		c0, t0 := cpuTime(), time.Now()
 		if err := raw(r*per, per); err != nil {
 			b.Fatal(err)
 		}
-		t1 := time.Now()
+		c1, t1 := cpuTime(), time.Now()
 		sum, err := Run(ctx, svc, Options{Inputs: []string{dirs[r]}, Out: filepath.Join(out, fmt.Sprintf("r%d.jsonl", r)), BatchSize: bs, InFlight: inflight})
 		if err != nil {
 			b.Fatal(err)
 		}
-		t2 := time.Now()
+		c2, t2 := cpuTime(), time.Now()
+		rawCPU += c1 - c0
+		batchCPU += c2 - c1
 		if sum.Scored != per || sum.Errors != 0 {
 			b.Fatalf("round %d: %+v", r, sum)
 		}
 		rawT += t1.Sub(t0)
 		batchT += t2.Sub(t1)
-		b.Logf("round %d: raw %.2f img/s, batch %.2f img/s (%.1f%%)", r, float64(per)/t1.Sub(t0).Seconds(),
-			float64(per)/t2.Sub(t1).Seconds(), 100*t1.Sub(t0).Seconds()/t2.Sub(t1).Seconds())
+		b.Logf("round %d: raw %.2f img/s, batch %.2f img/s (%.1f%%); CPU ms/img raw %.0f, batch %.0f", r, float64(per)/t1.Sub(t0).Seconds(),
+			float64(per)/t2.Sub(t1).Seconds(), 100*t1.Sub(t0).Seconds()/t2.Sub(t1).Seconds(),
+			float64((c1-c0).Milliseconds())/float64(per), float64((c2-c1).Milliseconds())/float64(per))
 	}
 	b.StopTimer()
 	total := float64(per * rounds)
 	b.ReportMetric(total/rawT.Seconds(), "raw_img/s")
 	b.ReportMetric(total/batchT.Seconds(), "batch_img/s")
 	b.ReportMetric(100*rawT.Seconds()/batchT.Seconds(), "batch_%_of_raw")
+	b.ReportMetric(float64(rawCPU.Milliseconds())/total, "raw_cpu_ms/img")
+	b.ReportMetric(float64(batchCPU.Milliseconds())/total, "batch_cpu_ms/img")
+	b.ReportMetric(100*rawCPU.Seconds()/batchCPU.Seconds(), "batch_%_of_raw_cpu")
 }

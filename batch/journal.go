@@ -11,11 +11,15 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // ErrJournalMismatch means the parts folder was made by a run over other
 // inputs, models or settings, so its parts cannot be reused.
 var ErrJournalMismatch = errors.New("parts folder belongs to another run")
+
+// ErrBusy means another run holds the parts folder.
+var ErrBusy = errors.New("output busy")
 
 // journalName is the journal's file name inside the parts folder.
 const journalName = "journal.jsonl"
@@ -90,6 +94,12 @@ func openJournal(dir string, want header) (*journal, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
+	}
+	// One writer per parts folder: a second run on the same output would
+	// interleave its parts with ours.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s is in use by another icthp batch (%v)", ErrBusy, dir, err)
 	}
 	j := &journal{f: f, parts: map[int]partRecord{}}
 	good, err := j.read()

@@ -42,8 +42,8 @@ type Options struct {
 	Out   string
 	Shard Shard
 	// BatchSize is how many images go to the service (and the encoders)
-	// at once; PartSize how many rows one committed part holds (rounded
-	// up to a multiple of BatchSize); InFlight how many batches are in the
+	// at once (a part's last batch may be smaller); PartSize how many rows
+	// one committed part holds; InFlight how many batches are in the
 	// service at once. One is best on CPU: two batches in the encoders at
 	// once fight over the same cores. Decoders is how many goroutines
 	// decode the batches ahead of the service, so that decoding overlaps
@@ -106,7 +106,6 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 	if o.PartSize <= 0 {
 		o.PartSize = DefaultPartSize
 	}
-	o.PartSize = (o.PartSize + o.BatchSize - 1) / o.BatchSize * o.BatchSize
 	if o.InFlight <= 0 {
 		o.InFlight = DefaultInFlight
 	}
