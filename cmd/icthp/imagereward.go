@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
@@ -12,9 +13,18 @@ import (
 	"github.com/icthp/icthp/scoring"
 )
 
-// openImageReward opens an ImageReward model directory for the service.
-func openImageReward(dir string, so models.SessionOptions) (scoring.ImageRewardScorer, error) {
-	return imagereward.Open(dir, so, imagereward.Options{})
+// openImageReward opens an ImageReward model directory for the service,
+// with the command's image limits.
+func openImageReward(dir string, so models.SessionOptions, maxBytes, maxPixels int64) (scoring.ImageRewardScorer, error) {
+	return imagereward.Open(dir, so, imagereward.Options{MaxImageBytes: maxBytes, MaxImagePixels: maxPixels})
+}
+
+// setImageRewardCache gives the ImageReward scorer the service's embedding
+// cache (made after the models are open) for its image token sequences.
+func setImageRewardCache(ir scoring.ImageRewardScorer, c *cache.Cache) {
+	if s, ok := ir.(*imagereward.Scorer); ok && c != nil {
+		s.SetCache(c)
+	}
 }
 
 // irBuild maps the converter's flags onto the BLIP builder's options.

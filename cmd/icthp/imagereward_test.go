@@ -157,6 +157,12 @@ func TestImageRewardCommands(t *testing.T) {
 		}
 	}
 
+	// The command's image limits reach ImageReward's own decoding.
+	stdout, errOut, code := icthp(t, "score", "--imagereward", dir, "--prompt", prompt, "--max-image-pixels", "1000", imgs[0])
+	if l := parseIRLines(t, stdout); code != 1 || len(l) != 1 || !strings.Contains(l[0].Error, "too large") {
+		t.Errorf("--max-image-pixels 1000: exit %d, %q, stderr %q", code, stdout, errOut)
+	}
+
 	// convert random: --preset imagereward-tiny and --kind imagereward --preset tiny are one model.
 	a := mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--seed", "4", "--out", filepath.Join(d, "r1"))
 	b := mustRun(t, "convert", "random", "--kind", "imagereward", "--preset", "tiny", "--seed", "4", "--out", filepath.Join(d, "r2"))

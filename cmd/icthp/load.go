@@ -200,7 +200,7 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 		}
 	}
 	if m.imagereward != "" {
-		if irS, err = openImageReward(m.imagereward, so); err != nil {
+		if irS, err = openImageReward(m.imagereward, so, m.maxBytes, m.maxPixels); err != nil {
 			l.close()
 			return nil, err
 		}
@@ -213,6 +213,7 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 		}
 		opts.Cache = l.cache
 	}
+	setImageRewardCache(irS, opts.Cache)
 	if l.svc, err = scoring.New(ictS, hpS, irS, opts); err != nil {
 		l.close()
 		return nil, err
