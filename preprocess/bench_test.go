@@ -82,12 +82,29 @@ func benchTensor(b *testing.B, name string) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		if err := p.Tensor(data, dst); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu0)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
+}
+
+// reportCPU adds the process CPU time per image (all threads: the garbage collector's
+// work counts) and its inverse, images per CPU-second. On a shared machine this is the
+// steadier per-core figure; bench_pillow.py reports the same (time.process_time).
+func reportCPU(b *testing.B, cpu0 float64) {
+	if cpu0 < 0 {
+		return
+	}
+	d := processCPU() - cpu0
+	if d <= 0 {
+		return
+	}
+	b.ReportMetric(d*1e3/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(b.N)/d, "images/cpu-s")
 }
 
 func BenchmarkTensorJPEG512(b *testing.B) { benchTensor(b, "bench_512.jpg") }

@@ -189,104 +189,129 @@ func clip8(v int32) uint8 {
 // a pixel is ps bytes with its R, G, B at offsets 0, o1, o2 (ps = 1 means one gray
 // channel, and dst then has 1 byte per pixel; otherwise dst is packed RGB).
 //
-// The tap loops are unrolled by four, then two; integer addition is associative (int32 wraps the
-// same way in any order, and the true sums fit anyway), so the result is the C loop's.
+// Each layout has its own small row function, so that the accumulators and the pointers
+// stay in registers, and the tap loops are unrolled by four; integer addition is
+// associative (int32 wraps the same way in any order, and the true sums fit anyway), so
+// the result is the C loop's.
 func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
-	ks := c.ksize
+	w := c.n * 3
 	if ps == 1 {
-		for r := 0; r < rows; r++ {
-			srow := src[r*srcStride:]
-			drow := dst[r*c.n : (r+1)*c.n]
-			for i := range drow {
-				xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
-				k := c.k[i*ks : i*ks+cnt]
-				s := srow[xmin : xmin+cnt]
-				s = s[:len(k)]
-				ss := roundingHalf
-				x := 0
-				for ; x+1 < len(k); x += 2 {
-					ss += int32(s[x])*k[x] + int32(s[x+1])*k[x+1]
-				}
-				if x < len(k) {
-					ss += int32(s[x]) * k[x]
-				}
-				drow[i] = clip8(ss)
-			}
-		}
-		return
+		w = c.n
 	}
 	for r := 0; r < rows; r++ {
 		srow := src[r*srcStride:]
-		drow := dst[r*c.n*3 : (r+1)*c.n*3]
-		for i := 0; i < c.n; i++ {
-			xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
-			k := c.k[i*ks : i*ks+cnt]
-			ss0, ss1, ss2 := roundingHalf, roundingHalf, roundingHalf
-			switch ps {
-			case 3:
-				s := srow[xmin*3 : (xmin+cnt)*3]
-				x := 0
-				for ; x+3 < len(k); x += 4 {
-					p := s[x*3 : x*3+12 : x*3+12]
-					kk := k[x : x+4 : x+4]
-					k0, k1, k2, k3 := kk[0], kk[1], kk[2], kk[3]
-					ss0 += int32(p[0])*k0 + int32(p[3])*k1 + int32(p[6])*k2 + int32(p[9])*k3
-					ss1 += int32(p[1])*k0 + int32(p[4])*k1 + int32(p[7])*k2 + int32(p[10])*k3
-					ss2 += int32(p[2])*k0 + int32(p[5])*k1 + int32(p[8])*k2 + int32(p[11])*k3
-				}
-				for ; x+1 < len(k); x += 2 {
-					p := s[x*3 : x*3+6 : x*3+6]
-					k0, k1 := k[x], k[x+1]
-					ss0 += int32(p[0])*k0 + int32(p[3])*k1
-					ss1 += int32(p[1])*k0 + int32(p[4])*k1
-					ss2 += int32(p[2])*k0 + int32(p[5])*k1
-				}
-				if x < len(k) {
-					p := s[x*3 : x*3+3 : x*3+3]
-					kv := k[x]
-					ss0 += int32(p[0]) * kv
-					ss1 += int32(p[1]) * kv
-					ss2 += int32(p[2]) * kv
-				}
-			case 4:
-				s := srow[xmin*4 : (xmin+cnt)*4]
-				x := 0
-				for ; x+3 < len(k); x += 4 {
-					p := s[x*4 : x*4+16 : x*4+16]
-					kk := k[x : x+4 : x+4]
-					k0, k1, k2, k3 := kk[0], kk[1], kk[2], kk[3]
-					ss0 += int32(p[0])*k0 + int32(p[4])*k1 + int32(p[8])*k2 + int32(p[12])*k3
-					ss1 += int32(p[1])*k0 + int32(p[5])*k1 + int32(p[9])*k2 + int32(p[13])*k3
-					ss2 += int32(p[2])*k0 + int32(p[6])*k1 + int32(p[10])*k2 + int32(p[14])*k3
-				}
-				for ; x+1 < len(k); x += 2 {
-					p := s[x*4 : x*4+8 : x*4+8]
-					k0, k1 := k[x], k[x+1]
-					ss0 += int32(p[0])*k0 + int32(p[4])*k1
-					ss1 += int32(p[1])*k0 + int32(p[5])*k1
-					ss2 += int32(p[2])*k0 + int32(p[6])*k1
-				}
-				if x < len(k) {
-					p := s[x*4 : x*4+4 : x*4+4]
-					kv := k[x]
-					ss0 += int32(p[0]) * kv
-					ss1 += int32(p[1]) * kv
-					ss2 += int32(p[2]) * kv
-				}
-			default:
-				s := srow[xmin*ps : (xmin+cnt)*ps]
-				for x, kv := range k {
-					p := s[x*ps:]
-					ss0 += int32(p[0]) * kv
-					ss1 += int32(p[o1]) * kv
-					ss2 += int32(p[o2]) * kv
-				}
-			}
-			d := drow[i*3 : i*3+3 : i*3+3]
-			d[0] = clip8(ss0)
-			d[1] = clip8(ss1)
-			d[2] = clip8(ss2)
+		drow := dst[r*w : (r+1)*w]
+		switch ps {
+		case 1:
+			hrow1(drow, srow, c)
+		case 3:
+			hrow3(drow, srow, c)
+		case 4:
+			hrow4(drow, srow, c)
+		default:
+			hrowN(drow, srow, ps, o1, o2, c)
 		}
+	}
+}
+
+func hrow1(drow, srow []byte, c *coeffs) {
+	ks := c.ksize
+	drow = drow[:c.n]
+	for i := range drow {
+		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
+		k := c.k[i*ks : i*ks+cnt]
+		s := srow[xmin : xmin+cnt]
+		s = s[:len(k)]
+		ss := roundingHalf
+		x := 0
+		for ; x+1 < len(k); x += 2 {
+			ss += int32(s[x])*k[x] + int32(s[x+1])*k[x+1]
+		}
+		if x < len(k) {
+			ss += int32(s[x]) * k[x]
+		}
+		drow[i] = clip8(ss)
+	}
+}
+
+func hrow3(drow, srow []byte, c *coeffs) {
+	ks := c.ksize
+	for i := 0; i < c.n; i++ {
+		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
+		k := c.k[i*ks : i*ks+cnt]
+		s := srow[xmin*3 : (xmin+cnt)*3]
+		ss0, ss1, ss2 := roundingHalf, roundingHalf, roundingHalf
+		x := 0
+		for ; x+3 < len(k); x += 4 {
+			p := s[x*3 : x*3+12 : x*3+12]
+			kk := k[x : x+4 : x+4]
+			k0, k1, k2, k3 := kk[0], kk[1], kk[2], kk[3]
+			ss0 += int32(p[0])*k0 + int32(p[3])*k1 + int32(p[6])*k2 + int32(p[9])*k3
+			ss1 += int32(p[1])*k0 + int32(p[4])*k1 + int32(p[7])*k2 + int32(p[10])*k3
+			ss2 += int32(p[2])*k0 + int32(p[5])*k1 + int32(p[8])*k2 + int32(p[11])*k3
+		}
+		for ; x < len(k); x++ {
+			p := s[x*3 : x*3+3 : x*3+3]
+			kv := k[x]
+			ss0 += int32(p[0]) * kv
+			ss1 += int32(p[1]) * kv
+			ss2 += int32(p[2]) * kv
+		}
+		d := drow[i*3 : i*3+3 : i*3+3]
+		d[0] = clip8(ss0)
+		d[1] = clip8(ss1)
+		d[2] = clip8(ss2)
+	}
+}
+
+func hrow4(drow, srow []byte, c *coeffs) {
+	ks := c.ksize
+	for i := 0; i < c.n; i++ {
+		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
+		k := c.k[i*ks : i*ks+cnt]
+		s := srow[xmin*4 : (xmin+cnt)*4]
+		ss0, ss1, ss2 := roundingHalf, roundingHalf, roundingHalf
+		x := 0
+		for ; x+3 < len(k); x += 4 {
+			p := s[x*4 : x*4+16 : x*4+16]
+			kk := k[x : x+4 : x+4]
+			k0, k1, k2, k3 := kk[0], kk[1], kk[2], kk[3]
+			ss0 += int32(p[0])*k0 + int32(p[4])*k1 + int32(p[8])*k2 + int32(p[12])*k3
+			ss1 += int32(p[1])*k0 + int32(p[5])*k1 + int32(p[9])*k2 + int32(p[13])*k3
+			ss2 += int32(p[2])*k0 + int32(p[6])*k1 + int32(p[10])*k2 + int32(p[14])*k3
+		}
+		for ; x < len(k); x++ {
+			p := s[x*4 : x*4+4 : x*4+4]
+			kv := k[x]
+			ss0 += int32(p[0]) * kv
+			ss1 += int32(p[1]) * kv
+			ss2 += int32(p[2]) * kv
+		}
+		d := drow[i*3 : i*3+3 : i*3+3]
+		d[0] = clip8(ss0)
+		d[1] = clip8(ss1)
+		d[2] = clip8(ss2)
+	}
+}
+
+// hrowN is the general layout (16-bit RGBA: the high bytes at offsets 0, 2, 4).
+func hrowN(drow, srow []byte, ps, o1, o2 int, c *coeffs) {
+	ks := c.ksize
+	for i := 0; i < c.n; i++ {
+		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
+		k := c.k[i*ks : i*ks+cnt]
+		s := srow[xmin*ps : (xmin+cnt)*ps]
+		ss0, ss1, ss2 := roundingHalf, roundingHalf, roundingHalf
+		for x, kv := range k {
+			p := s[x*ps:]
+			ss0 += int32(p[0]) * kv
+			ss1 += int32(p[o1]) * kv
+			ss2 += int32(p[o2]) * kv
+		}
+		d := drow[i*3 : i*3+3 : i*3+3]
+		d[0] = clip8(ss0)
+		d[1] = clip8(ss1)
+		d[2] = clip8(ss2)
 	}
 }
 
