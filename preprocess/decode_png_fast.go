@@ -206,29 +206,33 @@ func pngUnfilter(buf []byte, stride, bpp, h int) bool {
 	return true
 }
 
+// paeth undoes the Paeth filter one channel at a time, so that the left (a) and
+// upper-left (c) bytes of the channel stay in registers; abs is branch-free.
 func paeth(cur, prev []byte, bpp int) {
-	for i := 0; i < bpp; i++ {
-		cur[i] += prev[i] // a = c = 0: the predictor is b
-	}
-	for i := bpp; i < len(cur); i++ {
-		a, b, c := int(cur[i-bpp]), int(prev[i]), int(prev[i-bpp])
-		pa, pb, pc := b-c, a-c, a+b-2*c
-		if pa < 0 {
-			pa = -pa
-		}
-		if pb < 0 {
-			pb = -pb
-		}
-		if pc < 0 {
-			pc = -pc
-		}
-		switch {
-		case pa <= pb && pa <= pc:
-			cur[i] += uint8(a)
-		case pb <= pc:
-			cur[i] += uint8(b)
-		default:
-			cur[i] += uint8(c)
+	prev = prev[:len(cur)]
+	for ch := 0; ch < bpp; ch++ {
+		a, c := 0, 0
+		for j := ch; j < len(cur); j += bpp {
+			b := int(prev[j])
+			pa := b - c // |p - a| with p = a + b - c
+			pb := a - c // |p - b|
+			pc := iabs(pa + pb)
+			pa, pb = iabs(pa), iabs(pb)
+			if pa <= pb && pa <= pc {
+				// predictor a
+			} else if pb <= pc {
+				a = b
+			} else {
+				a = c
+			}
+			a = (a + int(cur[j])) & 0xff
+			cur[j] = uint8(a)
+			c = b
 		}
 	}
+}
+
+func iabs(x int) int {
+	m := x >> 63
+	return (x ^ m) - m
 }
