@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/icthp/icthp/preprocess"
 )
 
 // ErrInput marks an input that cannot be enumerated at all (a path that does
@@ -36,6 +38,8 @@ const (
 	maxTarMemberSize = 1 << 40 // beyond this a tar header is treated as corrupt
 )
 
+var errSpanTooLarge = errors.New("file too large")
+
 // span locates bytes: a whole file (size < 0) or a range of one (a tar
 // member). path == "" means absent.
 type span struct {
@@ -55,12 +59,12 @@ func (s span) read(limit int64) ([]byte, error) {
 			return nil, err
 		}
 		if limit > 0 && st.Size() > limit {
-			return nil, fmt.Errorf("%s: %d bytes, more than the limit of %d", s.path, st.Size(), limit)
+			return nil, fmt.Errorf("%w: %s: %d bytes, more than the limit of %d", errSpanTooLarge, s.path, st.Size(), limit)
 		}
 		return io.ReadAll(io.LimitReader(f, max(limit, st.Size())+1))
 	}
 	if limit > 0 && s.size > limit {
-		return nil, fmt.Errorf("%s at %d: %d bytes, more than the limit of %d", s.path, s.off, s.size, limit)
+		return nil, fmt.Errorf("%w: %s at %d: %d bytes, more than the limit of %d", errSpanTooLarge, s.path, s.off, s.size, limit)
 	}
 	b := make([]byte, s.size)
 	if _, err := f.ReadAt(b, s.off); err != nil {
@@ -103,6 +107,9 @@ func (it *Item) load(maxBytes int64) loaded {
 		l.prompt = p
 	}
 	l.data, l.err = it.image.read(maxBytes)
+	if errors.Is(l.err, errSpanTooLarge) {
+		l.err = fmt.Errorf("%w: %v", preprocess.ErrTooLarge, l.err)
+	}
 	return l
 }
 

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/icthp/icthp/preprocess"
 )
 
 func writeFile(t *testing.T, path, data string) {
@@ -204,7 +206,7 @@ func TestEnumerateBadInputs(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(d, "big.png"), strings.Repeat("x", 100))
 	big, _ := Enumerate([]string{filepath.Join(d, "big.png")})
-	if l := big[0].load(10); l.err == nil || !strings.Contains(l.err.Error(), "limit") {
+	if l := big[0].load(10); !errors.Is(l.err, preprocess.ErrTooLarge) || !strings.Contains(l.err.Error(), "limit") {
 		t.Errorf("100-byte file with a 10-byte limit: err = %v", l.err)
 	}
 }

@@ -294,8 +294,10 @@ func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err
 		return 0, 0, nil
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	read := make(chan job, r.o.Decoders)
-	jobs := make(chan job, r.o.InFlight+r.o.Decoders)
+	// Small buffers: each batch held costs BatchSize decoded images of
+	// memory (see the README's limits).
+	read := make(chan job, 1)
+	jobs := make(chan job, 1)
 	results := make(chan result, r.o.InFlight)
 	g.Go(func() error {
 		defer close(read)
