@@ -2,6 +2,7 @@ package preprocess
 
 import (
 	"bytes"
+	"errors"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -174,5 +175,22 @@ func TestTensorRGBNoGarbage(t *testing.T) {
 	})
 	if allocs > 1 {
 		t.Fatalf("TensorRGB allocates %.1f times per image, want at most 1", allocs)
+	}
+}
+
+// BenchmarkRefusePNGBomb: a few KB declaring 50,000 × 50,000 pixels is refused from its
+// header (ErrTooLarge) without decoding or allocating pixels.
+func BenchmarkRefusePNGBomb(b *testing.B) {
+	data := pngBomb(50000, 50000)
+	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, p.TensorLen())
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := p.Tensor(data, dst); !errors.Is(err, ErrTooLarge) {
+			b.Fatalf("%d-byte bomb: %v", len(data), err)
+		}
 	}
 }
