@@ -61,6 +61,20 @@ def _cpu_flags():
 if "OPENBLAS_CORETYPE" not in os.environ and {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= _cpu_flags():
     os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
 
+
+def _threads_arg():
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return str(os.cpu_count())
+
+
+# OpenBLAS keeps its own thread pool, sized when torch loads it: give it the
+# same number of threads as torch's and onnxruntime's.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads_arg())
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -301,7 +315,8 @@ def main():
     print(f"torch {torch.__version__}, {args.threads} threads; "
           f"matmul fp32 1024²: {mm1024:.0f} GFLOP/s, best of 1024² and 2048²: {peak_mm:.0f} GFLOP/s (the measured peak); "
           f"computed peak {peak_calc:.0f} GFLOP/s ({args.threads} cores × {mhz:.0f} MHz × {fma} lanes × 2 FMA units × 2)")
-    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     if mm1024 < 100:
         print("warning: torch's 1024² matmul is under 100 GFLOP/s: is libopenblas0-pthread installed "
               "(Debian's reference BLAS is about 30x slower), does OpenBLAS pick its AVX-512 kernels "
