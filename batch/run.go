@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -31,7 +32,6 @@ const (
 	DefaultBatchSize = 16
 	DefaultPartSize  = 1000
 	DefaultInFlight  = 1
-	DefaultDecoders  = 2
 )
 
 // Options configure a run.
@@ -110,7 +110,10 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 		o.InFlight = DefaultInFlight
 	}
 	if o.Decoders <= 0 {
-		o.Decoders = DefaultDecoders
+		// As many as there are cores: they only ever work a batch or two
+		// ahead, so on a CPU they cost no more than fewer would, and with
+		// the encoders on a GPU the CPU's cores are all theirs.
+		o.Decoders = runtime.GOMAXPROCS(0)
 	}
 	if o.Shard.N == 0 {
 		o.Shard = Shard{0, 1}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -41,7 +42,7 @@ func runBatch(ctx context.Context, a *app, args []string) error {
 	shardFlag := fs.String("shard", "", "score only shard I of N (I/N, 0-based): the items whose key hashes to I mod N; output OUT-IIIII-of-NNNNN.EXT")
 	partSize := fs.Int("part-size", batch.DefaultPartSize, "rows per committed part (what a crash can lose)")
 	inFlight := fs.Int("inflight", batch.DefaultInFlight, "batches in the encoders at once (1 is best on CPU; more can help a GPU)")
-	decoders := fs.Int("decoders", batch.DefaultDecoders, "goroutines decoding images ahead of the encoders")
+	decoders := fs.Int("decoders", runtime.GOMAXPROCS(0), "goroutines decoding images ahead of the encoders (default: one per core)")
 	embeddings := fs.Bool("embeddings", false, "add image embeddings: a list column in Parquet, OUT.embeddings.npy beside JSONL")
 	keepParts := fs.Bool("keep-parts", false, "keep the part files after merging them")
 	progressFlag := fs.String("progress", "auto", "progress line on stderr: auto (when stderr is a terminal), always, never")
