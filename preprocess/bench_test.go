@@ -162,6 +162,9 @@ func BenchmarkTensorRGB(b *testing.B) {
 // resize + crop + normalise into a caller's buffer allocates nothing per image (the
 // pixbuf header is the one small allocation allowed).
 func TestTensorRGBNoGarbage(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers on purpose")
+	}
 	src := formulaRGB(640, 480)
 	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
 	if err != nil {
