@@ -7,6 +7,8 @@ unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 go vet ./...
 go test -count=1 -timeout 30m ./...
+# Deployment checks (chart, manifests, compose, Dockerfiles, dashboard): their own module.
+(cd deployments/check && go vet ./... && go test -count=1 -timeout 20m ./...)
 # Fuzz targets, briefly (go test runs one target per invocation).
 fuzztime=${FUZZTIME:-15s}
 for spec in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do

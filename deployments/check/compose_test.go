@@ -1,0 +1,183 @@
+package check
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+func composeFile() string { return repoPath("deployments", "docker-compose.yml") }
+
+func TestCompose(t *testing.T) {
+	p, err := LoadCompose(context.Background(), composeFile(), map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"icthp", "models", "redis", "prometheus", "grafana"} {
+		if _, err := p.GetService(want); err != nil {
+			t.Errorf("no service %s", want)
+		}
+	}
+	icthpSvc, err := p.GetService("icthp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The image's ENTRYPOINT is icthp; compose's command is its arguments.
+	checkFlags(t, "compose icthp command", icthpSvc.Command)
+	if !slices.Contains(icthpSvc.Command, "--redis") {
+		t.Error("compose icthp does not use the compose Redis")
+	}
+	if d := icthpSvc.DependsOn["models"]; d.Condition != "service_completed_successfully" {
+		t.Errorf("icthp starts before the models step has finished (depends_on models: %+v)", d)
+	}
+	if icthpSvc.HealthCheck == nil || !slices.Contains(icthpSvc.HealthCheck.Test, "http://127.0.0.1:8080/readyz") {
+		t.Errorf("icthp health check %+v does not ask /readyz", icthpSvc.HealthCheck)
+	}
+	if icthpSvc.StopGracePeriod == nil || *icthpSvc.StopGracePeriod < 32e9 {
+		t.Errorf("stop_grace_period %v is shorter than icthp's drain (2 s delay + 30 s grace)", icthpSvc.StopGracePeriod)
+	}
+	models, _ := p.GetService("models")
+	if len(models.Entrypoint) != 1 || models.Entrypoint[0] != "/usr/local/bin/convert-models.sh" {
+		t.Errorf("models entrypoint %q, want the image's convert-models.sh", models.Entrypoint)
+	}
+	for _, s := range p.Services {
+		if s.Build != nil {
+			df := filepath.Join(s.Build.Context, s.Build.Dockerfile)
+			if _, err := os.Stat(df); err != nil {
+				t.Errorf("service %s builds %s: %v", s.Name, df, err)
+			}
+		}
+		for _, v := range s.Volumes {
+			if v.Type != "bind" {
+				continue
+			}
+			if v.Target == "/hf" {
+				continue // the user's checkpoints; docker makes an empty folder when absent
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("service %s mounts %s: %v", s.Name, v.Source, err)
+			}
+		}
+	}
+
+	// Prometheus scrapes icthp where compose runs it, and loads the rules
+	// at the path compose mounts them.
+	var prom struct {
+		Global        map[string]string `json:"global"`
+		RuleFiles     []string          `json:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `json:"job_name"`
+			MetricsPath   string `json:"metrics_path"`
+			StaticConfigs []struct {
+				Targets []string `json:"targets"`
+			} `json:"static_configs"`
+		} `json:"scrape_configs"`
+	}
+	strictFile(t, repoPath("deployments", "prometheus", "prometheus.yml"), &prom)
+	promSvc, _ := p.GetService("prometheus")
+	mounted := map[string]string{}
+	for _, v := range promSvc.Volumes {
+		mounted[v.Target] = v.Source
+	}
+	for _, rf := range prom.RuleFiles {
+		if src, ok := mounted[rf]; !ok || filepath.Base(src) != "alerts.yml" {
+			t.Errorf("rule file %s is not the mounted alerts.yml (mounts %v)", rf, mounted)
+		}
+	}
+	scraped := false
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			if slices.Contains(st.Targets, "icthp:8080") && (sc.MetricsPath == "" || sc.MetricsPath == "/metrics") {
+				scraped = true
+			}
+		}
+	}
+	if !scraped {
+		t.Error("prometheus.yml does not scrape icthp:8080/metrics")
+	}
+
+	// Grafana: the provisioned data source is Prometheus at its compose
+	// address, and the dashboards provider reads the folder compose mounts.
+	var ds struct {
+		APIVersion  int `json:"apiVersion"`
+		Datasources []struct {
+			Name      string `json:"name"`
+			UID       string `json:"uid"`
+			Type      string `json:"type"`
+			Access    string `json:"access"`
+			URL       string `json:"url"`
+			IsDefault bool   `json:"isDefault"`
+		} `json:"datasources"`
+	}
+	strictFile(t, repoPath("deployments", "grafana", "provisioning", "datasources", "prometheus.yml"), &ds)
+	if len(ds.Datasources) != 1 || ds.Datasources[0].URL != "http://prometheus:9090" || ds.Datasources[0].Type != "prometheus" {
+		t.Errorf("Grafana data source %+v, want prometheus at http://prometheus:9090", ds.Datasources)
+	}
+	var dp struct {
+		APIVersion int `json:"apiVersion"`
+		Providers  []struct {
+			Name            string `json:"name"`
+			Folder          string `json:"folder"`
+			Type            string `json:"type"`
+			DisableDeletion bool   `json:"disableDeletion"`
+			Options         struct {
+				Path string `json:"path"`
+			} `json:"options"`
+		} `json:"providers"`
+	}
+	strictFile(t, repoPath("deployments", "grafana", "provisioning", "dashboards", "icthp.yml"), &dp)
+	graf, _ := p.GetService("grafana")
+	gm := map[string]string{}
+	for _, v := range graf.Volumes {
+		gm[v.Target] = v.Source
+	}
+	if len(dp.Providers) != 1 || gm[dp.Providers[0].Options.Path] != repoPath("deployments", "grafana", "dashboards") {
+		t.Errorf("Grafana reads dashboards from %+v; compose mounts %v", dp.Providers, gm)
+	}
+	if gm["/etc/grafana/provisioning"] != repoPath("deployments", "grafana", "provisioning") {
+		t.Errorf("Grafana provisioning not mounted (mounts %v)", gm)
+	}
+}
+
+// TestComposeStrict: the loader refuses what the specification does not
+// have, so TestCompose's load means something.
+func TestComposeStrict(t *testing.T) {
+	b, err := os.ReadFile(composeFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, edit := range map[string][2]string{
+		"misspelt service key": {"    stop_grace_period: 40s", "    stop_grace_periods: 40s"},
+		"unknown top-level":    {"volumes:\n  models:", "volume:\n  models:"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if !strings.Contains(string(b), edit[0]) {
+				t.Fatalf("compose file has no %q to change", edit[0])
+			}
+			dir := t.TempDir()
+			f := filepath.Join(dir, "docker-compose.yml")
+			if err := os.WriteFile(f, []byte(strings.Replace(string(b), edit[0], edit[1], 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := LoadCompose(context.Background(), f, map[string]string{}); err == nil {
+				t.Error("loaded without an error")
+			}
+		})
+	}
+}
+
+func strictFile(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, v); err != nil {
+		t.Errorf("%s: %v", path, err)
+	}
+}
