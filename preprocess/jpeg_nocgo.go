@@ -19,18 +19,14 @@ const jpegNative = false
 func decodeJPEG(data []byte, lim limits) (*pixbuf, error) {
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("%w: JPEG: %v", ErrUndecodable, err)
+		return nil, stdJPEGError(err)
 	}
 	if err := lim.checkDims("JPEG", cfg.Width, cfg.Height); err != nil {
 		return nil, err
 	}
 	img, err := jpeg.Decode(bytes.NewReader(data))
 	if err != nil {
-		var ue jpeg.UnsupportedError
-		if errors.As(err, &ue) {
-			return nil, fmt.Errorf("%w: JPEG: %v", ErrUnsupportedFormat, err)
-		}
-		return nil, fmt.Errorf("%w: JPEG: %v", ErrUndecodable, err)
+		return nil, stdJPEGError(err)
 	}
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
@@ -60,4 +56,12 @@ func decodeJPEG(data []byte, lim limits) (*pixbuf, error) {
 		return &pixbuf{w: w, h: h, ps: 3, stride: w * 3, pix: *buf, pooled: buf}, nil
 	}
 	return nil, fmt.Errorf("%w: JPEG: unexpected decoded image type %T", ErrUnsupportedFormat, img)
+}
+
+func stdJPEGError(err error) error {
+	var ue jpeg.UnsupportedError
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%w: JPEG: %v", ErrUnsupportedFormat, err)
+	}
+	return fmt.Errorf("%w: JPEG: %v", ErrUndecodable, err)
 }
