@@ -207,6 +207,7 @@ func runServe(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	mf.cache.logger = log // the cache's circuit-breaker lines go to the same JSON log
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
