@@ -380,6 +380,10 @@ func TestQueryCheckCatches(t *testing.T) {
 		{`label_values(icthp_http_requests_total{job=~"$job"}, route)`, false},
 		{`label_values(icthp_http_requests_total, model)`, true},
 		{`up{job="icthp"} == 0`, false},
+		{`sum by (route, le) (rate(icthp_http_requests_total[5m]))`, true},  // le is no label of a counter
+		{`sum by (rout) (rate(icthp_http_requests_total[5m]))`, true},       // misspelt grouping label
+		{`sum without (rout) (rate(icthp_http_requests_total[5m]))`, false}, // without: absent labels are harmless
+		{`sum by (job) (rate(icthp_http_requests_total[5m])) > 0`, false},
 	}
 	for _, tc := range tests {
 		var r recorder

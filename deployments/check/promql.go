@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -105,12 +106,19 @@ func Selectors(q string) ([]Selector, error) {
 	}
 	var out []Selector
 	var bad error
-	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+	parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
 		vs, ok := n.(*parser.VectorSelector)
 		if !ok {
 			return nil
 		}
 		s := Selector{Metric: vs.Name}
+		// Labels an enclosing `sum by (...)` groups on must be on the
+		// series too (a misspelt grouping label yields one empty group).
+		for _, a := range path {
+			if ag, ok := a.(*parser.AggregateExpr); ok && !ag.Without {
+				s.Labels = append(s.Labels, ag.Grouping...)
+			}
+		}
 		for _, m := range vs.LabelMatchers {
 			if m.Name == model.MetricNameLabel {
 				if m.Type == 0 && s.Metric == "" {
@@ -127,6 +135,7 @@ func Selectors(q string) ([]Selector, error) {
 			s.Labels = append(s.Labels, extraLabel)
 		}
 		sort.Strings(s.Labels)
+		s.Labels = slices.Compact(s.Labels)
 		out = append(out, s)
 		return nil
 	})
