@@ -277,6 +277,7 @@ type refModel struct {
 	w   clip.Weights
 	mu  sync.Mutex
 	img map[string][]float64 // image features by path
+	txt map[string][]float64 // text features by ids
 }
 
 func (r *refModel) imageFeatures(t *testing.T, im refImage) []float64 {
@@ -296,11 +297,21 @@ func (r *refModel) imageFeatures(t *testing.T, im refImage) []float64 {
 
 func (r *refModel) ict(t *testing.T, ids []int64, im refImage) float64 {
 	t.Helper()
-	tf, err := clipref.TextFeatures(&r.cfg, r.w, ids, 1)
-	if err != nil {
-		t.Fatal(err)
+	key := fmt.Sprint(ids)
+	r.mu.Lock()
+	tf, ok := r.txt[key]
+	r.mu.Unlock()
+	if !ok {
+		f, err := clipref.TextFeatures(&r.cfg, r.w, ids, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tf = f[0]
+		r.mu.Lock()
+		r.txt[key] = tf
+		r.mu.Unlock()
 	}
-	return clipref.Cosine(tf[0], r.imageFeatures(t, im))
+	return clipref.Cosine(tf, r.imageFeatures(t, im))
 }
 
 func (r *refModel) hpLogit(t *testing.T, im refImage) float64 {
@@ -364,7 +375,7 @@ func buildModels(root string) (*e2eModels, error) {
 		return out
 	}
 	ref := func(w clip.Weights) *refModel {
-		return &refModel{cfg: c, w: testmodels.Cached(w), img: map[string][]float64{}}
+		return &refModel{cfg: c, w: testmodels.Cached(w), img: map[string][]float64{}, txt: map[string][]float64{}}
 	}
 	m := &e2eModels{}
 	dir := func(n string) string { return filepath.Join(root, n) }
