@@ -26,8 +26,9 @@ import (
 
 // The HTTP front door over loopback, ImageReward beside HP: /v1/score has
 // the imagereward field (narrowed by "models"), /v1/reward takes it alone
-// and in a weighted sum, /v1/models lists it; every number equals the
-// scorer's own.
+// and in a weighted sum, /v1/rank reports it (and ranks by it when it is
+// the only model), /v1/models lists it; every number equals the scorer's
+// own.
 func TestHTTPImageRewardBesideHP(t *testing.T) {
 	needORT(t)
 	irDir, hpDir := t.TempDir(), t.TempDir()
@@ -138,6 +139,37 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 	}
 	if w := 2*want[0] + 0.5*hpv; math.Abs(rewards[0]-w) > 1e-9 {
 		t.Errorf("weighted reward %g, want 2·%g + 0.5·%g = %g", rewards[0], want[0], hpv, w)
+	}
+
+	// /v1/rank: by HP here, ImageReward's score beside it.
+	type ranked struct {
+		Index       int      `json:"index"`
+		HP          *float64 `json:"hp"`
+		ImageReward *float64 `json:"imagereward"`
+	}
+	var ranking []ranked
+	if err := json.Unmarshal(post("/v1/rank", map[string]any{"prompt": prompt, "images": b64})["ranking"], &ranking); err != nil {
+		t.Fatal(err)
+	}
+	if len(ranking) != 2 || ranking[0].HP == nil || ranking[1].HP == nil || *ranking[0].HP < *ranking[1].HP ||
+		ranking[0].ImageReward == nil || *ranking[0].ImageReward != want[ranking[0].Index] {
+		t.Errorf("rank with hp and imagereward: %+v", ranking)
+	}
+	// With ImageReward alone, by its score.
+	irOnly, err := scoring.New(nil, nil, ir, scoring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := irOnly.Rank(context.Background(), prompt, images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := 0
+	if want[1] > want[0] {
+		best = 1
+	}
+	if len(rk.Ranking) != 2 || rk.Ranking[0].Index != best || *rk.Ranking[0].ImageReward != want[best] {
+		t.Errorf("rank by imagereward alone: %+v, scores %v", rk.Ranking, want)
 	}
 
 	resp, err := http.Get(ts.URL + "/v1/models")

@@ -280,7 +280,9 @@ type RankResponse struct {
 
 // Rank orders candidate images for one prompt by the paper's group ICT-HP
 // score (ict × softmax(hp_logit) over the successfully scored candidates).
-// With only one of the models loaded, it ranks by that model's score.
+// With only one of the models loaded, it ranks by that model's score
+// (ImageReward's when it is the only one). A loaded ImageReward's score is
+// reported beside the others.
 func (s *Service) Rank(ctx context.Context, prompt string, images []Image) (*RankResponse, error) {
 	var names []string
 	if s.ict != nil {
@@ -289,8 +291,11 @@ func (s *Service) Rank(ctx context.Context, prompt string, images []Image) (*Ran
 	if s.hp != nil {
 		names = append(names, ModelHP)
 	}
+	if s.ir != nil {
+		names = append(names, ModelImageReward)
+	}
 	if len(names) == 0 {
-		return nil, badRequest("ranking needs ict or hp loaded")
+		return nil, badRequest("ranking needs a model loaded")
 	}
 	sr, err := s.Score(ctx, ScoreRequest{Prompt: &prompt, Images: images, Models: names})
 	if err != nil {
@@ -315,9 +320,13 @@ func (s *Service) Rank(ctx context.Context, prompt string, images []Image) (*Ran
 		for k, i := range ok {
 			key[k] = *sr.Scores[i].ICT
 		}
-	default:
+	case s.hp != nil:
 		for k, i := range ok {
 			key[k] = *sr.Scores[i].HPLogit
+		}
+	default:
+		for k, i := range ok {
+			key[k] = *sr.Scores[i].ImageReward
 		}
 	}
 	for _, k := range RankOrder(key) {
