@@ -150,7 +150,7 @@ func TestRedisKillAndRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	var changes []string
 	var mu sync.Mutex
-	c := newRedisCache(t, srv.URL(), Options{LocalBytes: 1 << 20, BreakerThreshold: 2, BreakerCooldown: 50 * time.Millisecond})
+	c := newRedisCache(t, srv.URL(), Options{LocalBytes: 1 << 20, BreakerThreshold: 2, BreakerCooldown: 200 * time.Millisecond})
 	c.br.onChange = func(from, to State) {
 		mu.Lock()
 		changes = append(changes, from.String()+">"+to.String())
