@@ -273,6 +273,29 @@ func TestRedisCluster(t *testing.T) {
 	}
 }
 
+// A Cluster that loses a node: requests are still answered with the right
+// values; the failures are counted and open the circuit.
+func TestRedisClusterNodeDown(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	c := newRedisCache(t, cl.URL(), Options{RedisTimeout: 500 * time.Millisecond, BreakerThreshold: 2, BreakerCooldown: time.Hour})
+	keys := manyKeys(20, "down")
+	if _, _, err := c.Resolve(context.Background(), keys, (&counter{}).compute(keys)); err != nil {
+		t.Fatal(err)
+	}
+	cl.Nodes[1].Stop()
+	for i := 0; i < 4; i++ {
+		keys := manyKeys(20, "down"+strconv.Itoa(i))
+		vals, errs, err := c.Resolve(context.Background(), keys, (&counter{}).compute(keys))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkValues(t, keys, vals, errs)
+	}
+	if st := c.Stats(); st.RedisErrors < 2 || c.Circuit() != Open {
+		t.Fatalf("one node down: circuit %v, %+v", c.Circuit(), st)
+	}
+}
+
 // Through a Sentinel: the client asks it for the primary and uses that.
 func TestRedisSentinel(t *testing.T) {
 	primary := redistest.Start(t)
