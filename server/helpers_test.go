@@ -44,7 +44,7 @@ var modelDirs struct {
 	err     error
 }
 
-func tinyModels(t *testing.T) (ictDir, hpDir string) {
+func tinyModels(t testing.TB) (ictDir, hpDir string) {
 	t.Helper()
 	if _, err := ortlib.Init(""); err != nil {
 		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
@@ -155,7 +155,7 @@ func (s *syncBuffer) String() string {
 
 // newEnv builds the service and server; with listen false the caller
 // serves srv itself (Run).
-func newEnv(t *testing.T, cfg envConfig, listen bool) *env {
+func newEnv(t testing.TB, cfg envConfig, listen bool) *env {
 	t.Helper()
 	ictDir, hpDir := tinyModels(t)
 	so := models.SessionOptions{IntraOpThreads: 1, MaxBatch: 64}
@@ -242,7 +242,7 @@ func testImage(seed, w, h int) image.Image {
 	return img
 }
 
-func pngBytes(t *testing.T, seed, w, h int) []byte {
+func pngBytes(t testing.TB, seed, w, h int) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := png.Encode(&b, testImage(seed, w, h)); err != nil {
@@ -335,7 +335,7 @@ func (e *env) get(t *testing.T, path string, hdr ...string) *response {
 }
 
 // multipartBody builds a form with fields (name, value pairs) and files.
-func multipartBody(t *testing.T, fields [][2]string, files [][]byte) (string, []byte) {
+func multipartBody(t testing.TB, fields [][2]string, files [][]byte) (string, []byte) {
 	t.Helper()
 	var b bytes.Buffer
 	w := multipart.NewWriter(&b)
