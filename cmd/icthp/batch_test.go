@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,6 +95,21 @@ func TestBatchKill9(t *testing.T) {
 	}
 	if errRows != 3 {
 		t.Errorf("%d error rows, want 3 (two without prompts, one damaged image)", errRows)
+	}
+	// batch decodes ahead and hands the service pixels; `score` hands it
+	// the file: both must give the same numbers.
+	for _, i := range []int{0, 1, 77, n - 1} {
+		r := whole[i]
+		out, _ := runBin(t, bin, "score", "--ict", ict, "--hp", hpDir, "--threads", "1", "--prompt", *r.Prompt, r.Source)
+		var s scoreLine
+		if err := json.Unmarshal([]byte(out), &s); err != nil {
+			t.Fatalf("score output %q: %v", out, err)
+		}
+		for name, pair := range map[string][2]*float64{"ict": {s.ICT, r.ICT}, "hp": {s.HP, r.HP}, "hp_logit": {s.HPLogit, r.HPLogit}} {
+			if pair[0] == nil || pair[1] == nil || math.Abs(*pair[0]-*pair[1]) > 1e-6 {
+				t.Errorf("%s: batch %s %v, score %v", r.Source, name, deref(pair[1]), deref(pair[0]))
+			}
+		}
 	}
 
 	out := filepath.Join(d, "killed.jsonl")
@@ -196,4 +212,11 @@ func TestBatchUsage(t *testing.T) {
 			t.Errorf("icthp %v: exit %d, stderr %q; want 2 and one line naming %q", c.args, code, stderr.String(), c.want)
 		}
 	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
