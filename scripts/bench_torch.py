@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -229,6 +230,12 @@ def vision_gflop(a):
     return 2 * macs / 1e9
 
 
+def cpu_seconds():
+    """CPU time of this process, every thread, user + system."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def matmul_gflops(n, threads, repeats=7):
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -370,31 +377,38 @@ def main():
 
         for n in ([1] if preset == "vit-h-14" else batches):
             x = torch.randn(n, 3, a["image_size"], a["image_size"]).to(dev)
-            best_t, best_i = math.inf, math.inf
+            best_t, best_i, cpu_t, cpu_i = math.inf, math.inf, math.inf, math.inf
             with torch.inference_mode():
                 tower(x)  # warm-up
                 sync()
                 for _ in range(args.rounds):
                     for _ in range(args.runs):
-                        t = time.perf_counter()
+                        t, c = time.perf_counter(), cpu_seconds()
                         head(tower(x))
                         sync()
                         best_t = min(best_t, time.perf_counter() - t)
+                        cpu_t = min(cpu_t, cpu_seconds() - c)
                     out = json.loads(run([benchtool, "time", "--model", os.path.join(d, "model"),
                                           "--batch", str(n), "--runs", str(args.runs),
                                           "--threads", str(args.threads), "--provider", provider]))
                     best_i = min(best_i, min(out["seconds"]))
+                    cpu_i = min(cpu_i, min(out["cpu_seconds"]))
             ti, ii = n / best_t, n / best_i
             g = vision_gflop(a)
             row = {"batch": n, "torch_images_per_s": ti, "icthp_images_per_s": ii, "ratio": ii / ti,
                    "torch_gflops": g * ti, "icthp_gflops": g * ii,
                    "icthp_fraction_of_measured_peak": g * ii / peak_mm,
-                   "icthp_fraction_of_computed_peak": g * ii / peak_calc if peak_calc else None}
+                   "icthp_fraction_of_computed_peak": g * ii / peak_calc if peak_calc else None,
+                   "torch_cpu_ms_per_image": 1e3 * cpu_t / n, "icthp_cpu_ms_per_image": 1e3 * cpu_i / n,
+                   "ratio_cpu": cpu_t / cpu_i}
             entry["batches"].append(row)
             print(f"  batch {n:2d}: PyTorch eager {ti:8.2f} images/s ({g * ti:5.0f} GFLOP/s), "
                   f"icthp {ii:8.2f} images/s ({g * ii:5.0f} GFLOP/s): {ii / ti:.2f}x; icthp at "
                   f"{100 * g * ii / peak_mm:.0f}% of the measured peak, "
                   f"{100 * g * ii / peak_calc:.0f}% of the computed one")
+            print(f"            CPU time: PyTorch {1e3 * cpu_t / n:8.1f} ms/image, icthp {1e3 * cpu_i / n:8.1f} ms/image: "
+                  f"{cpu_t / cpu_i:.2f}x; icthp at {g * n / cpu_i:.0f} GFLOP per CPU-second, "
+                  f"{100 * g * n / cpu_i / (peak_calc / args.threads):.0f}% of one core's computed peak")
             sys.stdout.flush()
         results["presets"].append(entry)
         del tower, head

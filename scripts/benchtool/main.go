@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/icthp/icthp/internal/testmodels"
@@ -193,20 +194,24 @@ func timeRuns(args []string) error {
 	if _, err := m.EncodeImages(ctx, px, *batch); err != nil { // warm-up
 		return err
 	}
-	secs := make([]float64, *runs)
+	// Wall-clock seconds, and the CPU seconds the process spent (every
+	// thread, user + system): on a shared machine the first depends on what
+	// else runs, the second much less.
+	secs, cpu := make([]float64, *runs), make([]float64, *runs)
 	for i := range secs {
-		start := time.Now()
+		start, c0 := time.Now(), cpuSeconds()
 		if _, err := m.EncodeImages(ctx, px, *batch); err != nil {
 			return err
 		}
-		secs[i] = time.Since(start).Seconds()
+		secs[i], cpu[i] = time.Since(start).Seconds(), cpuSeconds()-c0
 	}
 	sorted := slices.Clone(secs)
 	slices.Sort(sorted)
 	best, median := float64(*batch)/sorted[0], float64(*batch)/sorted[len(sorted)/2]
+	cpuPerImage := slices.Min(cpu) / float64(*batch)
 	if *text {
-		_, err := fmt.Printf("%-22s %-4s %-7s batch %3d: %9.2f images/s best, %9.2f median of %d runs\n",
-			m.Manifest.Name, *provider, m.Manifest.Precision, *batch, best, median, len(secs))
+		_, err := fmt.Printf("%-22s %-4s %-7s batch %3d: %9.2f images/s best, %9.2f median of %d runs; %8.1f ms CPU/image\n",
+			m.Manifest.Name, *provider, m.Manifest.Precision, *batch, best, median, len(secs), 1e3*cpuPerImage)
 		return err
 	}
 	return writeJSON(os.Stdout, map[string]any{
@@ -214,7 +219,17 @@ func timeRuns(args []string) error {
 		"precision": m.Manifest.Precision, "provider": *provider,
 		"batch": *batch, "threads": *threads, "cores": runtime.NumCPU(), "seconds": secs,
 		"best_images_per_s": best, "median_images_per_s": median,
+		"cpu_seconds": cpu, "cpu_seconds_per_image": cpuPerImage,
 	})
+}
+
+// cpuSeconds is the CPU time this process has used, user + system.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return math.NaN()
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func writeJSON(w io.Writer, v any) error {
