@@ -3,6 +3,7 @@ package preprocess
 import (
 	"bytes"
 	"errors"
+	"image/png"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -69,6 +70,19 @@ func FuzzImage(f *testing.F) {
 		bound := uint64(40*fuzzMaxPixels + 8*len(data) + 16<<20)
 		if got := ms1.TotalAlloc - ms0.TotalAlloc; got > bound {
 			t.Fatalf("decoding %d bytes allocated %d bytes (bound %d)", len(data), got, bound)
+		}
+		if hd, herr := pngIHDR(data); sniff(data) != fmtPNG || herr != nil || opt.limits().checkDims("PNG", hd.w, hd.h) != nil {
+			// not a PNG the pipeline would decode
+		} else if fast, ok := pngFastRGB(data); ok {
+			// The direct PNG decoder answers only where image/png agrees, pixel for pixel.
+			img, serr := png.Decode(bytes.NewReader(data))
+			if serr != nil {
+				t.Fatalf("direct PNG decoder accepted what image/png refuses: %v", serr)
+			}
+			std, serr := pixbufOfImage(img, false)
+			if serr != nil || !bytes.Equal(std.toRGB().Pix, fast.Pix) {
+				t.Fatalf("direct PNG decoder and image/png differ (err %v)", serr)
+			}
 		}
 		crop, cerr := p.Crop(data)
 		if err != nil {
