@@ -529,20 +529,29 @@ func testParity(t *testing.T, m *e2eModels) {
 		prompt        string
 		ids           []int64
 		extra         []string
+		viaFile       bool // the prompt through --prompt-file
 	}{
-		{"ict-safetensors+hp-torch-base", m.ictST, m.hpPT, m.refICTST, m.refHPPT, "a photo of a cat", refIDs(t, "a photo of a cat"), nil},
+		{"ict-safetensors+hp-torch-base", m.ictST, m.hpPT, m.refICTST, m.refHPPT, "a photo of a cat", refIDs(t, "a photo of a cat"), nil, false},
 		{"ict-torch-base+hp-safetensors", m.ictPT, m.hpST, m.refICTPT, m.refHPST,
 			"an astronaut riding a horse on mars, digital art, trending on artstation",
-			refIDs(t, "an astronaut riding a horse on mars, digital art, trending on artstation"), []string{"--batch-size", "3"}},
-		{"empty prompt", m.ictPT, "", m.refICTPT, nil, "", refIDs(t, ""), nil},
-		{"10000-character prompt", m.ictST, m.hpST, m.refICTST, m.refHPST, long, longIDs, []string{"--batch-size", "4", "--threads", "1"}},
-		{"hp alone, no prompt", "", m.hpPT, nil, m.refHPPT, "", nil, nil},
+			refIDs(t, "an astronaut riding a horse on mars, digital art, trending on artstation"), []string{"--batch-size", "3"}, false},
+		{"empty prompt", m.ictPT, "", m.refICTPT, nil, "", refIDs(t, ""), nil, false},
+		{"10000-character prompt", m.ictST, m.hpST, m.refICTST, m.refHPST, long, longIDs, []string{"--batch-size", "4", "--threads", "1"}, false},
+		{"10000-character prompt from a file", m.ictPT, "", m.refICTPT, nil, long, longIDs, nil, true},
+		{"hp alone, no prompt", "", m.hpPT, nil, m.refHPPT, "", nil, nil, false},
 	}
 	var worst tracker
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			args := []string{"score"}
-			if c.ict != "" {
+			switch {
+			case c.ict != "" && c.viaFile:
+				f := filepath.Join(t.TempDir(), "prompt.txt")
+				if err := os.WriteFile(f, []byte(c.prompt+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--ict", c.ict, "--prompt-file", f)
+			case c.ict != "":
 				args = append(args, "--ict", c.ict, "--prompt", c.prompt)
 			}
 			if c.hp != "" {
@@ -831,6 +840,9 @@ func testUsageErrors(t *testing.T, m *e2eModels) {
 		{"models", "list"},
 		{"models", "inspect"},
 		{"models", "inspect", "a", "b"},
+		{"score", "--hp", m.hpST, "--prompt", "x", "--prompt-file", "f", "img.png"},
+		{"score", "--ict", m.ictST, "--prompt", strings.Repeat("a long prompt ", 1200), "img.png"}, // over maxCommandLine
+		{"score", "--hp", m.hpST, strings.Repeat("many-images ", 1500)},
 	} {
 		out, errOut, code := icthp(t, args...)
 		if code != 2 {

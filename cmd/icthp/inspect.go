@@ -35,6 +35,9 @@ func runModels(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 || args[0] != "inspect" {
 		return usagef("want `models inspect DIR`")
 	}
+	if err := checkCommandLine(args); err != nil {
+		return err
+	}
 	fs := newFlags(a, "models inspect")
 	asJSON := fs.Bool("json", false, "print JSON")
 	lib := fs.String("ort-lib", "", "libonnxruntime.so to load")

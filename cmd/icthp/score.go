@@ -19,7 +19,7 @@ import (
 func init() {
 	register(command{
 		name: "score",
-		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--prompt TEXT] IMAGE|DIR|GLOB...",
+		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--prompt TEXT | --prompt-file FILE] IMAGE|DIR|GLOB...",
 		summary: "print one JSON line per image with its scores (ict, hp, hp_logit, imagereward); " +
 			"with no model given, tiny random demo models",
 		run: runScore,
@@ -79,11 +79,34 @@ type scoreLine struct {
 	Error       string   `json:"error,omitempty"`
 }
 
+// maxCommandLine bounds the bytes of the arguments of a command that starts
+// onnxruntime. onnxruntime 1.30's environment set-up walks the process's
+// command line recursively and overflows an 8 MiB thread stack (SIGSEGV) at
+// about 28 KB of arguments, so a longer command line is refused first.
+const maxCommandLine = 16 << 10
+
+// checkCommandLine refuses arguments over maxCommandLine with a usage error.
+func checkCommandLine(args []string) error {
+	n := 0
+	for _, a := range args {
+		n += len(a) + 1 // as /proc/self/cmdline holds them
+	}
+	if n > maxCommandLine {
+		return usagef("the arguments are %d bytes, over the %d accepted (onnxruntime's start-up overflows its stack "+
+			"on long command lines); pass a long prompt with --prompt-file, many images as a directory or a glob", n, maxCommandLine)
+	}
+	return nil
+}
+
 func runScore(ctx context.Context, a *app, args []string) error {
+	if err := checkCommandLine(args); err != nil {
+		return err
+	}
 	fs := newFlags(a, "score")
 	var mf modelFlags
 	mf.register(fs, a)
 	prompt := fs.String("prompt", "", "the prompt the images were generated for (needed by ict and imagereward)")
+	promptFile := fs.String("prompt-file", "", "read the prompt from this file (for prompts too long for a command line)")
 	versions := fs.Bool("versions", false, "add the models' version strings to every line")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -94,8 +117,18 @@ func runScore(ctx context.Context, a *app, args []string) error {
 	if len(pos) == 0 {
 		return usagef("give at least one IMAGE, directory or glob")
 	}
+	if *promptFile != "" {
+		if promptGiven {
+			return usagef("give --prompt or --prompt-file, not both")
+		}
+		b, err := readPromptFile(*promptFile)
+		if err != nil {
+			return err
+		}
+		*prompt, promptGiven = b, true
+	}
 	if (mf.ict != "" || mf.imagereward != "") && !promptGiven {
-		return usagef("--prompt is required with --ict or --imagereward")
+		return usagef("--prompt (or --prompt-file) is required with --ict or --imagereward")
 	}
 	files, err := expandImages(pos)
 	if err != nil {
@@ -180,4 +213,25 @@ func readImage(path string, maxBytes int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: more than %d encoded bytes", preprocess.ErrTooLarge, maxBytes)
 	}
 	return data, nil
+}
+
+// maxPromptFile bounds what --prompt-file reads; the tokenizer refuses
+// prompts over its own limit (64 KiB) with a clear error.
+const maxPromptFile = 1 << 20
+
+// readPromptFile reads a prompt from a file, without its final newline.
+func readPromptFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("--prompt-file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPromptFile+1))
+	if err != nil {
+		return "", fmt.Errorf("--prompt-file: %w", err)
+	}
+	if len(b) > maxPromptFile {
+		return "", fmt.Errorf("--prompt-file %s: over %d bytes", path, maxPromptFile)
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), nil
 }
