@@ -190,7 +190,8 @@ func clip8(v int32) uint8 {
 // channel, and dst then has 1 byte per pixel; otherwise dst is packed RGB).
 //
 // Each layout has its own small row function, so that the accumulators and the pointers
-// stay in registers, and the tap loops are unrolled by four; integer addition is
+// stay in registers, R and B share one 64-bit multiply (lane, below), and the tap loops
+// are unrolled by four; integer addition is
 // associative (int32 wraps the same way in any order, and the true sums fit anyway), so
 // the result is the C loop's.
 func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
@@ -240,27 +241,26 @@ func hrow3(drow, srow []byte, c *coeffs) {
 		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
 		k := c.k[i*ks : i*ks+cnt]
 		s := srow[xmin*3 : (xmin+cnt)*3]
-		ss0, ss1, ss2 := roundingHalf, roundingHalf, roundingHalf
+		rb, g := laneHalf, roundingHalf // R and B in the two lanes of rb, G in g
 		x := 0
 		for ; x+3 < len(k); x += 4 {
 			p := s[x*3 : x*3+12 : x*3+12]
 			kk := k[x : x+4 : x+4]
 			k0, k1, k2, k3 := kk[0], kk[1], kk[2], kk[3]
-			ss0 += int32(p[0])*k0 + int32(p[3])*k1 + int32(p[6])*k2 + int32(p[9])*k3
-			ss1 += int32(p[1])*k0 + int32(p[4])*k1 + int32(p[7])*k2 + int32(p[10])*k3
-			ss2 += int32(p[2])*k0 + int32(p[5])*k1 + int32(p[8])*k2 + int32(p[11])*k3
+			rb += lane(p[0], p[2])*uint64(int64(k0)) + lane(p[3], p[5])*uint64(int64(k1)) + lane(p[6], p[8])*uint64(int64(k2)) + lane(p[9], p[11])*uint64(int64(k3))
+			g += int32(p[1])*k0 + int32(p[4])*k1 + int32(p[7])*k2 + int32(p[10])*k3
 		}
 		for ; x < len(k); x++ {
 			p := s[x*3 : x*3+3 : x*3+3]
 			kv := k[x]
-			ss0 += int32(p[0]) * kv
-			ss1 += int32(p[1]) * kv
-			ss2 += int32(p[2]) * kv
+			rb += lane(p[0], p[2]) * uint64(int64(kv))
+			g += int32(p[1]) * kv
 		}
+		r, b := unlane(rb)
 		d := drow[i*3 : i*3+3 : i*3+3]
-		d[0] = clip8(ss0)
-		d[1] = clip8(ss1)
-		d[2] = clip8(ss2)
+		d[0] = clip8(r)
+		d[1] = clip8(g)
+		d[2] = clip8(b)
 	}
 }
 
@@ -270,28 +270,42 @@ func hrow4(drow, srow []byte, c *coeffs) {
 		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
 		k := c.k[i*ks : i*ks+cnt]
 		s := srow[xmin*4 : (xmin+cnt)*4]
-		ss0, ss1, ss2 := roundingHalf, roundingHalf, roundingHalf
+		rb, g := laneHalf, roundingHalf // R and B in the two lanes of rb, G in g
 		x := 0
 		for ; x+3 < len(k); x += 4 {
 			p := s[x*4 : x*4+16 : x*4+16]
 			kk := k[x : x+4 : x+4]
 			k0, k1, k2, k3 := kk[0], kk[1], kk[2], kk[3]
-			ss0 += int32(p[0])*k0 + int32(p[4])*k1 + int32(p[8])*k2 + int32(p[12])*k3
-			ss1 += int32(p[1])*k0 + int32(p[5])*k1 + int32(p[9])*k2 + int32(p[13])*k3
-			ss2 += int32(p[2])*k0 + int32(p[6])*k1 + int32(p[10])*k2 + int32(p[14])*k3
+			rb += lane(p[0], p[2])*uint64(int64(k0)) + lane(p[4], p[6])*uint64(int64(k1)) + lane(p[8], p[10])*uint64(int64(k2)) + lane(p[12], p[14])*uint64(int64(k3))
+			g += int32(p[1])*k0 + int32(p[5])*k1 + int32(p[9])*k2 + int32(p[13])*k3
 		}
 		for ; x < len(k); x++ {
-			p := s[x*4 : x*4+4 : x*4+4]
+			p := s[x*4 : x*4+3 : x*4+3]
 			kv := k[x]
-			ss0 += int32(p[0]) * kv
-			ss1 += int32(p[1]) * kv
-			ss2 += int32(p[2]) * kv
+			rb += lane(p[0], p[2]) * uint64(int64(kv))
+			g += int32(p[1]) * kv
 		}
+		r, b := unlane(rb)
 		d := drow[i*3 : i*3+3 : i*3+3]
-		d[0] = clip8(ss0)
-		d[1] = clip8(ss1)
-		d[2] = clip8(ss2)
+		d[0] = clip8(r)
+		d[1] = clip8(g)
+		d[2] = clip8(b)
 	}
+}
+
+// Two channels share one multiply: lane packs a (bits 0-31) and b (bits 32-63) into a
+// uint64, and lane(a, b) * uint64(int64(k)) adds a*k + (b*k)<<32 modulo 2^64. A sum of
+// such terms is A + B<<32 (mod 2^64), A and B being the two channels' true int32 sums
+// (they fit in int32, see the file comment), so unlane recovers both exactly: the low
+// 32 bits, read as int32, are A; subtracting A leaves B<<32.
+func lane(a, b byte) uint64 { return uint64(a) | uint64(b)<<32 }
+
+const laneHalf = uint64(roundingHalf) | uint64(roundingHalf)<<32
+
+func unlane(v uint64) (a, b int32) {
+	a = int32(uint32(v))
+	b = int32((v - uint64(int64(a))) >> 32)
+	return a, b
 }
 
 // hrowN is the general layout (16-bit RGBA: the high bytes at offsets 0, 2, 4).

@@ -108,3 +108,32 @@ func TestResampleMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestLanes: two int32 sums carried in one uint64 come back exactly, for sums of products
+// of bytes and signed weights of any sign, including the extremes of int32.
+func TestLanes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for i := 0; i < 100000; i++ {
+		v, a, b := laneHalf, int64(roundingHalf), int64(roundingHalf)
+		for j := 0; j < 1+rng.IntN(40); j++ {
+			pa, pb := byte(rng.IntN(256)), byte(rng.IntN(256))
+			k := int32(rng.IntN(1<<23)) - 1<<22 // |k| ≤ 2^22, as the normalised weights
+			if a+int64(pa)*int64(k) > 1<<31-1 || a+int64(pa)*int64(k) < -1<<31 ||
+				b+int64(pb)*int64(k) > 1<<31-1 || b+int64(pb)*int64(k) < -1<<31 {
+				continue // keep the true sums in int32, as Resample.c's are
+			}
+			v += lane(pa, pb) * uint64(int64(k))
+			a += int64(pa) * int64(k)
+			b += int64(pb) * int64(k)
+		}
+		if ga, gb := unlane(v); int64(ga) != a || int64(gb) != b {
+			t.Fatalf("unlane = %d, %d; want %d, %d", ga, gb, a, b)
+		}
+	}
+	for _, c := range [][2]int32{{-1 << 31, 1<<31 - 1}, {1<<31 - 1, -1 << 31}, {-1, -1}, {0, -1}, {-1, 0}} {
+		v := uint64(int64(c[0])) + uint64(int64(c[1]))<<32
+		if a, b := unlane(v); a != c[0] || b != c[1] {
+			t.Fatalf("unlane(%d, %d) = %d, %d", c[0], c[1], a, b)
+		}
+	}
+}
