@@ -332,7 +332,6 @@ func enumerateCSV(p string) ([]Item, error) {
 	}
 	var items []Item
 	for {
-		line, _ := r.FieldPos(0)
 		rec, err := r.Read()
 		if err == io.EOF {
 			break
@@ -346,7 +345,7 @@ func enumerateCSV(p string) ([]Item, error) {
 			}
 			return nil, inputErr("%s: %v", p, err)
 		}
-		line, _ = r.FieldPos(0)
+		line, _ := r.FieldPos(0) // a record read has at least one field
 		items = append(items, manifestItem(p, line, field(rec, "key"), field(rec, "image"), field(rec, "prompt")))
 	}
 	return items, nil

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -126,23 +127,23 @@ this is not json
 	}
 }
 
-func writeTar(t *testing.T, path string, members [][2]string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := tar.NewWriter(f)
+// tarBytes is a tar archive of the members (name, contents).
+func tarBytes(members [][2]string) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
 	for _, m := range members {
-		if err := tw.WriteHeader(&tar.Header{Name: m[0], Mode: 0o644, Size: int64(len(m[1])), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
+		tw.WriteHeader(&tar.Header{Name: m[0], Mode: 0o644, Size: int64(len(m[1])), Typeflag: tar.TypeReg})
 		tw.Write([]byte(m[1]))
 	}
-	if err := tw.Close(); err != nil {
+	tw.Close()
+	return b.Bytes()
+}
+
+func writeTar(t *testing.T, path string, members [][2]string) {
+	t.Helper()
+	if err := os.WriteFile(path, tarBytes(members), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
 }
 
 func TestEnumerateWebDataset(t *testing.T) {
