@@ -194,6 +194,9 @@ func Init(path string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	if err := checkCommandLine(); err != nil {
+		return Info{}, err
+	}
 	ort.SetSharedLibraryPath(p)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return Info{}, fmt.Errorf("load onnxruntime from %s: %v; %s", p, err, Fix)
@@ -205,6 +208,23 @@ func Init(path string) (Info, error) {
 	}
 	initInfo = &Info{Path: p, Version: v}
 	return *initInfo, nil
+}
+
+// MaxCommandLine is the longest process command line (/proc/self/cmdline,
+// in bytes) under which Init starts onnxruntime. onnxruntime 1.30's
+// environment set-up walks the command line recursively and overflows an
+// 8 MiB thread stack (SIGSEGV, no error) at about 28 KB of arguments.
+const MaxCommandLine = 16 << 10
+
+// checkCommandLine turns that crash into an error.
+func checkCommandLine() error {
+	b, err := os.ReadFile("/proc/self/cmdline")
+	if err != nil || len(b) <= MaxCommandLine {
+		return nil
+	}
+	return fmt.Errorf("the command line is %d bytes; onnxruntime crashes on command lines over about 28 KB "+
+		"(a stack overflow as it starts), so icthp refuses more than %d: pass long prompts and many files another way "+
+		"(icthp score --prompt-file, a directory or a glob)", len(b), MaxCommandLine)
 }
 
 // atLeast compares dotted versions numerically.
