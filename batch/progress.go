@@ -25,9 +25,10 @@ type progress struct {
 	refresh        time.Duration
 }
 
-func newProgress(w io.Writer, now func() time.Time, total, skipped, errors int) *progress {
+// newProgress starts drawing every refresh.
+func newProgress(w io.Writer, now func() time.Time, refresh time.Duration, total, skipped, errors int) *progress {
 	p := &progress{w: w, now: now, start: now(), total: total, skipped: skipped, errors: errors,
-		quit: make(chan struct{}), refresh: 250 * time.Millisecond}
+		quit: make(chan struct{}), refresh: refresh}
 	p.wg.Add(1)
 	go p.loop()
 	return p

@@ -187,7 +187,7 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 
 	var prog *progress
 	if o.Progress != nil {
-		prog = newProgress(o.Progress, now, len(items), sum.Skipped, sum.Errors)
+		prog = newProgress(o.Progress, now, 250*time.Millisecond, len(items), sum.Skipped, sum.Errors)
 		defer prog.stop()
 	}
 	r := &runner{s: s, o: o, format: format, dir: dir, j: j, npy: npyOut != "", prog: prog,

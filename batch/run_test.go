@@ -548,6 +548,24 @@ func TestNpyHeader(t *testing.T) {
 	}
 }
 
+func TestProgressDraw(t *testing.T) {
+	var b bytes.Buffer
+	clock := time.Unix(0, 0)
+	now := func() time.Time { return clock }
+	p := newProgress(&b, now, time.Hour, 10, 2, 1) // draws only when told
+	clock = clock.Add(2 * time.Second)
+	p.add(4, 1)
+	p.draw()
+	p.draw() // unchanged: not drawn again
+	p.add(4, 0)
+	p.stop()
+	want := "\r 6/10 [############........]  60%  2.0 img/s  ETA 2s  errors 2" +
+		"\r10/10 [####################] 100%  4.0 img/s  ETA 0s  errors 2\n"
+	if b.String() != want {
+		t.Errorf("progress output %q, want %q", b.String(), want)
+	}
+}
+
 func TestProgressLine(t *testing.T) {
 	for _, c := range []struct {
 		done, total, run, errs int

@@ -69,10 +69,14 @@ func TestBatchKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(ds, "000", "000010.jpg"), []byte("not a jpeg"), 0o644)
-	common := []string{"batch", "--ict", ict, "--hp", hpDir, "--input", ds, "--batch-size", "4", "--part-size", "8", "--threads", "1", "--progress", "never"}
+	common := []string{"batch", "--ict", ict, "--hp", hpDir, "--input", ds, "--batch-size", "4", "--part-size", "8", "--threads", "1"}
 
+	// stderr is a pipe here: no progress line, only the summary.
 	wholeOut := filepath.Join(d, "whole.jsonl")
-	runBin(t, bin, append(common, "--out", wholeOut)...)
+	_, serr := runBin(t, bin, append(common, "--out", wholeOut)...)
+	if strings.Contains(serr, "\r") || strings.Count(serr, "\n") != 1 || !strings.Contains(serr, "320 images") || !strings.Contains(serr, "3 with errors") {
+		t.Errorf("stderr of a run without a terminal = %q, want just the summary line", serr)
+	}
 	whole, err := batch.ReadJSONL(wholeOut)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +149,10 @@ func TestBatchKill9(t *testing.T) {
 	b, _ := os.ReadFile(journal)
 	done := bytes.Count(b, []byte(`"part":{`))
 
-	sout, serr := runBin(t, bin, append(common, "--out", out, "--json")...)
+	sout, serr := runBin(t, bin, append(common, "--out", out, "--json", "--progress", "always")...)
+	if !strings.Contains(serr, "\r") || !strings.Contains(serr, "img/s") || !strings.Contains(serr, "ETA") {
+		t.Errorf("--progress always drew no progress line: %q", serr)
+	}
 	var sum batch.Summary
 	if err := json.Unmarshal([]byte(sout), &sum); err != nil {
 		t.Fatalf("summary %q: %v", sout, err)
