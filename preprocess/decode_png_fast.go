@@ -13,9 +13,10 @@ import (
 // conversion to image.RGBA and its 4 bytes/pixel allocation: the inflated, unfiltered
 // rows are the pixels (each row keeps its leading filter byte; the stride skips it).
 //
-// It only answers for files on which every decoder agrees: all chunk CRCs valid, IHDR
-// first, PLTE (if any) before consecutive IDATs, an IEND, a zlib stream that holds exactly
-// the image and ends with a valid checksum, known filter types. Anything else returns
+// It only answers for files on which every decoder agrees: all chunk CRCs valid, the
+// chunk order and sizes image/png requires (IHDR first, PLTE and tRNS where it allows
+// them, consecutive IDATs, IEND), a zlib stream that holds exactly the image and ends
+// with a valid checksum, known filter types. Anything else returns
 // ok = false and decodePNG takes the image/png path, whose handling of damaged files is
 // the one checked against Pillow (late CRC errors, missing IEND, truncation). PNG is
 // lossless, so for such files the pixels are the same bytes either way (the fixture and
@@ -35,10 +36,19 @@ func pngFast(data []byte, hd pngHeader) (*pixbuf, bool) {
 	default: // gray+alpha: rare; image/png handles it
 		return nil, false
 	}
+	// Chunk order and sizes as image/png enforces them (its parseChunk stages), so that
+	// this path never accepts a file image/png refuses.
+	const (
+		stIHDR = iota + 1
+		stPLTE
+		stTRNS
+		stIDAT
+		stIEND
+	)
 	var plte []byte
 	var idat [][]byte
-	idatDone, iend := false, false
-	for p := 8; p < len(data) && !iend; {
+	stage, prevIDAT := 0, false
+	for p := 8; p < len(data) && stage != stIEND; {
 		if len(data)-p < 12 {
 			return nil, false
 		}
@@ -51,34 +61,51 @@ func pngFast(data []byte, hd pngHeader) (*pixbuf, bool) {
 		if crc32.ChecksumIEEE(data[p+4:p+8+n]) != binary.BigEndian.Uint32(data[p+8+n:]) {
 			return nil, false
 		}
-		if (p == 8) != (typ == "IHDR") {
-			return nil, false
-		}
+		isIDAT := false
 		switch typ {
 		case "IHDR":
+			if stage != 0 {
+				return nil, false
+			}
+			stage = stIHDR
 		case "PLTE":
-			if plte != nil || idat != nil || n%3 != 0 || n == 0 || n > 768 {
+			if stage != stIHDR || n%3 != 0 || n == 0 || n > 768 || (hd.ctype != pngPalette && hd.ctype != pngRGB && hd.ctype != pngRGBA) {
 				return nil, false
 			}
-			plte = body
+			plte, stage = body, stPLTE
+		case "tRNS":
+			ok := false
+			switch hd.ctype {
+			case pngPalette:
+				ok = stage == stPLTE && n <= 256
+			case pngRGB:
+				ok = (stage == stIHDR || stage == stPLTE) && n == 6
+			case pngGray:
+				ok = stage == stIHDR && n == 2
+			}
+			if !ok {
+				return nil, false
+			}
+			stage = stTRNS
 		case "IDAT":
-			if idatDone {
+			if stage < stIHDR || (stage == stIHDR && hd.ctype == pngPalette) || (stage == stIDAT && !prevIDAT) {
 				return nil, false
 			}
-			idat = append(idat, body)
+			idat, stage, isIDAT = append(idat, body), stIDAT, true
 		case "IEND":
-			iend = true
+			if stage != stIDAT {
+				return nil, false
+			}
+			stage = stIEND
 		default:
-			if typ[0]&0x20 == 0 { // an unknown critical chunk
+			if stage == 0 || typ[0]&0x20 == 0 { // before IHDR, or an unknown critical chunk
 				return nil, false
 			}
 		}
-		if idat != nil && typ != "IDAT" {
-			idatDone = true
-		}
+		prevIDAT = isIDAT
 		p += 12 + n
 	}
-	if !iend || idat == nil || (hd.ctype == pngPalette && plte == nil) {
+	if stage != stIEND || (hd.ctype == pngPalette && plte == nil) {
 		return nil, false
 	}
 	w, h := hd.w, hd.h

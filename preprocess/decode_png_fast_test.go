@@ -134,3 +134,127 @@ func TestPNGFastPath(t *testing.T) {
 		}
 	}
 }
+
+type rawChunk struct {
+	typ  string
+	data []byte
+}
+
+func splitChunks(t *testing.T, png []byte) []rawChunk {
+	t.Helper()
+	var cs []rawChunk
+	for p := 8; p+12 <= len(png); {
+		n := int(uint32(png[p])<<24 | uint32(png[p+1])<<16 | uint32(png[p+2])<<8 | uint32(png[p+3]))
+		cs = append(cs, rawChunk{string(png[p+4 : p+8]), png[p+8 : p+8+n]})
+		p += 12 + n
+	}
+	return cs
+}
+
+func joinChunks(cs []rawChunk) []byte {
+	out := []byte("\x89PNG\r\n\x1a\n")
+	for _, c := range cs {
+		out = append(out, pngChunk(c.typ, c.data)...)
+	}
+	return out
+}
+
+// TestPNGFastPathChunkOrder: on reordered, split, extra and misplaced chunks, the direct
+// decoder accepts a file only if image/png does, with the same pixels.
+func TestPNGFastPathChunkOrder(t *testing.T) {
+	encode := func(img image.Image) []rawChunk {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatal(err)
+		}
+		return splitChunks(t, buf.Bytes())
+	}
+	var colors color.Palette // more than 16 entries: image/png writes 8-bit indices
+	for i := 0; i < 20; i++ {
+		colors = append(colors, color.RGBA{uint8(i * 12), uint8(200 - i), uint8(i * i), 255})
+	}
+	pal := image.NewPaletted(image.Rect(0, 0, 9, 7), colors)
+	for i := range pal.Pix {
+		pal.Pix[i] = uint8(i % 20)
+	}
+	gray := image.NewGray(image.Rect(0, 0, 9, 7))
+	rgb := image.NewRGBA(image.Rect(0, 0, 9, 7))
+	for i := range rgb.Pix {
+		rgb.Pix[i] = uint8(i * 37)
+		if i%4 == 3 {
+			rgb.Pix[i] = 255
+		}
+	}
+	for i := range gray.Pix {
+		gray.Pix[i] = uint8(i * 11)
+	}
+	at := func(cs []rawChunk, typ string) int {
+		for i, c := range cs {
+			if c.typ == typ {
+				return i
+			}
+		}
+		t.Fatalf("no %s", typ)
+		return -1
+	}
+	insert := func(cs []rawChunk, i int, c rawChunk) []rawChunk {
+		return append(append(append([]rawChunk{}, cs[:i]...), c), cs[i:]...)
+	}
+	splitIDAT := func(cs []rawChunk, gap *rawChunk) []rawChunk {
+		i := at(cs, "IDAT")
+		d := cs[i].data
+		a, b := rawChunk{"IDAT", d[:len(d)/2]}, rawChunk{"IDAT", d[len(d)/2:]}
+		out := append(append([]rawChunk{}, cs[:i]...), a)
+		if gap != nil {
+			out = append(out, *gap)
+		}
+		return append(append(out, b), cs[i+1:]...)
+	}
+	tEXt := rawChunk{"tEXt", []byte("Comment\x00hi")}
+	trnsPal := rawChunk{"tRNS", []byte{0, 128}}
+	trnsRGB := rawChunk{"tRNS", []byte{0, 1, 0, 2, 0, 3}}
+	trnsGray := rawChunk{"tRNS", []byte{0, 7}}
+	cases := map[string][]rawChunk{
+		"palette":                  encode(pal),
+		"palette tRNS after PLTE":  insert(encode(pal), at(encode(pal), "IDAT"), trnsPal),
+		"palette tRNS before PLTE": insert(encode(pal), at(encode(pal), "PLTE"), trnsPal),
+		"palette tRNS after IDAT":  insert(encode(pal), at(encode(pal), "IEND"), trnsPal),
+		"palette without PLTE": func() []rawChunk {
+			cs := encode(pal)
+			i := at(cs, "PLTE")
+			return append(append([]rawChunk{}, cs[:i]...), cs[i+1:]...)
+		}(),
+		"gray with PLTE":            insert(encode(gray), 1, rawChunk{"PLTE", []byte{1, 2, 3}}),
+		"gray tRNS":                 insert(encode(gray), 1, trnsGray),
+		"gray tRNS of RGB size":     insert(encode(gray), 1, trnsRGB),
+		"rgb tRNS":                  insert(encode(rgb), 1, trnsRGB),
+		"rgb suggested PLTE":        insert(encode(rgb), 1, rawChunk{"PLTE", []byte{1, 2, 3, 4, 5, 6}}),
+		"rgb tEXt before and after": insert(insert(encode(rgb), 1, tEXt), at(encode(rgb), "IEND")+1, tEXt),
+		"rgb split IDAT":            splitIDAT(encode(rgb), nil),
+		"rgb IDAT split by tEXt":    splitIDAT(encode(rgb), &tEXt),
+		"rgb unknown critical":      insert(encode(rgb), 1, rawChunk{"ABCD", []byte{1}}),
+		"rgb two IHDR":              insert(encode(rgb), 1, encode(rgb)[0]),
+		"rgb IEND first":            insert(encode(rgb), 1, rawChunk{"IEND", nil}),
+	}
+	mustAccept := map[string]bool{"palette": true, "palette tRNS after PLTE": true, "gray tRNS": true,
+		"rgb tRNS": true, "rgb suggested PLTE": true, "rgb tEXt before and after": true, "rgb split IDAT": true}
+	for name, cs := range cases {
+		t.Run(name, func(t *testing.T) {
+			data := joinChunks(cs)
+			fast, ok := pngFastRGB(data)
+			if mustAccept[name] && !ok {
+				t.Fatal("direct decoder declined a well-formed file")
+			}
+			_, err := png.Decode(bytes.NewReader(data))
+			if ok && err != nil {
+				t.Fatalf("direct decoder accepts what image/png refuses (%v)", err)
+			}
+			if ok {
+				if want := pngStd(t, data); !bytes.Equal(fast.Pix, want.Pix) {
+					t.Fatal("pixels differ")
+				}
+			}
+			t.Logf("%s: direct %v, image/png %v", name, ok, err)
+		})
+	}
+}
