@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"sigs.k8s.io/yaml"
 )
 
@@ -42,6 +43,29 @@ func TestCompose(t *testing.T) {
 		t.Errorf("stop_grace_period %v is shorter than icthp's drain (2 s delay + 30 s grace)", icthpSvc.StopGracePeriod)
 	}
 	models, _ := p.GetService("models")
+	// icthp reads the model directories where the models step writes them,
+	// on the same volume.
+	out := models.Environment["ICTHP_MODELS_DIR"]
+	if out == nil {
+		t.Fatal("the models step sets no ICTHP_MODELS_DIR")
+	}
+	for _, k := range []string{"ICTHP_ICT", "ICTHP_HP"} {
+		v := icthpSvc.Environment[k]
+		if v == nil || filepath.Dir(*v) != *out {
+			t.Errorf("icthp %s=%v is not under the models step's ICTHP_MODELS_DIR=%v", k, deref(v), deref(out))
+		}
+	}
+	volOf := func(vols []types.ServiceVolumeConfig, target string) string {
+		for _, v := range vols {
+			if v.Target == target {
+				return v.Source
+			}
+		}
+		return ""
+	}
+	if a, b := volOf(models.Volumes, *out), volOf(icthpSvc.Volumes, *out); a == "" || a != b {
+		t.Errorf("models writes volume %q at %s, icthp mounts %q there", a, *out, b)
+	}
 	if len(models.Entrypoint) != 1 || models.Entrypoint[0] != "/usr/local/bin/convert-models.sh" {
 		t.Errorf("models entrypoint %q, want the image's convert-models.sh", models.Entrypoint)
 	}
@@ -180,4 +204,11 @@ func strictFile(t *testing.T, path string, v any) {
 	if err := yaml.UnmarshalStrict(b, v); err != nil {
 		t.Errorf("%s: %v", path, err)
 	}
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return "<unset>"
+	}
+	return *p
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 )
 
 // eventOnly are metric families that a label-vector only shows on /metrics
@@ -144,6 +145,18 @@ func scrape(t *testing.T) (map[string]Series, string, error) {
 		case <-ctx.Done():
 			return nil, "", fmt.Errorf("icthp serve not ready: %v: %s", ctx.Err(), stderr.String())
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+
+	// The paths the probes and the scraper use answer 200.
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return nil, "", err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, "", fmt.Errorf("GET %s: %s, want 200 (probes and Prometheus use it)", path, resp.Status)
 		}
 	}
 
@@ -390,6 +403,29 @@ func TestQueryCheckCatches(t *testing.T) {
 		checkQuery(&r, "q", tc.q, exported)
 		if r.failed != tc.fail {
 			t.Errorf("%s: failed %v, want %v", tc.q, r.failed, tc.fail)
+		}
+	}
+}
+
+// TestAutoscalingMetricExported: the metric the chart's HPA scales on is one
+// icthp exports (prometheus-adapter serves it under the same name).
+func TestAutoscalingMetricExported(t *testing.T) {
+	exported := liveMetrics(t)
+	for _, rc := range renderCases[:2] {
+		objs := render(t, rc)
+		hpas := find[*autoscalingv2.HorizontalPodAutoscaler](objs)
+		if len(hpas) == 0 {
+			t.Fatalf("%s: no HPA rendered", rc.name)
+		}
+		for _, h := range hpas {
+			for _, m := range h.Spec.Metrics {
+				if m.Pods == nil {
+					continue
+				}
+				if _, ok := exported[m.Pods.Metric.Name]; !ok {
+					t.Errorf("%s: the HPA scales on %s, which icthp serve does not export", rc.name, m.Pods.Metric.Name)
+				}
+			}
 		}
 	}
 }
