@@ -168,6 +168,36 @@ func TestBatchKill9(t *testing.T) {
 		t.Fatalf("resumed output (%d rows) differs from the uninterrupted run's (%d rows)", len(rows), len(whole))
 	}
 
+	// SIGTERM (what Kubernetes sends first) stops the run cleanly: exit 1,
+	// one line saying how to resume, and the rerun completes the output.
+	termOut := filepath.Join(d, "term.jsonl")
+	cmd = exec.Command(bin, append(common, "--out", termOut)...)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b, _ := os.ReadFile(filepath.Join(termOut+".parts", "journal.jsonl"))
+		if bytes.Contains(b, []byte(`"part":{`)) {
+			break
+		}
+		if time.Now().After(deadline.Add(time.Minute)) {
+			cmd.Process.Kill()
+			t.Fatal("no part committed")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "run the same command again to resume") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("after SIGTERM: exit %d (%v), stderr %q; want 1 and one line on resuming", code, err, stderr.String())
+	}
+	runBin(t, bin, append(common, "--out", termOut)...)
+	if got, _ := os.ReadFile(termOut); !bytes.Equal(a, got) {
+		t.Error("output resumed after SIGTERM differs from the uninterrupted run's")
+	}
+
 	// Three workers of an indexed job: one command line, --shard I/3.
 	byKey := map[string]batch.Row{}
 	for _, r := range whole {
