@@ -47,6 +47,8 @@ func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 		return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "bad Content-Type: "+err.Error())
 	case mt == "multipart/form-data":
 		return s.decodeMultipart(c)
+	case mt == TensorContentType:
+		return s.decodeTensorBody(c, dst) // raw.go
 	case mt == "application/json" || mt == "text/plain" || mt == "application/x-www-form-urlencoded":
 		// curl -d sends the last two by default; the body must still be JSON.
 		dec := json.NewDecoder(c.Request.Body)
@@ -60,7 +62,7 @@ func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 		return &input{json: true}, nil
 	}
 	return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
-		fmt.Sprintf("Content-Type %q: send application/json or multipart/form-data", mt))
+		fmt.Sprintf("Content-Type %q: send application/json, multipart/form-data or "+TensorContentType, mt))
 }
 
 func jsonError(err error) error {
@@ -122,16 +124,6 @@ func multipartError(err error) error {
 	return newError(http.StatusBadRequest, CodeBadRequest, "multipart body: "+err.Error())
 }
 
-// decodeImages turns base64 strings (optionally data: URLs) into images;
-// a string that is not base64 is that image's error.
-func (in *input) decodeImages(b64 []string) {
-	in.images = make([]scoring.Image, len(b64))
-	in.errs = make([]error, len(b64))
-	for i, s := range b64 {
-		in.images[i].Data, in.errs[i] = decodeBase64(s)
-	}
-}
-
 func decodeBase64(s string) ([]byte, error) {
 	if strings.HasPrefix(s, "data:") {
 		comma := strings.IndexByte(s, ',')
@@ -189,9 +181,9 @@ func toScoreJSON(sc scoring.Scores, err error) scoreJSON {
 }
 
 type scoreRequest struct {
-	Prompt *string  `json:"prompt"`
-	Images []string `json:"images"`
-	Models []string `json:"models"`
+	Prompt *string     `json:"prompt"`
+	Images []imageJSON `json:"images"`
+	Models []string    `json:"models"`
 }
 
 func (s *Server) score(c *gin.Context) {
@@ -221,7 +213,10 @@ func (s *Server) score(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		in.decodeImages(req.Images)
+		if err := in.decodeImages(req.Images, s.opts.MaxImages); err != nil {
+			s.fail(c, err)
+			return
+		}
 	}
 	if req.Prompt != nil {
 		if err := s.checkPrompt(*req.Prompt); err != nil {
@@ -249,8 +244,8 @@ func (s *Server) score(c *gin.Context) {
 }
 
 type rankRequest struct {
-	Prompt *string  `json:"prompt"`
-	Images []string `json:"images"`
+	Prompt *string     `json:"prompt"`
+	Images []imageJSON `json:"images"`
 }
 
 type rankedJSON struct {
@@ -275,7 +270,10 @@ func (s *Server) rank(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		in.decodeImages(req.Images)
+		if err := in.decodeImages(req.Images, s.opts.MaxImages); err != nil {
+			s.fail(c, err)
+			return
+		}
 	} else if p, ok := in.field("prompt"); ok {
 		req.Prompt = &p
 	}
@@ -322,8 +320,8 @@ func (s *Server) rank(c *gin.Context) {
 }
 
 type rewardItem struct {
-	Prompt *string `json:"prompt"`
-	Image  string  `json:"image"`
+	Prompt *string   `json:"prompt"`
+	Image  imageJSON `json:"image"`
 }
 
 type rewardRequest struct {
@@ -357,16 +355,23 @@ func (s *Server) reward(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		b64 := make([]string, len(req.Items))
+		b64 := make([]imageJSON, len(req.Items))
 		for i, it := range req.Items {
 			if it.Prompt == nil {
 				s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d has no \"prompt\"", i)))
 				return
 			}
+			if it.Image.count() != 1 {
+				s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d: a reward item's image is one image (a raw tensor of shape [H, W, 3])", i)))
+				return
+			}
 			prompts = append(prompts, *it.Prompt)
 			b64[i] = it.Image
 		}
-		in.decodeImages(b64)
+		if err := in.decodeImages(b64, s.opts.MaxImages); err != nil {
+			s.fail(c, err)
+			return
+		}
 	} else {
 		// Multipart: one "prompt" field for every image, or one per image
 		// in order.
@@ -476,8 +481,8 @@ func combination(name string, weights map[string]float64) (*scoring.Combination,
 }
 
 type embedRequest struct {
-	Texts  []string `json:"texts"`
-	Images []string `json:"images"`
+	Texts  []string    `json:"texts"`
+	Images []imageJSON `json:"images"`
 }
 
 func (s *Server) embed(c *gin.Context) {
@@ -488,7 +493,10 @@ func (s *Server) embed(c *gin.Context) {
 		return
 	}
 	if in.json {
-		in.decodeImages(req.Images)
+		if err := in.decodeImages(req.Images, s.opts.MaxImages); err != nil {
+			s.fail(c, err)
+			return
+		}
 	} else {
 		req.Texts = in.fields["texts"]
 	}
