@@ -2,7 +2,7 @@ package main
 
 // ImageReward on the command line, in process: a tiny checkpoint in the
 // original layout → `icthp convert imagereward` → `icthp tokenize` and
-// `icthp score --imagereward` (alone and beside HP), every score compared
+// `icthp score --imagereward` (alone, beside HP, beside ICT and HP), every score compared
 // with internal/blipref (a float64 transcription of ImageReward.score) on
 // the very weights written into the checkpoint, fed the torchvision
 // tensors and WordPiece ids.
@@ -137,17 +137,19 @@ func TestImageRewardCommands(t *testing.T) {
 	if _, _, _, err := testmodels.RandomDir(hpDir, models.KindHP, 3, nil, clip.BuildOptions{Fused: true}); err != nil {
 		t.Fatal(err)
 	}
-	for _, withHP := range []bool{false, true} {
-		args := []string{"score", "--imagereward", dir, "--prompt", prompt, "--batch-size", "2"}
-		if withHP {
-			args = append(args, "--hp", hpDir)
-		}
+	ictDir := filepath.Join(d, "ict")
+	if _, _, _, err := testmodels.RandomDir(ictDir, models.KindCLIP, 5, nil, clip.BuildOptions{Fused: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, others := range [][]string{nil, {"--hp", hpDir}, {"--ict", ictDir, "--hp", hpDir}} {
+		withHP, withICT := len(others) > 0, len(others) > 2
+		args := append([]string{"score", "--imagereward", dir, "--prompt", prompt, "--batch-size", "2"}, others...)
 		got := parseIRLines(t, mustRun(t, append(args, imgs...)...))
 		if len(got) != len(imgs) {
 			t.Fatalf("%d lines for %d images", len(got), len(imgs))
 		}
 		for i, l := range got {
-			if l.Image != imgs[i] || l.ImageReward == nil || l.ICT != nil || (l.HP != nil) != withHP {
+			if l.Image != imgs[i] || l.ImageReward == nil || (l.ICT != nil) != withICT || (l.HP != nil) != withHP {
 				t.Errorf("line %d: %+v", i, l)
 				continue
 			}
