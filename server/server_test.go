@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -183,6 +184,9 @@ func TestErrorStatuses(t *testing.T) {
 	good := b64(pngBytes(t, 1, 32, 32))
 	big := strings.Repeat("A", 2<<20)
 	truncated := pngBytes(t, 2, 64, 64)
+	small := pngBytes(t, 4, 16, 16)
+	mpMany, mpManyBody := multipartBody(t, [][2]string{{"prompt", "x"}}, [][]byte{small, small, small, small, small})
+	mpBig, mpBigBody := multipartBody(t, nil, [][]byte{bytes.Repeat([]byte{1}, 2<<20)})
 	cases := []struct {
 		name, method, path, ctype, body string
 		hdr                             []string
@@ -211,6 +215,9 @@ func TestErrorStatuses(t *testing.T) {
 		{"only image over the pixel limit", "POST", "/v1/score", "application/json", `{"images": ["` + b64(pngBytes(t, 3, 101, 100)) + `"]}`, nil, 413, server.CodeTooLarge},
 		{"only image unsupported", "POST", "/v1/score", "application/json", `{"images": ["` + b64([]byte("plain text, no magic")) + `"]}`, nil, 415, server.CodeUnsupportedImage},
 		{"not json or multipart", "POST", "/v1/score", "image/png", "x", nil, 415, server.CodeUnsupportedMedia},
+		{"multipart too many images", "POST", "/v1/score", mpMany, string(mpManyBody), nil, 413, server.CodeTooManyItems},
+		{"multipart body too large", "POST", "/v1/score", mpBig, string(mpBigBody), nil, 413, server.CodeTooLarge},
+		{"multipart without boundary", "POST", "/v1/score", "multipart/form-data", "--x--", nil, 400, server.CodeBadRequest},
 		{"only image truncated", "POST", "/v1/score", "application/json", `{"images": ["` + b64(truncated[:len(truncated)-40]) + `"]}`, nil, 422, server.CodeUndecodable},
 		{"wrong method", "GET", "/v1/score", "", "", nil, 405, server.CodeMethodNotAllowed},
 		{"no such route", "GET", "/v2/score", "", "", nil, 404, server.CodeNotFound},
@@ -236,8 +243,8 @@ func TestErrorStatuses(t *testing.T) {
 			}
 		})
 	}
-	if n := e.metric(t, `icthp_http_rejected_total{reason="too_many_items"}`); n != 2 {
-		t.Errorf("icthp_http_rejected_total{reason=too_many_items} = %v, want 2", n)
+	if n := e.metric(t, `icthp_http_rejected_total{reason="too_many_items"}`); n != 3 {
+		t.Errorf("icthp_http_rejected_total{reason=too_many_items} = %v, want 3", n)
 	}
 }
 
