@@ -34,7 +34,7 @@ func benchModel(b *testing.B) string {
 	if d := os.Getenv("ICTHP_BENCH_HP"); d != "" {
 		return d
 	}
-	dir := filepath.Join(os.TempDir(), "icthp-bench", "vit-b-32-hp")
+	dir := filepath.Join(os.TempDir(), "icthp-server-bench", "vit-b-32-hp")
 	if _, err := models.ReadManifest(dir); err == nil {
 		return dir
 	}
