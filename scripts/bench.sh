@@ -14,6 +14,7 @@
 # Environment: SECTIONS (default "go encoder torch"), BENCH (go -bench
 # pattern, default .), BENCHTIME (default 3x), PRESETS (default
 # "tiny vit-b-32 vit-l-14 vit-h-14"), RUNS (timed runs per point, default 5),
+# TORCH_THREADS (thread counts for the PyTorch comparison, default "1 nproc"),
 # BENCH_WORK (where models are kept between runs, default
 # ${TMPDIR:-/tmp}/icthp-bench), PYTHON (an interpreter with torch).
 #
@@ -70,7 +71,10 @@ if want torch; then
   else
     torch_presets=$(echo "$PRESETS" | tr ' ' '\n' | grep -v '^tiny$' | paste -sd, - || true)
     [ -n "$torch_presets" ] || torch_presets=tiny
-    "$py" scripts/bench_torch.py --presets "$torch_presets" --batches 1,8 --runs "${TORCH_RUNS:-3}" \
-      --rounds "${TORCH_ROUNDS:-2}" --work "$WORK/torch" --json "$WORK/torch.json"
+    # One thread each (the table in BENCHMARKS.md), then one per core.
+    for th in ${TORCH_THREADS:-1 $(nproc)}; do
+      "$py" scripts/bench_torch.py --threads "$th" --presets "$torch_presets" --batches 1,8 \
+        --runs "${TORCH_RUNS:-3}" --rounds "${TORCH_ROUNDS:-1}" --work "$WORK/torch" --json "$WORK/torch-$th.json"
+    done
   fi
 fi
