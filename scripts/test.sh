@@ -9,6 +9,8 @@ go vet ./...
 go test -count=1 -timeout 30m ./...
 # Deployment checks (chart, manifests, compose, Dockerfiles, dashboard): their own module.
 (cd deployments/check && go vet ./... && go test -count=1 -timeout 20m ./...)
+# Python client against a real icthp serve (stdlib only; numpy/PIL/torch tests skip when absent).
+if command -v python3 >/dev/null; then python3 -m unittest discover -s clients/python/tests -v; else echo "python3 not found: clients/python tests NOT run"; fi
 # Fuzz targets, briefly (go test runs one target per invocation).
 fuzztime=${FUZZTIME:-15s}
 for spec in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do

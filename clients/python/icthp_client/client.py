@@ -1,0 +1,354 @@
+"""HTTP client for icthp serve (SPEC §4), standard library only."""
+
+import base64
+import concurrent.futures
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+
+from .images import Encoded, InputError, Raw, encode_png, to_images
+
+__all__ = ["Client", "IcthpError", "APIError", "TransportError", "InputError", "RewardResult", "TENSOR_CONTENT_TYPE"]
+
+TENSOR_CONTENT_TYPE = "application/x-icthp-tensor"
+
+
+class IcthpError(Exception):
+    """Base of the client's errors."""
+
+
+class APIError(IcthpError):
+    """The server answered with an error: status, its error code (bad_request,
+    too_large, overloaded, ...), message and request id."""
+
+    def __init__(self, status, code, message, request_id=None):
+        super().__init__("icthp: %d %s: %s" % (status, code, message))
+        self.status, self.code, self.message, self.request_id = status, code, message, request_id
+
+
+class TransportError(IcthpError):
+    """The server could not be reached, or did not answer in time."""
+
+
+class RewardResult:
+    """One reward per item in order (None for an item that failed), the
+    per-model columns (ict, hp, hp_logit, imagereward: those loaded), the
+    models' versions, and the failed items' errors ({index, code, message})."""
+
+    __slots__ = ("rewards", "scores", "models", "errors")
+
+    def __init__(self, rewards, scores, models, errors):
+        self.rewards, self.scores, self.models, self.errors = rewards, scores, models, errors
+
+    def __repr__(self):
+        return "RewardResult(rewards=%r, models=%r, errors=%r)" % (self.rewards, self.models, self.errors)
+
+
+_COLUMNS = ("ict", "hp", "hp_logit", "imagereward")
+
+
+class Client:
+    """A client of one icthp server.
+
+    images, wherever taken, may be file paths, bytes of PNG/JPEG/WebP files,
+    PIL images, numpy arrays or torch tensors (H×W×C uint8, C×H×W or H×W×C
+    float in [0, 1], or batches of them). With raw=True (the default) arrays
+    and PIL images travel as raw uint8 pixels, with no encoding; with
+    raw=False they are PNG-encoded here first (lossless: the same scores).
+
+    Inputs longer than batch_size (or whose pixels pass max_request_bytes)
+    are split into several requests, up to concurrency of them at once; the
+    results come back in order. A 429 or 503 answer is retried up to retries
+    times, after the server's Retry-After. timeout bounds each request, in
+    seconds, and is sent to the server as its deadline too.
+    """
+
+    def __init__(self, url, token=None, timeout=60.0, retries=5, batch_size=64,
+                 max_request_bytes=48 << 20, concurrency=4, raw=True, max_retry_wait=30.0):
+        u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("icthp: bad server URL %r" % url)
+        self._scheme, self._host, self._port = u.scheme, u.hostname, u.port
+        self._base = u.path.rstrip("/")
+        self.token, self.timeout, self.retries = token, timeout, retries
+        self.batch_size, self.max_request_bytes = max(1, batch_size), max_request_bytes
+        self.concurrency, self.raw, self.max_retry_wait = max(1, concurrency), raw, max_retry_wait
+        self._local = threading.local()
+        self._conns = []  # every thread's connection, for close()
+        self._lock = threading.Lock()
+        self._pool = None  # chunks of one call
+        self._async = None  # whole calls (the *_async methods)
+
+    # ---- public API -------------------------------------------------
+
+    def score(self, images, prompt=None, models=None):
+        """One dict per image, in order: {"ict", "hp", "hp_logit",
+        "imagereward"} as loaded (ict and imagereward need a prompt), or
+        {"error": {"code", "message"}} for an image that failed."""
+        imgs = to_images(images)
+
+        def one(chunk):
+            body = {}
+            if prompt is not None:
+                body["prompt"] = prompt
+            if models:
+                body["models"] = list(models)
+            return self._post_images("/v1/score", body, chunk)["scores"]
+
+        return [s for part in self._map(one, self._chunks(imgs)) for s in part]
+
+    def rank(self, images, prompt=None):
+        """The images best first: dicts with "index" (into images) and the
+        scores; failed images last. Over batch_size images, the chunks'
+        rankings are merged by ict_hp (or hp)."""
+        imgs = to_images(images)
+        chunks = self._chunks(imgs)
+
+        def one(chunk):
+            body = {} if prompt is None else {"prompt": prompt}
+            return self._post_images("/v1/rank", body, chunk)["ranking"]
+
+        parts = self._map(one, chunks)
+        if len(parts) == 1:
+            return parts[0]
+        ok, failed, start = [], [], 0
+        for chunk, part in zip(chunks, parts):
+            for r in part:
+                r = dict(r, index=r["index"] + start)
+                (failed if "error" in r else ok).append(r)
+            start += len(chunk)
+        ok.sort(key=lambda r: -r.get("ict_hp", r.get("hp", float("-inf"))))
+        return ok + failed
+
+    def reward(self, images, prompts, weights=None, reward=None):
+        """A RewardResult: one reward per (image, prompt). prompts is a list
+        as long as images, or one string for all. weights ({"ict": 1, "hp":
+        1, "imagereward": 0.5}) asks for that weighted sum; reward names
+        another combination (product, ict, hp, imagereward,
+        weighted:NAME=W,...); neither: the server's default."""
+        imgs = to_images(images)
+        if isinstance(prompts, str):
+            prompts = [prompts] * len(imgs)
+        prompts = list(prompts)
+        if len(prompts) != len(imgs):
+            raise InputError("%d prompts for %d images" % (len(prompts), len(imgs)))
+        idx = self._chunk_bounds(imgs)
+
+        def one(bounds):
+            lo, hi = bounds
+            body = {}
+            if weights is not None:
+                body["weights"] = dict(weights)
+            if reward is not None:
+                body["reward"] = reward
+            return self._post_images("/v1/reward", body, imgs[lo:hi], prompts=prompts[lo:hi])
+
+        parts = self._map(one, idx)
+        rewards, scores, models, errors = [], {}, {}, []
+        for (lo, hi), part in zip(idx, parts):
+            rewards += part["rewards"]
+            models.update(part.get("models", {}))
+            for name in _COLUMNS:
+                if name in part:
+                    scores.setdefault(name, [None] * lo)
+                    scores[name] += part[name]
+            for e in part.get("errors", []):
+                errors.append(dict(e, index=e["index"] + lo))
+        return RewardResult(rewards, scores, models, errors)
+
+    def embed(self, texts=None, images=None):
+        """L2-normalised embeddings: {"text_embeddings": [...],
+        "image_embeddings": [...]} for what was given (a failed image's
+        embedding is None, its error in "errors")."""
+        out = {}
+        if texts:
+            texts = list(texts)
+            embs, models = [], {}
+            for i in range(0, len(texts), self.batch_size):
+                r = self._request("POST", "/v1/embed", json_body={"texts": texts[i:i + self.batch_size]})
+                embs += r["text_embeddings"]
+                models.update(r.get("models", {}))
+            out["text_embeddings"], out["models"] = embs, models
+        if images is not None:
+            imgs = to_images(images)
+            idx = self._chunk_bounds(imgs)
+            parts = self._map(lambda b: self._post_images("/v1/embed", {}, imgs[b[0]:b[1]]), idx)
+            out["image_embeddings"], errs = [], []
+            for (lo, _), p in zip(idx, parts):
+                out["image_embeddings"] += p["image_embeddings"]
+                errs += [dict(e, index=e["index"] + lo) for e in p.get("errors", [])]
+                out.setdefault("models", {}).update(p.get("models", {}))
+            if errs:
+                out["errors"] = errs
+        if not out:
+            raise InputError("embed needs texts and/or images")
+        return out
+
+    def models(self):
+        """The loaded models: name, version, device, ..."""
+        return self._request("GET", "/v1/models")["models"]
+
+    def ready(self):
+        """Whether /readyz answers 200."""
+        try:
+            self._request("GET", "/readyz", retry=False)
+            return True
+        except IcthpError:
+            return False
+
+    def score_async(self, *args, **kw):
+        """score in the background: a concurrent.futures.Future."""
+        return self._submit(self.score, *args, **kw)
+
+    def reward_async(self, *args, **kw):
+        """reward in the background: a concurrent.futures.Future of its
+        RewardResult (asyncio code can await asyncio.wrap_future(f))."""
+        return self._submit(self.reward, *args, **kw)
+
+    def close(self):
+        with self._lock:
+            for p in (self._pool, self._async):
+                if p is not None:
+                    p.shutdown(wait=False)
+            self._pool = self._async = None
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- requests ---------------------------------------------------
+
+    def _submit(self, fn, *args, **kw):
+        with self._lock:
+            if self._async is None:
+                self._async = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="icthp-async")
+            return self._async.submit(fn, *args, **kw)
+
+    def _map(self, fn, chunks):
+        if len(chunks) <= 1 or self.concurrency == 1:
+            return [fn(c) for c in chunks]
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="icthp")
+            pool = self._pool
+        return list(pool.map(fn, chunks))
+
+    def _chunk_bounds(self, imgs):
+        """[lo, hi) ranges of at most batch_size images and about
+        max_request_bytes of pixels each (at least one image)."""
+        out, lo, size = [], 0, 0
+        for i, im in enumerate(imgs):
+            n = len(im.data)
+            if i > lo and (i - lo >= self.batch_size or size + n > self.max_request_bytes):
+                out.append((lo, i))
+                lo, size = i, 0
+            size += n
+        if lo < len(imgs) or not imgs:
+            out.append((lo, len(imgs)))
+        return out
+
+    def _chunks(self, imgs):
+        return [imgs[lo:hi] for lo, hi in self._chunk_bounds(imgs)]
+
+    def _post_images(self, path, body, imgs, prompts=None):
+        """Sends imgs with body: as one raw tensor body when every image is
+        raw and of one size, else as JSON (raw tensors or base64 files)."""
+        if not self.raw:
+            imgs = [Encoded(encode_png(im)) if isinstance(im, Raw) else im for im in imgs]
+        if imgs and all(isinstance(im, Raw) for im in imgs) and len({im.shape for im in imgs}) == 1:
+            hdr = dict(body, shape=[len(imgs), imgs[0].height, imgs[0].width, 3], dtype="uint8")
+            if prompts is not None:
+                hdr["prompts"] = prompts
+            payload = [json.dumps(hdr).encode(), b"\n"] + [im.data for im in imgs]
+            return self._request("POST", path, data=b"".join(payload), content_type=TENSOR_CONTENT_TYPE)
+        enc = [_image_json(im) for im in imgs]
+        if prompts is not None:
+            body = dict(body, items=[{"prompt": p, "image": e} for p, e in zip(prompts, enc)])
+        else:
+            body = dict(body, images=enc)
+        return self._request("POST", path, json_body=body)
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self.timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _drop_conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+        self._local.conn = None
+
+    def _request(self, method, path, json_body=None, data=None, content_type=None, retry=True):
+        if json_body is not None:
+            data, content_type = json.dumps(json_body).encode(), "application/json"
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        if self.timeout:
+            headers["X-Request-Timeout"] = "%gs" % self.timeout
+        attempt = 0
+        while True:
+            try:
+                status, hdrs, raw = self._once(method, self._base + path, data, headers)
+            except (OSError, http.client.HTTPException) as e:
+                # A kept-alive connection the server closed fails at once:
+                # one fresh try, then it is the caller's error.
+                self._drop_conn()
+                if attempt == 0 and not isinstance(e, TimeoutError):
+                    attempt += 1
+                    continue
+                raise TransportError("icthp: %s %s: %s" % (method, path, e)) from e
+            if status in (429, 503) and retry and attempt < self.retries:
+                time.sleep(self._retry_wait(hdrs.get("Retry-After"), attempt))
+                attempt += 1
+                continue
+            try:
+                body = json.loads(raw) if raw else {}
+            except ValueError:
+                body = None
+            if status >= 400 or not isinstance(body, dict):
+                err = body.get("error", {}) if isinstance(body, dict) else {}
+                raise APIError(status, err.get("code", "http_%d" % status), err.get("message", raw[:200].decode("utf-8", "replace")),
+                               hdrs.get("X-Request-Id"))
+            return body
+
+    def _once(self, method, path, data, headers):
+        conn = self._conn()
+        conn.request(method, path, body=data, headers=headers)
+        res = conn.getresponse()
+        raw = res.read()
+        if (res.getheader("Connection") or "").lower() == "close":
+            self._drop_conn()
+        return res.status, res.headers, raw
+
+    def _retry_wait(self, header, attempt):
+        try:
+            wait = float(header)
+        except (TypeError, ValueError):
+            wait = 0.25 * (2 ** attempt)
+        return min(max(wait, 0.0), self.max_retry_wait)
+
+
+def _image_json(im):
+    if isinstance(im, Raw):
+        return {"data": base64.b64encode(im.data).decode(), "shape": [im.height, im.width, 3], "dtype": "uint8"}
+    return base64.b64encode(im.data).decode()
