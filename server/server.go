@@ -115,6 +115,13 @@ type Options struct {
 	// Warmup, when set, runs once at the start of Run; /readyz is true
 	// only after it succeeded.
 	Warmup func(context.Context) error
+	// Async jobs (jobs.go): where they are kept (nil: this process's
+	// memory; NewRedisJobs to share them between replicas), for how long
+	// after they finish (DefaultJobTTL), and how many may run at once
+	// (DefaultMaxJobs; beyond it, 429).
+	Jobs    JobStore
+	JobTTL  time.Duration
+	MaxJobs int
 }
 
 func (o *Options) defaults() {
@@ -155,6 +162,7 @@ type Server struct {
 	ready    atomic.Bool
 	draining atomic.Bool
 	m        *serverMetrics
+	jobs     *jobRunner
 }
 
 // New makes a Server; it registers its collectors on o.Registry.
@@ -238,6 +246,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/reward", s.reward)
 	v1.POST("/embed", s.embed)
 	v1.GET("/models", s.models)
+	s.jobRoutes(v1) // POST /v1/jobs, GET /v1/jobs/:id (jobs.go)
 	return e
 }
 

@@ -1,0 +1,162 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/icthp/icthp/cache"
+	"github.com/icthp/icthp/cache/redistest"
+	"github.com/icthp/icthp/server"
+)
+
+// waitJob polls GET /v1/jobs/{id} until the job is no longer pending.
+func (e *env) waitJob(t *testing.T, id string) map[string]any {
+	t.Helper()
+	for range 3000 {
+		r := e.get(t, "/v1/jobs/"+id)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET job %s: %d %s", id, r.status, r.raw)
+		}
+		if r.body["status"] != server.JobPending {
+			return r.body
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("job %s still pending", id)
+	return nil
+}
+
+func submit(t *testing.T, e *env, route string, body any, hdr ...string) *response {
+	t.Helper()
+	return e.post(t, "/v1/jobs?route="+route, body, hdr...)
+}
+
+func TestJobs(t *testing.T) {
+	e := newEnv(t, envConfig{}, true)
+	png := b64(pngBytes(t, 1, 40, 30))
+	reward := map[string]any{"items": []map[string]any{{"prompt": "a cat", "image": png}, {"prompt": "a dog", "image": png}}, "weights": map[string]float64{"ict": 1, "hp": 2}}
+
+	t.Run("reward equals the synchronous answer", func(t *testing.T) {
+		r := submit(t, e, "reward", reward)
+		if r.status != http.StatusAccepted || r.body["status"] != "pending" || r.header.Get("Location") != "/v1/jobs/"+r.body["id"].(string) {
+			t.Fatalf("submit: %d %v %s", r.status, r.header, r.raw)
+		}
+		j := e.waitJob(t, r.body["id"].(string))
+		want := e.post(t, "/v1/reward", reward)
+		if j["status"] != "done" || num(t, j["http_status"], "http_status") != 200 || !reflect.DeepEqual(j["result"], want.body) {
+			t.Errorf("job %v, want done with %v", j, want.body)
+		}
+	})
+	t.Run("tensor body, score route", func(t *testing.T) {
+		pix, _ := rawPixels(t, 3, 20, 10)
+		body := tensorBody(t, map[string]any{"prompt": "x", "shape": []int{10, 20, 3}}, pix)
+		r := submit(t, e, "score", body, "Content-Type", server.TensorContentType)
+		if r.status != http.StatusAccepted {
+			t.Fatalf("submit: %d %s", r.status, r.raw)
+		}
+		j := e.waitJob(t, r.body["id"].(string))
+		want := e.post(t, "/v1/score", body, "Content-Type", server.TensorContentType)
+		if j["status"] != "done" || !reflect.DeepEqual(j["result"], want.body) {
+			t.Errorf("job %v, want done with %v", j, want.body)
+		}
+	})
+	t.Run("failed job carries the route's error", func(t *testing.T) {
+		r := submit(t, e, "score", map[string]any{"images": "not a list"})
+		j := e.waitJob(t, r.body["id"].(string))
+		res, _ := j["result"].(map[string]any)
+		code, _ := res["error"].(map[string]any)["code"].(string)
+		if j["status"] != "failed" || num(t, j["http_status"], "http_status") != 400 || code != "bad_request" {
+			t.Errorf("job %v, want failed with 400 bad_request", j)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		if r := submit(t, e, "models", reward); r.status != 400 || r.errCode() != "bad_request" {
+			t.Errorf("bad route: %d %s", r.status, r.raw)
+		}
+		if r := e.get(t, "/v1/jobs/0123"); r.status != 404 || r.errCode() != "not_found" {
+			t.Errorf("unknown job: %d %s", r.status, r.raw)
+		}
+	})
+	t.Run("idempotency key", func(t *testing.T) {
+		a := submit(t, e, "reward", reward, server.IdempotencyKeyHeader, "k1")
+		b := submit(t, e, "reward", reward, server.IdempotencyKeyHeader, "k1")
+		if a.status != 202 || b.status != 200 || a.body["id"] != b.body["id"] {
+			t.Errorf("same key: %d %v then %d %v, want 202 then 200 with one id", a.status, a.body["id"], b.status, b.body["id"])
+		}
+		other := map[string]any{"items": []map[string]any{{"prompt": "other", "image": png}}}
+		if c := submit(t, e, "reward", other, server.IdempotencyKeyHeader, "k1"); c.status != 409 || c.errCode() != "conflict" {
+			t.Errorf("same key, other request: %d %s, want 409 conflict", c.status, c.raw)
+		}
+		d := submit(t, e, "reward", reward, server.IdempotencyKeyHeader, "k2")
+		if d.status != 202 || d.body["id"] == a.body["id"] {
+			t.Errorf("another key: %d %v", d.status, d.body)
+		}
+		e.waitJob(t, a.body["id"].(string))
+		e.waitJob(t, d.body["id"].(string))
+	})
+}
+
+func TestJobsLimit(t *testing.T) {
+	g := &gate{started: make(chan int, 8), release: make(chan struct{})}
+	e := newEnv(t, envConfig{hpGate: g, server: server.Options{MaxJobs: 1}}, true)
+	body := map[string]any{"images": []string{b64(pngBytes(t, 1, 16, 16))}}
+	first := submit(t, e, "score", body)
+	<-g.started // the first job is in the model
+	second := submit(t, e, "score", body)
+	close(g.release)
+	if first.status != 202 || second.status != 429 || second.errCode() != "overloaded" || second.header.Get("Retry-After") == "" {
+		t.Errorf("first %d, second %d %s: want 202 then 429 overloaded with Retry-After", first.status, second.status, second.raw)
+	}
+	if j := e.waitJob(t, first.body["id"].(string)); j["status"] != "done" {
+		t.Errorf("first job: %v", j)
+	}
+}
+
+// TestJobsInRedis: a job submitted to one replica is answered by another
+// that shares the Redis store; idempotency keys are shared too.
+func TestJobsInRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	rdb, err := cache.NewRedis(rs.URL(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	store := server.NewRedisJobs(rdb)
+	a := newEnv(t, envConfig{server: server.Options{Jobs: store, JobTTL: time.Minute}}, true)
+	b := newEnv(t, envConfig{server: server.Options{Jobs: store, JobTTL: time.Minute}}, true)
+	body := map[string]any{"prompt": "a cat", "images": []string{b64(pngBytes(t, 2, 30, 30))}}
+	r := submit(t, a, "score", body, server.IdempotencyKeyHeader, "shared")
+	if r.status != 202 {
+		t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	id := r.body["id"].(string)
+	j := b.waitJob(t, id)
+	want := b.post(t, "/v1/score", body)
+	if j["status"] != "done" || !reflect.DeepEqual(j["result"], want.body) {
+		t.Errorf("job read on the other replica: %v, want %v", j, want.body)
+	}
+	if again := submit(t, b, "score", body, server.IdempotencyKeyHeader, "shared"); again.status != 200 || again.body["id"] != id {
+		t.Errorf("the key on the other replica: %d %v, want the first job", again.status, again.body)
+	}
+	// The key expires with the TTL: Redis holds it with one.
+	if ttl := rdb.TTL(t.Context(), "icthp:job:"+id).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("job key TTL %v, want within (0, 1m]", ttl)
+	}
+}
+
+// TestJobJSON checks the Job JSON shape against the OpenAPI names.
+func TestJobJSON(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	b, err := json.Marshal(server.Job{ID: "x", Route: "reward", Status: server.JobDone, HTTP: 200, Result: json.RawMessage(`{"rewards":[1]}`), Created: now, Finished: &now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"x","route":"reward","status":"done","http_status":200,"result":{"rewards":[1]},"created":"2026-01-02T03:04:05Z","finished":"2026-01-02T03:04:05Z"}`
+	if !bytes.Equal(b, []byte(want)) {
+		t.Errorf("got %s\nwant %s", b, want)
+	}
+}
