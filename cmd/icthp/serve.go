@@ -48,6 +48,8 @@ type serveFlags struct {
 	authHealth, authMetrics                 bool
 	reward                                  string
 	logLevel                                string
+	jobTTL                                  time.Duration
+	maxJobs                                 int
 }
 
 // envFlags registers flags whose defaults come from environment variables,
@@ -140,6 +142,8 @@ func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {
 	e.bool(&f.authMetrics, "auth-metrics", "ICTHP_AUTH_METRICS", false, "require a token on /metrics too")
 	e.str(&f.reward, "reward", "ICTHP_REWARD", "product", "default /v1/reward combination: product, ict, hp, imagereward, weighted:NAME=W,...")
 	e.str(&f.logLevel, "log-level", "ICTHP_LOG_LEVEL", "info", "debug, info, warn or error")
+	e.dur(&f.jobTTL, "job-ttl", "ICTHP_JOB_TTL", server.DefaultJobTTL, "how long an async job's result is kept (in Redis with --redis)")
+	e.int(&f.maxJobs, "max-jobs", "ICTHP_MAX_JOBS", server.DefaultMaxJobs, "async jobs running at once; beyond it, 429")
 	return e
 }
 
@@ -233,12 +237,19 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	defer l.close()
 
 	so, _ := mf.sessionOptions() // checked by loadModels
+	// Async jobs: in Redis with --redis, else in memory (serve_jobs.go).
+	jobs, closeJobs, err := jobStore(&mf.cache)
+	if err != nil {
+		return err
+	}
+	defer closeJobs()
 	srv, err := server.New(l.svc, server.Options{
 		Registry: reg, Logger: log, Tokens: tokens, AuthHealth: sf.authHealth, AuthMetrics: sf.authMetrics,
 		Timeout: sf.timeout, MaxBodyBytes: sf.maxBody, MaxImages: sf.maxImages, MaxPromptBytes: sf.maxPrompt,
 		DrainDelay: sf.drainDelay, Grace: sf.grace,
 		HeaderTimeout: sf.headerTimeout, ReadTimeout: sf.readTimeout, IdleTimeout: sf.idleTimeout,
 		Models: modelInfo(l.svc, so), Warmup: func(ctx context.Context) error { return warmup(ctx, l.svc) },
+		Jobs: jobs, JobTTL: sf.jobTTL, MaxJobs: sf.maxJobs,
 	})
 	if err != nil {
 		return err

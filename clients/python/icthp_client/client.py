@@ -186,6 +186,75 @@ class Client:
             raise InputError("embed needs texts and/or images")
         return out
 
+    def submit(self, route, images, prompts=None, prompt=None, weights=None, reward=None, models=None,
+               idempotency_key=None):
+        """Starts a job on the server (POST /v1/jobs) and returns its id at
+        once: route is "reward" (with prompts, weights, reward), "score" or
+        "rank" (with prompt, models), or "embed". At most batch_size images
+        (one request). With idempotency_key, submitting the same request
+        again (from any replica sharing the server's Redis) returns the same
+        job. result(id) waits for it."""
+        if route not in ("score", "rank", "reward", "embed"):
+            raise InputError("route %r: score, rank, reward or embed" % (route,))
+        imgs = to_images(images)
+        if len(imgs) > self.batch_size:
+            raise InputError("a job takes at most batch_size (%d) images, got %d" % (self.batch_size, len(imgs)))
+        body = {}
+        if route == "reward":
+            if prompts is None:
+                prompts = prompt
+            if isinstance(prompts, str):
+                prompts = [prompts] * len(imgs)
+            if prompts is None or len(prompts) != len(imgs):
+                raise InputError("reward needs one prompt per image")
+            prompts = list(prompts)
+            if weights is not None:
+                body["weights"] = dict(weights)
+            if reward is not None:
+                body["reward"] = reward
+        else:
+            if prompt is not None and route != "embed":
+                body["prompt"] = prompt
+            if models and route == "score":
+                body["models"] = list(models)
+            prompts = None
+        hdrs = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        job = self._post_images("/v1/jobs?route=" + route, body, imgs, prompts=prompts, headers=hdrs)
+        return job["id"]
+
+    def job(self, job_id):
+        """The job as the server has it: {"id", "route", "status": pending,
+        done or failed, "http_status", "result", ...}."""
+        return self._request("GET", "/v1/jobs/" + urllib.parse.quote(job_id, safe=""))
+
+    def result(self, job_id, timeout=None, poll=0.05):
+        """Waits for a job and returns what its route returns (reward: a
+        RewardResult; score: the list of scores; rank: the ranking; embed:
+        the answer); a failed job raises its APIError; TimeoutError after
+        timeout seconds (None: wait as long as it takes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait = poll
+        while True:
+            j = self.job(job_id)
+            if j["status"] != "pending":
+                break
+            if deadline is not None and time.monotonic() + wait > deadline:
+                raise TimeoutError("icthp: job %s still pending after %gs" % (job_id, timeout))
+            time.sleep(wait)
+            wait = min(wait * 1.5, 1.0)
+        res = j.get("result") or {}
+        if j["status"] == "failed":
+            err = res.get("error", {})
+            raise APIError(j.get("http_status", 500), err.get("code", "internal"), err.get("message", "job failed"), "job-" + job_id)
+        route = j.get("route")
+        if route == "reward":
+            return RewardResult(res["rewards"], {k: res[k] for k in _COLUMNS if k in res}, res.get("models", {}), res.get("errors", []))
+        if route == "score":
+            return res["scores"]
+        if route == "rank":
+            return res["ranking"]
+        return res
+
     def models(self):
         """The loaded models: name, version, device, ..."""
         return self._request("GET", "/v1/models")["models"]
@@ -258,7 +327,7 @@ class Client:
     def _chunks(self, imgs):
         return [imgs[lo:hi] for lo, hi in self._chunk_bounds(imgs)]
 
-    def _post_images(self, path, body, imgs, prompts=None):
+    def _post_images(self, path, body, imgs, prompts=None, headers=None):
         """Sends imgs with body: as one raw tensor body when every image is
         raw and of one size, else as JSON (raw tensors or base64 files)."""
         if not self.raw:
@@ -268,13 +337,13 @@ class Client:
             if prompts is not None:
                 hdr["prompts"] = prompts
             payload = [json.dumps(hdr).encode(), b"\n"] + [im.data for im in imgs]
-            return self._request("POST", path, data=b"".join(payload), content_type=TENSOR_CONTENT_TYPE)
+            return self._request("POST", path, data=b"".join(payload), content_type=TENSOR_CONTENT_TYPE, headers=headers)
         enc = [_image_json(im) for im in imgs]
         if prompts is not None:
             body = dict(body, items=[{"prompt": p, "image": e} for p, e in zip(prompts, enc)])
         else:
             body = dict(body, images=enc)
-        return self._request("POST", path, json_body=body)
+        return self._request("POST", path, json_body=body, headers=headers)
 
     def _conn(self):
         conn = getattr(self._local, "conn", None)
@@ -295,10 +364,10 @@ class Client:
                     self._conns.remove(conn)
         self._local.conn = None
 
-    def _request(self, method, path, json_body=None, data=None, content_type=None, retry=True):
+    def _request(self, method, path, json_body=None, data=None, content_type=None, retry=True, headers=None):
         if json_body is not None:
             data, content_type = json.dumps(json_body).encode(), "application/json"
-        headers = {"Accept": "application/json"}
+        headers = dict(headers or {}, Accept="application/json")
         if content_type:
             headers["Content-Type"] = content_type
         if self.token:

@@ -236,6 +236,42 @@ class TestRoutes(unittest.TestCase):
         self.assertEqual(c.score_async(imgs).result(timeout=60), c.score(imgs))
 
 
+class TestJobs(unittest.TestCase):
+    def test_submit_and_result(self):
+        c = client()
+        imgs = [pattern(s, 20, 20) for s in range(3)]
+        jid = c.submit("reward", imgs, prompts=["a", "b", "c"], weights={"ict": 1, "hp": 1})
+        got = c.result(jid, timeout=60)
+        want = c.reward(imgs, ["a", "b", "c"], weights={"ict": 1, "hp": 1})
+        self.assertEqual((got.rewards, got.scores, got.models), (want.rewards, want.scores, want.models))
+        mixed = imgs + [Encoded(encode_png(pattern(7, 9, 9)))]  # two sizes: a JSON job
+        self.assertEqual(c.result(c.submit("score", mixed, prompt="p"), timeout=60), c.score(mixed, prompt="p"))
+        self.assertEqual(c.result(c.submit("rank", imgs, prompt="p"), timeout=60), c.rank(imgs, prompt="p"))
+
+    def test_idempotency_key(self):
+        c = client()
+        imgs = [pattern(1, 16, 16)]
+        a = c.submit("reward", imgs, prompts="x", idempotency_key="h9-key-1")
+        b = c.submit("reward", imgs, prompts="x", idempotency_key="h9-key-1")
+        self.assertEqual(a, b)
+        with self.assertRaises(APIError) as cm:
+            c.submit("reward", imgs, prompts="other", idempotency_key="h9-key-1")
+        self.assertEqual((cm.exception.status, cm.exception.code), (409, "conflict"))
+        c.result(a, timeout=60)
+
+    def test_failed_and_unknown(self):
+        c = client()
+        jid = c.submit("reward", [pattern(1, 8, 8)], prompts=["x"], weights={"imagereward": 1})
+        with self.assertRaises(APIError) as cm:
+            c.result(jid, timeout=60)
+        self.assertEqual((cm.exception.status, cm.exception.code), (400, "bad_request"))
+        with self.assertRaises(APIError) as cm:
+            c.job("0" * 32)
+        self.assertEqual(cm.exception.code, "not_found")
+        with self.assertRaises(InputError):
+            client(batch_size=2).submit("score", [pattern(s, 8, 8) for s in range(3)])
+
+
 class TestRewardFunctions(unittest.TestCase):
     def test_ddpo_signature(self):
         imgs = [pattern(s, 16, 16) for s in range(5)]
