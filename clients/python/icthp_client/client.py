@@ -66,7 +66,7 @@ class Client:
     """
 
     def __init__(self, url, token=None, timeout=60.0, retries=5, batch_size=64,
-                 max_request_bytes=48 << 20, concurrency=4, raw=True, max_retry_wait=30.0):
+                 max_request_bytes=60 << 20, concurrency=4, raw=True, max_retry_wait=30.0):
         u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("icthp: bad server URL %r" % url)
@@ -312,10 +312,12 @@ class Client:
 
     def _chunk_bounds(self, imgs):
         """[lo, hi) ranges of at most batch_size images and about
-        max_request_bytes of pixels each (at least one image)."""
+        max_request_bytes on the wire each (at least one image): raw bytes
+        in a tensor body, 4/3 of them in base64 JSON."""
+        binary = self.raw and imgs and all(isinstance(im, Raw) for im in imgs) and len({im.shape for im in imgs}) == 1
         out, lo, size = [], 0, 0
         for i, im in enumerate(imgs):
-            n = len(im.data)
+            n = len(im.data) if binary else len(im.data) * 4 // 3 + 64
             if i > lo and (i - lo >= self.batch_size or size + n > self.max_request_bytes):
                 out.append((lo, i))
                 lo, size = i, 0
