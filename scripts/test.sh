@@ -17,7 +17,10 @@ for spec in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do
   pkg=./$(dirname "${spec#./}")
   for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$spec" | cut -c6-); do
     echo "fuzz $pkg $f ($fuzztime)"
-    go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+    # Quiet unless it fails; then its whole output says what the fuzzer found.
+    if ! out=$(go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" 2>&1); then
+      echo "$out"; echo "fuzz $pkg $f failed"; exit 1
+    fi
   done
 done
 echo "all checks passed"
