@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/png"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -193,4 +194,43 @@ func TestRawPixelErrors(t *testing.T) {
 	if c, _ := scores[1].(map[string]any)["error"].(map[string]any)["code"].(string); c != "too_large" {
 		t.Errorf("image 1: %v, want a too_large error", scores[1])
 	}
+}
+
+// FuzzTensorBody sends arbitrary application/x-icthp-tensor bodies to every
+// POST route: no panic, no 5xx, and every error is a SPEC §4 body.
+func FuzzTensorBody(f *testing.F) {
+	e := newEnv(f, envConfig{
+		server:  server.Options{MaxBodyBytes: 1 << 16, MaxImages: 4, MaxPromptBytes: 256},
+		scoring: scoring.Options{MaxImagePixels: 64 * 64},
+	}, false)
+	h := e.srv.Handler()
+	pix := bytes.Repeat([]byte{1, 2, 3, 250}, 2*4*4*3/4)
+	for route := range 4 {
+		f.Add(uint8(route), []byte(`{"prompt": "a", "shape": [2, 4, 4, 3], "dtype": "uint8"}`+"\n"+string(pix)))
+		f.Add(uint8(route), []byte(`{"prompts": ["a", "b"], "shape": [2, 4, 4, 3]}`+"\n"+string(pix)))
+	}
+	f.Add(uint8(2), []byte(`{"items": [{"prompt": "a"}], "shape": [4, 4, 3]}`+"\n"+string(pix[:48])))
+	f.Add(uint8(0), []byte(`{"shape": [0, 4, 4, 3]}`+"\n"))
+	f.Add(uint8(1), []byte(`{"shape": [1, 99999, 99999, 3]}`+"\n"))
+	f.Add(uint8(3), []byte(`{"shape": null, "dtype": 5}`))
+	routes := []string{"/v1/score", "/v1/rank", "/v1/reward", "/v1/embed"}
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, routes[int(route)%len(routes)], bytes.NewReader(body))
+		req.Header.Set("Content-Type", server.TensorContentType)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for the caller's bytes: %s", rec.Code, rec.Body.Bytes())
+		}
+		var out map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("status %d, body not JSON: %q", rec.Code, rec.Body.Bytes())
+		}
+		if rec.Code >= 400 {
+			e, _ := out["error"].(map[string]any)
+			if code, _ := e["code"].(string); code == "" {
+				t.Fatalf("status %d without an error code: %s", rec.Code, rec.Body.Bytes())
+			}
+		}
+	})
 }
