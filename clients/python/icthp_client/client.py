@@ -287,6 +287,12 @@ class Client:
             conn.close()
         self._local = threading.local()
 
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to close with
+            pass
+
     def __enter__(self):
         return self
 
