@@ -66,6 +66,8 @@ def to_images(images):
         return [_one(images, 0)]
     if _is_numpy(images) or _is_torch(images):
         nd = len(images.shape)
+        if nd == 4 and _is_torch(images):
+            images = images.detach().cpu()  # one device copy for the batch, not one per image
         if nd == 4:
             return [_one(images[i], i) for i in range(images.shape[0])]
         if nd in (2, 3):
