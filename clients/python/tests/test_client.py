@@ -2,8 +2,8 @@
 models) on a free loopback port, plus stdlib HTTP stubs for the retry and
 timeout paths. numpy / PIL / torch tests skip when those are absent.
 
-The icthp binary: $ICTHP_BIN, else bin/icthp at the repository root, else
-built there with `go build` (skipped, saying so, without Go).
+The icthp binary: $ICTHP_BIN, else a fresh `go build` of this tree, else
+bin/icthp (skipped, saying so, without any of them).
 """
 
 import concurrent.futures
@@ -44,17 +44,20 @@ SERVER = {}
 
 
 def _binary():
+    """$ICTHP_BIN; else a fresh build of this tree (a stale bin/icthp would
+    test old code); else bin/icthp."""
     b = os.environ.get("ICTHP_BIN")
     if b:
         return b
+    if shutil.which("go") is not None:
+        SERVER["tmp"] = tempfile.mkdtemp(prefix="icthp-pytest-")
+        out = os.path.join(SERVER["tmp"], "icthp")
+        subprocess.run(["go", "build", "-o", out, "./cmd/icthp"], cwd=ROOT, check=True)
+        return out
     b = os.path.join(ROOT, "bin", "icthp")
     if os.path.exists(b):
         return b
-    if shutil.which("go") is None:
-        raise unittest.SkipTest("no icthp binary ($ICTHP_BIN, bin/icthp) and no Go to build one")
-    out = os.path.join(tempfile.mkdtemp(prefix="icthp-pytest-"), "icthp")
-    subprocess.run(["go", "build", "-o", out, "./cmd/icthp"], cwd=ROOT, check=True)
-    return out
+    raise unittest.SkipTest("no Go to build icthp, no $ICTHP_BIN and no bin/icthp: client tests need a server")
 
 
 def setUpModule():
@@ -93,6 +96,9 @@ def tearDownModule():
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait()
+    if "tmp" in SERVER:
+        shutil.rmtree(SERVER["tmp"], ignore_errors=True)
 
 
 def pattern(seed, w, h):
