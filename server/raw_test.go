@@ -196,8 +196,9 @@ func TestRawPixelErrors(t *testing.T) {
 	}
 }
 
-// FuzzTensorBody sends arbitrary application/x-icthp-tensor bodies to every
-// POST route: no panic, no 5xx, and every error is a SPEC §4 body.
+// FuzzTensorBody sends arbitrary application/x-icthp-tensor bodies, and JSON
+// bodies with raw tensors, to every POST route: no panic, no 5xx, and every
+// error is a SPEC §4 body.
 func FuzzTensorBody(f *testing.F) {
 	e := newEnv(f, envConfig{
 		server:  server.Options{MaxBodyBytes: 1 << 16, MaxImages: 4, MaxPromptBytes: 256},
@@ -213,10 +214,18 @@ func FuzzTensorBody(f *testing.F) {
 	f.Add(uint8(0), []byte(`{"shape": [0, 4, 4, 3]}`+"\n"))
 	f.Add(uint8(1), []byte(`{"shape": [1, 99999, 99999, 3]}`+"\n"))
 	f.Add(uint8(3), []byte(`{"shape": null, "dtype": 5}`))
+	// JSON bodies with raw tensors go through the same target (ctype bit).
+	px := base64.StdEncoding.EncodeToString(pix)
+	f.Add(uint8(0|8), []byte(`{"prompt": "a", "images": [{"data": "`+px+`", "shape": [2, 4, 4, 3], "dtype": "uint8"}, "`+px+`"]}`))
+	f.Add(uint8(2|8), []byte(`{"items": [{"prompt": "a", "image": {"data": "`+px[:64]+`", "shape": [4, 4, 3], "dtype": "uint8"}}]}`))
+	f.Add(uint8(3|8), []byte(`{"images": [{"data": "", "shape": [1, 1, 1, 3], "dtype": "uint8"}, {"shape": [-1, 2, 3]}, null]}`))
 	routes := []string{"/v1/score", "/v1/rank", "/v1/reward", "/v1/embed"}
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, routes[int(route)%len(routes)], bytes.NewReader(body))
 		req.Header.Set("Content-Type", server.TensorContentType)
+		if route&8 != 0 {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
