@@ -179,6 +179,7 @@ type jobRunner struct {
 	ttl     time.Duration
 	max     int64
 	running atomic.Int64
+	wg      sync.WaitGroup // jobs in flight, for Run's drain
 }
 
 var jobRoutes = map[string]bool{"score": true, "rank": true, "reward": true, "embed": true}
@@ -271,6 +272,7 @@ func (s *Server) submitJob(c *gin.Context) {
 	hdr.Set(RequestIDHeader, "job-"+j.ID)
 	// The job outlives this request: its context keeps the values, not the
 	// cancellation; the route's own deadline bounds it.
+	r.wg.Add(1)
 	go s.runJob(context.WithoutCancel(ctx), j, hdr, body)
 	c.Header("Location", "/v1/jobs/"+j.ID)
 	c.JSON(http.StatusAccepted, j)
@@ -278,6 +280,7 @@ func (s *Server) submitJob(c *gin.Context) {
 
 func (s *Server) runJob(ctx context.Context, j *Job, hdr http.Header, body []byte) {
 	r := s.jobs
+	defer r.wg.Done()
 	defer r.running.Add(-1)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/v1/"+j.Route, bytes.NewReader(body))
 	rec := &recorder{header: http.Header{}}
@@ -300,6 +303,19 @@ func (s *Server) runJob(ctx context.Context, j *Job, hdr http.Header, body []byt
 	defer cancel()
 	if err := r.store.Put(pctx, j, r.ttl); err != nil {
 		s.log.Error("job result not stored", "job", j.ID, "err", err.Error())
+	}
+}
+
+// waitJobs waits for the jobs in flight (their results stored) until ctx
+// ends; Run calls it in its grace period, after the HTTP requests.
+func (s *Server) waitJobs(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.jobs.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d jobs still running: %w", s.jobs.running.Load(), ctx.Err())
 	}
 }
 

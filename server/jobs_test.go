@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"reflect"
 	"testing"
@@ -158,5 +160,38 @@ func TestJobJSON(t *testing.T) {
 	want := `{"id":"x","route":"reward","status":"done","http_status":200,"result":{"rewards":[1]},"created":"2026-01-02T03:04:05Z","finished":"2026-01-02T03:04:05Z"}`
 	if !bytes.Equal(b, []byte(want)) {
 		t.Errorf("got %s\nwant %s", b, want)
+	}
+}
+
+// TestJobsDrain: a job running when the server is told to stop finishes,
+// and its result is stored, before Run returns.
+func TestJobsDrain(t *testing.T) {
+	g := &gate{started: make(chan int, 4), release: make(chan struct{})}
+	store := server.NewMemoryJobs()
+	e := newEnv(t, envConfig{noICT: true, hpGate: g, server: server.Options{Jobs: store, Grace: time.Minute}}, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.url = "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- e.srv.Run(ctx, ln) }()
+	waitFor(t, e.srv.Ready)
+	r := submit(t, e, "score", map[string]any{"images": []string{b64(pngBytes(t, 4, 16, 16))}})
+	if r.status != 202 {
+		t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	<-g.started // the job is in the model
+	stop()
+	waitFor(t, func() bool { return !e.srv.Ready() })
+	close(g.release)
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	j, err := store.Get(context.Background(), r.body["id"].(string))
+	if err != nil || j.Status != server.JobDone || j.HTTP != 200 {
+		t.Errorf("the job after Run returned: %+v %v, want done", j, err)
 	}
 }

@@ -319,6 +319,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		s.log.Error("grace period over", "in_flight", n)
 		return fmt.Errorf("grace period of %v ended with %d requests in flight: %w", s.opts.Grace, n, err)
 	}
+	if err := s.waitJobs(sctx); err != nil { // jobs.go
+		s.log.Error("grace period over", "err", err.Error())
+		return fmt.Errorf("grace period of %v: %w", s.opts.Grace, err)
+	}
 	s.log.Info("stopped")
 	return runErr
 }
