@@ -102,7 +102,7 @@ func (m *modelFlags) register(fs *flag.FlagSet, a *app) {
 	fs.IntVar(&m.threads, "threads", 0, "onnxruntime intra-op threads per session (0: one per core)")
 	fs.IntVar(&m.batch, "batch-size", 16, "largest batch one model run takes")
 	fs.StringVar(&m.optLevel, "opt-level", "all", "onnxruntime graph optimisation: all, extended, basic, disable")
-	fs.StringVar(&m.ortLib, "ort-lib", "", "libonnxruntime.so to load (default $"+ortlib.EnvLib+", then the one `icthp setup` fetched)")
+	fs.StringVar(&m.ortLib, "ort-lib", "", "libonnxruntime.so to load (default $"+ortlib.EnvLib+", then the one icthp setup fetched)")
 	fs.Int64Var(&m.maxBytes, "max-image-bytes", preprocess.DefaultMaxBytes, "largest encoded image accepted, in bytes")
 	fs.Int64Var(&m.maxPixels, "max-image-pixels", preprocess.DefaultMaxPixels, "largest image accepted, in pixels (width × height)")
 	m.cache.register(fs, a)
