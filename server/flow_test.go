@@ -231,10 +231,21 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// readyGauge reads icthp_ready from /metrics, failing when the series is
+// absent (e.metric reads an absent series as 0, which would pass for "not ready").
+func (e *env) readyGauge(t *testing.T) float64 {
+	t.Helper()
+	if r := e.get(t, "/metrics"); !bytes.Contains(r.raw, []byte("\nicthp_ready ")) {
+		t.Fatalf("/metrics has no icthp_ready series: %d", r.status)
+	}
+	return e.metric(t, "icthp_ready")
+}
+
 // TestGracefulShutdown runs the server on a loopback listener, starts a
 // request, ends Run's context (what SIGTERM does in icthp serve), and checks
-// that /readyz turns 503, new requests get 503, the request in flight still
-// gets its 200, and Run returns nil.
+// that /readyz turns 503 (and icthp_ready 0: it is 1 only between warm-up
+// and drain), new requests get 503, the request in flight still gets its
+// 200, and Run returns nil.
 func TestGracefulShutdown(t *testing.T) {
 	g := &gate{started: make(chan int, 4), release: make(chan struct{})}
 	warmed := make(chan struct{})
@@ -258,8 +269,14 @@ func TestGracefulShutdown(t *testing.T) {
 	if r := e.post(t, "/v1/score", body); r.status != 503 || r.errCode() != server.CodeNotReady {
 		t.Errorf("a request before the warm-up finished: %d %s", r.status, r.raw)
 	}
+	if v := e.readyGauge(t); v != 0 {
+		t.Errorf("icthp_ready before the warm-up finished: %v, want 0", v)
+	}
 	close(warmed)
 	waitFor(t, e.srv.Ready)
+	if v := e.readyGauge(t); v != 1 {
+		t.Errorf("icthp_ready once warm: %v, want 1", v)
+	}
 
 	inflight := make(chan *response, 1)
 	go func() { inflight <- e.post(t, "/v1/score", body) }()
@@ -268,6 +285,9 @@ func TestGracefulShutdown(t *testing.T) {
 	waitFor(t, func() bool { return !e.srv.Ready() })
 	if r := e.get(t, "/readyz"); r.status != 503 || r.errCode() != server.CodeDraining {
 		t.Errorf("/readyz while draining: %d %s, want 503 draining", r.status, r.raw)
+	}
+	if v := e.readyGauge(t); v != 0 {
+		t.Errorf("icthp_ready while draining: %v, want 0", v)
 	}
 	r := e.post(t, "/v1/score", body)
 	if r.status != 503 || r.errCode() != server.CodeDraining || r.header.Get("Retry-After") == "" {

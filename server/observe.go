@@ -27,7 +27,9 @@ type serverMetrics struct {
 	inflightNow atomic.Int64
 }
 
-func newServerMetrics(reg prometheus.Registerer, models []ModelInfo) (*serverMetrics, error) {
+// ready is read at each scrape for icthp_ready, so the gauge shows the same
+// state /readyz answers from, with nothing to keep in step.
+func newServerMetrics(reg prometheus.Registerer, models []ModelInfo, ready func() bool) (*serverMetrics, error) {
 	m := &serverMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icthp_http_requests_total",
 			Help: "HTTP requests by route, method and status code."}, []string{"route", "method", "status"}),
@@ -49,7 +51,15 @@ func newServerMetrics(reg prometheus.Registerer, models []ModelInfo) (*serverMet
 	for _, mi := range models {
 		info.With(prometheus.Labels{"model": mi.Name, "version": mi.Version, "kind": mi.Kind, "provider": mi.Provider, "device": mi.Device}).Set(1)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.rejected, m.items, m.inflight, info} {
+	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "icthp_ready",
+		Help: "1 when /readyz answers 200 (models loaded and warm, not draining), else 0."},
+		func() float64 {
+			if ready() {
+				return 1
+			}
+			return 0
+		})
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.rejected, m.items, m.inflight, info, readyGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server metrics: %w", err)
 		}

@@ -178,7 +178,7 @@ func New(svc Scorer, o Options) (*Server, error) {
 		}
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
 	}
-	m, err := newServerMetrics(o.Registry, s.modelInfo())
+	m, err := newServerMetrics(o.Registry, s.modelInfo(), s.Ready)
 	if err != nil {
 		return nil, err
 	}
