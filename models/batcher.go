@@ -29,14 +29,23 @@ const (
 type OverloadError struct {
 	Reason string // ReasonQueueFull or ReasonDeadline
 	// RetryAfter is the estimated time until the queue has drained what it
-	// holds now; zero when there is no estimate yet.
+	// holds now; zero when there is no estimate yet, or when the queue is
+	// empty and the request alone needs longer than its deadline (retrying
+	// the same request cannot help then).
 	RetryAfter time.Duration
+	// Needed is the estimated time to finish this request from now (the
+	// queue ahead of it plus its own run), for deadline refusals.
+	Needed time.Duration
 }
 
 func (e *OverloadError) Error() string {
 	switch e.Reason {
 	case ReasonDeadline:
-		return fmt.Sprintf("%v: the queue would not reach this request before its deadline (retry after %v)", ErrOverloaded, e.RetryAfter.Round(time.Millisecond))
+		if e.RetryAfter <= 0 {
+			// Nothing is queued: the request itself is the problem.
+			return fmt.Sprintf("%v: this request alone needs about %v, more than its deadline allows (allow a longer deadline or send fewer images)", ErrOverloaded, e.Needed.Round(time.Millisecond))
+		}
+		return fmt.Sprintf("%v: the queue would not reach this request before its deadline (about %v needed; retry after %v)", ErrOverloaded, e.Needed.Round(time.Millisecond), e.RetryAfter.Round(time.Millisecond))
 	default:
 		return fmt.Sprintf("%v: queue full (retry after %v)", ErrOverloaded, e.RetryAfter.Round(time.Millisecond))
 	}
@@ -335,7 +344,7 @@ func (l *lane[T]) do(ctx context.Context, data []T, n int) ([][]float32, error) 
 	if dl, ok := ctx.Deadline(); ok && r.enq.Add(done).After(dl) {
 		l.mu.Unlock()
 		l.reject(ReasonDeadline)
-		return nil, &OverloadError{Reason: ReasonDeadline, RetryAfter: drain}
+		return nil, &OverloadError{Reason: ReasonDeadline, RetryAfter: drain, Needed: done}
 	}
 	if !l.started {
 		l.started = true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -334,6 +335,11 @@ func TestBatcherRefusesWorkThatWouldMissItsDeadline(t *testing.T) {
 	var oe *models.OverloadError
 	if !errors.As(err, &oe) || oe.Reason != models.ReasonDeadline {
 		t.Fatalf("got %v, want an OverloadError for the deadline", err)
+	}
+	// Nothing was queued, so the error blames the request, not the queue,
+	// and does not ask for a retry that cannot help.
+	if oe.Needed < 50*time.Millisecond || !strings.Contains(err.Error(), "this request alone needs") || strings.Contains(err.Error(), "retry after") {
+		t.Errorf("refusal at an empty queue: needed %v, message %q", oe.Needed, err)
 	}
 	if len(f.runs) != 1 {
 		t.Errorf("the refused request ran: runs %v", f.runs)
