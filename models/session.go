@@ -278,6 +278,16 @@ func runBatches(ctx context.Context, s *Session, n int, input func(lo, hi int) (
 
 // run executes one batch; a cancelled context terminates the run.
 func (s *Session) run(ctx context.Context, in ort.Value) ([][]float32, error) {
+	res, err := runGraph(ctx, s.sess, []ort.Value{in}, s.outputs)
+	runtime.KeepAlive(in)
+	return res, err
+}
+
+// runGraph runs sess on ins and copies its float32 outputs out of
+// onnxruntime's memory. A context that can be cancelled gets RunOptions
+// whose Terminate stops the run when the context ends; a context that
+// cannot skips that cost.
+func runGraph(ctx context.Context, sess *ort.DynamicAdvancedSession, ins []ort.Value, outputs []ort.InputOutputInfo) ([][]float32, error) {
 	var ro *ort.RunOptions
 	if ctx.Done() != nil {
 		var err error
@@ -289,8 +299,7 @@ func (s *Session) run(ctx context.Context, in ort.Value) ([][]float32, error) {
 		stop := context.AfterFunc(ctx, func() { ro.Terminate() })
 		defer stop()
 	}
-	outs := make([]ort.Value, len(s.outputs))
-	err := s.sess.RunWithOptions([]ort.Value{in}, outs, ro)
+	outs := make([]ort.Value, len(outputs))
 	defer func() {
 		for _, o := range outs {
 			if o != nil {
@@ -298,7 +307,7 @@ func (s *Session) run(ctx context.Context, in ort.Value) ([][]float32, error) {
 			}
 		}
 	}()
-	if err != nil {
+	if err := sess.RunWithOptions(ins, outs, ro); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -308,11 +317,10 @@ func (s *Session) run(ctx context.Context, in ort.Value) ([][]float32, error) {
 	for i, o := range outs {
 		t, ok := o.(*ort.Tensor[float32])
 		if !ok {
-			return nil, fmt.Errorf("output %s is not float32", s.outputs[i].Name)
+			return nil, fmt.Errorf("output %s is not float32", outputs[i].Name)
 		}
 		res[i] = append([]float32(nil), t.GetData()...)
 	}
-	runtime.KeepAlive(in)
 	return res, nil
 }
 

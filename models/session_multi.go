@@ -231,41 +231,9 @@ func (s *MultiSession) runSlice(ctx context.Context, ps []prepared, lo, hi int) 
 			return nil, fmt.Errorf("input %s: %w", s.inputs[i].Name, err)
 		}
 	}
-	var ro *ort.RunOptions
-	if ctx.Done() != nil {
-		var err error
-		ro, err = ort.NewRunOptions()
-		if err != nil {
-			return nil, err
-		}
-		defer ro.Destroy()
-		stop := context.AfterFunc(ctx, func() { ro.Terminate() })
-		defer stop()
-	}
-	outs := make([]ort.Value, len(s.outputs))
-	defer func() {
-		for _, o := range outs {
-			if o != nil {
-				o.Destroy()
-			}
-		}
-	}()
-	if err := s.sess.RunWithOptions(vals, outs, ro); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("onnxruntime: %w", err)
-	}
-	res := make([][]float32, len(outs))
-	for i, o := range outs {
-		t, ok := o.(*ort.Tensor[float32])
-		if !ok {
-			return nil, fmt.Errorf("output %s is not float32", s.outputs[i].Name)
-		}
-		res[i] = append([]float32(nil), t.GetData()...)
-	}
+	res, err := runGraph(ctx, s.sess, vals, s.outputs)
 	runtime.KeepAlive(ps)
-	return res, nil
+	return res, err
 }
 
 // Close releases the session.
