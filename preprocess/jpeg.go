@@ -153,30 +153,41 @@ func jpegError(res *C.icthp_jres) error {
 	return fmt.Errorf("%w: JPEG: %s", ErrUndecodable, msg)
 }
 
-func decodeJPEG(data []byte, lim limits) (*pixbuf, error) {
+// decodeJPEGRaw decodes a JPEG with libjpeg-turbo into a pooled buffer of
+// its own components (1 gray, 3 RGB, 4 CMYK as stored), after checking the
+// header's size against the limits. Both image pipelines start here.
+func decodeJPEGRaw(data []byte, lim limits) (w, h, comps int, buf *[]byte, err error) {
 	res, rc := jpegCall(data, nil)
 	if rc != 0 {
-		return nil, jpegError(&res)
+		return 0, 0, 0, nil, jpegError(&res)
 	}
 	if res.truncated != 0 {
-		return nil, fmt.Errorf("%w: JPEG: truncated header", ErrUndecodable)
+		return 0, 0, 0, nil, fmt.Errorf("%w: JPEG: truncated header", ErrUndecodable)
 	}
-	w, h, comps := int(res.w), int(res.h), int(res.comps)
+	w, h, comps = int(res.w), int(res.h), int(res.comps)
 	if err := lim.checkDims("JPEG", w, h); err != nil {
-		return nil, err
+		return 0, 0, 0, nil, err
 	}
 	if comps != 1 && comps != 3 && comps != 4 {
-		return nil, fmt.Errorf("%w: JPEG: cannot handle %d-layer images", ErrUnsupportedFormat, comps)
+		return 0, 0, 0, nil, fmt.Errorf("%w: JPEG: cannot handle %d-layer images", ErrUnsupportedFormat, comps)
 	}
-	buf := getBuf(w * h * comps)
+	buf = getBuf(w * h * comps)
 	res, rc = jpegCall(data, *buf)
 	if rc != 0 {
 		putBuf(buf)
-		return nil, jpegError(&res)
+		return 0, 0, 0, nil, jpegError(&res)
 	}
 	if res.truncated != 0 {
 		putBuf(buf)
-		return nil, fmt.Errorf("%w: JPEG: image file is truncated", ErrUndecodable)
+		return 0, 0, 0, nil, fmt.Errorf("%w: JPEG: image file is truncated", ErrUndecodable)
+	}
+	return w, h, comps, buf, nil
+}
+
+func decodeJPEG(data []byte, lim limits) (*pixbuf, error) {
+	w, h, comps, buf, err := decodeJPEGRaw(data, lim)
+	if err != nil {
+		return nil, err
 	}
 	pb := &pixbuf{w: w, h: h, ps: comps, stride: w * comps, pix: *buf, pooled: buf}
 	if comps == 4 {
