@@ -23,6 +23,16 @@ const (
 // ManifestFile is the manifest's name inside a model directory.
 const ManifestFile = "model.json"
 
+// Precisions a manifest records: how the weights are stored and computed.
+const (
+	PrecisionFloat32 = "float32"
+	PrecisionFloat16 = "float16"
+	// PrecisionInt8: the transformer layers' Linear weights are int8 and run
+	// as integer GEMMs on activations quantised at run time (see
+	// clip.BuildOptions.Int8); outside the float32 parity target.
+	PrecisionInt8 = "int8"
+)
+
 // FormatVersion is the manifest format this code writes; it reads any
 // version up to it.
 const FormatVersion = 1
@@ -62,7 +72,7 @@ type Manifest struct {
 	Name         string           `json:"name,omitempty"`
 	Version      string           `json:"version"`
 	EmbeddingDim int              `json:"embedding_dim"`
-	Precision    string           `json:"precision"` // float32 or float16
+	Precision    string           `json:"precision"` // PrecisionFloat32, PrecisionFloat16 or PrecisionInt8
 	Fused        bool             `json:"fused"`
 	Image        *ImageSpec       `json:"image,omitempty"`
 	Text         *TextSpec        `json:"text,omitempty"`

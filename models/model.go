@@ -23,6 +23,14 @@ func Open(dir string, o SessionOptions) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Dir: dir, Manifest: man, Provider: o.Provider, sessions: map[string]*Session{}}
+	if man.Precision == PrecisionInt8 {
+		// DynamicQuantizeMatMul takes one activation scale over the whole
+		// batch: batched, an image's score would depend on the images run
+		// with it (and the cache would keep whichever came first). One item
+		// per run keeps each result a function of its own input; on CPU an
+		// int8 graph gains little from batching anyway (BENCHMARKS.md).
+		o.MaxBatch = 1
+	}
 	if m.Provider == "" {
 		m.Provider = CPU
 	}

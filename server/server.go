@@ -72,6 +72,7 @@ type ModelInfo struct {
 	Provider     string `json:"provider,omitempty"` // cpu, cuda, tensorrt
 	Device       string `json:"device,omitempty"`   // cpu, cuda:0, ...
 	EmbeddingDim int    `json:"embedding_dim,omitempty"`
+	Precision    string `json:"precision,omitempty"` // float32, float16, int8
 	MaxBatch     int    `json:"max_batch,omitempty"`
 	Dir          string `json:"-"`
 }

@@ -31,6 +31,7 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	fs := newFlags(a, "convert "+kind)
 	out := fs.String("out", "", "model directory to write (required)")
 	fp16 := fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)")
+	int8 := fs.Bool("int8", false, "store the transformer layers' weights as int8 and run them as integer GEMMs (CPU throughput; outside the float32 parity target, see BENCHMARKS.md)")
 	unfused := fs.Bool("unfused", false, "write standard ONNX operators only, without onnxruntime's fused contrib kernels")
 	name := fs.String("name", "", "name recorded in model.json")
 	var (
@@ -67,7 +68,10 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	build := clip.BuildOptions{Fused: !*unfused, FP16: *fp16}
+	if *int8 && *fp16 {
+		return usagef("--int8 and --fp16 exclude each other")
+	}
+	build := clip.BuildOptions{Fused: !*unfused, FP16: *fp16, Int8: *int8}
 	start := time.Now()
 	var man *models.Manifest
 	var err error

@@ -32,6 +32,9 @@ func irBuild(b clip.BuildOptions) (blip.BuildOptions, error) {
 	if b.FP16 {
 		return blip.BuildOptions{}, usagef("--fp16 is not supported for ImageReward models yet")
 	}
+	if b.Int8 {
+		return blip.BuildOptions{}, usagef("--int8 is not supported for ImageReward models yet")
+	}
 	return blip.BuildOptions{Fused: b.Fused}, nil
 }
 

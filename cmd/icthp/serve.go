@@ -273,7 +273,7 @@ func modelInfo(svc *scoring.Service, so models.SessionOptions) []server.ModelInf
 	var out []server.ModelInfo
 	add := func(name string, man *models.Manifest) {
 		out = append(out, server.ModelInfo{Name: name, Version: man.Version, Kind: string(man.Kind), Provider: string(so.Provider),
-			Device: device, EmbeddingDim: man.EmbeddingDim, MaxBatch: so.MaxBatch})
+			Device: device, EmbeddingDim: man.EmbeddingDim, Precision: man.Precision, MaxBatch: so.MaxBatch})
 	}
 	if s := svc.ICT(); s != nil {
 		add(scoring.ModelICT, s.Manifest())

@@ -70,6 +70,19 @@ func Linear(x, W, b []float64, out, in int) []float64 {
 	return y
 }
 
+// seqLinear applies a torch Linear (W [out, in], bias b or nil) to every row
+// of one sequence x [S][in]: Linear row by row in float64, or the int8
+// scheme of int8.go, whose activation scale is taken over the sequence.
+type seqLinear func(x [][]float64, W, b []float64, out, in int) [][]float64
+
+func floatLinear(x [][]float64, W, b []float64, out, in int) [][]float64 {
+	y := make([][]float64, len(x))
+	for s := range x {
+		y[s] = Linear(x[s], W, b, out, in)
+	}
+	return y
+}
+
 // LayerNorm normalises x over its length with the biased variance, then
 // scales by gamma and shifts by beta, as torch.nn.LayerNorm.
 func LayerNorm(x, gamma, beta []float64, eps float64) []float64 {
@@ -260,20 +273,17 @@ func readLayer(w clip.Weights, prefix string, t *clip.TowerConfig) (*layer, erro
 
 // attention is CLIPAttention on one sequence x ([S][D]). mask is nil or an
 // additive [S][S] mask.
-func attention(x [][]float64, l *layer, heads int, mask [][]float64) [][]float64 {
+func attention(x [][]float64, l *layer, heads int, mask [][]float64, lin seqLinear) [][]float64 {
 	S, D := len(x), len(x[0])
 	hd := D / heads
 	scale := math.Pow(float64(hd), -0.5)
-	q := make([][]float64, S)
-	k := make([][]float64, S)
-	v := make([][]float64, S)
+	q := lin(x, l.qW, l.qB, D, D)
+	k := lin(x, l.kW, l.kB, D, D)
+	v := lin(x, l.vW, l.vB, D, D)
 	for s := 0; s < S; s++ {
-		q[s] = Linear(x[s], l.qW, l.qB, D, D)
 		for i := range q[s] {
 			q[s][i] *= scale // transformers 4.27 scales q before q·kᵀ
 		}
-		k[s] = Linear(x[s], l.kW, l.kB, D, D)
-		v[s] = Linear(x[s], l.vW, l.vB, D, D)
 	}
 	ctx := make([][]float64, S)
 	for s := range ctx {
@@ -301,22 +311,18 @@ func attention(x [][]float64, l *layer, heads int, mask [][]float64) [][]float64
 			}
 		}
 	}
-	out := make([][]float64, S)
-	for s := 0; s < S; s++ {
-		out[s] = Linear(ctx[s], l.oW, l.oB, D, D)
-	}
-	return out
+	return lin(ctx, l.oW, l.oB, D, D)
 }
 
 // encoderLayer is CLIPEncoderLayer (pre-LN) on one sequence.
-func encoderLayer(x [][]float64, l *layer, t *clip.TowerConfig, mask [][]float64) ([][]float64, error) {
+func encoderLayer(x [][]float64, l *layer, t *clip.TowerConfig, mask [][]float64, lin seqLinear) ([][]float64, error) {
 	D, I := t.HiddenSize, t.IntermediateSize
 	S := len(x)
 	normed := make([][]float64, S)
 	for s := 0; s < S; s++ {
 		normed[s] = LayerNorm(x[s], l.ln1W, l.ln1B, t.LayerNormEps)
 	}
-	att := attention(normed, l, t.NumHeads, mask)
+	att := attention(normed, l, t.NumHeads, mask, lin)
 	y := make([][]float64, S)
 	for s := 0; s < S; s++ {
 		y[s] = make([]float64, D)
@@ -324,20 +330,25 @@ func encoderLayer(x [][]float64, l *layer, t *clip.TowerConfig, mask [][]float64
 			y[s][d] = x[s][d] + att[s][d]
 		}
 	}
-	out := make([][]float64, S)
 	for s := 0; s < S; s++ {
-		h := Linear(LayerNorm(y[s], l.ln2W, l.ln2B, t.LayerNormEps), l.fc1W, l.fc1B, I, D)
-		for i := range h {
-			a, err := Activate(t.HiddenAct, h[i])
+		normed[s] = LayerNorm(y[s], l.ln2W, l.ln2B, t.LayerNormEps)
+	}
+	h := lin(normed, l.fc1W, l.fc1B, I, D)
+	for s := range h {
+		for i := range h[s] {
+			a, err := Activate(t.HiddenAct, h[s][i])
 			if err != nil {
 				return nil, err
 			}
-			h[i] = a
+			h[s][i] = a
 		}
-		m := Linear(h, l.fc2W, l.fc2B, D, I)
+	}
+	m := lin(h, l.fc2W, l.fc2B, D, I)
+	out := make([][]float64, S)
+	for s := 0; s < S; s++ {
 		out[s] = make([]float64, D)
 		for d := 0; d < D; d++ {
-			out[s][d] = y[s][d] + m[d]
+			out[s][d] = y[s][d] + m[s][d]
 		}
 	}
 	return out, nil
@@ -345,13 +356,13 @@ func encoderLayer(x [][]float64, l *layer, t *clip.TowerConfig, mask [][]float64
 
 // encoder runs every layer of a tower ("vision_model" or "text_model") over
 // one sequence.
-func encoder(w clip.Weights, tower string, t *clip.TowerConfig, x [][]float64, mask [][]float64) ([][]float64, error) {
+func encoder(w clip.Weights, tower string, t *clip.TowerConfig, x [][]float64, mask [][]float64, lin seqLinear) ([][]float64, error) {
 	for i := 0; i < t.NumLayers; i++ {
 		l, err := readLayer(w, fmt.Sprintf("%s.encoder.layers.%d.", tower, i), t)
 		if err != nil {
 			return nil, err
 		}
-		x, err = encoderLayer(x, l, t, mask)
+		x, err = encoderLayer(x, l, t, mask, lin)
 		if err != nil {
 			return nil, err
 		}
@@ -366,6 +377,10 @@ func encoder(w clip.Weights, tower string, t *clip.TowerConfig, x [][]float64, m
 // num_channels × image_size × image_size each, already preprocessed. It
 // returns n embeddings of length projection_dim (not normalised).
 func ImageFeatures(cfg *clip.Config, w clip.Weights, pixels []float32, n int) ([][]float64, error) {
+	return imageFeatures(cfg, w, pixels, n, floatLinear)
+}
+
+func imageFeatures(cfg *clip.Config, w clip.Weights, pixels []float32, n int, lin seqLinear) ([][]float64, error) {
 	v := &cfg.Vision
 	D, P, C, H := v.HiddenSize, v.PatchSize, channels(v), v.ImageSize
 	G := H / P // patches per side
@@ -421,7 +436,7 @@ func ImageFeatures(cfg *clip.Config, w clip.Weights, pixels []float32, n int) ([
 			x[s] = LayerNorm(x[s], preW, preB, v.LayerNormEps)
 		}
 
-		x, err = encoder(w, "vision_model", v, x, nil)
+		x, err = encoder(w, "vision_model", v, x, nil, lin)
 		if err != nil {
 			return nil, err
 		}
@@ -437,6 +452,10 @@ func ImageFeatures(cfg *clip.Config, w clip.Weights, pixels []float32, n int) ([
 // mask beyond the causal one. It returns n embeddings of length
 // projection_dim (not normalised), pooled at PoolIndex of each row.
 func TextFeatures(cfg *clip.Config, w clip.Weights, ids []int64, n int) ([][]float64, error) {
+	return textFeatures(cfg, w, ids, n, floatLinear)
+}
+
+func textFeatures(cfg *clip.Config, w clip.Weights, ids []int64, n int, lin seqLinear) ([][]float64, error) {
 	t := &cfg.Text
 	D := t.HiddenSize
 	if n <= 0 || len(ids)%n != 0 {
@@ -473,7 +492,7 @@ func TextFeatures(cfg *clip.Config, w clip.Weights, ids []int64, n int) ([][]flo
 			}
 		}
 
-		x, err = encoder(w, "text_model", t, x, mask)
+		x, err = encoder(w, "text_model", t, x, mask, lin)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -18,6 +19,25 @@ type BuildOptions struct {
 	// FP16 stores weights and computes in half precision (for GPU execution
 	// providers); inputs and outputs stay float32/int64.
 	FP16 bool
+	// Int8 stores the Linear weights inside the transformer layers (q/k/v,
+	// out_proj, fc1, fc2) as int8, symmetric per output channel, and runs
+	// them with onnxruntime's DynamicQuantizeMatMul: activations quantised
+	// to uint8 per tensor at run time, an integer GEMM (VNNI or AMX on x86),
+	// float32 everywhere else. On CPUs with AMX those matmuls take a fifth of
+	// the time, at an error far outside the float32 parity target (see
+	// BENCHMARKS.md, "int8"): an opt-in for throughput, never the default.
+	// Not with FP16.
+	Int8 bool
+}
+
+// ErrOptions reports build options that cannot go together.
+var ErrOptions = errors.New("clip: incompatible build options")
+
+func (o BuildOptions) check() error {
+	if o.Int8 && o.FP16 {
+		return fmt.Errorf("%w: int8 weights with fp16 compute (pick one)", ErrOptions)
+	}
+	return nil
 }
 
 // Tensor names of the graphs' inputs and outputs, recorded in model.json.
@@ -42,7 +62,7 @@ type builder struct {
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
 	g := og.New(name, opset)
-	if opts.Fused {
+	if opts.Fused || opts.Int8 {
 		g.UseDomain("com.microsoft", 1)
 	}
 	b := &builder{g: g, w: w, opts: opts, dt: og.Float}
@@ -80,7 +100,7 @@ func transpose(v []float32, rows, cols int) []float32 {
 	return t
 }
 
-// linear applies torch's Linear(name): x·Wᵀ + b (bias optional).
+// linear applies torch's Linear(name): x·Wᵀ + b (bias optional), in float.
 func (b *builder) linear(x, name string, in, out int, bias bool) string {
 	wt := b.g.Weight(name+".weight", []int64{int64(in), int64(out)}, b.readT(name+".weight", out, in))
 	y := b.g.Op("MatMul", []string{x, wt})
@@ -88,6 +108,107 @@ func (b *builder) linear(x, name string, in, out int, bias bool) string {
 		y = b.g.Op("Add", []string{y, b.g.Weight(name+".bias", []int64{int64(out)}, b.read(name+".bias"))})
 	}
 	return y
+}
+
+// layerMatMul is x·W for a weight inside a transformer layer, given as an
+// [in, out] Source (already transposed): a MatMul, or with Int8 a
+// DynamicQuantizeMatMul over the int8 codes of W. bias, when not "", is the
+// name of the [out] bias weight (read from bias) added to the product; it
+// is written after the weight, as linear does, so that float graphs keep
+// their weight order and version.
+func (b *builder) layerMatMul(x, name string, in, out int, wt og.Source, biasName string, bias og.Source) string {
+	g := b.g
+	if !b.opts.Int8 {
+		y := g.Op("MatMul", []string{x, g.Weight(name, []int64{int64(in), int64(out)}, wt)})
+		if biasName != "" {
+			y = g.Op("Add", []string{y, g.Weight(biasName, []int64{int64(out)}, bias)})
+		}
+		return y
+	}
+	q := &quantized{src: wt, in: in, out: out}
+	codes := g.WeightEncoded(name+".int8", og.Int8, []int64{int64(in), int64(out)}, q.codes)
+	scale := g.WeightFloat32(name+".scale", []int64{int64(out)}, q.scales)
+	zero := g.WeightEncoded(name+".zero_point", og.Int8, []int64{int64(out)}, func() ([]byte, error) { return make([]byte, out), nil })
+	ins := []string{x, codes, scale, zero}
+	if biasName != "" {
+		ins = append(ins, g.WeightFloat32(biasName, []int64{int64(out)}, bias))
+	}
+	return g.OpMS("DynamicQuantizeMatMul", ins, 1)[0]
+}
+
+// layerLinear is linear for a Linear inside a transformer layer (see
+// layerMatMul).
+func (b *builder) layerLinear(x, name string, in, out int) string {
+	return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), name+".bias", b.read(name+".bias"))
+}
+
+// quantized turns an [in, out] float weight into int8 codes with one scale
+// per output column (symmetric, zero point 0), the scheme onnxruntime's own
+// quantiser uses for per-channel weights:
+//
+//	scale_j = float32(max_i |w_ij|) / 127   (in float32; 0 for a zero column)
+//	code_ij = round-half-even(w_ij / scale_j), within ±127
+//
+// so that code·scale is the nearest representable weight. The codes are
+// written first; the scales are kept until the writer asks for them right
+// after, so the weight is read once.
+type quantized struct {
+	src     og.Source
+	in, out int
+	scale   []float32
+}
+
+// QuantizeColumns applies that rule to an [in, out] weight (row-major) and
+// returns the codes and the out scales.
+func QuantizeColumns(w []float32, in, out int) ([]int8, []float32) {
+	scale := make([]float32, out)
+	for i := 0; i < in; i++ {
+		for j, v := range w[i*out : (i+1)*out] {
+			scale[j] = max(scale[j], float32(math.Abs(float64(v))))
+		}
+	}
+	for j := range scale {
+		scale[j] /= 127
+	}
+	codes := make([]int8, in*out)
+	for i := 0; i < in; i++ {
+		for j, v := range w[i*out : (i+1)*out] {
+			if scale[j] == 0 {
+				continue
+			}
+			c := math.RoundToEven(float64(v) / float64(scale[j]))
+			codes[i*out+j] = int8(max(-127, min(127, c)))
+		}
+	}
+	return codes, scale
+}
+
+func (q *quantized) codes() ([]byte, error) {
+	w, err := q.src()
+	if err != nil {
+		return nil, err
+	}
+	if len(w) != q.in*q.out {
+		return nil, fmt.Errorf("weight has %d values, want %d×%d", len(w), q.in, q.out)
+	}
+	codes, scale := QuantizeColumns(w, q.in, q.out)
+	q.scale = scale
+	raw := make([]byte, len(codes))
+	for i, c := range codes {
+		raw[i] = byte(c)
+	}
+	return raw, nil
+}
+
+func (q *quantized) scales() ([]float32, error) {
+	if q.scale == nil {
+		if _, err := q.codes(); err != nil {
+			return nil, err
+		}
+	}
+	s := q.scale
+	q.scale = nil
+	return s, nil
 }
 
 func (b *builder) layerNorm(x, name string, h int, eps float64) string {
@@ -153,11 +274,43 @@ func (b *builder) qkv(prefix string, h int) (og.Source, og.Source) {
 // residual stream after the last layer.
 func (b *builder) encoder(x, prefix string, t *TowerConfig, seq int, causal bool) string {
 	if b.opts.Fused {
-		return b.encoderFused(x, prefix, t, causal)
+		return b.encoderFused(x, prefix, t, seq, causal)
 	}
 	g := b.g
+	h := t.HiddenSize
+	attn := b.newAttention(t, seq, causal)
+	for l := 0; l < t.NumLayers; l++ {
+		p := prefix + ".encoder.layers." + strconv.Itoa(l) + "."
+		y := b.layerNorm(x, p+"layer_norm1", h, t.LayerNormEps)
+		ws, bs := b.qkv(p+"self_attn.", h)
+		qkv := b.layerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs)
+		a := attn.apply(p, qkv)
+		x = g.Op("Add", []string{x, b.layerLinear(a, p+"self_attn.out_proj", h, h)})
+		y = b.layerNorm(x, p+"layer_norm2", h, t.LayerNormEps)
+		m := b.activation(b.layerLinear(y, p+"mlp.fc1", h, t.IntermediateSize), t.HiddenAct)
+		x = g.Op("Add", []string{x, b.layerLinear(m, p+"mlp.fc2", t.IntermediateSize, h)})
+	}
+	return x
+}
+
+// attention is scaled dot-product attention over a projected [B, S, 3H]
+// q|k|v tensor in standard operators, as transformers 4.27 computes it:
+// q scaled before q·kᵀ, the causal mask added, softmax, ·v.
+type attention struct {
+	b                                   *builder
+	headShape, mergeShape, split, scale string
+	mask                                string // "" unless causal
+}
+
+func (b *builder) newAttention(t *TowerConfig, seq int, causal bool) *attention {
+	g := b.g
 	h, heads, hd := t.HiddenSize, t.NumHeads, t.HeadDim()
-	var mask string
+	a := &attention{b: b,
+		headShape:  g.ConstInt64("head_shape", []int64{4}, 0, 0, int64(heads), int64(hd)),
+		mergeShape: g.ConstInt64("merge_shape", []int64{3}, 0, 0, int64(h)),
+		split:      g.ConstInt64("split", []int64{3}, int64(h), int64(h), int64(h)),
+		scale:      b.scalar(math.Pow(float64(hd), -0.5)),
+	}
 	if causal {
 		// transformers 4.27 fills the upper triangle with the dtype's minimum.
 		m := make([]float32, seq*seq)
@@ -170,43 +323,32 @@ func (b *builder) encoder(x, prefix string, t *TowerConfig, seq int, causal bool
 				m[i*seq+j] = minv
 			}
 		}
-		mask = g.ConstFloat("causal_mask", []int64{int64(seq), int64(seq)}, m...)
+		a.mask = g.ConstFloat("causal_mask", []int64{int64(seq), int64(seq)}, m...)
 	}
-	headShape := g.ConstInt64("head_shape", []int64{4}, 0, 0, int64(heads), int64(hd))
-	mergeShape := g.ConstInt64("merge_shape", []int64{3}, 0, 0, int64(h))
-	split := g.ConstInt64("split", []int64{3}, int64(h), int64(h), int64(h))
-	scale := b.scalar(math.Pow(float64(hd), -0.5))
-	for l := 0; l < t.NumLayers; l++ {
-		p := prefix + ".encoder.layers." + strconv.Itoa(l) + "."
-		y := b.layerNorm(x, p+"layer_norm1", h, t.LayerNormEps)
-		ws, bs := b.qkv(p+"self_attn.", h)
-		wqkv := g.Weight(p+"self_attn.qkv.weight", []int64{int64(h), int64(3 * h)}, ws)
-		bqkv := g.Weight(p+"self_attn.qkv.bias", []int64{int64(3 * h)}, bs)
-		qkv := g.Op("Add", []string{g.Op("MatMul", []string{y, wqkv}), bqkv})
-		outs := []string{p + "q", p + "k", p + "v"}
-		g.Node("", "Split", []string{qkv, split}, outs, og.AttrInt("axis", 2))
-		q := g.Op("Transpose", []string{g.Op("Reshape", []string{g.Op("Mul", []string{outs[0], scale}), headShape})}, og.AttrInts("perm", 0, 2, 1, 3))
-		k := g.Op("Transpose", []string{g.Op("Reshape", []string{outs[1], headShape})}, og.AttrInts("perm", 0, 2, 3, 1))
-		v := g.Op("Transpose", []string{g.Op("Reshape", []string{outs[2], headShape})}, og.AttrInts("perm", 0, 2, 1, 3))
-		s := g.Op("MatMul", []string{q, k})
-		if causal {
-			s = g.Op("Add", []string{s, mask})
-		}
-		a := g.Op("MatMul", []string{g.Op("Softmax", []string{s}, og.AttrInt("axis", -1)), v})
-		a = g.Op("Reshape", []string{g.Op("Transpose", []string{a}, og.AttrInts("perm", 0, 2, 1, 3)), mergeShape})
-		x = g.Op("Add", []string{x, b.linear(a, p+"self_attn.out_proj", h, h, true)})
-		y = b.layerNorm(x, p+"layer_norm2", h, t.LayerNormEps)
-		m := b.activation(b.linear(y, p+"mlp.fc1", h, t.IntermediateSize, true), t.HiddenAct)
-		x = g.Op("Add", []string{x, b.linear(m, p+"mlp.fc2", t.IntermediateSize, h, true)})
+	return a
+}
+
+// apply returns the merged heads [B, S, H] of layer p.
+func (a *attention) apply(p, qkv string) string {
+	g := a.b.g
+	outs := []string{p + "q", p + "k", p + "v"}
+	g.Node("", "Split", []string{qkv, a.split}, outs, og.AttrInt("axis", 2))
+	q := g.Op("Transpose", []string{g.Op("Reshape", []string{g.Op("Mul", []string{outs[0], a.scale}), a.headShape})}, og.AttrInts("perm", 0, 2, 1, 3))
+	k := g.Op("Transpose", []string{g.Op("Reshape", []string{outs[1], a.headShape})}, og.AttrInts("perm", 0, 2, 3, 1))
+	v := g.Op("Transpose", []string{g.Op("Reshape", []string{outs[2], a.headShape})}, og.AttrInts("perm", 0, 2, 1, 3))
+	s := g.Op("MatMul", []string{q, k})
+	if a.mask != "" {
+		s = g.Op("Add", []string{s, a.mask})
 	}
-	return x
+	o := g.Op("MatMul", []string{g.Op("Softmax", []string{s}, og.AttrInt("axis", -1)), v})
+	return g.Op("Reshape", []string{g.Op("Transpose", []string{o}, og.AttrInts("perm", 0, 2, 1, 3)), a.mergeShape})
 }
 
 // encoderFused is encoder with onnxruntime's contrib kernels: one Attention
 // node per layer (q/k/v projection, scaled dot product, causal mask), and
 // SkipLayerNormalization folding each residual add and bias into the next
 // LayerNorm.
-func (b *builder) encoderFused(x, prefix string, t *TowerConfig, causal bool) string {
+func (b *builder) encoderFused(x, prefix string, t *TowerConfig, seq int, causal bool) string {
 	g := b.g
 	h, inter := t.HiddenSize, t.IntermediateSize
 	uni := int64(0)
@@ -218,8 +360,13 @@ func (b *builder) encoderFused(x, prefix string, t *TowerConfig, causal bool) st
 			g.Weight(name+".bias", []int64{int64(h)}, b.read(name+".bias"))
 	}
 	matmulT := func(x, name string, in, out int) string {
-		wt := g.Weight(name+".weight", []int64{int64(in), int64(out)}, b.readT(name+".weight", out, in))
-		return g.Op("MatMul", []string{x, wt})
+		return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), "", nil)
+	}
+	var attn *attention
+	if b.opts.Int8 {
+		// com.microsoft.Attention takes float weights: with int8 ones the
+		// projection is a DynamicQuantizeMatMul and the rest plain operators.
+		attn = b.newAttention(t, seq, causal)
 	}
 	bias := func(name string, n int) string {
 		return g.Weight(name+".bias", []int64{int64(n)}, b.read(name+".bias"))
@@ -230,10 +377,15 @@ func (b *builder) encoderFused(x, prefix string, t *TowerConfig, causal bool) st
 	for l := 0; l < t.NumLayers; l++ {
 		p := prefix + ".encoder.layers." + strconv.Itoa(l) + "."
 		ws, bs := b.qkv(p+"self_attn.", h)
-		wqkv := g.Weight(p+"self_attn.qkv.weight", []int64{int64(h), int64(3 * h)}, ws)
-		bqkv := g.Weight(p+"self_attn.qkv.bias", []int64{int64(3 * h)}, bs)
-		a := g.OpMS("Attention", []string{y, wqkv, bqkv}, 1,
-			og.AttrInt("num_heads", int64(t.NumHeads)), og.AttrInt("unidirectional", uni))[0]
+		var a string
+		if attn != nil {
+			a = attn.apply(p, b.layerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs))
+		} else {
+			wqkv := g.Weight(p+"self_attn.qkv.weight", []int64{int64(h), int64(3 * h)}, ws)
+			bqkv := g.Weight(p+"self_attn.qkv.bias", []int64{int64(3 * h)}, bs)
+			a = g.OpMS("Attention", []string{y, wqkv, bqkv}, 1,
+				og.AttrInt("num_heads", int64(t.NumHeads)), og.AttrInt("unidirectional", uni))[0]
+		}
 		a = matmulT(a, p+"self_attn.out_proj", h, h)
 		g2, b2 := ln(p + "layer_norm2")
 		outs := g.OpMS("SkipLayerNormalization", []string{a, x, g2, b2, bias(p+"self_attn.out_proj", h)}, 4, eps)
@@ -317,6 +469,9 @@ func (b *builder) vision(c *Config) string {
 // BuildVision writes the vision tower and projection: pixel_values
 // [batch, C, S, S] → image_embeds [batch, projection_dim].
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := CheckWeights(w, c.VisionParams()); err != nil {
 		return nil, fmt.Errorf("vision tower: %w", err)
 	}
@@ -330,6 +485,9 @@ func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 // occurrence of the largest id (the first end-of-text token), as
 // transformers 4.27 does.
 func BuildText(c *Config, w Weights, contextLength int, opts BuildOptions) (*og.Graph, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := CheckWeights(w, c.TextParams()); err != nil {
 		return nil, fmt.Errorf("text tower: %w", err)
 	}
@@ -380,6 +538,9 @@ func (c combined) Float32(name string) ([]float32, error) {
 // five Linear layers of the head (no activations; dropouts are identity at
 // inference). Outputs hp_logit [batch] and image_embeds [batch, D].
 func BuildHP(c *Config, backbone, head Weights, opts BuildOptions) (*og.Graph, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := CheckWeights(backbone, c.VisionParams()); err != nil {
 		return nil, fmt.Errorf("hp backbone: %w", err)
 	}

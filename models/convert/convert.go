@@ -258,9 +258,12 @@ func version(kind models.Kind, digests ...string) string {
 
 func precision(b clip.BuildOptions) string {
 	if b.FP16 {
-		return "float16"
+		return models.PrecisionFloat16
 	}
-	return "float32"
+	if b.Int8 {
+		return models.PrecisionInt8
+	}
+	return models.PrecisionFloat32
 }
 
 func logNotes(w io.Writer, notes []string) {

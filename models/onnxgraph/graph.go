@@ -26,6 +26,7 @@ type DataType int32
 const (
 	Float    DataType = 1
 	Uint8    DataType = 2
+	Int8     DataType = 3
 	Int32    DataType = 6
 	Int64    DataType = 7
 	Bool     DataType = 9
@@ -37,7 +38,7 @@ const (
 // Size is the element size in bytes.
 func (d DataType) Size() int {
 	switch d {
-	case Uint8, Bool:
+	case Uint8, Int8, Bool:
 		return 1
 	case Float16, BFloat16:
 		return 2
@@ -56,6 +57,8 @@ func (d DataType) String() string {
 		return "float32"
 	case Uint8:
 		return "uint8"
+	case Int8:
+		return "int8"
 	case Int32:
 		return "int32"
 	case Int64:
@@ -112,11 +115,16 @@ func AttrTensor(name string, dt DataType, dims []int64, raw []byte) Attr {
 // Source yields a weight's values when the writer reaches it.
 type Source func() ([]float32, error)
 
+// ByteSource yields a weight already encoded (little-endian elements of its
+// type: quantised codes, scales) when the writer reaches it.
+type ByteSource func() ([]byte, error)
+
 type initializer struct {
 	name  string
 	dt    DataType
 	dims  []int64
 	src   Source // streamed to the data file, converted to dt
+	bytes ByteSource
 	raw   []byte // small constants, inline
 	shape []int64
 }
@@ -249,6 +257,17 @@ func (g *Graph) WeightFloat32(name string, dims []int64, src Source) string {
 	return n
 }
 
+// WeightEncoded adds an initializer of any element type whose bytes src
+// yields when the graph is saved (quantised weights and their scales).
+func (g *Graph) WeightEncoded(name string, dt DataType, dims []int64, src ByteSource) string {
+	if g.names[name] {
+		panic("onnxgraph: duplicate initializer " + name) // a builder bug, not input
+	}
+	g.names[name] = true
+	g.inits = append(g.inits, initializer{name: name, dt: dt, dims: dims, bytes: src})
+	return name
+}
+
 // ConstInt64 adds a small inline int64 initializer.
 func (g *Graph) ConstInt64(hint string, dims []int64, vals ...int64) string {
 	raw := make([]byte, 8*len(vals))
@@ -319,23 +338,15 @@ func (g *Graph) Save(path string) (SaveResult, error) {
 	graph = graph.str(graphName, g.name)
 	for _, in := range g.inits {
 		t := msg(nil).packedInts(tensorDims, in.dims).varint(tensorDataType, uint64(in.dt)).str(tensorName, in.name)
-		if in.src == nil {
+		if in.src == nil && in.bytes == nil {
 			t = t.bytes(tensorRawData, in.raw)
 			graph = graph.sub(graphInitializer, t)
 			continue
 		}
-		vals, err := in.src()
+		raw, err := in.encode()
 		if err != nil {
-			return res, fmt.Errorf("onnxgraph: weight %s: %w", in.name, err)
+			return res, err
 		}
-		want := int64(1)
-		for _, d := range in.dims {
-			want *= d
-		}
-		if int64(len(vals)) != want {
-			return res, fmt.Errorf("onnxgraph: weight %s has %d values, shape %v needs %d", in.name, len(vals), in.dims, want)
-		}
-		raw := encodeFloats(vals, in.dt)
 		if pad := (dataAlign - offset%dataAlign) % dataAlign; pad > 0 {
 			if _, err := bw.Write(make([]byte, pad)); err != nil {
 				return res, fmt.Errorf("onnxgraph: %w", err)
@@ -395,6 +406,32 @@ func (g *Graph) Save(path string) (SaveResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// encode reads a streamed initializer and checks its size against its shape.
+func (in initializer) encode() ([]byte, error) {
+	want := int64(1)
+	for _, d := range in.dims {
+		want *= d
+	}
+	if in.bytes != nil {
+		raw, err := in.bytes()
+		if err != nil {
+			return nil, fmt.Errorf("onnxgraph: weight %s: %w", in.name, err)
+		}
+		if int64(len(raw)) != want*int64(in.dt.Size()) {
+			return nil, fmt.Errorf("onnxgraph: weight %s has %d bytes, shape %v of %s needs %d", in.name, len(raw), in.dims, in.dt, want*int64(in.dt.Size()))
+		}
+		return raw, nil
+	}
+	vals, err := in.src()
+	if err != nil {
+		return nil, fmt.Errorf("onnxgraph: weight %s: %w", in.name, err)
+	}
+	if int64(len(vals)) != want {
+		return nil, fmt.Errorf("onnxgraph: weight %s has %d values, shape %v needs %d", in.name, len(vals), in.dims, want)
+	}
+	return encodeFloats(vals, in.dt), nil
 }
 
 // writeFileAtomic writes via a temporary file and a rename, so a reader never

@@ -1,0 +1,172 @@
+package clip_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/clip"
+)
+
+// QuantizeColumns against codes and scales worked out by hand.
+func TestQuantizeColumns(t *testing.T) {
+	// [in=3, out=2]: column 0 = 1, -0.5, 0.25 (max 1); column 1 = 0, 0, 0.
+	w := []float32{1, 0, -0.5, 0, 0.25, 0}
+	codes, scales := clip.QuantizeColumns(w, 3, 2)
+	if want := []float32{float32(1) / 127, 0}; !slices.Equal(scales, want) {
+		t.Fatalf("scales %v, want %v", scales, want)
+	}
+	// -0.5·127 = -63.5 and 0.25·127 = 31.75: half to even gives -64, 32.
+	if want := []int8{127, 0, -64, 0, 32, 0}; !slices.Equal(codes, want) {
+		t.Fatalf("codes %v, want %v", codes, want)
+	}
+	// The builder's rule is the reference's (a torch weight is [out, in]).
+	tw := []float64{1, -0.5, 0.25, 0, 0, 0}
+	rs, rc := clipref.WeightScales(tw, 2, 3)
+	if !slices.Equal(rs, scales) || !slices.Equal(rc, []int8{127, -64, 32, 0, 0, 0}) {
+		t.Fatalf("reference: scales %v codes %v", rs, rc)
+	}
+}
+
+func TestInt8RefusesFP16(t *testing.T) {
+	c := tinyConfig(t, clip.GELU)
+	_, err := clip.BuildVision(&c, clip.NewRandom(&c, 1, true), clip.BuildOptions{Int8: true, FP16: true})
+	if !errors.Is(err, clip.ErrOptions) {
+		t.Fatalf("err = %v, want ErrOptions", err)
+	}
+}
+
+// onnxruntime running an int8 graph computes the int8 reference (integer
+// GEMMs over DynamicQuantizeLinear activations and per-channel int8
+// weights, written from their definitions) to float rounding, and is
+// measurably away from the float64 reference, so the graph really is
+// quantised. Each item runs alone: the activation scale is per run.
+func TestInt8GraphsMatchInt8Reference(t *testing.T) {
+	needORT(t)
+	const n = 3
+	for _, act := range []clip.Activation{clip.GELU, clip.QuickGELU} {
+		for _, fused := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/fused=%v", act, fused), func(t *testing.T) {
+				c := tinyConfig(t, act)
+				w := clip.NewRandom(&c, 11, true)
+				px, ids := inputs(n, 77, 5)
+				dir := t.TempDir()
+				opts := clip.BuildOptions{Fused: fused, Int8: true}
+				vg, err := clip.BuildVision(&c, w, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				vp := filepath.Join(dir, "vision.onnx")
+				qres, err := vg.Save(vp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tg, err := clip.BuildText(&c, w, 77, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tp := filepath.Join(dir, "text.onnx")
+				if _, err := tg.Save(tp); err != nil {
+					t.Fatal(err)
+				}
+				hg, err := clip.BuildHP(&c, w, w, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hpp := filepath.Join(dir, "hp.onnx")
+				if _, err := hg.Save(hpp); err != nil {
+					t.Fatal(err)
+				}
+				// The quantised layers' weights are stored as int8: the data
+				// file is smaller by most of 3 of every 4 bytes of them.
+				fg, err := clip.BuildVision(&c, w, clip.BuildOptions{Fused: fused})
+				if err != nil {
+					t.Fatal(err)
+				}
+				fres, err := fg.Save(filepath.Join(dir, "float.onnx"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				v := c.Vision
+				layerBytes := int64(v.NumLayers * (4*v.HiddenSize*v.HiddenSize + 2*v.HiddenSize*v.IntermediateSize) * 4)
+				if q, f := qres.WeightBytes, fres.WeightBytes; f-q < layerBytes*3/4*9/10 {
+					t.Errorf("int8 weights %d bytes, float %d: saves less than 3/4 of the layers' %d", q, f, layerBytes)
+				}
+
+				vs := openSession(t, vp, clip.InputPixels, clip.OutputImage)
+				ts := openSession(t, tp, clip.InputIDs, clip.OutputText)
+				hs := openSession(t, hpp, clip.InputPixels, clip.OutputHPLogi)
+				per := len(px) / n
+				var img, txt, hp []float32
+				for i := 0; i < n; i++ {
+					img = append(img, run(t, vs.RunFloat, px[i*per:(i+1)*per])...)
+					hp = append(hp, run(t, hs.RunFloat, px[i*per:(i+1)*per])...)
+					txt = append(txt, run(t, ts.RunInt64, ids[i*77:(i+1)*77])...)
+				}
+
+				refImg, err := clipref.ImageFeaturesInt8(&c, w, px, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				refTxt, err := clipref.TextFeaturesInt8(&c, w, ids, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fImg, err := clipref.ImageFeatures(&c, w, px, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fTxt, err := clipref.TextFeatures(&c, w, ids, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := c.ProjectionDim
+				toInt8Ref, toFloatRef := 0.0, 0.0
+				for i := 0; i < n; i++ {
+					for j := 0; j < d; j++ {
+						toInt8Ref = max(toInt8Ref, math.Abs(float64(img[i*d+j])-refImg[i][j]), math.Abs(float64(txt[i*d+j])-refTxt[i][j]))
+						toFloatRef = max(toFloatRef, math.Abs(float64(img[i*d+j])-fImg[i][j]), math.Abs(float64(txt[i*d+j])-fTxt[i][j]))
+					}
+					logit, err := clipref.HPLogit(w, refImg[i])
+					if err != nil {
+						t.Fatal(err)
+					}
+					toInt8Ref = max(toInt8Ref, math.Abs(float64(hp[i])-logit))
+				}
+				t.Logf("max |int8 graph − int8 reference| %.3g, − float64 reference %.3g", toInt8Ref, toFloatRef)
+				if toInt8Ref > 1e-3 {
+					t.Errorf("int8 graph differs from the int8 reference by %g (> 1e-3)", toInt8Ref)
+				}
+				if toFloatRef < 10*toInt8Ref || toFloatRef < 1e-4 {
+					t.Errorf("int8 graph is as close to the float reference (%g) as to the int8 one (%g): not quantised?", toFloatRef, toInt8Ref)
+				}
+			})
+		}
+	}
+}
+
+func openSession(t *testing.T, path, in, out string) *models.Session {
+	t.Helper()
+	s, err := models.OpenSession(path, in, []string{out}, models.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// run runs one item and returns its single output.
+func run[T any](t *testing.T, f func(context.Context, []T, int) ([][]float32, error), in []T) []float32 {
+	t.Helper()
+	out, err := f(context.Background(), in, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
+}
