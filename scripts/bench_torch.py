@@ -267,10 +267,10 @@ def cpu_info():
     return model, mhz, flags
 
 
-def demo_pixels(size):
+def demo_pixels(size, name="apple.jpg"):
     """One demo image, CLIPImageProcessor-style (Pillow BICUBIC, center crop, normalise)."""
     from PIL import Image
-    im = Image.open(os.path.join(ROOT, "testdata", "demo", "apple.jpg")).convert("RGB")
+    im = Image.open(os.path.join(ROOT, "testdata", "demo", name)).convert("RGB")
     w, h = im.size
     s = size / min(w, h)
     im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
@@ -283,10 +283,59 @@ def demo_pixels(size):
     return ((x - mean) / std).transpose(2, 0, 1)[None].copy()
 
 
+def spearman(a, b):
+    """Spearman's rank correlation (no ties expected in float scores)."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def int8_accuracy(benchtool, d, a, tower, head, dev, args, provider, n_random=13):
+    """How far `convert --int8` is from PyTorch float32 on the same weights.
+
+    Inputs: the three demo images, preprocessed, and n_random seeded
+    standard-normal tensors. Reports the cosine between the image_embeds of
+    the two engines (worst and mean), the largest |Δ hp_logit| against the
+    spread of hp_logit over the inputs, and how the two engines order the
+    inputs by hp_logit (Spearman, and the fraction of pairs in the same
+    order): the property a reward model is used for.
+    """
+    size = a["image_size"]
+    demo = [demo_pixels(size, f) for f in ("apple.jpg", "sunset.png", "checkers.webp")]
+    rng = np.random.default_rng(7)
+    px = np.concatenate(demo + [rng.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(n_random)])
+    n = len(px)
+    px.astype("<f4").tofile(os.path.join(d, "pixels-int8.f32"))
+    run([benchtool, "encode", "--model", os.path.join(d, "model-int8"), "--in", os.path.join(d, "pixels-int8.f32"),
+         "--n", str(n), "--out", os.path.join(d, "icthp-int8.f32"), "--threads", str(args.threads),
+         "--provider", provider])
+    got = np.fromfile(os.path.join(d, "icthp-int8.f32"), dtype="<f4")
+    D = a["projection_dim"]
+    qemb, qlogit = got[:n * D].reshape(n, D), got[n * D:]
+    with torch.inference_mode():
+        emb = tower(torch.from_numpy(px).to(dev))
+        logit = head(emb)[:, 0]
+    emb, logit = emb.cpu().numpy().astype(np.float64), logit.cpu().numpy().astype(np.float64)
+    cos = np.sum(emb * qemb, axis=1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(qemb, axis=1)
+    dl = np.abs(qlogit - logit)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    agree = sum((logit[i] - logit[j]) * (qlogit[i] - qlogit[j]) > 0 for i, j in pairs) / len(pairs)
+    res = {"inputs": n, "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
+           "hp_logit_max_abs": float(dl.max()), "hp_logit_spread": float(logit.max() - logit.min()),
+           "spearman_hp_logit": spearman(logit, qlogit), "pair_order_agreement": float(agree)}
+    print(f"  int8 against PyTorch float32 on {n} inputs: image_embeds cosine min {res['cosine_min']:.5f} "
+          f"mean {res['cosine_mean']:.5f}; hp_logit max |Δ| {res['hp_logit_max_abs']:.3g} "
+          f"(spread of hp_logit {res['hp_logit_spread']:.3g}); Spearman {res['spearman_hp_logit']:.4f}, "
+          f"pairs in the same order {100 * agree:.1f}%")
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", default="vit-b-32,vit-l-14,vit-h-14")
-    ap.add_argument("--batches", default="1,8", help="batch sizes (vit-h-14: batch 1 only)")
+    ap.add_argument("--batches", default="1,8", help="batch sizes")
+    ap.add_argument("--batches-h14", default="1", help="batch sizes for vit-h-14 (slow: default 1 only)")
+    ap.add_argument("--int8", action="store_true", help="also convert with --int8 and report its speed and "
+                    "its distance from PyTorch's float32 results")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per engine per round")
     ap.add_argument("--rounds", type=int, default=2, help="alternations of the two engines")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both engines")
@@ -334,6 +383,7 @@ def main():
                "matmul_gflops_1024": mm1024, "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "peak_gflops_measured": peak_mm,
                "peak_gflops_computed": peak_calc, "presets": []}
     batches = [int(b) for b in args.batches.split(",")]
+    h14_batches = [int(b) for b in args.batches_h14.split(",")]
     for preset in args.presets.split(","):
         d = os.path.join(work, preset)
         if not os.path.exists(os.path.join(d, "model", "model.json")):
@@ -374,10 +424,16 @@ def main():
         entry = {"preset": preset, "gflop_per_image": vision_gflop(a), "parity_max_abs": diff_raw,
                  "parity_max_abs_normalised": diff_norm, "parity_hp_logit": diff_logit, "parity_ok": ok,
                  "batches": []}
+        if args.int8:
+            if not os.path.exists(os.path.join(d, "model-int8", "model.json")):
+                run([icthp, "convert", "hp", "--int8", "--backbone", os.path.join(d, "backbone"),
+                     "--head", os.path.join(d, "head.bin"), "--out", os.path.join(d, "model-int8")])
+            entry["int8"] = int8_accuracy(benchtool, d, a, tower, head, dev, args, provider)
 
-        for n in ([1] if preset == "vit-h-14" else batches):
+        for n in (h14_batches if preset == "vit-h-14" else batches):
             x = torch.randn(n, 3, a["image_size"], a["image_size"]).to(dev)
             best_t, best_i, cpu_t, cpu_i = math.inf, math.inf, math.inf, math.inf
+            best_q, cpu_q = math.inf, math.inf
             with torch.inference_mode():
                 tower(x)  # warm-up
                 sync()
@@ -393,6 +449,12 @@ def main():
                                           "--threads", str(args.threads), "--provider", provider]))
                     best_i = min(best_i, min(out["seconds"]))
                     cpu_i = min(cpu_i, min(out["cpu_seconds"]))
+                    if args.int8:
+                        out = json.loads(run([benchtool, "time", "--model", os.path.join(d, "model-int8"),
+                                              "--batch", str(n), "--runs", str(args.runs),
+                                              "--threads", str(args.threads), "--provider", provider]))
+                        best_q = min(best_q, min(out["seconds"]))
+                        cpu_q = min(cpu_q, min(out["cpu_seconds"]))
             ti, ii = n / best_t, n / best_i
             g = vision_gflop(a)
             row = {"batch": n, "torch_images_per_s": ti, "icthp_images_per_s": ii, "ratio": ii / ti,
@@ -401,6 +463,10 @@ def main():
                    "icthp_fraction_of_computed_peak": g * ii / peak_calc if peak_calc else None,
                    "torch_cpu_ms_per_image": 1e3 * cpu_t / n, "icthp_cpu_ms_per_image": 1e3 * cpu_i / n,
                    "ratio_cpu": cpu_t / cpu_i}
+            if args.int8:
+                qi = n / best_q
+                row.update({"int8_images_per_s": qi, "int8_ratio": qi / ti, "int8_ratio_vs_float": qi / ii,
+                            "int8_cpu_ms_per_image": 1e3 * cpu_q / n, "int8_ratio_cpu": cpu_t / cpu_q})
             entry["batches"].append(row)
             print(f"  batch {n:2d}: PyTorch eager {ti:8.2f} images/s ({g * ti:5.0f} GFLOP/s), "
                   f"icthp {ii:8.2f} images/s ({g * ii:5.0f} GFLOP/s): {ii / ti:.2f}x; icthp at "
@@ -409,6 +475,9 @@ def main():
             print(f"            CPU time: PyTorch {1e3 * cpu_t / n:8.1f} ms/image, icthp {1e3 * cpu_i / n:8.1f} ms/image: "
                   f"{cpu_t / cpu_i:.2f}x; icthp at {g * n / cpu_i:.0f} GFLOP per CPU-second, "
                   f"{100 * g * n / cpu_i / (peak_calc / args.threads):.0f}% of one core's computed peak")
+            if args.int8:
+                print(f"            icthp --int8 {qi:8.2f} images/s: {qi / ti:.2f}x PyTorch, {qi / ii:.2f}x icthp float32; "
+                      f"CPU {1e3 * cpu_q / n:8.1f} ms/image ({cpu_t / cpu_q:.2f}x PyTorch's)")
             sys.stdout.flush()
         results["presets"].append(entry)
         del tower, head
