@@ -282,7 +282,11 @@ func modelInfo(svc *scoring.Service, so models.SessionOptions) []server.ModelInf
 		add(scoring.ModelHP, s.Manifest())
 	}
 	if s := svc.ImageReward(); s != nil {
-		out = append(out, server.ModelInfo{Name: scoring.ModelImageReward, Version: s.Version(), Provider: string(so.Provider), Device: device})
+		if m, ok := s.(interface{ Manifest() *models.Manifest }); ok {
+			add(scoring.ModelImageReward, m.Manifest())
+		} else {
+			out = append(out, server.ModelInfo{Name: scoring.ModelImageReward, Version: s.Version(), Provider: string(so.Provider), Device: device})
+		}
 	}
 	return out
 }
