@@ -56,11 +56,12 @@ if want go; then
 fi
 
 if want encoder; then
-  echo; echo "## Encoder throughput per preset and batch size (vision tower + HP head, fused graphs, best of $RUNS runs)"
+  echo; echo "## Encoder throughput per preset and batch size (vision tower + HP head, fused float32 and int8 graphs, best of $RUNS runs)"
   go build -o "$WORK/benchtool" ./scripts/benchtool
   for p in $PRESETS; do
     dir="$WORK/random-hp-$p"
     [ -f "$dir/model.json" ] || bin/icthp convert random --preset "$p" --kind hp --seed 1 --out "$dir" >/dev/null
+    [ -f "$dir-int8/model.json" ] || bin/icthp convert random --preset "$p" --kind hp --seed 1 --int8 --out "$dir-int8" >/dev/null
     case $p in
       tiny|vit-b-32) batches="1 8 32" ;;
       vit-l-14) batches="1 8" ;;
@@ -68,6 +69,7 @@ if want encoder; then
     esac
     for b in $batches; do
       "$WORK/benchtool" time --model "$dir" --batch "$b" --runs "$RUNS" --text
+      "$WORK/benchtool" time --model "$dir-int8" --batch "$b" --runs "$RUNS" --text
     done
   done
 fi
@@ -82,7 +84,8 @@ if want torch; then
     [ -n "$torch_presets" ] || torch_presets=tiny
     # One thread each (the table in BENCHMARKS.md), then one per core.
     for th in ${TORCH_THREADS:-1 $(nproc)}; do
-      "$py" scripts/bench_torch.py --threads "$th" --presets "$torch_presets" --batches 1,8 \
+      "$py" scripts/bench_torch.py --threads "$th" --presets "$torch_presets" --batches 1,8 --int8 \
+        --batches-h14 "${H14_BATCHES:-1,8}" \
         --runs "${TORCH_RUNS:-3}" --rounds "${TORCH_ROUNDS:-1}" --work "$WORK/torch" --json "$WORK/torch-$th.json"
     done
   fi

@@ -25,18 +25,22 @@ func benchPreset() clip.Preset {
 	return clip.PresetViTB32
 }
 
-// buildBench writes the vision graph of the preset in dir, plain or fused.
-func buildBench(b *testing.B, dir string, fused bool) string {
+// buildBench writes the vision graph of the preset in dir, plain, fused or
+// fused with int8 layers.
+func buildBench(b *testing.B, dir string, opts clip.BuildOptions) string {
 	b.Helper()
 	c, err := clip.PresetConfig(benchPreset())
 	if err != nil {
 		b.Fatal(err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("vision-fused-%v.onnx", fused))
+	path := filepath.Join(dir, fmt.Sprintf("vision-fused-%v.onnx", opts.Fused))
+	if opts.Int8 {
+		path = filepath.Join(dir, "vision-int8.onnx")
+	}
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
-	g, err := clip.BuildVision(&c, clip.NewRandom(&c, 1, false), clip.BuildOptions{Fused: fused})
+	g, err := clip.BuildVision(&c, clip.NewRandom(&c, 1, false), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,8 +86,9 @@ func benchBatches(b *testing.B) []int {
 
 // BenchmarkVisionEncoder measures images/s of the vision tower, the plain
 // graph of standard operators (`convert --unfused`) against the default one
-// with onnxruntime's fused contrib kernels, on the same weights. Both
-// sessions stay open and the two graphs run one after the other at each
+// with onnxruntime's fused contrib kernels and the int8 one (`convert
+// --int8`), on the same weights. The sessions stay open and the graphs run
+// one after the other at each
 // batch size, so that a change in the machine's load hits both alike. For
 // several rounds, run the command several times (-count N would repeat each
 // sub-benchmark N times in a row, not interleave them):
@@ -100,14 +105,17 @@ func BenchmarkVisionEncoder(b *testing.B) {
 	if dir == "" {
 		dir = b.TempDir()
 	}
+	// int8 runs one image per onnxruntime run, as models.Open runs an int8
+	// model (the activation scale is per run).
 	variants := []struct {
-		name  string
-		fused bool
-	}{{"unfused", false}, {"fused", true}}
+		name     string
+		opts     clip.BuildOptions
+		maxBatch int
+	}{{"unfused", clip.BuildOptions{}, 0}, {"fused", clip.BuildOptions{Fused: true}, 0}, {"int8", clip.BuildOptions{Fused: true, Int8: true}, 1}}
 	sessions := make([]*models.Session, len(variants))
 	for i, v := range variants {
-		s, err := models.OpenSession(buildBench(b, dir, v.fused), clip.InputPixels, []string{clip.OutputImage},
-			models.SessionOptions{IntraOpThreads: benchThreads(b), OptLevel: os.Getenv("ICTHP_BENCH_OPT")})
+		s, err := models.OpenSession(buildBench(b, dir, v.opts), clip.InputPixels, []string{clip.OutputImage},
+			models.SessionOptions{IntraOpThreads: benchThreads(b), OptLevel: os.Getenv("ICTHP_BENCH_OPT"), MaxBatch: v.maxBatch})
 		if err != nil {
 			b.Fatal(err)
 		}
