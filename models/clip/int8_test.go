@@ -110,22 +110,8 @@ func TestInt8GraphsMatchInt8Reference(t *testing.T) {
 					txt = append(txt, run(t, ts.RunInt64, ids[i*77:(i+1)*77])...)
 				}
 
-				refImg, err := clipref.ImageFeaturesInt8(&c, w, px, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				refTxt, err := clipref.TextFeaturesInt8(&c, w, ids, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				fImg, err := clipref.ImageFeatures(&c, w, px, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				fTxt, err := clipref.TextFeatures(&c, w, ids, n)
-				if err != nil {
-					t.Fatal(err)
-				}
+				refImg, refTxt := references(t, &c, w, px, ids, n, true)
+				fImg, fTxt := references(t, &c, w, px, ids, n, false)
 				d := c.ProjectionDim
 				toInt8Ref, toFloatRef := 0.0, 0.0
 				for i := 0; i < n; i++ {

@@ -108,14 +108,7 @@ func TestGraphsMatchFloat64Reference(t *testing.T) {
 				}
 				hp := runVision(t, filepath.Join(dir, "hp.onnx"), px, n, clip.OutputHPLogi)[0]
 
-				refImg, err := clipref.ImageFeatures(&c, w, px, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				refTxt, err := clipref.TextFeatures(&c, w, ids, n)
-				if err != nil {
-					t.Fatal(err)
-				}
+				refImg, refTxt := references(t, &c, w, px, ids, n, false)
 				d := c.ProjectionDim
 				worst := 0.0
 				for i := 0; i < n; i++ {
@@ -136,4 +129,22 @@ func TestGraphsMatchFloat64Reference(t *testing.T) {
 			})
 		}
 	}
+}
+
+// references are the float64 reference's image and text features of n
+// images and n rows of ids, plain or with the int8 scheme.
+func references(t *testing.T, c *clip.Config, w clip.Weights, px []float32, ids []int64, n int, int8 bool) (img, txt [][]float64) {
+	t.Helper()
+	imageF, textF := clipref.ImageFeatures, clipref.TextFeatures
+	if int8 {
+		imageF, textF = clipref.ImageFeaturesInt8, clipref.TextFeaturesInt8
+	}
+	img, err := imageF(c, w, px, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txt, err = textF(c, w, ids, n); err != nil {
+		t.Fatal(err)
+	}
+	return img, txt
 }
