@@ -17,10 +17,11 @@ import (
 
 func init() {
 	register(command{
-		name:    "models",
-		args:    "inspect [--json] [--ort-lib PATH] DIR",
-		summary: "say what a model directory holds: kind, version, sizes, preprocessing, graphs with their inputs and outputs",
-		run:     runModels,
+		name: "models",
+		args: "inspect [--json] [--ort-lib PATH] DIR | " + compareArgs,
+		summary: "say what a model directory holds: kind, version, sizes, preprocessing, graphs with their inputs and outputs; " +
+			"or how far apart two models of one kind are on images (embedding cosine, score |Δ|, rank agreement)",
+		run: runModels,
 	})
 }
 
@@ -32,8 +33,11 @@ type graphInfo struct {
 }
 
 func runModels(ctx context.Context, a *app, args []string) error {
+	if len(args) > 0 && args[0] == "compare" {
+		return runCompare(ctx, a, args[1:])
+	}
 	if len(args) == 0 || args[0] != "inspect" {
-		return usagef("want `models inspect DIR`")
+		return usagef("want `models inspect DIR` or `models compare A B IMAGE...`")
 	}
 	if err := checkCommandLine(args); err != nil {
 		return err
