@@ -46,6 +46,19 @@ type Options struct {
 	// Cache, when set, keeps the image token sequences of encoded images
 	// (the service's embedding cache, *cache.Cache).
 	Cache TokenCache
+	// Vision, when set, is called once by Open with the opened image
+	// encoder and returns what the scorer calls instead: serve puts its
+	// dynamic batcher (*models.Batcher) there, so that images from many
+	// requests share one run of the expensive ViT. The text+cross graph
+	// takes three inputs, which the batcher does not, and runs per call.
+	Vision func(*models.Model) (ImageEncoder, error)
+}
+
+// ImageEncoder runs the image encoder on n preprocessed images (NCHW
+// float32, one after another) and returns image_tokens as n rows;
+// *models.Model and *models.Batcher are ones.
+type ImageEncoder interface {
+	EncodeImages(ctx context.Context, pixels []float32, n int) ([][]float32, error)
 }
 
 // Scorer is an opened ImageReward model directory. It is safe for
@@ -54,6 +67,7 @@ type Scorer struct {
 	dir     string
 	man     *models.Manifest
 	model   *models.Model        // vision graph
+	vision  ImageEncoder         // model, or what Options.Vision put in front of it
 	text    *models.MultiSession // text + cross-attention + head
 	tok     *preprocess.WordPiece
 	images  *preprocess.TorchvisionPipeline
@@ -105,7 +119,13 @@ func Open(dir string, so models.SessionOptions, o Options) (*Scorer, error) {
 		md.Close()
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	s := &Scorer{dir: dir, man: man, model: md, text: text, tok: tok, images: img, workers: o.Workers, cache: o.Cache}
+	s := &Scorer{dir: dir, man: man, model: md, vision: md, text: text, tok: tok, images: img, workers: o.Workers, cache: o.Cache}
+	if o.Vision != nil {
+		if s.vision, err = o.Vision(md); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("imagereward: model %s: %w", dir, err)
+		}
+	}
 	shape := text.InputShape(tg.Inputs[2])
 	if len(shape) != 3 || shape[1] <= 0 || shape[2] <= 0 {
 		s.Close()
@@ -313,7 +333,7 @@ func (s *Scorer) encode(ctx context.Context, images []scoring.Image, idx []int) 
 	if len(run) == 0 {
 		return vals, errs, nil
 	}
-	out, err := s.model.EncodeImages(ctx, buf, len(run))
+	out, err := s.vision.EncodeImages(ctx, buf, len(run))
 	if err != nil {
 		return nil, nil, fmt.Errorf("imagereward image encoder: %w", err)
 	}

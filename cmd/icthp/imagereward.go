@@ -14,9 +14,12 @@ import (
 )
 
 // openImageReward opens an ImageReward model directory for the service,
-// with the command's image limits.
-func openImageReward(dir string, so models.SessionOptions, maxBytes, maxPixels int64) (scoring.ImageRewardScorer, error) {
-	return imagereward.Open(dir, so, imagereward.Options{MaxImageBytes: maxBytes, MaxImagePixels: maxPixels})
+// with the command's image limits; enc puts what the command wants (serve's
+// batcher, or nothing) in front of the image encoder, as for ICT and HP.
+func openImageReward(dir string, so models.SessionOptions, maxBytes, maxPixels int64,
+	enc func(name string, md *models.Model) (models.BatchEncoder, error)) (scoring.ImageRewardScorer, error) {
+	return imagereward.Open(dir, so, imagereward.Options{MaxImageBytes: maxBytes, MaxImagePixels: maxPixels,
+		Vision: func(md *models.Model) (imagereward.ImageEncoder, error) { return enc(scoring.ModelImageReward, md) }})
 }
 
 // setImageRewardCache gives the ImageReward scorer the service's embedding

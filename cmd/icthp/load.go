@@ -32,7 +32,8 @@ type modelFlags struct {
 	ortLib               string
 	maxBytes, maxPixels  int64
 	// encoderFor, when set (by serve), puts something in front of each
-	// opened model (a dynamic batcher); name is ict or hp.
+	// opened model (a dynamic batcher); name is ict, hp or imagereward
+	// (its image encoder).
 	encoderFor func(name string, md *models.Model) (models.BatchEncoder, error)
 	cache      cacheFlags
 }
@@ -200,7 +201,7 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 		}
 	}
 	if m.imagereward != "" {
-		if irS, err = openImageReward(m.imagereward, so, m.maxBytes, m.maxPixels); err != nil {
+		if irS, err = openImageReward(m.imagereward, so, m.maxBytes, m.maxPixels, m.encoder); err != nil {
 			l.close()
 			return nil, err
 		}
