@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -130,15 +131,19 @@ func (m *modelFlags) sessionOptions() (models.SessionOptions, error) {
 
 // loaded is what loadModels opened; close releases the sessions.
 type loaded struct {
-	svc    *scoring.Service
-	models []*models.Model
-	demo   bool
-	cache  *cache.Cache
+	svc     *scoring.Service
+	models  []*models.Model
+	closers []io.Closer // scorers that own their sessions (ImageReward)
+	demo    bool
+	cache   *cache.Cache
 }
 
 func (l *loaded) close() {
 	for _, m := range l.models {
 		m.Close()
+	}
+	for _, c := range l.closers {
+		c.Close()
 	}
 	l.cache.Close()
 }
@@ -204,6 +209,9 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 		if irS, err = openImageReward(m.imagereward, so, m.maxBytes, m.maxPixels, m.encoder); err != nil {
 			l.close()
 			return nil, err
+		}
+		if c, ok := irS.(io.Closer); ok {
+			l.closers = append(l.closers, c)
 		}
 	}
 	opts.MaxImageBytes, opts.MaxImagePixels = m.maxBytes, m.maxPixels
