@@ -8,7 +8,9 @@
 // and its misses stored together (one more); concurrent misses of one key
 // are computed once. Redis is never a point of failure: every round trip has
 // a short timeout, and a circuit breaker skips Redis while it is down, with
-// a half-open probe to come back to it.
+// a half-open probe to come back to it. A Cluster has one breaker per
+// master: while one is down, the others' hits are still used and only the
+// dead master's keys are computed (and not written).
 package cache
 
 import (
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +51,8 @@ type Options struct {
 	// Scalars (the HP logit) are always float64.
 	Float16 bool
 	// BreakerThreshold is how many consecutive Redis failures open the
-	// circuit; BreakerCooldown how long it stays open before a probe.
+	// circuit; BreakerCooldown how long it stays open before a probe. A
+	// Cluster's masters each have their own circuit with these settings.
 	BreakerThreshold int
 	BreakerCooldown  time.Duration
 	// Metrics, when set, receives the cache's Prometheus collectors.
@@ -66,10 +70,20 @@ type Cache struct {
 	timeout time.Duration
 	ttl     time.Duration
 	f16     bool
-	br      *breaker
-	log     *slog.Logger
-	m       *metrics
-	stats   counters
+	// br guards Redis as a whole; for a Cluster, finding the cluster's
+	// layout (without it no key can be placed on a master).
+	br *breaker
+	// cluster is set when Redis is a Cluster: each master's keys then go
+	// in their own pipeline, behind that master's breaker in nodes.
+	cluster   *redis.ClusterClient
+	threshold int
+	cooldown  time.Duration
+	log       *slog.Logger
+	m         *metrics
+	stats     counters
+
+	nodesMu sync.Mutex
+	nodes   map[string]*breaker // by the master's address, made on first use
 
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -121,15 +135,17 @@ func New(o Options) (*Cache, error) {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
 	}
-	th, cd := o.BreakerThreshold, o.BreakerCooldown
-	if th == 0 {
-		th = DefaultBreakerThreshold
+	c.threshold, c.cooldown = o.BreakerThreshold, o.BreakerCooldown
+	if c.threshold == 0 {
+		c.threshold = DefaultBreakerThreshold
 	}
-	if cd == 0 {
-		cd = DefaultBreakerCooldown
+	if c.cooldown == 0 {
+		c.cooldown = DefaultBreakerCooldown
 	}
+	c.cluster, _ = o.Redis.(*redis.ClusterClient)
+	c.nodes = map[string]*breaker{}
 	c.m = newMetrics(c)
-	c.br = &breaker{threshold: th, cooldown: cd, now: time.Now, onChange: c.circuitChanged}
+	c.br = c.newBreaker("")
 	if o.Metrics != nil {
 		if err := c.m.register(o.Metrics); err != nil {
 			return nil, err
@@ -161,25 +177,59 @@ func (c *Cache) Close() error {
 	return nil
 }
 
+// newBreaker makes the breaker of Redis as a whole (node "") or of one
+// Cluster master.
+func (c *Cache) newBreaker(node string) *breaker {
+	return &breaker{threshold: c.threshold, cooldown: c.cooldown, now: time.Now,
+		onChange: func(from, to State) { c.circuitChanged(node, from, to) }}
+}
+
+// nodeBreaker is the breaker of the Cluster master at addr.
+func (c *Cache) nodeBreaker(addr string) *breaker {
+	c.nodesMu.Lock()
+	defer c.nodesMu.Unlock()
+	b := c.nodes[addr]
+	if b == nil {
+		b = c.newBreaker(addr)
+		c.nodes[addr] = b
+	}
+	return b
+}
+
 // Circuit is the Redis circuit breaker's state (Closed when there is no
-// Redis).
+// Redis). For a Cluster it is the worst of its breakers: Open while any
+// master is skipped, else HalfOpen while one is probed, else Closed.
 func (c *Cache) Circuit() State {
 	if c == nil {
 		return Closed
 	}
-	return c.br.State()
+	// Open outranks HalfOpen, which outranks Closed.
+	rank := func(s State) int { return [...]int{Closed: 0, HalfOpen: 1, Open: 2}[s] }
+	s := c.br.State()
+	c.nodesMu.Lock()
+	defer c.nodesMu.Unlock()
+	for _, b := range c.nodes {
+		if t := b.State(); rank(t) > rank(s) {
+			s = t
+		}
+	}
+	return s
 }
 
-func (c *Cache) circuitChanged(from, to State) {
-	c.m.circuit.Set(float64(to))
+func (c *Cache) circuitChanged(node string, from, to State) {
 	c.m.transitions.WithLabelValues(to.String()).Inc()
-	// One line when Redis is lost and one when it is back; the probes in
-	// between are counted, not logged.
+	// One line when Redis (or a master) is lost and one when it is back;
+	// the probes in between are counted, not logged.
 	switch {
+	case from == Closed && to == Open && node == "":
+		c.log.Warn("cache: Redis unavailable, circuit open: serving without it", "retry_after", c.cooldown)
 	case from == Closed && to == Open:
-		c.log.Warn("cache: Redis unavailable, circuit open: serving without it", "retry_after", c.br.cooldown)
-	case to == Closed:
+		c.log.Warn("cache: Redis Cluster master unavailable, circuit open: its keys are served without it",
+			"node", node, "retry_after", c.cooldown)
+	case to == Closed && node == "":
 		c.log.Info("cache: Redis is back, circuit closed")
+	case to == Closed:
+		c.log.Info("cache: Redis Cluster master is back, circuit closed", "node", node)
 	}
 }
 
@@ -276,18 +326,25 @@ func (c *Cache) Resolve(ctx context.Context, keys []Key, compute ComputeFunc) ([
 
 	// 3. Redis, one round trip for all the owned keys.
 	need := owned
+	var unanswered map[int]bool // looked up, no answer: not written either
 	if c.rdb != nil && len(owned) > 0 {
 		ks := make([]string, len(owned))
 		for k, i := range owned {
 			ks[k] = strs[i]
 		}
-		got := c.redisGet(ctx, ks)
+		got, answered := c.redisGet(ctx, ks)
 		need = nil
 		for k, i := range owned {
-			if got == nil || got[k] == nil {
-				if got != nil {
-					c.miss(tierRedis, keys[i].Kind)
+			if !answered[k] {
+				if unanswered == nil {
+					unanswered = map[int]bool{}
 				}
+				unanswered[i] = true
+				need = append(need, i)
+				continue
+			}
+			if got[k] == nil {
+				c.miss(tierRedis, keys[i].Kind)
 				need = append(need, i)
 				continue
 			}
@@ -310,7 +367,7 @@ func (c *Cache) Resolve(ctx context.Context, keys []Key, compute ComputeFunc) ([
 
 	// 4. Compute what is left, in one call, and store it.
 	if len(need) > 0 {
-		if err := c.computeAndStore(ctx, compute, need, keys, strs, vals, errs, flights, finished); err != nil {
+		if err := c.computeAndStore(ctx, compute, need, keys, strs, vals, errs, flights, finished, unanswered); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -337,7 +394,7 @@ func (c *Cache) Resolve(ctx context.Context, keys []Key, compute ComputeFunc) ([
 		}
 	}
 	if len(again) > 0 {
-		if err := c.computeAndStore(ctx, compute, again, keys, strs, vals, errs, nil, nil); err != nil {
+		if err := c.computeAndStore(ctx, compute, again, keys, strs, vals, errs, nil, nil, nil); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -369,8 +426,12 @@ func fill(ctx context.Context, compute ComputeFunc, idx []int, vals []Value, err
 	return nil
 }
 
+// computeAndStore computes idx and stores what it gets, in Redis too except
+// the keys in noRedis: their lookup had no answer (Redis, or their Cluster
+// master, just failed or is skipped), and writing them would only wait for
+// it again.
 func (c *Cache) computeAndStore(ctx context.Context, compute ComputeFunc, idx []int, keys []Key, strs []string,
-	vals []Value, errs []error, flights map[int]*flight, finished map[int]bool) error {
+	vals []Value, errs []error, flights map[int]*flight, finished map[int]bool, noRedis map[int]bool) error {
 	if err := fill(ctx, compute, idx, vals, errs); err != nil {
 		return err
 	}
@@ -387,7 +448,9 @@ func (c *Cache) computeAndStore(ctx context.Context, compute ComputeFunc, idx []
 		c.stats.computed.Add(1)
 		if errs[i] == nil {
 			c.localSet(strs[i], vals[i])
-			puts = append(puts, kv{strs[i], vals[i]})
+			if !noRedis[i] {
+				puts = append(puts, kv{strs[i], vals[i]})
+			}
 		}
 		if f := flights[i]; f != nil {
 			c.finish(strs[i], f, vals[i], errs[i], false)
@@ -432,91 +495,210 @@ type kv struct {
 	val Value
 }
 
-// redisGet fetches keys in one pipeline. It returns nil when Redis is not
-// usable now (circuit open, error, timeout); otherwise one entry per key,
-// nil for a miss.
-func (c *Cache) redisGet(ctx context.Context, keys []string) [][]byte {
-	ok, probe := c.br.allow()
-	if !ok {
-		c.m.skipped.WithLabelValues(opGet).Inc()
-		c.stats.redisSkipped.Add(1)
-		return nil
+// part is the share of one round trip that one breaker answers for: every
+// key for a single Redis (or Sentinel), one master's keys for a Cluster.
+type part struct {
+	br    *breaker
+	probe bool
+	via   interface {
+		Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	cmds := make([]*redis.StringCmd, len(keys))
-	start := time.Now()
-	_, _ = c.rdb.Pipelined(rctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(rctx, k)
-		}
-		return nil
-	})
-	c.m.redisSeconds.WithLabelValues(opGet).Observe(time.Since(start).Seconds())
-	c.stats.roundTrips.Add(1)
-	out := make([][]byte, len(keys))
-	var failed error
-	for i, cmd := range cmds {
-		b, err := cmd.Bytes()
-		switch {
-		case err == nil:
-			out[i] = b
-		case errors.Is(err, redis.Nil):
-		default:
-			failed = err
-		}
-	}
-	if failed != nil {
-		c.redisFailed(ctx, opGet, probe)
-		return nil
-	}
-	c.br.done(probe, true, true)
-	return out
+	keys []int
+	err  error // what Pipelined returned
 }
 
-// redisSet stores entries in one pipeline, detached from the caller's
+// route splits keys into the parts whose breakers let them through now; the
+// parts skipped are counted. caller is the context a failure is judged by
+// (see redisFailed).
+func (c *Cache) route(ctx, caller context.Context, op string, keys []string) []*part {
+	ok, probe := c.br.allow()
+	if !ok {
+		c.skip(op)
+		return nil
+	}
+	if c.cluster == nil {
+		all := make([]int, len(keys))
+		for k := range all {
+			all[k] = k
+		}
+		return []*part{{br: c.br, probe: probe, via: c.rdb, keys: all}}
+	}
+	byAddr := map[string]*part{}
+	var parts []*part
+	for k, key := range keys {
+		// From the layout go-redis keeps; it is fetched (within ctx) only
+		// when there is none yet.
+		node, err := c.cluster.MasterForKey(ctx, key)
+		if err != nil {
+			c.redisFailed(caller, op, probe, c.br)
+			return nil
+		}
+		addr := node.Options().Addr
+		p, seen := byAddr[addr]
+		if !seen {
+			br := c.nodeBreaker(addr)
+			if ok, probe := br.allow(); ok {
+				p = &part{br: br, probe: probe, via: node}
+				parts = append(parts, p)
+			} else {
+				c.skip(op)
+			}
+			byAddr[addr] = p // nil when skipped
+		}
+		if p != nil {
+			p.keys = append(p.keys, k)
+		}
+	}
+	c.br.done(probe, true, true)
+	return parts
+}
+
+// exchange sends add's command for each key that route lets through, in one
+// round trip: one pipeline, or for a Cluster one per master at once, and
+// reports each part to its breaker. A key's command is nil when it was not
+// sent or its part failed: only the others' replies are to be read.
+// (go-redis' own Cluster pipeline is not used: when a master is down
+// it retries that master after a backoff, and when the deadline cuts the
+// backoff short it marks every command failed, the answered ones too.)
+func (c *Cache) exchange(ctx, caller context.Context, op string, keys []string, add func(p redis.Pipeliner, k int) redis.Cmder) []redis.Cmder {
+	cmds := make([]redis.Cmder, len(keys))
+	parts := c.route(ctx, caller, op, keys)
+	if len(parts) == 0 {
+		return cmds
+	}
+	send := func(p *part) {
+		_, p.err = p.via.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for _, k := range p.keys {
+				cmds[k] = add(pl, k)
+			}
+			return nil
+		})
+	}
+	start := time.Now()
+	if len(parts) == 1 {
+		send(parts[0])
+	} else {
+		var wg sync.WaitGroup
+		for _, p := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				send(p)
+			}()
+		}
+		wg.Wait()
+	}
+	c.m.redisSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	c.stats.roundTrips.Add(1)
+	for _, p := range parts {
+		// Pipelined's error is the first command's, or one from before any
+		// was sent (a refused AUTH), which leaves the commands without
+		// one: so both are looked at.
+		failed := p.err != nil && !errors.Is(p.err, redis.Nil) && !moved(p.err)
+		for _, k := range p.keys {
+			err := cmds[k].Err()
+			switch {
+			case err == nil || errors.Is(err, redis.Nil):
+			case c.cluster != nil && moved(err):
+				// The master answered: the slot is elsewhere now (a
+				// resharding). The key goes without Redis this time and
+				// the next request finds the new layout.
+				c.cluster.ReloadState(ctx)
+			default:
+				failed = true
+			}
+		}
+		if !failed {
+			p.br.done(p.probe, true, true)
+			continue
+		}
+		c.redisFailed(caller, op, p.probe, p.br)
+		for _, k := range p.keys {
+			cmds[k] = nil
+		}
+	}
+	return cmds
+}
+
+// moved says whether err is a Cluster redirection (MOVED or ASK).
+func moved(err error) bool {
+	return strings.HasPrefix(err.Error(), "MOVED ") || strings.HasPrefix(err.Error(), "ASK ")
+}
+
+// redisGet fetches keys in one round trip. answered[k] says whether Redis
+// gave key k's verdict; got[k] is then its value, nil for a miss. Keys not
+// answered are those of a Redis (or Cluster master) that failed, timed out
+// or is skipped while its circuit is open: the others are still used.
+func (c *Cache) redisGet(ctx context.Context, keys []string) (got [][]byte, answered []bool) {
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	gets := make([]*redis.StringCmd, len(keys))
+	cmds := c.exchange(rctx, ctx, opGet, keys, func(p redis.Pipeliner, k int) redis.Cmder {
+		gets[k] = p.Get(rctx, keys[k])
+		return gets[k]
+	})
+	got, answered = make([][]byte, len(keys)), make([]bool, len(keys))
+	for k, cmd := range cmds {
+		if cmd == nil {
+			continue
+		}
+		b, err := gets[k].Bytes()
+		switch {
+		case err == nil:
+			got[k], answered[k] = b, true
+		case errors.Is(err, redis.Nil):
+			answered[k] = true
+		}
+	}
+	return got, answered
+}
+
+// redisSet stores entries in one round trip, detached from the caller's
 // cancellation (the work is done; keep it) but not from the timeout.
 func (c *Cache) redisSet(ctx context.Context, entries []kv) {
 	if c.rdb == nil || len(entries) == 0 {
 		return
 	}
-	ok, probe := c.br.allow()
-	if !ok {
-		c.m.skipped.WithLabelValues(opSet).Inc()
-		c.stats.redisSkipped.Add(1)
+	keys := make([]string, 0, len(entries))
+	vals := make([][]byte, 0, len(entries))
+	for _, e := range entries {
+		b, err := encode(e.key, e.val, c.f16)
+		if err != nil {
+			// Too large to encode: it lives in process only. No fault of
+			// Redis, so no failure either.
+			continue
+		}
+		keys, vals = append(keys, e.key), append(vals, b)
+	}
+	if len(keys) == 0 {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
-	start := time.Now()
-	var n int64
-	_, err := c.rdb.Pipelined(rctx, func(p redis.Pipeliner) error {
-		for _, e := range entries {
-			b, err := encode(e.key, e.val, c.f16)
-			if err != nil {
-				return err
-			}
-			n += int64(len(b))
-			p.Set(rctx, e.key, b, c.ttl)
-		}
-		return nil
+	cmds := c.exchange(rctx, context.Background(), opSet, keys, func(p redis.Pipeliner, k int) redis.Cmder {
+		return p.Set(rctx, keys[k], vals[k], c.ttl)
 	})
-	c.m.redisSeconds.WithLabelValues(opSet).Observe(time.Since(start).Seconds())
-	c.stats.roundTrips.Add(1)
-	if err != nil {
-		c.redisFailed(context.Background(), opSet, probe)
-		return
+	var n int64
+	for k, cmd := range cmds {
+		if cmd != nil && cmd.Err() == nil {
+			n += int64(len(vals[k]))
+		}
 	}
 	c.m.redisBytes.Add(float64(n))
-	c.br.done(probe, true, true)
 }
 
-// redisFailed counts a failed round trip; it is held against Redis unless
-// the caller's own context ended first (then it says nothing about Redis).
-func (c *Cache) redisFailed(caller context.Context, op string, probe bool) {
+func (c *Cache) skip(op string) {
+	c.m.skipped.WithLabelValues(op).Inc()
+	c.stats.redisSkipped.Add(1)
+}
+
+// redisFailed counts a failed round trip (or a Cluster master's part of
+// one); it is held against br unless the caller's own context ended first
+// (then it says nothing about Redis).
+func (c *Cache) redisFailed(caller context.Context, op string, probe bool, br *breaker) {
 	c.m.redisErrors.WithLabelValues(op).Inc()
 	c.stats.redisErrors.Add(1)
-	c.br.done(probe, false, caller.Err() == nil)
+	br.done(probe, false, caller.Err() == nil)
 }
 
 const (
@@ -555,9 +737,10 @@ type counters struct {
 type Stats struct {
 	LocalHits, LocalMisses int64
 	RedisHits, RedisMisses int64
-	// RedisRoundTrips counts pipelines sent (a Cluster pipeline goes to
-	// each node concerned at once and counts as one); RedisSkipped the
-	// round trips not attempted because the circuit was open.
+	// RedisRoundTrips counts pipelines sent (a Cluster's go to each master
+	// concerned at once and count as one); RedisErrors those that failed
+	// and RedisSkipped those not attempted because the circuit was open
+	// (for a Cluster, each master's part of one counts once).
 	RedisRoundTrips, RedisErrors, RedisSkipped int64
 	// Corrupt entries read (and then overwritten); Shared keys that
 	// another request computed; Computed keys handed to compute.

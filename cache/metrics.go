@@ -16,7 +16,7 @@ type metrics struct {
 	redisErrors  *prometheus.CounterVec
 	skipped      *prometheus.CounterVec
 	redisBytes   prometheus.Counter
-	circuit      prometheus.Gauge
+	circuit      prometheus.GaugeFunc
 	transitions  *prometheus.CounterVec
 	localBytes   prometheus.GaugeFunc
 	localEntries prometheus.GaugeFunc
@@ -44,8 +44,11 @@ func newMetrics(c *Cache) *metrics {
 			Help: "Redis round trips not attempted because the circuit was open, by operation."}, []string{"op"}),
 		redisBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "redis_written_bytes_total",
 			Help: "Bytes of encoded values written to Redis."}),
-		circuit: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "redis_circuit_state",
-			Help: "The Redis circuit breaker: 0 closed (Redis used), 1 open (skipped), 2 half-open (probing)."}),
+		// Read when scraped: a Cluster's state is the worst of its
+		// masters', which no one transition knows.
+		circuit: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "redis_circuit_state",
+			Help: "The Redis circuit breaker: 0 closed (Redis used), 1 open (skipped), 2 half-open (probing); for a Cluster the worst of its masters'."},
+			func() float64 { return float64(c.Circuit()) }),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "redis_circuit_transitions_total",
 			Help: "Circuit breaker transitions, by the state entered."}, []string{"to"}),
 		localBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "local_bytes",

@@ -155,7 +155,7 @@ func TestRedisKillAndRestart(t *testing.T) {
 		mu.Lock()
 		changes = append(changes, from.String()+">"+to.String())
 		mu.Unlock()
-		c.circuitChanged(from, to)
+		c.circuitChanged("", from, to)
 	}
 	ctx := context.Background()
 	request := func(i int) {
@@ -211,7 +211,8 @@ func TestRedisKillAndRestart(t *testing.T) {
 
 // A Redis that hangs (SIGSTOP: connections open, nothing answered) costs a
 // request at most the timeout, then the circuit opens and requests stop
-// waiting for it.
+// waiting for it. A request whose lookup went unanswered does not write
+// either: one round trip at most, one skipped after.
 func TestRedisHung(t *testing.T) {
 	srv := redistest.Start(t)
 	c := newRedisCache(t, srv.URL(), Options{RedisTimeout: 50 * time.Millisecond, BreakerThreshold: 1, BreakerCooldown: time.Hour})
@@ -230,7 +231,7 @@ func TestRedisHung(t *testing.T) {
 		checkValues(t, keys, vals, errs)
 	}
 	st := c.Stats()
-	if c.Circuit() != Open || st.RedisErrors != 1 || st.RedisSkipped < 9 {
+	if c.Circuit() != Open || st.RedisErrors != 1 || st.RedisSkipped != 4 || st.RedisRoundTrips != 3 {
 		t.Fatalf("circuit %v, %+v: want open after one timeout, later round trips skipped", c.Circuit(), st)
 	}
 }
@@ -273,26 +274,91 @@ func TestRedisCluster(t *testing.T) {
 	}
 }
 
-// A Cluster that loses a node: requests are still answered with the right
-// values; the failures are counted and open the circuit.
+// A Cluster that loses a master: the other masters' hits are still used and
+// only the dead one's keys are computed, and not written; after the
+// threshold its circuit opens and its keys are no longer sent at all. Which
+// master holds what is read from the nodes themselves (SCAN).
 func TestRedisClusterNodeDown(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	c := newRedisCache(t, cl.URL(), Options{RedisTimeout: 500 * time.Millisecond, BreakerThreshold: 2, BreakerCooldown: time.Hour})
 	keys := manyKeys(20, "down")
-	if _, _, err := c.Resolve(context.Background(), keys, (&counter{}).compute(keys)); err != nil {
+	ctx := context.Background()
+	if _, _, err := newRedisCache(t, cl.URL(), Options{}).Resolve(ctx, keys, (&counter{}).compute(keys)); err != nil {
 		t.Fatal(err)
 	}
+	held := make([]map[string]bool, len(cl.Nodes))
+	scan := func(i int) map[string]bool {
+		t.Helper()
+		out, err := cl.Nodes[i].CLI("--scan")
+		if err != nil {
+			t.Fatalf("scan of node %d: %v", i, err)
+		}
+		m := map[string]bool{}
+		for _, k := range strings.Fields(out) {
+			m[k] = true
+		}
+		return m
+	}
+	for i := range cl.Nodes {
+		held[i] = scan(i)
+	}
+	dead := len(held[1])
+	live := len(keys) - dead
+	if dead == 0 || live == 0 {
+		t.Fatalf("node 1 holds %d of %d keys: want some on each side", dead, len(keys))
+	}
 	cl.Nodes[1].Stop()
-	for i := 0; i < 4; i++ {
-		keys := manyKeys(20, "down"+strconv.Itoa(i))
-		vals, errs, err := c.Resolve(context.Background(), keys, (&counter{}).compute(keys))
+
+	// No in-process tier: every request goes to Redis.
+	c := newRedisCache(t, cl.URL(), Options{RedisTimeout: 500 * time.Millisecond, BreakerThreshold: 2, BreakerCooldown: time.Hour})
+	request := func() Stats {
+		t.Helper()
+		var n counter
+		vals, errs, err := c.Resolve(ctx, keys, n.compute(keys))
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkValues(t, keys, vals, errs)
+		return c.Stats()
 	}
-	if st := c.Stats(); st.RedisErrors < 2 || c.Circuit() != Open {
-		t.Fatalf("one node down: circuit %v, %+v", c.Circuit(), st)
+	for _, step := range []struct {
+		name                           string
+		hits, misses, errors, computed int
+		skipped                        int
+		circuit                        State
+	}{
+		// The dead master fails its part: counted once (its keys are not
+		// written, so the store does not fail again).
+		{"first", live, 0, 1, dead, 0, Closed},
+		// The second failure opens its circuit.
+		{"second", 2 * live, 0, 2, 2 * dead, 0, Open},
+		// Its keys are skipped now: no error, no wait; the live hits stay.
+		{"third", 3 * live, 0, 2, 3 * dead, 1, Open},
+	} {
+		st := request()
+		if st.RedisHits != int64(step.hits) || st.RedisMisses != int64(step.misses) || st.RedisErrors != int64(step.errors) ||
+			st.Computed != int64(step.computed) || st.RedisSkipped != int64(step.skipped) || c.Circuit() != step.circuit {
+			t.Fatalf("%s request (%d keys on live masters, %d on the dead one): circuit %v, %+v; want %d hits, %d misses, %d errors, %d computed, %d skipped, %v",
+				step.name, live, dead, c.Circuit(), st, step.hits, step.misses, step.errors, step.computed, step.skipped, step.circuit)
+		}
+	}
+
+	// The live masters lose their entries: they are looked up, missed,
+	// computed and written back where they were; nothing goes to the dead
+	// master's slots.
+	for _, i := range []int{0, 2} {
+		if out, err := cl.Nodes[i].CLI("flushall"); err != nil {
+			t.Fatal(out, err)
+		}
+	}
+	before := c.Stats()
+	st := request()
+	if st.RedisMisses-before.RedisMisses != int64(live) || st.RedisErrors != before.RedisErrors || st.RedisRoundTrips-before.RedisRoundTrips != 2 {
+		t.Fatalf("after the flush: %+v, before %+v; want %d more misses, no more errors, 2 round trips", st, before, live)
+	}
+	for _, i := range []int{0, 2} {
+		if got := scan(i); fmt.Sprint(got) != fmt.Sprint(held[i]) {
+			t.Errorf("node %d holds %d keys after the rewrite, want the %d it held before", i, len(got), len(held[i]))
+		}
 	}
 }
 

@@ -178,7 +178,11 @@ func (c *Cluster) URL() string {
 }
 
 // StartCluster starts n masters (n >= 3), joins them with
-// `redis-cli --cluster create` and waits for cluster_state:ok.
+// `redis-cli --cluster create` and waits for cluster_state:ok. The masters
+// keep serving their own slots when another one fails
+// (cluster-require-full-coverage no), as a Cluster without replicas should
+// for a cache; with the default the live masters too refuse every key once
+// the failure is agreed on.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	binaries(t)
@@ -187,7 +191,8 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		s := &Server{Port: freePort(t, true), dir: t.TempDir(), t: t}
 		s.args = []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", s.dir, "--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(s.dir, "redis.log"),
-			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"), "--cluster-node-timeout", "2000"}
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"), "--cluster-node-timeout", "2000",
+			"--cluster-require-full-coverage", "no"}
 		s.start()
 		t.Cleanup(s.Stop)
 		c.Nodes = append(c.Nodes, s)
