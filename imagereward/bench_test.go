@@ -104,3 +104,71 @@ func BenchmarkAgainstICTHP(b *testing.B) {
 		b.ReportMetric(float64(b.N)/spent[k].Seconds(), c.name+"-images/s")
 	}
 }
+
+// BenchmarkInt8 times one image per call through Scorer.Score (decode,
+// preprocessing, the image encoder, the text+cross graph and the head) for a
+// float32 and an int8 conversion of the same weights, two threads each, at
+// whatever size the directories are (BENCHMARKS.md: the `imagereward`
+// random preset):
+//
+//	ICTHP_BENCH_IR=DIR ICTHP_BENCH_IR8=DIR \
+//	  go test ./imagereward/ -run '^$' -bench Int8 -benchtime 4x
+//
+// Each iteration scores the next demo image with both, in turn, so that a
+// machine whose load changes slows them alike; each reports its ms/image
+// and images/s (ns/op is one image through both).
+func BenchmarkInt8(b *testing.B) {
+	dirs := []string{os.Getenv("ICTHP_BENCH_IR"), os.Getenv("ICTHP_BENCH_IR8")}
+	if dirs[0] == "" || dirs[1] == "" {
+		b.Skip("set ICTHP_BENCH_IR and ICTHP_BENCH_IR8 to float32 and int8 ImageReward model directories")
+	}
+	needORT(b)
+	var images []scoring.Image
+	for _, n := range []string{"apple.jpg", "sunset.png", "checkers.webp"} {
+		data, err := os.ReadFile(filepath.Join("..", "testdata", "demo", n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		images = append(images, scoring.Image{Data: data})
+	}
+	const prompt = "a red apple on a wooden table, studio lighting"
+	names := []string{"float32", "int8"}
+	scorers := make([]*imagereward.Scorer, len(dirs))
+	for k, d := range dirs {
+		s, err := imagereward.Open(d, models.SessionOptions{IntraOpThreads: 2, MaxBatch: 1}, imagereward.Options{Workers: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		if p := s.Manifest().Precision; p != names[k] {
+			b.Fatalf("%s is %s, want %s", d, p, names[k])
+		}
+		scorers[k] = s
+	}
+	score := func(s *imagereward.Scorer, i int) time.Duration {
+		start := time.Now()
+		_, errs, err := s.Score(context.Background(), prompt, images[i%len(images):i%len(images)+1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if errs[0] != nil {
+			b.Fatal(errs[0])
+		}
+		return time.Since(start)
+	}
+	for _, s := range scorers {
+		score(s, 0) // warm-up: onnxruntime's first run allocates
+	}
+	spent := make([]time.Duration, len(scorers))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k, s := range scorers {
+			spent[k] += score(s, i)
+		}
+	}
+	b.StopTimer()
+	for k, n := range names {
+		b.ReportMetric(spent[k].Seconds()*1000/float64(b.N), n+"-ms/image")
+		b.ReportMetric(float64(b.N)/spent[k].Seconds(), n+"-images/s")
+	}
+}

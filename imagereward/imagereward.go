@@ -110,6 +110,13 @@ func Open(dir string, so models.SessionOptions, o Options) (*Scorer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("imagereward: %w", err)
 	}
+	if man.Precision == models.PrecisionInt8 {
+		// As models.Open does for the vision graph: DynamicQuantizeMatMul
+		// takes one activation scale over its whole input, in the text graph
+		// the cross-attention keys and values of every image in the run, so
+		// batched a score would depend on the images beside it.
+		so.MaxBatch = 1
+	}
 	md, err := models.Open(dir, so)
 	if err != nil {
 		return nil, err

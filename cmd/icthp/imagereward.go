@@ -35,10 +35,7 @@ func irBuild(b clip.BuildOptions) (blip.BuildOptions, error) {
 	if b.FP16 {
 		return blip.BuildOptions{}, usagef("--fp16 is not supported for ImageReward models yet")
 	}
-	if b.Int8 {
-		return blip.BuildOptions{}, usagef("--int8 is not supported for ImageReward models yet")
-	}
-	return blip.BuildOptions{Fused: b.Fused}, nil
+	return blip.BuildOptions{Fused: b.Fused, Int8: b.Int8}, nil
 }
 
 func convertImageReward(ckpt, med, vis, vocab, out, name string, b clip.BuildOptions) (*models.Manifest, error) {

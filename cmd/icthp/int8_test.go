@@ -1,11 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/icthp/icthp/internal/blipref"
 	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/models/blip"
 )
 
 // `convert --int8`: the manifest says int8 and the version is not the float
@@ -55,13 +59,81 @@ func TestInt8Models(t *testing.T) {
 		t.Errorf("int8 ict of %s: alone %v, among others %v", imgs[0], *ictAlone[0].ICT, *ictTogether[1].ICT)
 	}
 
-	for _, args := range [][]string{
-		{"convert", "random", "--preset", "tiny", "--int8", "--fp16", "--out", dir("x")},
-		{"convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--int8", "--out", dir("y")},
-	} {
-		_, errOut, code := icthp(t, args...)
-		if code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "int8") {
-			t.Errorf("icthp %s: exit %d, stderr %q; want 2 and one line naming --int8", strings.Join(args, " "), code, errOut)
+	_, errOut, code := icthp(t, "convert", "random", "--preset", "tiny", "--int8", "--fp16", "--out", dir("x"))
+	if code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "int8") {
+		t.Errorf("icthp convert --int8 --fp16: exit %d, stderr %q; want 2 and one line naming --int8", code, errOut)
+	}
+}
+
+// ImageReward with --int8: `convert random` and `convert imagereward` write
+// int8 directories (precision in model.json, a version of their own), and
+// `score --imagereward` gives an image the same score alone and among
+// others (the text graph's cross-attention quantises over its input's image
+// tokens, so it too runs one item at a time).
+func TestInt8ImageReward(t *testing.T) {
+	needORT(t)
+	root := t.TempDir()
+	dir := func(n string) string { return filepath.Join(root, n) }
+	out := mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--seed", "2", "--int8", "--out", dir("ir8"))
+	if !strings.Contains(out, "int8") {
+		t.Errorf("convert says %q, want the precision int8 in it", out)
+	}
+	mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--seed", "2", "--out", dir("ir"))
+
+	c, err := blip.PresetConfig(blip.PresetTiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt, med, vis, vocab := dir("ImageReward.pt"), dir("med_config.json"), dir("vision.json"), dir("vocab.txt")
+	if err := blipref.WriteCheckpoint(ckpt, &c, blipref.RandomWeights(&c, 3)); err != nil {
+		t.Fatal(err)
+	}
+	for path, data := range map[string][]byte{med: blipref.MedConfigJSON(&c), vis: blipref.VisionConfigJSON(&c), vocab: blip.SyntheticVocab()} {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
+	mustRun(t, "convert", "imagereward", "--checkpoint", ckpt, "--med-config", med, "--vision-config", vis, "--vocab", vocab, "--int8", "--out", dir("ck8"))
+
+	for d, want := range map[string]string{"ir8": models.PrecisionInt8, "ck8": models.PrecisionInt8, "ir": models.PrecisionFloat32} {
+		if p := mustManifest(t, dir(d)).Precision; p != want {
+			t.Errorf("%s: precision %s, want %s", d, p, want)
+		}
+	}
+	if a, b := mustManifest(t, dir("ir8")).Version, mustManifest(t, dir("ir")).Version; a == b {
+		t.Errorf("int8 and float directories share the version %s", a)
+	}
+
+	imgs := []string{"../../testdata/demo/sunset.png", "../../testdata/demo/checkers.webp", "../../testdata/demo/apple.jpg"}
+	score := func(model string, images ...string) []irLine {
+		args := append([]string{"score", "--prompt", "a red fox", "--imagereward=" + dir(model)}, images...)
+		var lines []irLine
+		for _, l := range strings.Split(strings.TrimSpace(mustRun(t, args...)), "\n") {
+			var v irLine
+			if err := json.Unmarshal([]byte(l), &v); err != nil || v.ImageReward == nil {
+				t.Fatalf("score line %q: %v", l, err)
+			}
+			lines = append(lines, v)
+		}
+		return lines
+	}
+	for _, d := range []string{"ir8", "ck8"} {
+		alone := score(d, imgs[0])
+		together := score(d, imgs[1], imgs[0], imgs[2])
+		if *alone[0].ImageReward != *together[1].ImageReward {
+			t.Errorf("%s: int8 imagereward of %s alone %v, among others %v", d, imgs[0], *alone[0].ImageReward, *together[1].ImageReward)
+		}
+	}
+	if f, q := *score("ir", imgs[0])[0].ImageReward, *score("ir8", imgs[0])[0].ImageReward; f == q {
+		t.Errorf("int8 and float imagereward are identical (%v): is the int8 model quantised?", q)
+	}
+}
+
+func mustManifest(t *testing.T, dir string) *models.Manifest {
+	t.Helper()
+	m, err := models.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

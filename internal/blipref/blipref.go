@@ -224,6 +224,22 @@ func (r *reader) linear(name string, in, out int) linearW {
 
 func (l linearW) apply(x []float64) []float64 { return Linear(x, l.W, l.b, l.out, l.in) }
 
+// seqLinear applies a torch Linear (W [out, in], bias b) to every row of
+// one sequence x [S][in]: floatLinear row by row, or int8Linear (int8.go),
+// whose activation scale is taken over the whole sequence.
+type seqLinear func(x [][]float64, W, b []float64, out, in int) [][]float64
+
+func floatLinear(x [][]float64, W, b []float64, out, in int) [][]float64 {
+	y := make([][]float64, len(x))
+	for s := range x {
+		y[s] = Linear(x[s], W, b, out, in)
+	}
+	return y
+}
+
+// seq applies the Linear to a sequence with lin.
+func (l linearW) seq(x [][]float64, lin seqLinear) [][]float64 { return lin(x, l.W, l.b, l.out, l.in) }
+
 type normW struct {
 	g, b []float64
 	eps  float64
@@ -242,6 +258,10 @@ func (n normW) apply(x []float64) []float64 { return LayerNorm(x, n.g, n.b, n.ep
 // blip.visual_encoder): pixels is n preprocessed images, NCHW, 3×S×S each;
 // it returns, per image, the N+1 tokens of width Dv after the final norm.
 func ImageTokens(cfg *blip.Config, w blip.Weights, pixels []float32, n int) ([][][]float64, error) {
+	return imageTokens(cfg, w, pixels, n, floatLinear)
+}
+
+func imageTokens(cfg *blip.Config, w blip.Weights, pixels []float32, n int, lin seqLinear) ([][][]float64, error) {
 	v := &cfg.Vision
 	D, P, S, M := v.Width, v.PatchSize, v.ImageSize, int(float64(v.Width)*v.MLPRatio)
 	G := S / P
@@ -306,20 +326,23 @@ func ImageTokens(cfg *blip.Config, w blip.Weights, pixels []float32, n int) ([][
 		}
 		for _, bl := range blocks {
 			y := rows(x, bl.norm1.apply)
-			qkv := rows(y, bl.qkv.apply)
+			qkv := bl.qkv.seq(y, lin)
 			q := rows(qkv, func(r []float64) []float64 { return r[:D] })
 			k := rows(qkv, func(r []float64) []float64 { return r[D : 2*D] })
 			vv := rows(qkv, func(r []float64) []float64 { return r[2*D:] })
-			a := rows(Attention(q, k, vv, v.NumHeads, nil), bl.proj.apply)
+			a := bl.proj.seq(Attention(q, k, vv, v.NumHeads, nil), lin)
 			for t := range x {
 				x[t] = add(x[t], a[t])
 			}
-			for t := range x {
-				h := bl.fc1.apply(bl.norm2.apply(x[t]))
-				for i := range h {
-					h[i] = GELU(h[i])
+			h := bl.fc1.seq(rows(x, bl.norm2.apply), lin)
+			for _, r := range h {
+				for i := range r {
+					r[i] = GELU(r[i])
 				}
-				x[t] = add(x[t], bl.fc2.apply(h))
+			}
+			m := bl.fc2.seq(h, lin)
+			for t := range x {
+				x[t] = add(x[t], m[t])
 			}
 		}
 		out[b] = rows(x, final.apply)
@@ -348,11 +371,12 @@ func (r *reader) bertAttention(prefix string, h, kvIn int, eps float64) bertAtte
 // apply is BertAttention: BertSelfAttention of x over kv (x itself for
 // self-attention, the image tokens for cross-attention), then BertSelfOutput
 // LN(dense(ctx) + x).
-func (a bertAttention) apply(x, kv [][]float64, heads int, bias []float64) [][]float64 {
-	ctx := Attention(rows(x, a.q.apply), rows(kv, a.k.apply), rows(kv, a.v.apply), heads, bias)
+func (a bertAttention) apply(x, kv [][]float64, heads int, bias []float64, lin seqLinear) [][]float64 {
+	ctx := Attention(a.q.seq(x, lin), a.k.seq(kv, lin), a.v.seq(kv, lin), heads, bias)
+	d := a.dense.seq(ctx, lin)
 	out := make([][]float64, len(x))
 	for i := range x {
-		out[i] = a.norm.apply(add(a.dense.apply(ctx[i]), x[i]))
+		out[i] = a.norm.apply(add(d[i], x[i]))
 	}
 	return out
 }
@@ -362,6 +386,10 @@ func (a bertAttention) apply(x, kv [][]float64, heads int, bias []float64) [][]f
 // image tokens, all attended: ImageReward's image_atts is all ones), and
 // returns last_hidden_state — all L positions.
 func TextHidden(cfg *blip.Config, w blip.Weights, ids, mask []int64, tokens [][]float64) ([][]float64, error) {
+	return textHidden(cfg, w, ids, mask, tokens, floatLinear)
+}
+
+func textHidden(cfg *blip.Config, w blip.Weights, ids, mask []int64, tokens [][]float64, lin seqLinear) ([][]float64, error) {
 	t := &cfg.Text
 	H, I, E := t.HiddenSize, t.IntermediateSize, cfg.Vision.Width
 	L := len(ids)
@@ -412,14 +440,17 @@ func TextHidden(cfg *blip.Config, w blip.Weights, ids, mask []int64, tokens [][]
 		x[s] = embNorm.apply(add(word[int(id)*H:int(id+1)*H], pos[s*H:(s+1)*H]))
 	}
 	for _, l := range layers {
-		a := l.self.apply(x, x, t.NumHeads, bias)
-		c := l.cross.apply(a, tokens, t.NumHeads, nil)
-		for s := range x {
-			h := l.inter.apply(c[s])
-			for i := range h {
-				h[i] = GELU(h[i])
+		a := l.self.apply(x, x, t.NumHeads, bias, lin)
+		c := l.cross.apply(a, tokens, t.NumHeads, nil, lin)
+		h := l.inter.seq(c, lin)
+		for _, r := range h {
+			for i := range r {
+				r[i] = GELU(r[i])
 			}
-			x[s] = l.outNorm.apply(add(l.outp.apply(h), c[s]))
+		}
+		o := l.outp.seq(h, lin)
+		for s := range x {
+			x[s] = l.outNorm.apply(add(o[s], c[s]))
 		}
 	}
 	return x, nil
@@ -459,17 +490,21 @@ func Normalize(x float64) float64 { return (x - Mean) / Std }
 // ImageTokens, ids and mask n rows of L (row-major). It returns the
 // normalised rewards and the image tokens it computed.
 func Scores(cfg *blip.Config, w blip.Weights, pixels []float32, ids, mask []int64, n int) ([]float64, [][][]float64, error) {
+	return scores(cfg, w, pixels, ids, mask, n, floatLinear)
+}
+
+func scores(cfg *blip.Config, w blip.Weights, pixels []float32, ids, mask []int64, n int, lin seqLinear) ([]float64, [][][]float64, error) {
 	if n <= 0 || len(ids)%n != 0 || len(mask) != len(ids) {
 		return nil, nil, fmt.Errorf("blipref: %d ids and %d mask values do not make %d rows", len(ids), len(mask), n)
 	}
 	L := len(ids) / n
-	tokens, err := ImageTokens(cfg, w, pixels, n)
+	tokens, err := imageTokens(cfg, w, pixels, n, lin)
 	if err != nil {
 		return nil, nil, err
 	}
-	scores := make([]float64, n)
+	res := make([]float64, n)
 	for b := 0; b < n; b++ {
-		hid, err := TextHidden(cfg, w, ids[b*L:(b+1)*L], mask[b*L:(b+1)*L], tokens[b])
+		hid, err := textHidden(cfg, w, ids[b*L:(b+1)*L], mask[b*L:(b+1)*L], tokens[b], lin)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -477,7 +512,7 @@ func Scores(cfg *blip.Config, w blip.Weights, pixels []float32, ids, mask []int6
 		if err != nil {
 			return nil, nil, err
 		}
-		scores[b] = Normalize(raw)
+		res[b] = Normalize(raw)
 	}
-	return scores, tokens, nil
+	return res, tokens, nil
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/icthp/icthp/models/clip"
 	og "github.com/icthp/icthp/models/onnxgraph"
 )
 
@@ -20,6 +21,22 @@ type BuildOptions struct {
 	// conversion). The plain graph follows the original module by module.
 	// Both compute the same function.
 	Fused bool
+	// Int8 stores the weights of the Linears inside the ViT blocks (qkv,
+	// proj, fc1, fc2) and the BERT layers (self- and cross-attention
+	// query/key/value and output dense, intermediate, output dense) as int8,
+	// symmetric per output column (clip.QuantizeColumns), and runs them as
+	// onnxruntime's DynamicQuantizeMatMul: activations quantised to uint8
+	// over the whole input tensor of each call, an integer GEMM, float32
+	// everywhere else (embeddings, norms, attention, head). Because the
+	// activation scale spans the batch, an item's score depends on its
+	// batch-mates unless each runs alone: int8 models run one item per run
+	// (models.Open, imagereward.Open). With Fused, the attention layers
+	// whose projection is quantised are written in standard operators
+	// (the contrib Attention takes float weights) and the last text layer
+	// is computed at every position, so that plain and fused int8 graphs
+	// still compute the same function. An opt-in for CPU throughput, far
+	// outside the float32 parity target.
+	Int8 bool
 }
 
 // Tensor names of the graphs' inputs and outputs, recorded in model.json.
@@ -47,7 +64,7 @@ type builder struct {
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
 	g := og.New(name, opset)
-	if opts.Fused {
+	if opts.Fused || opts.Int8 {
 		g.UseDomain("com.microsoft", 1)
 	}
 	return &builder{g: g, w: w, opts: opts}
@@ -142,6 +159,80 @@ func (b *builder) linear(x, name string, in, out int) string {
 	return b.g.Op("Add", []string{b.matmulT(x, name, in, out), b.vec(name+".bias", out)})
 }
 
+// layerMatMul is x·W for a Linear inside a ViT block or a BERT layer, W
+// given as an [in, out] Source (already transposed): a MatMul (then an Add
+// of the bias) as matmulT and linear write it, or with Int8 a
+// DynamicQuantizeMatMul over the int8 codes of W, the bias added inside.
+// biasName is "" for none.
+func (b *builder) layerMatMul(x, name string, in, out int, wt og.Source, biasName string, bias og.Source) string {
+	g := b.g
+	if !b.opts.Int8 {
+		y := g.Op("MatMul", []string{x, g.Weight(name, []int64{int64(in), int64(out)}, wt)})
+		if biasName != "" {
+			y = g.Op("Add", []string{y, g.Weight(biasName, []int64{int64(out)}, bias)})
+		}
+		return y
+	}
+	q := &quantized{src: wt, in: in, out: out}
+	codes := g.WeightEncoded(name+".int8", og.Int8, []int64{int64(in), int64(out)}, q.codes)
+	scale := g.WeightFloat32(name+".scale", []int64{int64(out)}, q.scales)
+	zero := g.WeightEncoded(name+".zero_point", og.Int8, []int64{int64(out)}, func() ([]byte, error) { return make([]byte, out), nil })
+	ins := []string{x, codes, scale, zero}
+	if biasName != "" {
+		ins = append(ins, g.WeightFloat32(biasName, []int64{int64(out)}, bias))
+	}
+	return g.OpMS("DynamicQuantizeMatMul", ins, 1)[0]
+}
+
+// layerLinear is linear for a Linear inside a block or layer (layerMatMul).
+func (b *builder) layerLinear(x, name string, in, out int) string {
+	return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), name+".bias", b.read(name+".bias"))
+}
+
+// layerMatMulT is matmulT for a Linear inside a block or layer, its bias
+// added elsewhere (SkipLayerNormalization, BiasGelu, MultiHeadAttention).
+func (b *builder) layerMatMulT(x, name string, in, out int) string {
+	return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), "", nil)
+}
+
+// quantized turns an [in, out] float weight into the int8 codes and per
+// column scales of clip.QuantizeColumns (the rule of the CLIP int8 graphs).
+// The codes are written first; the scales are kept until the writer asks
+// for them right after, so the weight is read once.
+type quantized struct {
+	src     og.Source
+	in, out int
+	scale   []float32
+}
+
+func (q *quantized) codes() ([]byte, error) {
+	w, err := q.src()
+	if err != nil {
+		return nil, err
+	}
+	if len(w) != q.in*q.out {
+		return nil, fmt.Errorf("weight has %d values, want %d×%d", len(w), q.in, q.out)
+	}
+	codes, scale := clip.QuantizeColumns(w, q.in, q.out)
+	q.scale = scale
+	raw := make([]byte, len(codes))
+	for i, c := range codes {
+		raw[i] = byte(c)
+	}
+	return raw, nil
+}
+
+func (q *quantized) scales() ([]float32, error) {
+	if q.scale == nil {
+		if _, err := q.codes(); err != nil {
+			return nil, err
+		}
+	}
+	s := q.scale
+	q.scale = nil
+	return s, nil
+}
+
 func (b *builder) layerNorm(x, name string, h int, eps float64) string {
 	return b.g.Op("LayerNormalization", []string{x, b.vec(name+".weight", h), b.vec(name+".bias", h)},
 		og.AttrInt("axis", -1), og.AttrFloat("epsilon", float32(eps)))
@@ -189,6 +280,15 @@ func (b *builder) sdpa(q, k, v, mask string, h, d int) string {
 	a := g.Op("MatMul", []string{g.Op("Softmax", []string{s}, og.AttrInt("axis", -1)), v})
 	a = g.Op("Transpose", []string{a}, og.AttrInts("perm", 0, 2, 1, 3))
 	return g.Op("Reshape", []string{a, g.ConstInt64("merge_shape", []int64{3}, 0, 0, int64(h*d))})
+}
+
+// splitAttend is sdpa over a projected [B,S,3D] q|k|v tensor (heads in
+// order inside each third), named after p; mask as in sdpa.
+func (b *builder) splitAttend(p, qkv, mask string, D, H int) string {
+	hd := D / H
+	outs := []string{p + "q", p + "k", p + "v"}
+	b.g.Node("", "Split", []string{qkv, b.g.ConstInt64("split", []int64{3}, int64(D), int64(D), int64(D))}, outs, og.AttrInt("axis", 2))
+	return b.sdpa(b.heads(outs[0], H, hd, false), b.heads(outs[1], H, hd, true), b.heads(outs[2], H, hd, false), mask, H, hd)
 }
 
 // output names a float32 graph output.
@@ -268,15 +368,14 @@ func (b *builder) vitBlocks(x string, v *VisionConfig) string {
 	for l := 0; l < v.Depth; l++ {
 		p := VisionPrefix + "blocks." + strconv.Itoa(l) + "."
 		y := b.layerNorm(x, p+"norm1", D, v.LayerNormEps)
-		wqkv, bqkv := b.vitQKV(p, D)
-		qkv := g.Op("Add", []string{g.Op("MatMul", []string{y, wqkv}), bqkv})
+		qkv := b.layerMatMul(y, p+"attn.qkv.weight", D, 3*D, b.readT(p+"attn.qkv.weight", 3*D, D), p+"attn.qkv.bias", b.read(p+"attn.qkv.bias"))
 		outs := []string{p + "q", p + "k", p + "v"}
 		g.Node("", "Split", []string{qkv, split}, outs, og.AttrInt("axis", 2))
 		a := b.sdpa(b.heads(outs[0], H, hd, false), b.heads(outs[1], H, hd, true), b.heads(outs[2], H, hd, false), "", H, hd)
-		x = g.Op("Add", []string{x, b.linear(a, p+"attn.proj", D, D)})
+		x = g.Op("Add", []string{x, b.layerLinear(a, p+"attn.proj", D, D)})
 		y = b.layerNorm(x, p+"norm2", D, v.LayerNormEps)
-		m := b.gelu(b.linear(y, p+"mlp.fc1", D, M))
-		x = g.Op("Add", []string{x, b.linear(m, p+"mlp.fc2", M, D)})
+		m := b.gelu(b.layerLinear(y, p+"mlp.fc1", D, M))
+		x = g.Op("Add", []string{x, b.layerLinear(m, p+"mlp.fc2", M, D)})
 	}
 	return x
 }
@@ -291,13 +390,21 @@ func (b *builder) vitBlocksFused(x string, v *VisionConfig) string {
 	y := b.layerNorm(x, VisionPrefix+"blocks.0.norm1", D, v.LayerNormEps)
 	for l := 0; l < v.Depth; l++ {
 		p := VisionPrefix + "blocks." + strconv.Itoa(l) + "."
-		wqkv, bqkv := b.vitQKV(p, D)
-		a := g.OpMS("Attention", []string{y, wqkv, bqkv}, 1, og.AttrInt("num_heads", int64(v.NumHeads)))[0]
-		a = b.matmulT(a, p+"attn.proj", D, D)
+		var a string
+		if b.opts.Int8 {
+			// The contrib Attention takes float weights: the quantised
+			// projection, then attention in standard operators.
+			qkv := b.layerMatMul(y, p+"attn.qkv.weight", D, 3*D, b.readT(p+"attn.qkv.weight", 3*D, D), p+"attn.qkv.bias", b.read(p+"attn.qkv.bias"))
+			a = b.splitAttend(p, qkv, "", D, v.NumHeads)
+		} else {
+			wqkv, bqkv := b.vitQKV(p, D)
+			a = g.OpMS("Attention", []string{y, wqkv, bqkv}, 1, og.AttrInt("num_heads", int64(v.NumHeads)))[0]
+		}
+		a = b.layerMatMulT(a, p+"attn.proj", D, D)
 		y, x = b.skipLayerNorm(a, x, p+"norm2", p+"attn.proj.bias", D, v.LayerNormEps)
-		m := b.matmulT(y, p+"mlp.fc1", D, M)
+		m := b.layerMatMulT(y, p+"mlp.fc1", D, M)
 		m = g.OpMS("BiasGelu", []string{m, b.vec(p+"mlp.fc1.bias", M)}, 1)[0]
-		m = b.matmulT(m, p+"mlp.fc2", M, D)
+		m = b.layerMatMulT(m, p+"mlp.fc2", M, D)
 		next := VisionPrefix + "norm"
 		if l+1 < v.Depth {
 			next = VisionPrefix + "blocks." + strconv.Itoa(l+1) + ".norm1"
@@ -369,31 +476,37 @@ func (b *builder) bertLayers(x, mask, img string, c *Config) string {
 	g, t := b.g, &c.Text
 	H, I, NH, E := t.HiddenSize, t.IntermediateSize, t.NumHeads, t.EncoderWidth
 	hd := t.HeadDim()
-	// extended_attention_mask = (1 − mask)·−10000, shaped [B,1,1,L].
-	m := g.Op("Cast", []string{mask}, og.AttrInt("to", int64(og.Float)))
-	m = g.Op("Mul", []string{g.Op("Sub", []string{b.scalar(1), m}), b.scalar(maskFilter)})
-	m = g.Op("Unsqueeze", []string{m, g.ConstInt64("axes", []int64{2}, 1, 2)})
+	m := b.extendedMask(mask)
 	for l := 0; l < t.NumLayers; l++ {
 		p := TextPrefix + "encoder.layer." + strconv.Itoa(l) + "."
 		sa := p + "attention."
-		q := b.heads(b.linear(x, sa+"self.query", H, H), NH, hd, false)
-		k := b.heads(b.linear(x, sa+"self.key", H, H), NH, hd, true)
-		v := b.heads(b.linear(x, sa+"self.value", H, H), NH, hd, false)
-		a := b.linear(b.sdpa(q, k, v, m, NH, hd), sa+"output.dense", H, H)
+		q := b.heads(b.layerLinear(x, sa+"self.query", H, H), NH, hd, false)
+		k := b.heads(b.layerLinear(x, sa+"self.key", H, H), NH, hd, true)
+		v := b.heads(b.layerLinear(x, sa+"self.value", H, H), NH, hd, false)
+		a := b.layerLinear(b.sdpa(q, k, v, m, NH, hd), sa+"output.dense", H, H)
 		a = b.layerNorm(g.Op("Add", []string{a, x}), sa+"output.LayerNorm", H, t.LayerNormEps)
 
 		ca := p + "crossattention."
-		q = b.heads(b.linear(a, ca+"self.query", H, H), NH, hd, false)
-		k = b.heads(b.linear(img, ca+"self.key", E, H), NH, hd, true)
-		v = b.heads(b.linear(img, ca+"self.value", E, H), NH, hd, false)
-		cr := b.linear(b.sdpa(q, k, v, "", NH, hd), ca+"output.dense", H, H)
+		q = b.heads(b.layerLinear(a, ca+"self.query", H, H), NH, hd, false)
+		k = b.heads(b.layerLinear(img, ca+"self.key", E, H), NH, hd, true)
+		v = b.heads(b.layerLinear(img, ca+"self.value", E, H), NH, hd, false)
+		cr := b.layerLinear(b.sdpa(q, k, v, "", NH, hd), ca+"output.dense", H, H)
 		cr = b.layerNorm(g.Op("Add", []string{cr, a}), ca+"output.LayerNorm", H, t.LayerNormEps)
 
-		f := b.gelu(b.linear(cr, p+"intermediate.dense", H, I))
-		f = b.linear(f, p+"output.dense", I, H)
+		f := b.gelu(b.layerLinear(cr, p+"intermediate.dense", H, I))
+		f = b.layerLinear(f, p+"output.dense", I, H)
 		x = b.layerNorm(g.Op("Add", []string{f, cr}), p+"output.LayerNorm", H, t.LayerNormEps)
 	}
 	return x
+}
+
+// extendedMask is med.py's extended_attention_mask, (1 − mask)·−10000
+// shaped [B,1,1,L], for sdpa.
+func (b *builder) extendedMask(mask string) string {
+	g := b.g
+	m := g.Op("Cast", []string{mask}, og.AttrInt("to", int64(og.Float)))
+	m = g.Op("Mul", []string{g.Op("Sub", []string{b.scalar(1), m}), b.scalar(maskFilter)})
+	return g.Op("Unsqueeze", []string{m, g.ConstInt64("axes", []int64{2}, 1, 2)})
 }
 
 // bertLayersFused is bertLayers with contrib kernels: Attention with the
@@ -401,12 +514,18 @@ func (b *builder) bertLayers(x, mask, img string, c *Config) string {
 // constant), MultiHeadAttention for the cross-attention (projections as
 // MatMuls, their biases added inside), SkipLayerNormalization and BiasGelu.
 // In the last layer everything after the self-attention's keys and values is
-// computed at position 0 only. It returns [B,1,H].
+// computed at position 0 only (with Int8, every layer at every position:
+// the activation scales span the positions). It returns [B,1,H].
 func (b *builder) bertLayersFused(x, mask, img string, c *Config) string {
 	g, t := b.g, &c.Text
 	H, I, NH, E := t.HiddenSize, t.IntermediateSize, t.NumHeads, t.EncoderWidth
 	eps := t.LayerNormEps
-	mask32 := g.Op("Cast", []string{mask}, og.AttrInt("to", int64(og.Int32)))
+	var mask32, ext string
+	if b.opts.Int8 {
+		ext = b.extendedMask(mask)
+	} else {
+		mask32 = g.Op("Cast", []string{mask}, og.AttrInt("to", int64(og.Int32)))
+	}
 	first := func(v string) string {
 		return g.Op("Slice", []string{v, g.ConstInt64("start", []int64{1}, 0), g.ConstInt64("end", []int64{1}, 1), g.ConstInt64("axis", []int64{1}, 1)})
 	}
@@ -414,30 +533,42 @@ func (b *builder) bertLayersFused(x, mask, img string, c *Config) string {
 		last := l == t.NumLayers-1
 		p := TextPrefix + "encoder.layer." + strconv.Itoa(l) + "."
 		sa := p + "attention.self."
-		wqkv := g.Weight(sa+"qkv.weight", []int64{int64(H), int64(3 * H)},
-			b.concatT([]string{sa + "query.weight", sa + "key.weight", sa + "value.weight"}, []int{H, H, H}, H))
-		bqkv := g.Weight(sa+"qkv.bias", []int64{int64(3 * H)}, b.concat(sa+"query.bias", sa+"key.bias", sa+"value.bias"))
-		ctx := g.OpMS("Attention", []string{x, wqkv, bqkv, mask32}, 1,
-			og.AttrInt("num_heads", int64(NH)), og.AttrFloat("mask_filter_value", maskFilter))[0]
-		if last {
-			ctx, x = first(ctx), first(x)
+		wsrc := b.concatT([]string{sa + "query.weight", sa + "key.weight", sa + "value.weight"}, []int{H, H, H}, H)
+		bsrc := b.concat(sa+"query.bias", sa+"key.bias", sa+"value.bias")
+		var ctx string
+		if b.opts.Int8 {
+			// Per-column int8 codes of q|k|v side by side are those of each
+			// projection alone, and the three share their input's scale.
+			qkv := b.layerMatMul(x, sa+"qkv.weight", H, 3*H, wsrc, sa+"qkv.bias", bsrc)
+			ctx = b.splitAttend(sa, qkv, ext, H, NH)
+		} else {
+			wqkv := g.Weight(sa+"qkv.weight", []int64{int64(H), int64(3 * H)}, wsrc)
+			bqkv := g.Weight(sa+"qkv.bias", []int64{int64(3 * H)}, bsrc)
+			ctx = g.OpMS("Attention", []string{x, wqkv, bqkv, mask32}, 1,
+				og.AttrInt("num_heads", int64(NH)), og.AttrFloat("mask_filter_value", maskFilter))[0]
+			if last {
+				ctx, x = first(ctx), first(x)
+			}
 		}
-		ctx = b.matmulT(ctx, p+"attention.output.dense", H, H)
+		ctx = b.layerMatMulT(ctx, p+"attention.output.dense", H, H)
 		a, _ := b.skipLayerNorm(ctx, x, p+"attention.output.LayerNorm", p+"attention.output.dense.bias", H, eps)
 
 		ca := p + "crossattention.self."
-		q := b.matmulT(a, ca+"query", H, H)
-		k := b.matmulT(img, ca+"key", E, H)
-		v := b.matmulT(img, ca+"value", E, H)
+		q := b.layerMatMulT(a, ca+"query", H, H)
+		k := b.layerMatMulT(img, ca+"key", E, H)
+		v := b.layerMatMulT(img, ca+"value", E, H)
 		bias := g.Weight(ca+"qkv.bias", []int64{int64(3 * H)}, b.concat(ca+"query.bias", ca+"key.bias", ca+"value.bias"))
 		cr := g.OpMS("MultiHeadAttention", []string{q, k, v, bias}, 1, og.AttrInt("num_heads", int64(NH)))[0]
-		cr = b.matmulT(cr, p+"crossattention.output.dense", H, H)
+		cr = b.layerMatMulT(cr, p+"crossattention.output.dense", H, H)
 		cr, _ = b.skipLayerNorm(cr, a, p+"crossattention.output.LayerNorm", p+"crossattention.output.dense.bias", H, eps)
 
-		f := b.matmulT(cr, p+"intermediate.dense", H, I)
+		f := b.layerMatMulT(cr, p+"intermediate.dense", H, I)
 		f = g.OpMS("BiasGelu", []string{f, b.vec(p+"intermediate.dense.bias", I)}, 1)[0]
-		f = b.matmulT(f, p+"output.dense", I, H)
+		f = b.layerMatMulT(f, p+"output.dense", I, H)
 		x, _ = b.skipLayerNorm(f, cr, p+"output.LayerNorm", p+"output.dense.bias", H, eps)
+	}
+	if b.opts.Int8 {
+		x = first(x)
 	}
 	return x
 }

@@ -103,7 +103,11 @@ func Convert(w Weights, med MedConfig, vis VisionConfig, outDir string, opts Bui
 		return Result{}, err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "imagereward|fused=%v|ctx=%d|%s|%s", opts.Fused, c.ContextLength, res.Vision.Digest, res.Text.Digest)
+	int8 := ""
+	if opts.Int8 {
+		int8 = "|int8" // only when set: float digests (and versions) stay as they were
+	}
+	fmt.Fprintf(h, "imagereward|fused=%v%s|ctx=%d|%s|%s", opts.Fused, int8, c.ContextLength, res.Vision.Digest, res.Text.Digest)
 	res.Digest = hex.EncodeToString(h.Sum(nil))
 	return res, nil
 }
