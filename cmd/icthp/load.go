@@ -46,6 +46,12 @@ type cacheFlags struct {
 	ttl          time.Duration
 	redisTimeout time.Duration
 	float16      bool
+	// breakerFailures and breakerCooldown tune the Redis circuit breaker
+	// (a Cluster's masters each have one).
+	breakerFailures int
+	breakerCooldown time.Duration
+	// badEnv is a malformed $ICTHP_CACHE_BREAKER_* value, reported by open.
+	badEnv error
 	// logger gets the cache's circuit-breaker lines; nil: text lines on
 	// stderr. serve may set its JSON logger here.
 	logger *slog.Logger
@@ -58,19 +64,37 @@ func (c *cacheFlags) register(fs *flag.FlagSet, a *app) {
 	fs.DurationVar(&c.ttl, "cache-ttl", 7*24*time.Hour, "how long cached embeddings live, in both tiers (0: until evicted)")
 	fs.DurationVar(&c.redisTimeout, "redis-timeout", cache.DefaultRedisTimeout, "longest wait for one Redis round trip before going on without it")
 	fs.BoolVar(&c.float16, "cache-float16", false, "store embeddings in Redis as float16 (half the memory; ict moves by < 1e-3)")
+	e := &envFlags{fs: fs, a: a}
+	e.int(&c.breakerFailures, "cache-breaker-failures", "ICTHP_CACHE_BREAKER_FAILURES", cache.DefaultBreakerThreshold,
+		"consecutive failed Redis round trips that open the circuit (Redis is then skipped)")
+	e.dur(&c.breakerCooldown, "cache-breaker-cooldown", "ICTHP_CACHE_BREAKER_COOLDOWN", cache.DefaultBreakerCooldown,
+		"how long an open circuit skips Redis before one request probes it")
+	c.badEnv = e.bad
 }
 
 // open makes the cache the flags describe; it registers its metrics on reg
 // when reg is set.
 func (c *cacheFlags) open(a *app, reg prometheus.Registerer) (*cache.Cache, error) {
+	if c.badEnv != nil {
+		return nil, c.badEnv
+	}
 	if c.bytes < 0 || c.ttl < 0 || c.redisTimeout < 0 {
 		return nil, usagef("--cache-bytes, --cache-ttl and --redis-timeout cannot be negative")
+	}
+	// 0 would mean the default to cache.Options: refused rather than
+	// silently replaced.
+	if c.breakerFailures < 1 {
+		return nil, usagef("--cache-breaker-failures must be at least 1, not %d", c.breakerFailures)
+	}
+	if c.breakerCooldown <= 0 {
+		return nil, usagef("--cache-breaker-cooldown must be positive, not %v", c.breakerCooldown)
 	}
 	log := c.logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(a.stderr, nil))
 	}
-	o := cache.Options{LocalBytes: c.bytes, TTL: c.ttl, RedisTimeout: c.redisTimeout, Float16: c.float16, Metrics: reg, Logger: log}
+	o := cache.Options{LocalBytes: c.bytes, TTL: c.ttl, RedisTimeout: c.redisTimeout, Float16: c.float16,
+		BreakerThreshold: c.breakerFailures, BreakerCooldown: c.breakerCooldown, Metrics: reg, Logger: log}
 	if c.redisURL != "" {
 		rdb, err := cache.NewRedis(c.redisURL, c.redisTimeout)
 		if err != nil {
