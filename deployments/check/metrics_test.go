@@ -310,7 +310,7 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 		"throughput": "icthp_http_requests_total", "latency percentiles": "icthp_http_request_duration_seconds_bucket",
 		"queue depth": "icthp_batcher_queue_depth", "batch sizes": "icthp_batcher_batch_size_bucket",
 		"cache hit rate": "icthp_cache_lookups_total", "Redis errors": "icthp_cache_redis_errors_total",
-		"model versions": "icthp_model_info",
+		"model versions": "icthp_model_info", "readiness": "icthp_ready",
 	} {
 		if !used[m] {
 			t.Errorf("the dashboard shows no %s (%s)", what, m)
