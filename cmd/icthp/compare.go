@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/icthp/icthp/cache"
 	"io"
 	"math"
 	"sort"
@@ -124,7 +125,7 @@ func runCompare(ctx context.Context, a *app, args []string) error {
 	// cache and EmbedImages then reads the same images' embeddings from it,
 	// so every image is encoded once per model, in the batches score makes.
 	mf.imagereward = ""
-	mf.cache = cacheFlags{bytes: 256 << 20}
+	mf.cache = cacheFlags{bytes: 256 << 20, breakerFailures: cache.DefaultBreakerThreshold, breakerCooldown: cache.DefaultBreakerCooldown}
 	svcs := make([]*scoring.Service, 2)
 	for i, dir := range pos[:2] {
 		mf.ict, mf.hp = "", ""

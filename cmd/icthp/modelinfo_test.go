@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/icthp/icthp/cache"
 	"path/filepath"
 	"testing"
 
@@ -19,7 +20,8 @@ func TestModelInfo(t *testing.T) {
 	mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--out", irDir)
 	var stderr bytes.Buffer
 	a := &app{stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(string) string { return "" }}
-	mf := &modelFlags{hp: hpDir, imagereward: irDir, batch: 4, optLevel: "all", provider: "cpu"}
+	mf := &modelFlags{hp: hpDir, imagereward: irDir, batch: 4, optLevel: "all", provider: "cpu",
+		cache: cacheFlags{breakerFailures: cache.DefaultBreakerThreshold, breakerCooldown: cache.DefaultBreakerCooldown}}
 	l, err := mf.loadModels(a, scoring.Options{})
 	if err != nil {
 		t.Fatal(err)
