@@ -225,7 +225,7 @@ func (r *reader) linear(name string, in, out int) linearW {
 func (l linearW) apply(x []float64) []float64 { return Linear(x, l.W, l.b, l.out, l.in) }
 
 // seqLinear applies a torch Linear (W [out, in], bias b) to every row of
-// one sequence x [S][in]: floatLinear row by row, or int8Linear (int8.go),
+// one sequence x [S][in]: floatLinear row by row, or clipref.Int8Linear (int8.go),
 // whose activation scale is taken over the whole sequence.
 type seqLinear func(x [][]float64, W, b []float64, out, in int) [][]float64
 

@@ -20,40 +20,16 @@ import (
 // ImageTokensInt8 is ImageTokens with the ViT blocks' Linears quantised;
 // each image is its own activation tensor.
 func ImageTokensInt8(cfg *blip.Config, w blip.Weights, pixels []float32, n int) ([][][]float64, error) {
-	return imageTokens(cfg, w, pixels, n, int8Linear)
+	return imageTokens(cfg, w, pixels, n, clipref.Int8Linear)
 }
 
 // TextHiddenInt8 is TextHidden with the BERT layers' Linears quantised.
 func TextHiddenInt8(cfg *blip.Config, w blip.Weights, ids, mask []int64, tokens [][]float64) ([][]float64, error) {
-	return textHidden(cfg, w, ids, mask, tokens, int8Linear)
+	return textHidden(cfg, w, ids, mask, tokens, clipref.Int8Linear)
 }
 
 // ScoresInt8 is Scores through ImageTokensInt8 and TextHiddenInt8, each
 // (prompt, image) pair alone, as int8 models run them.
 func ScoresInt8(cfg *blip.Config, w blip.Weights, pixels []float32, ids, mask []int64, n int) ([]float64, [][][]float64, error) {
-	return scores(cfg, w, pixels, ids, mask, n, int8Linear)
-}
-
-// int8Linear is DynamicQuantizeMatMul with a bias over one sequence x:
-// (Σ_i (q_si − zero) · code_oi) · scale_x · scale_o + b_o. It is clipref's
-// (unexported there), on the same exported definitions.
-func int8Linear(x [][]float64, W, b []float64, out, in int) [][]float64 {
-	ws, codes := clipref.WeightScales(W, out, in)
-	q, xs, zero := clipref.QuantizeActivations(x)
-	y := make([][]float64, len(x))
-	for s := range x {
-		y[s] = make([]float64, out)
-		for o := 0; o < out; o++ {
-			acc := int64(0)
-			for i, c := range codes[o*in : (o+1)*in] {
-				acc += (int64(q[s][i]) - int64(zero)) * int64(c)
-			}
-			v := float64(acc) * float64(xs) * float64(ws[o])
-			if b != nil {
-				v += b[o]
-			}
-			y[s][o] = v
-		}
-	}
-	return y
+	return scores(cfg, w, pixels, ids, mask, n, clipref.Int8Linear)
 }

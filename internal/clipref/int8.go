@@ -16,13 +16,13 @@ import (
 // ImageFeaturesInt8 is ImageFeatures with every Linear inside the vision
 // transformer layers quantised; each image is its own activation tensor.
 func ImageFeaturesInt8(cfg *clip.Config, w clip.Weights, pixels []float32, n int) ([][]float64, error) {
-	return imageFeatures(cfg, w, pixels, n, int8Linear)
+	return imageFeatures(cfg, w, pixels, n, Int8Linear)
 }
 
 // TextFeaturesInt8 is TextFeatures with the text transformer's Linears
 // quantised; each row of ids is its own activation tensor.
 func TextFeaturesInt8(cfg *clip.Config, w clip.Weights, ids []int64, n int) ([][]float64, error) {
-	return textFeatures(cfg, w, ids, n, int8Linear)
+	return textFeatures(cfg, w, ids, n, Int8Linear)
 }
 
 // WeightScales returns the per-output-channel scales and codes of a torch
@@ -77,9 +77,10 @@ func QuantizeActivations(x [][]float64) (q [][]uint8, scale float32, zero int) {
 	return q, scale, zero
 }
 
-// int8Linear is DynamicQuantizeMatMul with a bias: (Σ_i (q_si − zero) ·
+// Int8Linear is DynamicQuantizeMatMul with a bias (b may be nil) over one
+// sequence x [S][in], its activation scale taken over x: (Σ_i (q_si − zero) ·
 // code_oi) · scale_x · scale_o + b_o, the integer sum exact.
-func int8Linear(x [][]float64, W, b []float64, out, in int) [][]float64 {
+func Int8Linear(x [][]float64, W, b []float64, out, in int) [][]float64 {
 	ws, codes := WeightScales(W, out, in)
 	q, xs, zero := QuantizeActivations(x)
 	y := make([][]float64, len(x))

@@ -5,7 +5,6 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/icthp/icthp/models/clip"
 	og "github.com/icthp/icthp/models/onnxgraph"
 )
 
@@ -24,7 +23,7 @@ type BuildOptions struct {
 	// Int8 stores the weights of the Linears inside the ViT blocks (qkv,
 	// proj, fc1, fc2) and the BERT layers (self- and cross-attention
 	// query/key/value and output dense, intermediate, output dense) as int8,
-	// symmetric per output column (clip.QuantizeColumns), and runs them as
+	// symmetric per output column (onnxgraph.QuantizeColumns), and runs them as
 	// onnxruntime's DynamicQuantizeMatMul: activations quantised to uint8
 	// over the whole input tensor of each call, an integer GEMM, float32
 	// everywhere else (embeddings, norms, attention, head). Because the
@@ -165,23 +164,7 @@ func (b *builder) linear(x, name string, in, out int) string {
 // DynamicQuantizeMatMul over the int8 codes of W, the bias added inside.
 // biasName is "" for none.
 func (b *builder) layerMatMul(x, name string, in, out int, wt og.Source, biasName string, bias og.Source) string {
-	g := b.g
-	if !b.opts.Int8 {
-		y := g.Op("MatMul", []string{x, g.Weight(name, []int64{int64(in), int64(out)}, wt)})
-		if biasName != "" {
-			y = g.Op("Add", []string{y, g.Weight(biasName, []int64{int64(out)}, bias)})
-		}
-		return y
-	}
-	q := &quantized{src: wt, in: in, out: out}
-	codes := g.WeightEncoded(name+".int8", og.Int8, []int64{int64(in), int64(out)}, q.codes)
-	scale := g.WeightFloat32(name+".scale", []int64{int64(out)}, q.scales)
-	zero := g.WeightEncoded(name+".zero_point", og.Int8, []int64{int64(out)}, func() ([]byte, error) { return make([]byte, out), nil })
-	ins := []string{x, codes, scale, zero}
-	if biasName != "" {
-		ins = append(ins, g.WeightFloat32(biasName, []int64{int64(out)}, bias))
-	}
-	return g.OpMS("DynamicQuantizeMatMul", ins, 1)[0]
+	return b.g.MatMulWeight(x, name, in, out, wt, biasName, bias, b.opts.Int8)
 }
 
 // layerLinear is linear for a Linear inside a block or layer (layerMatMul).
@@ -193,44 +176,6 @@ func (b *builder) layerLinear(x, name string, in, out int) string {
 // added elsewhere (SkipLayerNormalization, BiasGelu, MultiHeadAttention).
 func (b *builder) layerMatMulT(x, name string, in, out int) string {
 	return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), "", nil)
-}
-
-// quantized turns an [in, out] float weight into the int8 codes and per
-// column scales of clip.QuantizeColumns (the rule of the CLIP int8 graphs).
-// The codes are written first; the scales are kept until the writer asks
-// for them right after, so the weight is read once.
-type quantized struct {
-	src     og.Source
-	in, out int
-	scale   []float32
-}
-
-func (q *quantized) codes() ([]byte, error) {
-	w, err := q.src()
-	if err != nil {
-		return nil, err
-	}
-	if len(w) != q.in*q.out {
-		return nil, fmt.Errorf("weight has %d values, want %d×%d", len(w), q.in, q.out)
-	}
-	codes, scale := clip.QuantizeColumns(w, q.in, q.out)
-	q.scale = scale
-	raw := make([]byte, len(codes))
-	for i, c := range codes {
-		raw[i] = byte(c)
-	}
-	return raw, nil
-}
-
-func (q *quantized) scales() ([]float32, error) {
-	if q.scale == nil {
-		if _, err := q.codes(); err != nil {
-			return nil, err
-		}
-	}
-	s := q.scale
-	q.scale = nil
-	return s, nil
 }
 
 func (b *builder) layerNorm(x, name string, h int, eps float64) string {

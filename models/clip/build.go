@@ -117,98 +117,13 @@ func (b *builder) linear(x, name string, in, out int, bias bool) string {
 // is written after the weight, as linear does, so that float graphs keep
 // their weight order and version.
 func (b *builder) layerMatMul(x, name string, in, out int, wt og.Source, biasName string, bias og.Source) string {
-	g := b.g
-	if !b.opts.Int8 {
-		y := g.Op("MatMul", []string{x, g.Weight(name, []int64{int64(in), int64(out)}, wt)})
-		if biasName != "" {
-			y = g.Op("Add", []string{y, g.Weight(biasName, []int64{int64(out)}, bias)})
-		}
-		return y
-	}
-	q := &quantized{src: wt, in: in, out: out}
-	codes := g.WeightEncoded(name+".int8", og.Int8, []int64{int64(in), int64(out)}, q.codes)
-	scale := g.WeightFloat32(name+".scale", []int64{int64(out)}, q.scales)
-	zero := g.WeightEncoded(name+".zero_point", og.Int8, []int64{int64(out)}, func() ([]byte, error) { return make([]byte, out), nil })
-	ins := []string{x, codes, scale, zero}
-	if biasName != "" {
-		ins = append(ins, g.WeightFloat32(biasName, []int64{int64(out)}, bias))
-	}
-	return g.OpMS("DynamicQuantizeMatMul", ins, 1)[0]
+	return b.g.MatMulWeight(x, name, in, out, wt, biasName, bias, b.opts.Int8)
 }
 
 // layerLinear is linear for a Linear inside a transformer layer (see
 // layerMatMul).
 func (b *builder) layerLinear(x, name string, in, out int) string {
 	return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), name+".bias", b.read(name+".bias"))
-}
-
-// quantized turns an [in, out] float weight into int8 codes with one scale
-// per output column (symmetric, zero point 0), the scheme onnxruntime's own
-// quantiser uses for per-channel weights:
-//
-//	scale_j = float32(max_i |w_ij|) / 127   (in float32; 0 for a zero column)
-//	code_ij = round-half-even(w_ij / scale_j), within ±127
-//
-// so that code·scale is the nearest representable weight. The codes are
-// written first; the scales are kept until the writer asks for them right
-// after, so the weight is read once.
-type quantized struct {
-	src     og.Source
-	in, out int
-	scale   []float32
-}
-
-// QuantizeColumns applies that rule to an [in, out] weight (row-major) and
-// returns the codes and the out scales.
-func QuantizeColumns(w []float32, in, out int) ([]int8, []float32) {
-	scale := make([]float32, out)
-	for i := 0; i < in; i++ {
-		for j, v := range w[i*out : (i+1)*out] {
-			scale[j] = max(scale[j], float32(math.Abs(float64(v))))
-		}
-	}
-	for j := range scale {
-		scale[j] /= 127
-	}
-	codes := make([]int8, in*out)
-	for i := 0; i < in; i++ {
-		for j, v := range w[i*out : (i+1)*out] {
-			if scale[j] == 0 {
-				continue
-			}
-			c := math.RoundToEven(float64(v) / float64(scale[j]))
-			codes[i*out+j] = int8(max(-127, min(127, c)))
-		}
-	}
-	return codes, scale
-}
-
-func (q *quantized) codes() ([]byte, error) {
-	w, err := q.src()
-	if err != nil {
-		return nil, err
-	}
-	if len(w) != q.in*q.out {
-		return nil, fmt.Errorf("weight has %d values, want %d×%d", len(w), q.in, q.out)
-	}
-	codes, scale := QuantizeColumns(w, q.in, q.out)
-	q.scale = scale
-	raw := make([]byte, len(codes))
-	for i, c := range codes {
-		raw[i] = byte(c)
-	}
-	return raw, nil
-}
-
-func (q *quantized) scales() ([]float32, error) {
-	if q.scale == nil {
-		if _, err := q.codes(); err != nil {
-			return nil, err
-		}
-	}
-	s := q.scale
-	q.scale = nil
-	return s, nil
 }
 
 func (b *builder) layerNorm(x, name string, h int, eps float64) string {

@@ -12,13 +12,15 @@ import (
 	"github.com/icthp/icthp/internal/clipref"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
+	og "github.com/icthp/icthp/models/onnxgraph"
 )
 
-// QuantizeColumns against codes and scales worked out by hand.
+// onnxgraph.QuantizeColumns, the rule of the int8 graphs, against codes and
+// scales worked out by hand.
 func TestQuantizeColumns(t *testing.T) {
 	// [in=3, out=2]: column 0 = 1, -0.5, 0.25 (max 1); column 1 = 0, 0, 0.
 	w := []float32{1, 0, -0.5, 0, 0.25, 0}
-	codes, scales := clip.QuantizeColumns(w, 3, 2)
+	codes, scales := og.QuantizeColumns(w, 3, 2)
 	if want := []float32{float32(1) / 127, 0}; !slices.Equal(scales, want) {
 		t.Fatalf("scales %v, want %v", scales, want)
 	}
