@@ -11,7 +11,7 @@
 #   ICTHP_CONVERT     which to convert, space separated (default "ict hp")
 #   ICTHP_DEMO=1      no checkpoints: write tiny seeded random models instead
 #                     (scores are meaningless; for trying the deployment)
-#   ICTHP_CONVERT_FLAGS extra flags for `icthp convert` (e.g. --fp16 for GPUs)
+#   ICTHP_CONVERT_FLAGS extra flags for `icthp convert` (e.g. --fp16 for GPUs, --int8 for CPU-only hosts that accept its error)
 set -eu
 
 hf=${ICTHP_HF_DIR:-/hf}
