@@ -32,10 +32,10 @@ func setImageRewardCache(ir scoring.ImageRewardScorer, c *cache.Cache) {
 
 // irBuild maps the converter's flags onto the BLIP builder's options.
 func irBuild(b clip.BuildOptions) (blip.BuildOptions, error) {
-	if b.FP16 {
-		return blip.BuildOptions{}, usagef("--fp16 is not supported for ImageReward models yet")
+	if b.Int8 && b.FP16 {
+		return blip.BuildOptions{}, usagef("--int8 and --fp16 exclude each other")
 	}
-	return blip.BuildOptions{Fused: b.Fused, Int8: b.Int8}, nil
+	return blip.BuildOptions{Fused: b.Fused, FP16: b.FP16, Int8: b.Int8}, nil
 }
 
 func convertImageReward(ckpt, med, vis, vocab, out, name string, b clip.BuildOptions) (*models.Manifest, error) {

@@ -67,7 +67,8 @@ func TestImageRewardCommands(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"convert", "imagereward", "--med-config", med, "--vocab", bertVocab, "--out", filepath.Join(d, "y")},
-		{"convert", "imagereward", "--checkpoint", ckpt, "--med-config", med, "--vocab", bertVocab, "--fp16", "--out", filepath.Join(d, "y")},
+		{"convert", "imagereward", "--checkpoint", ckpt, "--med-config", med, "--vision-config", vis, "--vocab", bertVocab, "--int8", "--fp16", "--out", filepath.Join(d, "y")},
+		{"convert", "random", "--kind", "imagereward", "--preset", "tiny", "--int8", "--fp16", "--out", filepath.Join(d, "y")},
 		{"convert", "random", "--preset", "imagereward-huge", "--out", filepath.Join(d, "y")},
 		{"score", "--imagereward", dir, filepath.Join(d, "none.png")},
 	} {
@@ -157,6 +158,36 @@ func TestImageRewardCommands(t *testing.T) {
 				t.Errorf("%s: imagereward %g, float64 reference %g (|Δ| %g)", imgs[i], *l.ImageReward, want[i], d)
 			}
 		}
+	}
+
+	// --fp16: the same checkpoint in half precision (weights float16,
+	// inputs and outputs as before) scores within half precision of the
+	// float64 reference: 5e-3, five times float16's spacing at 1 (see
+	// models/blip's TestFP16GraphsNearFloat64Reference).
+	halfDir := filepath.Join(d, "ir16")
+	out = mustRun(t, "convert", "imagereward", "--checkpoint", ckpt, "--med-config", med, "--vision-config", vis, "--vocab", bertVocab, "--fp16", "--out", halfDir)
+	if m := mustManifest(t, halfDir); !strings.Contains(out, "float16") || m.Precision != models.PrecisionFloat16 || m.Version == mustManifest(t, dir).Version {
+		t.Errorf("convert --fp16 printed %q, manifest precision %q version %q (float %q)", out, m.Precision, m.Version, mustManifest(t, dir).Version)
+	}
+	got := parseIRLines(t, mustRun(t, append([]string{"score", "--imagereward", halfDir, "--prompt", prompt, "--batch-size", "2"}, imgs...)...))
+	if len(got) != len(imgs) {
+		t.Fatalf("fp16: %d lines for %d images", len(got), len(imgs))
+	}
+	worst := 0.0
+	for i, l := range got {
+		if l.ImageReward == nil {
+			t.Errorf("fp16 line %d: %+v", i, l)
+			continue
+		}
+		worst = math.Max(worst, math.Abs(*l.ImageReward-want[i]))
+	}
+	t.Logf("fp16 imagereward: max |Δ| %.3g from the float64 reference", worst)
+	if worst > 5e-3 {
+		t.Errorf("fp16 imagereward scores %.3g from the float64 reference, want ≤ 5e-3", worst)
+	}
+	out = mustRun(t, "convert", "random", "--kind", "imagereward", "--preset", "tiny", "--fp16", "--out", filepath.Join(d, "r16"))
+	if m := mustManifest(t, filepath.Join(d, "r16")); !strings.Contains(out, "float16") || m.Precision != models.PrecisionFloat16 {
+		t.Errorf("convert random --kind imagereward --fp16 printed %q, precision %q", out, m.Precision)
 	}
 
 	// The command's image limits reach ImageReward's own decoding.

@@ -1,6 +1,7 @@
 package blip
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -34,8 +35,26 @@ type BuildOptions struct {
 	// (the contrib Attention takes float weights) and the last text layer
 	// is computed at every position, so that plain and fused int8 graphs
 	// still compute the same function. An opt-in for CPU throughput, far
-	// outside the float32 parity target.
+	// outside the float32 parity target. Not with FP16.
 	Int8 bool
+	// FP16 stores every weight as float16 and computes in float16 (for GPU
+	// execution providers; onnxruntime's CPU provider runs the graphs too).
+	// The graphs' inputs and outputs keep their types (pixel_values and
+	// image_tokens float32, input_ids and attention_mask int64, the score
+	// float32), so the vision graph still feeds the text graph and the
+	// scorer is unchanged; the casts sit inside the graphs. The padding
+	// mask's −10000 is exact in float16.
+	FP16 bool
+}
+
+// ErrOptions reports build options that cannot go together.
+var ErrOptions = errors.New("blip: incompatible build options")
+
+func (o BuildOptions) check() error {
+	if o.Int8 && o.FP16 {
+		return fmt.Errorf("%w: int8 weights with fp16 compute (pick one)", ErrOptions)
+	}
+	return nil
 }
 
 // Tensor names of the graphs' inputs and outputs, recorded in model.json.
@@ -59,6 +78,7 @@ type builder struct {
 	g    *og.Graph
 	w    Weights
 	opts BuildOptions
+	dt   og.DataType // compute type
 }
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
@@ -66,7 +86,12 @@ func newBuilder(name string, w Weights, opts BuildOptions) *builder {
 	if opts.Fused || opts.Int8 {
 		g.UseDomain("com.microsoft", 1)
 	}
-	return &builder{g: g, w: w, opts: opts}
+	b := &builder{g: g, w: w, opts: opts, dt: og.Float}
+	if opts.FP16 {
+		g.WeightType = og.Float16
+		b.dt = og.Float16
+	}
+	return b
 }
 
 // read returns a Source reading a weight as it is.
@@ -236,8 +261,19 @@ func (b *builder) splitAttend(p, qkv, mask string, D, H int) string {
 	return b.sdpa(b.heads(outs[0], H, hd, false), b.heads(outs[1], H, hd, true), b.heads(outs[2], H, hd, false), mask, H, hd)
 }
 
-// output names a float32 graph output.
+// toCompute casts a float32 graph input to the compute type.
+func (b *builder) toCompute(x string) string {
+	if b.dt == og.Float16 {
+		return b.g.Op("Cast", []string{x}, og.AttrInt("to", int64(og.Float16)))
+	}
+	return x
+}
+
+// output names a float32 graph output (cast from the compute type).
 func (b *builder) output(x, name string, dims ...og.Dim) {
+	if b.dt == og.Float16 {
+		x = b.g.Op("Cast", []string{x}, og.AttrInt("to", int64(og.Float)))
+	}
 	b.g.Node("", "Identity", []string{x}, []string{name})
 	b.g.Output(name, og.Float, dims...)
 }
@@ -249,6 +285,9 @@ func (b *builder) output(x, name string, dims ...og.Dim) {
 // [batch, 3, S, S] → image_tokens [batch, N+1, width], all tokens after the
 // final LayerNorm.
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -261,7 +300,7 @@ func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 	p := VisionPrefix
 	px := g.Input(InputPixels, og.Float, og.P("batch"), og.D(3), og.D(int64(S)), og.D(int64(S)))
 	kernel := g.Weight(p+"patch_embed.proj.weight", []int64{int64(D), 3, int64(P), int64(P)}, b.read(p+"patch_embed.proj.weight"))
-	x := g.Op("Conv", []string{px, kernel, b.vec(p+"patch_embed.proj.bias", D)},
+	x := g.Op("Conv", []string{b.toCompute(px), kernel, b.vec(p+"patch_embed.proj.bias", D)},
 		og.AttrInts("kernel_shape", int64(P), int64(P)), og.AttrInts("strides", int64(P), int64(P)))
 	x = g.Op("Reshape", []string{x, g.ConstInt64("shape", []int64{3}, 0, int64(D), -1)})
 	x = g.Op("Transpose", []string{x}, og.AttrInts("perm", 0, 2, 1))
@@ -370,6 +409,9 @@ func (b *builder) vitBlocksFused(x string, v *VisionConfig) string {
 // mask), the hidden state at position 0, the reward head and
 // (x − ScoreMean)/ScoreStd → imagereward [batch]. L is c.ContextLength.
 func BuildText(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -384,7 +426,7 @@ func BuildText(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 	H, L := t.HiddenSize, c.ContextLength
 	ids := g.Input(InputIDs, og.Int64, og.P("batch"), og.D(int64(L)))
 	mask := g.Input(InputMask, og.Int64, og.P("batch"), og.D(int64(L)))
-	img := g.Input(InputImageTokens, og.Float, og.P("batch"), og.D(int64(c.Vision.NumTokens())), og.D(int64(c.Vision.Width)))
+	img := b.toCompute(g.Input(InputImageTokens, og.Float, og.P("batch"), og.D(int64(c.Vision.NumTokens())), og.D(int64(c.Vision.Width))))
 
 	// BertEmbeddings: word + absolute position embeddings (no token types),
 	// LayerNorm.
@@ -446,10 +488,11 @@ func (b *builder) bertLayers(x, mask, img string, c *Config) string {
 }
 
 // extendedMask is med.py's extended_attention_mask, (1 − mask)·−10000
-// shaped [B,1,1,L], for sdpa.
+// shaped [B,1,1,L] in the compute type (−10000 is exact in float16), for
+// sdpa.
 func (b *builder) extendedMask(mask string) string {
 	g := b.g
-	m := g.Op("Cast", []string{mask}, og.AttrInt("to", int64(og.Float)))
+	m := g.Op("Cast", []string{mask}, og.AttrInt("to", int64(b.dt)))
 	m = g.Op("Mul", []string{g.Op("Sub", []string{b.scalar(1), m}), b.scalar(maskFilter)})
 	return g.Op("Unsqueeze", []string{m, g.ConstInt64("axes", []int64{2}, 1, 2)})
 }

@@ -57,6 +57,9 @@ type keyLister interface{ Keys() []string }
 // load_state_dict(strict=False) followed by score() ignores them; other
 // unknown keys are reported in Notes.
 func Convert(w Weights, med MedConfig, vis VisionConfig, outDir string, opts BuildOptions) (Result, error) {
+	if err := opts.check(); err != nil {
+		return Result{}, err
+	}
 	c, err := NewConfig(med, vis)
 	if err != nil {
 		return Result{}, err
@@ -103,11 +106,16 @@ func Convert(w Weights, med MedConfig, vis VisionConfig, outDir string, opts Bui
 		return Result{}, err
 	}
 	h := sha256.New()
-	int8 := ""
-	if opts.Int8 {
-		int8 = "|int8" // only when set: float digests (and versions) stay as they were
+	// Precision is named only when it is not float32, so that float
+	// digests (and versions) stay as they were.
+	prec := ""
+	switch {
+	case opts.Int8:
+		prec = "|int8"
+	case opts.FP16:
+		prec = "|fp16"
 	}
-	fmt.Fprintf(h, "imagereward|fused=%v%s|ctx=%d|%s|%s", opts.Fused, int8, c.ContextLength, res.Vision.Digest, res.Text.Digest)
+	fmt.Fprintf(h, "imagereward|fused=%v%s|ctx=%d|%s|%s", opts.Fused, prec, c.ContextLength, res.Vision.Digest, res.Text.Digest)
 	res.Digest = hex.EncodeToString(h.Sum(nil))
 	return res, nil
 }

@@ -62,8 +62,11 @@ func WriteDir(w Weights, o DirOptions) (*models.Manifest, error) {
 		src[k] = v
 	}
 	precision := models.PrecisionFloat32
-	if o.Build.Int8 {
+	switch {
+	case o.Build.Int8:
 		precision = models.PrecisionInt8
+	case o.Build.FP16:
+		precision = models.PrecisionFloat16
 	}
 	m := &models.Manifest{
 		Kind: models.KindImageReward, Name: name, Version: "imagereward-" + res.Digest[:16],
