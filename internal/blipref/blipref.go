@@ -4,7 +4,8 @@
 // speed: slices of float64, explicit loops, one function per equation, meant
 // for small models and single inputs.
 //
-// Equations (x a row vector, W a torch Linear weight [out, in]):
+// Equations (x a row vector, W a torch Linear weight [out, in]; Linear,
+// LayerNorm, Softmax and GELU are clipref's, the same torch definitions):
 //
 //	Linear(x)     = W·x + b
 //	LN(x)         = (x − mean(x)) / sqrt(var(x) + eps) · γ + β   (biased variance)
@@ -32,6 +33,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/icthp/icthp/internal/clipref"
 	"github.com/icthp/icthp/models/blip"
 )
 
@@ -48,66 +50,6 @@ const MaskValue = -10000.0
 
 // ---------------------------------------------------------------------------
 // Elementary pieces
-
-// GELU is the exact GELU, ½x(1 + erf(x/√2)) (nn.GELU, transformers "gelu").
-func GELU(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }
-
-// Linear returns W·x + b for a torch Linear weight W [out, in] (row-major);
-// b may be nil.
-func Linear(x, W, b []float64, out, in int) []float64 {
-	y := make([]float64, out)
-	for o := 0; o < out; o++ {
-		s := 0.0
-		if b != nil {
-			s = b[o]
-		}
-		row := W[o*in : (o+1)*in]
-		for i := 0; i < in; i++ {
-			s += row[i] * x[i]
-		}
-		y[o] = s
-	}
-	return y
-}
-
-// LayerNorm is torch.nn.LayerNorm over the whole vector.
-func LayerNorm(x, gamma, beta []float64, eps float64) []float64 {
-	n := float64(len(x))
-	mean := 0.0
-	for _, v := range x {
-		mean += v
-	}
-	mean /= n
-	variance := 0.0
-	for _, v := range x {
-		variance += (v - mean) * (v - mean)
-	}
-	variance /= n
-	inv := 1 / math.Sqrt(variance+eps)
-	y := make([]float64, len(x))
-	for i, v := range x {
-		y[i] = (v-mean)*inv*gamma[i] + beta[i]
-	}
-	return y
-}
-
-// Softmax returns exp(x_i − max) / Σ exp(x_j − max).
-func Softmax(x []float64) []float64 {
-	m := math.Inf(-1)
-	for _, v := range x {
-		m = max(m, v)
-	}
-	y := make([]float64, len(x))
-	sum := 0.0
-	for i, v := range x {
-		y[i] = math.Exp(v - m)
-		sum += y[i]
-	}
-	for i := range y {
-		y[i] /= sum
-	}
-	return y
-}
 
 // Attention is multi-head scaled dot-product attention of queries q ([S][D])
 // over keys k and values v ([T][D]), D split into heads of D/heads.
@@ -135,7 +77,7 @@ func Attention(q, k, v [][]float64, heads int, bias []float64) [][]float64 {
 					scores[j] += bias[j]
 				}
 			}
-			p := Softmax(scores)
+			p := clipref.Softmax(scores)
 			for j := 0; j < T; j++ {
 				for d := 0; d < hd; d++ {
 					out[i][off+d] += p[j] * v[j][off+d]
@@ -222,7 +164,7 @@ func (r *reader) linear(name string, in, out int) linearW {
 	return linearW{r.get(name+".weight", out, in), r.get(name+".bias", out), in, out}
 }
 
-func (l linearW) apply(x []float64) []float64 { return Linear(x, l.W, l.b, l.out, l.in) }
+func (l linearW) apply(x []float64) []float64 { return clipref.Linear(x, l.W, l.b, l.out, l.in) }
 
 // seqLinear applies a torch Linear (W [out, in], bias b) to every row of
 // one sequence x [S][in]: floatLinear row by row, or clipref.Int8Linear (int8.go),
@@ -232,7 +174,7 @@ type seqLinear func(x [][]float64, W, b []float64, out, in int) [][]float64
 func floatLinear(x [][]float64, W, b []float64, out, in int) [][]float64 {
 	y := make([][]float64, len(x))
 	for s := range x {
-		y[s] = Linear(x[s], W, b, out, in)
+		y[s] = clipref.Linear(x[s], W, b, out, in)
 	}
 	return y
 }
@@ -249,7 +191,7 @@ func (r *reader) norm(name string, n int, eps float64) normW {
 	return normW{r.get(name+".weight", n), r.get(name+".bias", n), eps}
 }
 
-func (n normW) apply(x []float64) []float64 { return LayerNorm(x, n.g, n.b, n.eps) }
+func (n normW) apply(x []float64) []float64 { return clipref.LayerNorm(x, n.g, n.b, n.eps) }
 
 // ---------------------------------------------------------------------------
 // ViT
@@ -337,7 +279,7 @@ func imageTokens(cfg *blip.Config, w blip.Weights, pixels []float32, n int, lin 
 			h := bl.fc1.seq(rows(x, bl.norm2.apply), lin)
 			for _, r := range h {
 				for i := range r {
-					r[i] = GELU(r[i])
+					r[i] = clipref.GELU(r[i])
 				}
 			}
 			m := bl.fc2.seq(h, lin)
@@ -445,7 +387,7 @@ func textHidden(cfg *blip.Config, w blip.Weights, ids, mask []int64, tokens [][]
 		h := l.inter.seq(c, lin)
 		for _, r := range h {
 			for i := range r {
-				r[i] = GELU(r[i])
+				r[i] = clipref.GELU(r[i])
 			}
 		}
 		o := l.outp.seq(h, lin)
@@ -478,7 +420,7 @@ func Head(w blip.Weights, h []float64) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		x = Linear(x, W, b, out, in)
+		x = clipref.Linear(x, W, b, out, in)
 	}
 	return x[0], nil
 }
