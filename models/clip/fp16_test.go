@@ -3,7 +3,6 @@ package clip_test
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
@@ -23,47 +22,13 @@ func TestFP16GraphsNearFloat64Reference(t *testing.T) {
 				c := tinyConfig(t, act)
 				w := clip.NewRandom(&c, 11, true)
 				px, ids := inputs(n, 77, 5)
-				dir := t.TempDir()
-				opts := clip.BuildOptions{Fused: fused, FP16: true}
-				vg, err := clip.BuildVision(&c, w, opts)
-				if err != nil {
-					t.Fatal(err)
+				g := buildGraphs(t, &c, w, clip.BuildOptions{Fused: fused, FP16: true})
+				if g.weightBytes*10 > g.floatBytes*6 {
+					t.Errorf("fp16 weights %d bytes, float %d: not half precision", g.weightBytes, g.floatBytes)
 				}
-				vp := filepath.Join(dir, "vision.onnx")
-				hres, err := vg.Save(vp)
-				if err != nil {
-					t.Fatal(err)
-				}
-				fg, err := clip.BuildVision(&c, w, clip.BuildOptions{Fused: fused})
-				if err != nil {
-					t.Fatal(err)
-				}
-				fres, err := fg.Save(filepath.Join(dir, "float.onnx"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if hres.WeightBytes*10 > fres.WeightBytes*6 {
-					t.Errorf("fp16 weights %d bytes, float %d: not half precision", hres.WeightBytes, fres.WeightBytes)
-				}
-				tg, err := clip.BuildText(&c, w, 77, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				tp := filepath.Join(dir, "text.onnx")
-				if _, err := tg.Save(tp); err != nil {
-					t.Fatal(err)
-				}
-				hg, err := clip.BuildHP(&c, w, w, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				hpp := filepath.Join(dir, "hp.onnx")
-				if _, err := hg.Save(hpp); err != nil {
-					t.Fatal(err)
-				}
-				img := runVision(t, vp, px, n, clip.OutputImage)[0]
-				hp := runVision(t, hpp, px, n, clip.OutputHPLogi)[0]
-				ts := openSession(t, tp, clip.InputIDs, clip.OutputText)
+				img := runVision(t, g.vision, px, n, clip.OutputImage)[0]
+				hp := runVision(t, g.hp, px, n, clip.OutputHPLogi)[0]
+				ts := openSession(t, g.text, clip.InputIDs, clip.OutputText)
 				var txt []float32
 				for i := 0; i < n; i++ {
 					txt = append(txt, run(t, ts.RunInt64, ids[i*77:(i+1)*77])...)

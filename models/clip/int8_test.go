@@ -58,52 +58,18 @@ func TestInt8GraphsMatchInt8Reference(t *testing.T) {
 				c := tinyConfig(t, act)
 				w := clip.NewRandom(&c, 11, true)
 				px, ids := inputs(n, 77, 5)
-				dir := t.TempDir()
-				opts := clip.BuildOptions{Fused: fused, Int8: true}
-				vg, err := clip.BuildVision(&c, w, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				vp := filepath.Join(dir, "vision.onnx")
-				qres, err := vg.Save(vp)
-				if err != nil {
-					t.Fatal(err)
-				}
-				tg, err := clip.BuildText(&c, w, 77, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				tp := filepath.Join(dir, "text.onnx")
-				if _, err := tg.Save(tp); err != nil {
-					t.Fatal(err)
-				}
-				hg, err := clip.BuildHP(&c, w, w, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				hpp := filepath.Join(dir, "hp.onnx")
-				if _, err := hg.Save(hpp); err != nil {
-					t.Fatal(err)
-				}
+				g := buildGraphs(t, &c, w, clip.BuildOptions{Fused: fused, Int8: true})
 				// The quantised layers' weights are stored as int8: the data
 				// file is smaller by most of 3 of every 4 bytes of them.
-				fg, err := clip.BuildVision(&c, w, clip.BuildOptions{Fused: fused})
-				if err != nil {
-					t.Fatal(err)
-				}
-				fres, err := fg.Save(filepath.Join(dir, "float.onnx"))
-				if err != nil {
-					t.Fatal(err)
-				}
 				v := c.Vision
 				layerBytes := int64(v.NumLayers * (4*v.HiddenSize*v.HiddenSize + 2*v.HiddenSize*v.IntermediateSize) * 4)
-				if q, f := qres.WeightBytes, fres.WeightBytes; f-q < layerBytes*3/4*9/10 {
+				if q, f := g.weightBytes, g.floatBytes; f-q < layerBytes*3/4*9/10 {
 					t.Errorf("int8 weights %d bytes, float %d: saves less than 3/4 of the layers' %d", q, f, layerBytes)
 				}
 
-				vs := openSession(t, vp, clip.InputPixels, clip.OutputImage)
-				ts := openSession(t, tp, clip.InputIDs, clip.OutputText)
-				hs := openSession(t, hpp, clip.InputPixels, clip.OutputHPLogi)
+				vs := openSession(t, g.vision, clip.InputPixels, clip.OutputImage)
+				ts := openSession(t, g.text, clip.InputIDs, clip.OutputText)
+				hs := openSession(t, g.hp, clip.InputPixels, clip.OutputHPLogi)
 				per := len(px) / n
 				var img, txt, hp []float32
 				for i := 0; i < n; i++ {
@@ -157,4 +123,35 @@ func run[T any](t *testing.T, f func(context.Context, []T, int) ([][]float32, er
 		t.Fatal(err)
 	}
 	return out[0]
+}
+
+// built is the three graphs of one configuration saved in a folder, with
+// the weight bytes of the vision graph and of the float vision graph of the
+// same weights (to check how the weights are stored).
+type built struct {
+	vision, text, hp        string
+	weightBytes, floatBytes int64
+}
+
+func buildGraphs(t *testing.T, c *clip.Config, w clip.Weights, opts clip.BuildOptions) built {
+	t.Helper()
+	dir := t.TempDir()
+	save := func(name string, build func() (*og.Graph, error)) (string, int64) {
+		g, err := build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		res, err := g.Save(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, res.WeightBytes
+	}
+	var b built
+	b.vision, b.weightBytes = save("vision.onnx", func() (*og.Graph, error) { return clip.BuildVision(c, w, opts) })
+	b.text, _ = save("text.onnx", func() (*og.Graph, error) { return clip.BuildText(c, w, 77, opts) })
+	b.hp, _ = save("hp.onnx", func() (*og.Graph, error) { return clip.BuildHP(c, w, w, opts) })
+	_, b.floatBytes = save("float.onnx", func() (*og.Graph, error) { return clip.BuildVision(c, w, clip.BuildOptions{Fused: opts.Fused}) })
+	return b
 }
