@@ -241,11 +241,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// The load generator against the real `icthp serve` (demo models, real
-// onnxruntime sessions, loopback HTTP): every route answers every request.
-func TestLoadtestAgainstServe(t *testing.T) {
-	needORT(t)
-	t.Setenv(ortlib.EnvCache, t.TempDir())
+// serveInProcess runs `icthp serve --addr A ARGS...` in this process on a
+// free loopback port until the test ends, waits for /readyz (the warm-up
+// image has run) and returns the base URL. At the end it stops the server
+// and fails the test unless serve exited 0, with its log.
+func serveInProcess(t *testing.T, args ...string) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -257,15 +258,14 @@ func TestLoadtestAgainstServe(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		a := &app{stdout: io.Discard, stderr: &serveLog, getenv: func(string) string { return "" }}
-		done <- run(ctx, a, []string{"serve", "--addr", addr, "--drain-delay", "0s"})
+		done <- run(ctx, a, append([]string{"serve", "--addr", addr}, args...))
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != 0 {
 			t.Errorf("serve exited with %d:\n%s", code, serveLog.String())
 		}
-	}()
-	// Wait for /readyz (the demo models are made and warmed up first).
+	})
 	url := "http://" + addr
 	for ready := false; !ready; {
 		select {
@@ -274,11 +274,21 @@ func TestLoadtestAgainstServe(t *testing.T) {
 			t.Fatalf("serve exited with %d before it was ready:\n%s", code, serveLog.String())
 		case <-time.After(20 * time.Millisecond):
 		}
-		if resp, err := http.Get(url + "/readyz"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == http.StatusOK
+		if res, err := http.Get(url + "/readyz"); err == nil {
+			res.Body.Close()
+			ready = res.StatusCode == http.StatusOK
 		}
 	}
+	return url
+}
+
+// The load generator against the real `icthp serve` (demo models, real
+// onnxruntime sessions, loopback HTTP): every route answers every request.
+func TestLoadtestAgainstServe(t *testing.T) {
+	needORT(t)
+	t.Setenv(ortlib.EnvCache, t.TempDir())
+	// The demo models are made and warmed up first.
+	url := serveInProcess(t, "--drain-delay", "0s")
 	demo := filepath.Join("..", "..", "testdata", "demo")
 	for _, route := range []string{"score", "rank", "reward"} {
 		code, stdout, stderr := runCLI(t, "loadtest", "--url", url, "--route", route, "--concurrency", "2",

@@ -16,7 +16,6 @@ import (
 	"image/png"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -145,40 +144,9 @@ func TestServeImageRewardBatched(t *testing.T) {
 	}
 	ref.Close()
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	var serveLog lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		a := &app{stdout: io.Discard, stderr: &serveLog, getenv: func(string) string { return "" }}
-		done <- run(ctx, a, []string{"serve", "--imagereward", dir, "--addr", addr, "--drain-delay", "0s", "--threads", "1",
-			"--cache-bytes", "0", "--batch-size", "16", "--batch-wait", maxWait.String(), "--queue-size", strconv.Itoa(n)})
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("serve exited with %d:\n%s", code, serveLog.String())
-		}
-	}()
-	url := "http://" + addr
 	// /readyz waits for the warm-up image, itself one batch of one.
-	for ready := false; !ready; {
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("serve exited with %d before it was ready:\n%s", code, serveLog.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if res, err := http.Get(url + "/readyz"); err == nil {
-			res.Body.Close()
-			ready = res.StatusCode == http.StatusOK
-		}
-	}
+	url := serveInProcess(t, "--imagereward", dir, "--drain-delay", "0s", "--threads", "1",
+		"--cache-bytes", "0", "--batch-size", "16", "--batch-wait", maxWait.String(), "--queue-size", strconv.Itoa(n))
 	const (
 		lbl   = `{graph="vision",model="imagereward"}`
 		runs  = "icthp_batcher_batch_size_count" + lbl
