@@ -169,11 +169,7 @@ func runCompare(ctx context.Context, a *app, args []string) error {
 	var cosines []float64
 	for lo := 0; lo < len(files); lo += mf.batch {
 		chunk := files[lo:min(lo+mf.batch, len(files))]
-		imgs := make([]scoring.Image, len(chunk))
-		readErr := make([]error, len(chunk))
-		for k, f := range chunk {
-			imgs[k].Data, readErr[k] = readImage(f, mf.maxBytes)
-		}
+		imgs, readErr := readImages(chunk, mf.maxBytes)
 		var res [2]*scoring.ScoreResponse
 		var emb [2][][]float32
 		var failed [2][]error // each side's failure of each image

@@ -150,11 +150,7 @@ func runScore(ctx context.Context, a *app, args []string) error {
 	failed := 0
 	for lo := 0; lo < len(files); lo += mf.batch {
 		chunk := files[lo:min(lo+mf.batch, len(files))]
-		imgs := make([]scoring.Image, len(chunk))
-		readErr := make([]error, len(chunk))
-		for i, f := range chunk {
-			imgs[i].Data, readErr[i] = readImage(f, mf.maxBytes)
-		}
+		imgs, readErr := readImages(chunk, mf.maxBytes)
 		res, err := l.svc.Score(ctx, scoring.ScoreRequest{Prompt: p, Images: imgs})
 		if err != nil {
 			return err
@@ -186,6 +182,17 @@ func runScore(ctx context.Context, a *app, args []string) error {
 		return exitError{code: 1, msg: fmt.Sprintf("%d of %d images failed (see their \"error\" fields)", failed, len(files))}
 	}
 	return nil
+}
+
+// readImages reads each file with readImage: the images, and in the same
+// places the errors of those that could not be read.
+func readImages(files []string, maxBytes int64) ([]scoring.Image, []error) {
+	imgs := make([]scoring.Image, len(files))
+	errs := make([]error, len(files))
+	for i, f := range files {
+		imgs[i].Data, errs[i] = readImage(f, maxBytes)
+	}
+	return imgs, errs
 }
 
 // readImage reads an image file, refusing one larger than maxBytes (0: the
