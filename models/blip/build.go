@@ -342,20 +342,20 @@ func (b *builder) vitQKV(prefix string, D int) (string, string) {
 	return w, b.vec(prefix+"attn.qkv.bias", 3*D)
 }
 
+// vitQKVProj is the qkv Linear of ViT block p on y: [B,S,3D], q|k|v.
+func (b *builder) vitQKVProj(y, p string, D int) string {
+	return b.layerMatMul(y, p+"attn.qkv.weight", D, 3*D, b.readT(p+"attn.qkv.weight", 3*D, D), p+"attn.qkv.bias", b.read(p+"attn.qkv.bias"))
+}
+
 // vitBlocks is the pre-norm blocks of vit.py in standard operators:
 // x = x + proj(attn(norm1(x))); x = x + fc2(gelu(fc1(norm2(x)))).
 func (b *builder) vitBlocks(x string, v *VisionConfig) string {
 	g := b.g
 	D, H, M := v.Width, v.NumHeads, v.MLPHidden()
-	hd := D / H
-	split := g.ConstInt64("split", []int64{3}, int64(D), int64(D), int64(D))
 	for l := 0; l < v.Depth; l++ {
 		p := VisionPrefix + "blocks." + strconv.Itoa(l) + "."
 		y := b.layerNorm(x, p+"norm1", D, v.LayerNormEps)
-		qkv := b.layerMatMul(y, p+"attn.qkv.weight", D, 3*D, b.readT(p+"attn.qkv.weight", 3*D, D), p+"attn.qkv.bias", b.read(p+"attn.qkv.bias"))
-		outs := []string{p + "q", p + "k", p + "v"}
-		g.Node("", "Split", []string{qkv, split}, outs, og.AttrInt("axis", 2))
-		a := b.sdpa(b.heads(outs[0], H, hd, false), b.heads(outs[1], H, hd, true), b.heads(outs[2], H, hd, false), "", H, hd)
+		a := b.splitAttend(p, b.vitQKVProj(y, p, D), "", D, H)
 		x = g.Op("Add", []string{x, b.layerLinear(a, p+"attn.proj", D, D)})
 		y = b.layerNorm(x, p+"norm2", D, v.LayerNormEps)
 		m := b.gelu(b.layerLinear(y, p+"mlp.fc1", D, M))
@@ -378,8 +378,7 @@ func (b *builder) vitBlocksFused(x string, v *VisionConfig) string {
 		if b.opts.Int8 {
 			// The contrib Attention takes float weights: the quantised
 			// projection, then attention in standard operators.
-			qkv := b.layerMatMul(y, p+"attn.qkv.weight", D, 3*D, b.readT(p+"attn.qkv.weight", 3*D, D), p+"attn.qkv.bias", b.read(p+"attn.qkv.bias"))
-			a = b.splitAttend(p, qkv, "", D, v.NumHeads)
+			a = b.splitAttend(p, b.vitQKVProj(y, p, D), "", D, v.NumHeads)
 		} else {
 			wqkv, bqkv := b.vitQKV(p, D)
 			a = g.OpMS("Attention", []string{y, wqkv, bqkv}, 1, og.AttrInt("num_heads", int64(v.NumHeads)))[0]
