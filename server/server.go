@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/icthp/icthp/scoring"
+	"github.com/icthp/icthp/server/gallery"
 )
 
 // OpenAPI is the API's OpenAPI 3 document, served at /openapi.json.
@@ -240,6 +241,12 @@ func (s *Server) routes() *gin.Engine {
 	}
 	meta.GET("/metrics", gin.WrapH(s.metricsHandler()))
 	e.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", OpenAPI) })
+	// The gallery page is public, like /openapi.json; the API calls it
+	// makes go through s.auth like any other client's.
+	page := gin.WrapH(gallery.Handler(gallery.Options{MaxImages: s.opts.MaxImages, MaxBodyBytes: s.opts.MaxBodyBytes,
+		MaxPromptBytes: s.opts.MaxPromptBytes, Auth: len(s.tokens) > 0}))
+	e.GET("/", page)
+	e.GET(gallery.AssetPrefix+":file", page)
 
 	v1 := e.Group("/v1", s.auth, s.admit, s.deadline)
 	v1.POST("/score", s.score)
