@@ -331,7 +331,11 @@ func TestGalleryInChromium(t *testing.T) {
 	}
 
 	do(t, ctx, "pick the files", chromedp.SetUploadFiles(chromedp.ID("files"), files))
-	waitFor(t, ctx, "four thumbnails", `document.querySelectorAll('#thumbs img').length === 4`)
+	waitFor(t, ctx, "four thumbnails", `document.querySelectorAll('#thumbs > li').length === 4`)
+	// The progress row must show while the request runs.
+	do(t, ctx, "watch the progress row", chromedp.Evaluate[chromedp.Void](`(() => { const row = document.getElementById('progress-row');
+		window.sawProgress = false;
+		new MutationObserver(() => { if (!row.hidden) window.sawProgress = true; }).observe(row, {attributes: true}); })()`))
 	// Keyboard: type the prompt and press Enter, which submits the form.
 	do(t, ctx, "type the prompt", chromedp.SendKeys(chromedp.ID("prompt"), prompt+"\r"))
 	waitFor(t, ctx, "four cards", `document.querySelectorAll('#cards > li').length === 4 && !document.getElementById('rank').disabled`)
@@ -339,6 +343,12 @@ func TestGalleryInChromium(t *testing.T) {
 	summary := eval[string](t, ctx, `document.getElementById('summary').textContent`)
 	if ms := eval[float64](t, ctx, `Number(document.getElementById('summary').dataset.latencyMs)`); ms <= 0 || !strings.Contains(summary, "ms") || !strings.Contains(summary, "1 failed") {
 		t.Errorf("summary %q, latency %v ms", summary, ms)
+	}
+	if !eval[bool](t, ctx, `window.sawProgress`) {
+		t.Error("no progress indication while the images were scored")
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll('#thumbs .noimg, #cards .noimg').length`); n != 2 {
+		t.Errorf("%d \"no preview\" boxes, want 2 (the broken file's thumbnail and card)", n)
 	}
 	noConsoleErrors(t, log)
 
@@ -380,7 +390,7 @@ func TestGalleryInChromium(t *testing.T) {
 
 	// At most --max-images: two more files, one kept.
 	do(t, ctx, "pick two more", chromedp.SetUploadFiles(chromedp.ID("files"), files[2:]))
-	waitFor(t, ctx, "five thumbnails", `document.querySelectorAll('#thumbs img').length === 5`)
+	waitFor(t, ctx, "five thumbnails", `document.querySelectorAll('#thumbs > li').length === 5`)
 	if note := eval[string](t, ctx, `document.getElementById('file-note').textContent`); !strings.Contains(note, "1 left out") {
 		t.Errorf("after 6 files the note says %q", note)
 	}
@@ -420,6 +430,7 @@ func TestGalleryAuthInChromium(t *testing.T) {
 	ctx, log := browser(t)
 	do(t, ctx, "open the page", chromedp.Navigate(url+"/"))
 	waitFor(t, ctx, "the token dialog", `document.getElementById('token-dialog').open`)
+	screenshot(t, ctx, "gallery-token.png")
 	do(t, ctx, "give the token", chromedp.SendKeys(chromedp.ID("token-input"), token+"\r"))
 	waitFor(t, ctx, "the models", `document.querySelectorAll('#models input[name=model]').length === 2`)
 	do(t, ctx, "pick the files", chromedp.SetUploadFiles(chromedp.ID("files"), []string{apple, sunset}),

@@ -205,11 +205,18 @@
     for (const u of urls) if (!live.has(u)) URL.revokeObjectURL(u);
   }
 
+  // thumbImage shows a picked file; one the browser cannot decode becomes a
+  // "no preview" box (the server still says what it makes of the file).
   function thumbImage(url, alt) {
     const img = document.createElement('img');
     img.alt = alt;
     img.decoding = 'async';
-    img.addEventListener('error', () => img.classList.add('broken'));
+    img.addEventListener('error', () => {
+      const box = document.createElement('span');
+      box.className = 'noimg';
+      box.textContent = 'no preview';
+      img.replaceWith(box);
+    });
     img.src = url;
     return img;
   }
