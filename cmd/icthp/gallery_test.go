@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
 	"github.com/icthp/icthp/models/ortlib"
@@ -297,8 +298,11 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
-func TestGalleryInChromium(t *testing.T) {
-	needORT(t)
+// galleryServe starts `icthp serve` with the demo ICT and HP models and a
+// tiny random ImageReward, at most 5 images a request, and returns its URL
+// and the files to rank: the demo images with a broken file among them.
+func galleryServe(t *testing.T) (string, []string) {
+	t.Helper()
 	t.Setenv(ortlib.EnvCache, t.TempDir())
 	ictDir, hpDir, err := demoModels()
 	if err != nil {
@@ -313,13 +317,18 @@ func TestGalleryInChromium(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("this is not an image"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The broken file among the good ones.
 	files := []string{filepath.Join(demo, "apple.jpg"), broken, filepath.Join(demo, "checkers.webp"), filepath.Join(demo, "sunset.png")}
 	for i, f := range files {
 		if files[i], err = filepath.Abs(f); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return url, files
+}
+
+func TestGalleryInChromium(t *testing.T) {
+	needORT(t)
+	url, files := galleryServe(t)
 	const prompt = "a red apple on a wooden table"
 	want := rankRef(t, url, "", prompt, files)
 
@@ -352,35 +361,10 @@ func TestGalleryInChromium(t *testing.T) {
 	}
 	noConsoleErrors(t, log)
 
-	// The exact numbers appear on focus (Tab reaches the cards) and hover.
-	const exactShown = `getComputedStyle(document.querySelector('#cards > li .exact')).display !== 'none'`
-	if eval[bool](t, ctx, exactShown) {
-		t.Error("the exact numbers show before the card has the focus")
-	}
-	do(t, ctx, "focus the first card", chromedp.Focus(chromedp.CSS("#cards > li")))
-	if !eval[bool](t, ctx, exactShown) {
-		t.Error("the exact numbers do not show when the card has the focus")
-	}
-
-	// The selector sorts by any score, best first, the failed image last.
-	do(t, ctx, "sort by ImageReward", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('sort');
-		s.value = 'imagereward'; s.dispatchEvent(new Event('change')); })()`))
-	byIR := append([]rankItem(nil), want[:len(want)-1]...)
-	sort.SliceStable(byIR, func(a, b int) bool { return byIR[a].scores["imagereward"] > byIR[b].scores["imagereward"] })
-	checkCards(t, eval[[]card](t, ctx, readCards), append(byIR, want[len(want)-1]), 0)
-	do(t, ctx, "sort by ICT-HP", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('sort');
-		s.value = 'ict_hp'; s.dispatchEvent(new Event('change')); })()`))
-	checkCards(t, eval[[]card](t, ctx, readCards), want, 0)
-	do(t, ctx, "blur", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
+	checkExactNumbers(t, ctx)
+	checkSorting(t, ctx, want)
 	screenshot(t, ctx, "gallery.png")
-
-	// Phone width: nothing wider than the screen.
-	do(t, ctx, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
-	if w := eval[[]float64](t, ctx, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1] {
-		t.Errorf("at phone width the page is %v px wide in a %v px window", w[0], w[1])
-	}
-	screenshot(t, ctx, "gallery-phone.png")
-	do(t, ctx, "desktop width", chromedp.EmulateViewport(1280, 900))
+	checkPhoneWidth(t, ctx)
 
 	// Fewer models: /v1/score with "models", and ICT-HP worked out in the
 	// page, as /v1/rank does it (to float64 rounding).
@@ -395,6 +379,64 @@ func TestGalleryInChromium(t *testing.T) {
 		t.Errorf("after 6 files the note says %q", note)
 	}
 	noConsoleErrors(t, log)
+}
+
+// checkExactNumbers: the exact values are hidden until the pointer is over
+// a score or a card has the focus (Tab reaches the cards).
+func checkExactNumbers(t *testing.T, ctx context.Context) {
+	t.Helper()
+	const shown = `Array.from(document.querySelectorAll('#cards .exact')).map(e => getComputedStyle(e).display !== 'none')`
+	count := func() (n int) {
+		for _, v := range eval[[]bool](t, ctx, shown) {
+			if v {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Errorf("%d exact numbers show before any hover or focus", n)
+	}
+	xy := eval[[]float64](t, ctx, `(() => { const e = document.querySelector('#cards > li:nth-child(2) .score');
+		e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
+		return [r.x + r.width / 2, r.y + r.height / 2]; })()`)
+	do(t, ctx, "hover over a score", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, xy[0], xy[1]))
+	if n := count(); n != 1 {
+		t.Errorf("%d exact numbers show with the pointer over one score, want 1", n)
+	}
+	do(t, ctx, "move away", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, 1, 1))
+	do(t, ctx, "focus the first card", chromedp.Focus(chromedp.CSS("#cards > li")))
+	if n, want := count(), eval[int](t, ctx, `document.querySelectorAll('#cards > li:first-child .exact').length`); n != want || n == 0 {
+		t.Errorf("%d exact numbers show with the first card focused, want its %d", n, want)
+	}
+	do(t, ctx, "blur", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
+}
+
+// checkSorting: the selector sorts by any score, best first, the failed
+// image last; back on ICT-HP the order is /v1/rank's again.
+func checkSorting(t *testing.T, ctx context.Context, want []rankItem) {
+	t.Helper()
+	sortBy := func(name string) {
+		do(t, ctx, "sort by "+name, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('sort');
+			s.value = '`+name+`'; s.dispatchEvent(new Event('change')); })()`))
+	}
+	sortBy("imagereward")
+	byIR := append([]rankItem(nil), want[:len(want)-1]...)
+	sort.SliceStable(byIR, func(a, b int) bool { return byIR[a].scores["imagereward"] > byIR[b].scores["imagereward"] })
+	checkCards(t, eval[[]card](t, ctx, readCards), append(byIR, want[len(want)-1]), 0)
+	sortBy("ict_hp")
+	checkCards(t, eval[[]card](t, ctx, readCards), want, 0)
+}
+
+// checkPhoneWidth: at 390 px nothing is wider than the screen.
+func checkPhoneWidth(t *testing.T, ctx context.Context) {
+	t.Helper()
+	do(t, ctx, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	if w := eval[[]float64](t, ctx, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1] {
+		t.Errorf("at phone width the page is %v px wide in a %v px window", w[0], w[1])
+	}
+	screenshot(t, ctx, "gallery-phone.png")
+	do(t, ctx, "desktop width", chromedp.EmulateViewport(1280, 900))
 }
 
 // With tokens, the page is public but asks for a token, sends it as a

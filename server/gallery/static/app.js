@@ -26,6 +26,7 @@
     xhr: null, // the request in flight
     result: null, // {entries, names, files}
     nextId: 1,
+    token: '', // used only when session storage is off
   };
 
   // ---- token (kept in this tab's session storage only) ----
