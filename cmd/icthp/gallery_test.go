@@ -361,6 +361,7 @@ func TestGalleryInChromium(t *testing.T) {
 	}
 	noConsoleErrors(t, log)
 
+	checkTabOrder(t, ctx)
 	checkExactNumbers(t, ctx)
 	checkSorting(t, ctx, want)
 	screenshot(t, ctx, "gallery.png")
@@ -408,6 +409,25 @@ func checkExactNumbers(t *testing.T, ctx context.Context) {
 	do(t, ctx, "focus the first card", chromedp.Focus(chromedp.CSS("#cards > li")))
 	if n, want := count(), eval[int](t, ctx, `document.querySelectorAll('#cards > li:first-child .exact').length`); n != want || n == 0 {
 		t.Errorf("%d exact numbers show with the first card focused, want its %d", n, want)
+	}
+	do(t, ctx, "blur", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
+}
+
+// checkTabOrder: the Tab key alone reaches every control and each card.
+func checkTabOrder(t *testing.T, ctx context.Context) {
+	t.Helper()
+	do(t, ctx, "start at the top", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur(); window.scrollTo(0, 0)`))
+	reached := map[string]bool{}
+	for range 30 {
+		do(t, ctx, "press Tab", chromedp.KeyEvent("\t"))
+		el := eval[string](t, ctx, `(() => { const a = document.activeElement;
+			return a.id || (a.classList.contains('card') ? 'card ' + a.dataset.index : a.className || a.tagName); })()`)
+		reached[el] = true
+	}
+	for _, want := range []string{"prompt", "files", "rank", "sort", "card 0", "card 1", "card 2", "card 3"} {
+		if !reached[want] {
+			t.Errorf("Tab never reaches %s (it reaches %v)", want, reached)
+		}
 	}
 	do(t, ctx, "blur", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
 }
