@@ -23,7 +23,9 @@ func (c clipPrep) Tensor(src Source, dst []float32) error {
 // itself, in the mode Image.open gives them.
 func TorchvisionPreprocess(p *preprocess.TorchvisionPipeline) Preprocessor { return tvPrep{p} }
 
-type tvPrep struct{ p *preprocess.TorchvisionPipeline }
+type tvPrep struct {
+	p *preprocess.TorchvisionPipeline
+}
 
 type tvKey struct{ o preprocess.ImageOptions }
 
