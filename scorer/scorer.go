@@ -57,11 +57,11 @@ type Scorer interface {
 	// Text is the model's text side; nil for a model that scores without
 	// a prompt (HP, aesthetic).
 	Text() TextEncoder
-	// Score is the head: for each pair, one value per output of the
-	// model's Spec.Outputs, in that order. Pair.Text is nil when Text()
-	// is nil. The pipeline calls it once per request with every pair that
-	// has features (cache hits and fresh ones alike).
-	Score(ctx context.Context, pairs []Pair) ([][]float64, error)
+	// Head is the model's head (or formula): for each pair, one value per
+	// output of the model's Spec.Outputs, in that order. Pair.Text is nil
+	// when Text() is nil. The pipeline calls it once per request with
+	// every pair that has features (cache hits and fresh ones alike).
+	Head(ctx context.Context, pairs []Pair) ([][]float64, error)
 }
 
 // Features are what a model's image encoder makes of one image and what
