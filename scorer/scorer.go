@@ -203,6 +203,10 @@ type OpenOptions struct {
 	// pipeline batches (serve: a dynamic batcher); name is the Spec's
 	// name. Nil: the model itself.
 	Encoder func(name string, md *models.Model) (models.BatchEncoder, error)
+	// MaxImageBytes and MaxImagePixels are the limits for a model whose
+	// preprocessor decodes files itself (NeedsRGB false); zero takes
+	// preprocess's defaults. The pipeline applies the same limits first.
+	MaxImageBytes, MaxImagePixels int64
 }
 
 // Entry is one model kind of the registry: its Spec and how to open one of
