@@ -221,3 +221,23 @@ func (s *Service) selectModels(names []string, hasPrompt bool) ([]*model, error)
 	}
 	return out, nil
 }
+
+// Specs are the loaded models' registry specs, in registry order.
+func (s *Service) Specs() []scorer.Spec {
+	out := make([]scorer.Spec, len(s.models))
+	for i, m := range s.models {
+		out[i] = m.Spec
+	}
+	return out
+}
+
+// TakesRGB says whether every loaded model takes decoded pixels (none
+// decodes files itself), so that a caller may decode images ahead.
+func (s *Service) TakesRGB() bool {
+	for _, m := range s.models {
+		if !m.prep.NeedsRGB() {
+			return false
+		}
+	}
+	return true
+}

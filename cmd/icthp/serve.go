@@ -275,18 +275,8 @@ func modelInfo(svc *scoring.Service, so models.SessionOptions) []server.ModelInf
 		out = append(out, server.ModelInfo{Name: name, Version: man.Version, Kind: string(man.Kind), Provider: string(so.Provider),
 			Device: device, EmbeddingDim: man.EmbeddingDim, Precision: man.Precision, MaxBatch: so.MaxBatch})
 	}
-	if s := svc.ICT(); s != nil {
-		add(scoring.ModelICT, s.Manifest())
-	}
-	if s := svc.HP(); s != nil {
-		add(scoring.ModelHP, s.Manifest())
-	}
-	if s := svc.ImageReward(); s != nil {
-		if m, ok := s.(interface{ Manifest() *models.Manifest }); ok {
-			add(scoring.ModelImageReward, m.Manifest())
-		} else {
-			out = append(out, server.ModelInfo{Name: scoring.ModelImageReward, Version: s.Version(), Provider: string(so.Provider), Device: device})
-		}
+	for _, m := range svc.Models() {
+		add(m.Name, m.Manifest())
 	}
 	return out
 }
