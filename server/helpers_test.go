@@ -32,6 +32,7 @@ import (
 	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
 )
@@ -169,7 +170,7 @@ func newEnv(t testing.TB, cfg envConfig, listen bool) *env {
 		}
 		t.Cleanup(func() { m.Close() })
 		o := cfg.batch
-		o.Name, o.Metrics = scoring.ModelICT, reg
+		o.Name, o.Metrics = "ict", reg
 		b, err := models.NewBatcher(m, o)
 		if err != nil {
 			t.Fatal(err)
@@ -193,7 +194,7 @@ func newEnv(t testing.TB, cfg envConfig, listen bool) *env {
 		enc = cfg.hpGate
 	}
 	o := cfg.batch
-	o.Name, o.Metrics = scoring.ModelHP, reg
+	o.Name, o.Metrics = "hp", reg
 	if e.hpB, err = models.NewBatcher(enc, o); err != nil {
 		t.Fatal(err)
 	}
@@ -208,11 +209,11 @@ func newEnv(t testing.TB, cfg envConfig, listen bool) *env {
 	}
 	so2 := cfg.scoring
 	so2.Metrics = reg
-	svc, err := scoring.New(ictS, hpS, nil, so2)
+	svc, err := newService(ictS, hpS, so2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.ref, err = scoring.New(ictRef, hpRef, nil, scoring.Options{MaxImageBytes: cfg.scoring.MaxImageBytes, MaxImagePixels: cfg.scoring.MaxImagePixels}); err != nil {
+	if e.ref, err = newService(ictRef, hpRef, scoring.Options{MaxImageBytes: cfg.scoring.MaxImageBytes, MaxImagePixels: cfg.scoring.MaxImagePixels}); err != nil {
 		t.Fatal(err)
 	}
 	opts := cfg.server
@@ -406,4 +407,16 @@ func near(t *testing.T, what string, got float64, want *float64) {
 	if math.Abs(got-*want) > 1e-5 {
 		t.Errorf("%s: got %v, want %v", what, got, *want)
 	}
+}
+
+// newService makes a Service over whichever of the scorers are not nil.
+func newService(ictS *ict.Scorer, hpS *hp.Scorer, o scoring.Options) (*scoring.Service, error) {
+	var ms []scorer.Model
+	if ictS != nil {
+		ms = append(ms, scorer.Model{Spec: ict.Entry.Spec, Scorer: ictS})
+	}
+	if hpS != nil {
+		ms = append(ms, scorer.Model{Spec: hp.Entry.Spec, Scorer: hpS})
+	}
+	return scoring.New(ms, o)
 }
