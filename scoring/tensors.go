@@ -100,10 +100,14 @@ func (s *Service) prepare(ctx context.Context, j *job, i int, need [][]bool, dst
 			continue
 		}
 		row, key := dst(mi), m.prep.Key()
+		in := src
+		if !m.prep.NeedsRGB() {
+			in = scorer.Source{Data: img.Data, RGB: img.RGB} // the file itself, not our decode
+		}
 		start := time.Now()
 		if prev, ok := done[key]; ok {
 			copy(row, prev)
-		} else if err := m.prep.Tensor(src, row); err != nil {
+		} else if err := m.prep.Tensor(in, row); err != nil {
 			return err
 		}
 		done[key] = row
