@@ -40,6 +40,8 @@ type serveFlags struct {
 	addr                                    string
 	batchWait                               time.Duration
 	queueSize, batchWorkers                 int
+	admitImages                             int   // images admitted server-wide; 0: 2 × queueSize
+	pixelBudget                             int64 // decoded pixels held at once; 0: 2 × --max-image-pixels
 	timeout, drainDelay, grace              time.Duration
 	readTimeout, headerTimeout, idleTimeout time.Duration
 	maxBody                                 int64
@@ -127,6 +129,10 @@ func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {
 	e.str(&f.addr, "addr", "ICTHP_ADDR", ":8080", "address to listen on")
 	e.dur(&f.batchWait, "batch-wait", "ICTHP_BATCH_WAIT", models.DefaultBatchWait, "longest wait for a batch to fill (--batch-size is its size)")
 	e.int(&f.queueSize, "queue-size", "ICTHP_QUEUE_SIZE", models.DefaultQueueItems, "items that may wait per model graph; beyond it, 429")
+	e.int(&f.admitImages, "admit-images", "ICTHP_ADMIT_IMAGES", 0,
+		"images admitted at once over all requests (waiting for decode, decoding, waiting for or in a model); a request past it gets 429 before any image is read (0: twice --queue-size)")
+	e.int64(&f.pixelBudget, "pixel-budget", "ICTHP_PIXEL_BUDGET", 0,
+		"decoded pixels held at once over all requests and models; an image waits for its share (width × height from its header) before it is decoded (0: twice --max-image-pixels)")
 	e.int(&f.batchWorkers, "batch-workers", "ICTHP_BATCH_WORKERS", 1, "model runs at once per graph")
 	e.dur(&f.timeout, "timeout", "ICTHP_TIMEOUT", server.DefaultTimeout, "a request's deadline (the "+server.TimeoutHeader+" header may shorten it)")
 	e.dur(&f.drainDelay, "drain-delay", "ICTHP_DRAIN_DELAY", 2*time.Second, "on SIGTERM, how long /readyz is false and new requests get 503 before the listener closes")
@@ -206,6 +212,13 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	if sf.maxBody <= 0 {
 		return usagef("--max-body-bytes must be positive")
 	}
+	if sf.admitImages < 0 || sf.pixelBudget < 0 {
+		return usagef("--admit-images and --pixel-budget cannot be negative")
+	}
+	admit := sf.admitImages
+	if admit == 0 {
+		admit = 2 * sf.queueSize
+	}
 	tokens, err := sf.tokens(a)
 	if err != nil {
 		return err
@@ -230,7 +243,7 @@ func runServe(ctx context.Context, a *app, args []string) error {
 		batchers = append(batchers, b)
 		return b, nil
 	}
-	l, err := mf.loadModels(a, scoring.Options{Reward: comb, Metrics: reg})
+	l, err := mf.loadModels(a, scoring.Options{Reward: comb, Metrics: reg, MaxQueue: admit, PixelBudget: sf.pixelBudget})
 	if err != nil {
 		return err
 	}
