@@ -28,10 +28,8 @@ import (
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/models/clip"
-	"github.com/icthp/icthp/models/convert"
+	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/models/ortlib"
-	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
@@ -56,17 +54,8 @@ func tinyModels(t testing.TB) (ictDir, hpDir string) {
 			modelDirs.err = err
 			return
 		}
-		for kind, dir := range map[models.Kind]*string{models.KindCLIP: &modelDirs.ict, models.KindHP: &modelDirs.hp} {
-			*dir = filepath.Join(root, string(kind))
-			o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: kind, Seed: 11, Out: *dir, Build: clip.BuildOptions{Fused: true}}
-			if kind == models.KindCLIP {
-				o.Vocab, o.Synthetic = preprocess.SyntheticVocab(500), true
-			}
-			if _, err := convert.Random(o); err != nil {
-				modelDirs.err = err
-				return
-			}
-		}
+		dirs, err := modelset.RandomModels(root, 11, 500)
+		modelDirs.ict, modelDirs.hp, modelDirs.err = dirs["ict"], dirs["hp"], err
 	})
 	if modelDirs.err != nil {
 		t.Fatal(modelDirs.err)
