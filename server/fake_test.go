@@ -132,9 +132,9 @@ func TestFakeHTTPContractEdges(t *testing.T) {
 	white, _ := solid(t, color.RGBA{255, 255, 255, 255}) // aes = 3
 	for _, c := range []struct {
 		name, url, path string
-		body       any
-		status     int
-		code       string
+		body            any
+		status          int
+		code            string
 	}{
 		{"score without a prompt, only prompt models", pickOnly, "/v1/score", map[string]any{"images": []string{img}}, 400, "bad_request"},
 		{"overflowing weights", aesOnly, "/v1/reward", map[string]any{"weights": map[string]float64{"aes": 1e308},
