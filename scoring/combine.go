@@ -139,6 +139,17 @@ func (c Combination) Validate() error {
 	return nil
 }
 
+// Names are the score names the combination reads (none for a product).
+func (c Combination) Names() []string {
+	switch c.Kind {
+	case "", "product":
+		return nil
+	case "weighted":
+		return slices.Sorted(maps.Keys(c.Weights))
+	}
+	return []string{c.Kind}
+}
+
 // Apply computes the reward of one item from its scores; product names
 // the scores a product multiplies. It fails with ErrBadRequest when the
 // combination needs a score the item does not have, and with ErrOverflow

@@ -12,7 +12,9 @@ package scoring
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,6 +121,11 @@ func New(ms []scorer.Model, o Options) (*Service, error) {
 		lm.emb, _ = lm.text.(scorer.TextEmbedder)
 		svc.models = append(svc.models, lm)
 		svc.byName[m.Name] = lm
+	}
+	for _, n := range o.Reward.Names() {
+		if !outs[n] {
+			return nil, fmt.Errorf("scoring: the default reward reads %q, which no loaded model gives (scores: %s)", n, strings.Join(slices.Sorted(maps.Keys(outs)), ", "))
+		}
 	}
 	svc.admit = &admission{max: int64(o.MaxQueue)}
 	budget := o.PixelBudget

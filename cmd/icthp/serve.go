@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
 )
@@ -204,6 +205,9 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return usagef("--reward: %v", err)
 	}
+	if err := knownScores(comb); err != nil {
+		return err
+	}
 	for name, v := range map[string]int{"--queue-size": sf.queueSize, "--batch-workers": sf.batchWorkers, "--max-images": sf.maxImages, "--max-prompt-bytes": sf.maxPrompt} {
 		if v <= 0 {
 			return usagef("%s must be positive", name)
@@ -314,6 +318,25 @@ func warmup(ctx context.Context, svc *scoring.Service) error {
 	}
 	if e := res.Scores[0].Err; e != nil {
 		return errors.New("warm-up image: " + e.Error())
+	}
+	return nil
+}
+
+// knownScores refuses a combination that reads a score no model kind of
+// the registry gives.
+func knownScores(c scoring.Combination) error {
+	known := map[string]bool{}
+	var all []string
+	for _, e := range modelset.Registry() {
+		for _, o := range e.Outputs {
+			known[o.Name] = true
+			all = append(all, o.Name)
+		}
+	}
+	for _, n := range c.Names() {
+		if !known[n] {
+			return usagef("--reward: unknown score %q (want product, weighted:NAME=W,... or one of %s)", n, strings.Join(all, ", "))
+		}
 	}
 	return nil
 }
