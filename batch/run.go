@@ -278,13 +278,24 @@ func (r *runner) decode(jb *job) {
 		if l.err != nil || (r.needPrompt && (l.prompt == nil || *l.prompt == "")) {
 			continue
 		}
-		img, err := preprocess.DecodeRGB(l.data, lim)
+		img, err := decodeSafely(l.data, lim)
 		if err != nil {
 			l.err = err
 			continue
 		}
 		jb.rgb[i], l.data = img, nil
 	}
+}
+
+// decodeSafely is preprocess.DecodeRGB with a decoder panic turned into
+// the image's error: a hostile file fails its row, not the run.
+func decodeSafely(data []byte, lim preprocess.ImageOptions) (img *preprocess.RGB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			img, err = nil, fmt.Errorf("%w: the decoder failed on this image (%v)", preprocess.ErrUndecodable, r)
+		}
+	}()
+	return preprocess.DecodeRGB(data, lim)
 }
 
 type result struct {
