@@ -15,6 +15,7 @@ import (
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -96,7 +97,7 @@ func BenchmarkBatchAgainstRaw(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := scoring.New(ictS, hpS, nil, scoring.Options{})
+	svc, err := newService(ictS, hpS, scoring.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -180,4 +181,16 @@ func BenchmarkBatchAgainstRaw(b *testing.B) {
 	b.ReportMetric(float64(rawCPU.Milliseconds())/total, "raw_cpu_ms/img")
 	b.ReportMetric(float64(batchCPU.Milliseconds())/total, "batch_cpu_ms/img")
 	b.ReportMetric(100*rawCPU.Seconds()/batchCPU.Seconds(), "batch_%_of_raw_cpu")
+}
+
+// newService makes a Service over whichever of the scorers are not nil.
+func newService(ictS *ict.Scorer, hpS *hp.Scorer, o scoring.Options) (*scoring.Service, error) {
+	var ms []scorer.Model
+	if ictS != nil {
+		ms = append(ms, scorer.Model{Spec: ict.Entry.Spec, Scorer: ictS})
+	}
+	if hpS != nil {
+		ms = append(ms, scorer.Model{Spec: hp.Entry.Spec, Scorer: hpS})
+	}
+	return scoring.New(ms, o)
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -25,6 +26,12 @@ type Scorer interface {
 	Reward(ctx context.Context, items []scoring.RewardItem, comb *scoring.Combination) (*scoring.RewardResponse, error)
 	EmbedImages(ctx context.Context, images []scoring.Image) ([][]float32, []error, error)
 	Versions() map[string]string
+	// Specs are the loaded models' registry specs, in registry order.
+	Specs() []scorer.Spec
+	// TakesRGB says whether every loaded model takes decoded pixels, so
+	// that images may be decoded ahead (ImageReward reads the file itself,
+	// in its own mode by Pillow's rules).
+	TakesRGB() bool
 }
 
 // Defaults of Options' zero fields.
@@ -191,10 +198,7 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 		defer prog.stop()
 	}
 	r := &runner{s: s, o: o, format: format, dir: dir, j: j, npy: npyOut != "", prog: prog,
-		needPrompt: versions[scoring.ModelICT] != "" || versions[scoring.ModelImageReward] != "",
-		// ImageReward resizes in the file's own mode (Pillow's rules), so it
-		// needs the file, not RGB decoded ahead.
-		decodeAhead: versions[scoring.ModelImageReward] == ""}
+		needPrompt: needsPrompt(s.Specs()), decodeAhead: s.TakesRGB()}
 	scored, errs, err := r.run(ctx, todo)
 	sum.Scored = scored
 	sum.Errors += errs
@@ -274,13 +278,24 @@ func (r *runner) decode(jb *job) {
 		if l.err != nil || (r.needPrompt && (l.prompt == nil || *l.prompt == "")) {
 			continue
 		}
-		img, err := preprocess.DecodeRGB(l.data, lim)
+		img, err := decodeSafely(l.data, lim)
 		if err != nil {
 			l.err = err
 			continue
 		}
 		jb.rgb[i], l.data = img, nil
 	}
+}
+
+// decodeSafely is preprocess.DecodeRGB with a decoder panic turned into
+// the image's error: a hostile file fails its row, not the run.
+func decodeSafely(data []byte, lim preprocess.ImageOptions) (img *preprocess.RGB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			img, err = nil, fmt.Errorf("%w: the decoder failed on this image (%v)", preprocess.ErrUndecodable, r)
+		}
+	}()
+	return preprocess.DecodeRGB(data, lim)
 }
 
 type result struct {
@@ -488,13 +503,27 @@ func (r *runner) score(ctx context.Context, jb job) ([]Row, error) {
 			row.Error = errText(sc.Err)
 			continue
 		}
-		row.ICT, row.HP, row.HPLogit, row.ImageReward = sc.ICT, sc.HP, sc.HPLogit, sc.ImageReward
-		row.ICTVersion, row.HPVersion, row.ImageRewardVersion = version(v, scoring.ModelICT), version(v, scoring.ModelHP), version(v, scoring.ModelImageReward)
+		row.setScores(sc, v)
 		if emb != nil && emb[k] != nil {
 			row.Embedding = slices.Clone(emb[k])
 		}
 	}
 	return rows, nil
+}
+
+func needsPrompt(specs []scorer.Spec) bool {
+	for _, sp := range specs {
+		if sp.Prompt {
+			return true
+		}
+	}
+	return false
+}
+
+// setScores fills the row's score and version columns by name.
+func (r *Row) setScores(sc scoring.Scores, v map[string]string) {
+	r.ICT, r.HP, r.HPLogit, r.ImageReward = sc.Get("ict"), sc.Get("hp"), sc.Get("hp_logit"), sc.Get("imagereward")
+	r.ICTVersion, r.HPVersion, r.ImageRewardVersion = version(v, "ict"), version(v, "hp"), version(v, "imagereward")
 }
 
 func version(v map[string]string, name string) *string {

@@ -18,7 +18,10 @@ import (
 
 	"github.com/icthp/icthp/batch/batchtest"
 	"github.com/icthp/icthp/hp"
+	"github.com/icthp/icthp/ict"
+	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -66,6 +69,20 @@ func fakeEmbed(data []byte, dim int) []float32 {
 
 func (f *fakeScorer) Versions() map[string]string { return f.versions }
 
+// Specs are the registry's specs of the fake's "loaded" models.
+func (f *fakeScorer) Specs() []scorer.Spec {
+	var out []scorer.Spec
+	for _, e := range []scorer.Entry{ict.Entry, hp.Entry, imagereward.Entry} {
+		if _, ok := f.versions[e.Name]; ok {
+			out = append(out, e.Spec)
+		}
+	}
+	return out
+}
+
+// TakesRGB: ImageReward reads files itself, so batch may not decode ahead.
+func (f *fakeScorer) TakesRGB() bool { _, ir := f.versions["imagereward"]; return !ir }
+
 // content is what the fake hashes: the file's bytes, or the decoded pixels
 // when batch decoded ahead.
 func content(im scoring.Image) []byte {
@@ -108,7 +125,7 @@ func (f *fakeScorer) Reward(ctx context.Context, items []scoring.RewardItem, _ *
 		}
 		ict, logit := expected(it.Prompt, content(it.Image))
 		p := hp.Sigmoid(logit)
-		res.Scores[i] = scoring.Scores{ICT: &ict, HPLogit: &logit, HP: &p}
+		res.Scores[i] = scoring.Scores{Values: []scoring.Score{{Name: "ict", Value: ict}, {Name: "hp", Value: p}, {Name: "hp_logit", Value: logit}}}
 	}
 	return res, nil
 }

@@ -160,7 +160,7 @@ func New(o Options) (*Cache, error) {
 const entryOverhead = 128
 
 func entryWeight(k string, v Value) int {
-	return entryOverhead + len(k) + 4*len(v.Vec) + 8*len(v.Scalars)
+	return entryOverhead + 8 + len(k) + 4*len(v.Vec) + 8*len(v.Scalars)
 }
 
 // Close stops the in-process tier's goroutines and closes the Redis client.
@@ -255,156 +255,201 @@ func (c *Cache) Resolve(ctx context.Context, keys []Key, compute ComputeFunc) ([
 		}
 		return vals, errs, nil
 	}
-	strs := make([]string, n)
-	first := make([]int, n)
-	seen := make(map[string]int, n)
-	var uniq []int
-	for i, k := range keys {
-		strs[i] = k.String()
-		if j, ok := seen[strs[i]]; ok {
-			first[i] = j
-			continue
-		}
-		seen[strs[i]], first[i] = i, i
-		uniq = append(uniq, i)
-	}
-
-	// 1. The in-process tier.
-	var rest []int
-	for _, i := range uniq {
-		if v, ok := c.localGet(strs[i]); ok {
-			vals[i] = v
-			c.hit(tierLocal, keys[i].Kind)
-			continue
-		}
-		c.miss(tierLocal, keys[i].Kind)
-		rest = append(rest, i)
-	}
-
-	// 2. Claim the rest, or wait for whoever already has.
-	flights := make(map[int]*flight, len(rest))
-	var owned, waits []int
-	c.mu.Lock()
-	for _, i := range rest {
-		if f, ok := c.flights[strs[i]]; ok {
-			flights[i] = f
-			waits = append(waits, i)
-			c.stats.waiting.Add(1)
-			continue
-		}
-		f := &flight{done: make(chan struct{})}
-		c.flights[strs[i]], flights[i] = f, f
-		owned = append(owned, i)
-	}
-	c.mu.Unlock()
-	finished := make(map[int]bool, len(owned))
-	defer func() {
-		// Whatever this call claimed and did not finish (it failed, or its
-		// context ended) is released for the waiters to compute.
-		for _, i := range owned {
-			if !finished[i] {
-				c.finish(strs[i], flights[i], Value{}, nil, true)
-			}
-		}
-	}()
-
-	// A request that finished between our lookup and our claim has left
-	// its value in the in-process tier (it stores before it lets go).
-	if c.local != nil {
-		kept := owned[:0:0]
-		for _, i := range owned {
-			if v, ok := c.localGet(strs[i]); ok {
-				vals[i] = v
-				c.finish(strs[i], flights[i], v, nil, false)
-				finished[i] = true
-				continue
-			}
-			kept = append(kept, i)
-		}
-		owned = kept
-	}
-
-	// 3. Redis, one round trip for all the owned keys.
-	need := owned
-	var unanswered map[int]bool // looked up, no answer: not written either
-	if c.rdb != nil && len(owned) > 0 {
-		ks := make([]string, len(owned))
-		for k, i := range owned {
-			ks[k] = strs[i]
-		}
-		got, answered := c.redisGet(ctx, ks)
-		need = nil
-		for k, i := range owned {
-			if !answered[k] {
-				if unanswered == nil {
-					unanswered = map[int]bool{}
-				}
-				unanswered[i] = true
-				need = append(need, i)
-				continue
-			}
-			if got[k] == nil {
-				c.miss(tierRedis, keys[i].Kind)
-				need = append(need, i)
-				continue
-			}
-			v, err := decode(strs[i], got[k])
-			if err != nil {
-				// Counted, then recomputed and overwritten like a miss.
-				c.m.corrupt.WithLabelValues(keys[i].Kind.String()).Inc()
-				c.stats.corrupt.Add(1)
-				c.miss(tierRedis, keys[i].Kind)
-				need = append(need, i)
-				continue
-			}
-			c.hit(tierRedis, keys[i].Kind)
-			vals[i] = v
-			c.localSet(strs[i], v)
-			c.finish(strs[i], flights[i], v, nil, false)
-			finished[i] = true
-		}
-	}
-
-	// 4. Compute what is left, in one call, and store it.
+	r := &resolution{c: c, keys: keys, vals: vals, errs: errs, strs: make([]string, n), first: make([]int, n)}
+	uniq := r.dedupe()
+	rest := r.localLookup(uniq)
+	r.claim(rest)
+	// Whatever this call claimed and did not finish (it failed, or its
+	// context ended) is released for the waiters to compute.
+	defer r.release()
+	r.recheckLocal()
+	need, unanswered := r.redisLookup(ctx)
 	if len(need) > 0 {
-		if err := c.computeAndStore(ctx, compute, need, keys, strs, vals, errs, flights, finished, unanswered); err != nil {
+		if err := c.computeAndStore(ctx, compute, need, keys, r.strs, vals, errs, r.flights, r.finished, unanswered); err != nil {
 			return nil, nil, err
 		}
 	}
-
-	// 5. Collect what other requests were computing.
-	var again []int
-	for _, i := range waits {
-		f := flights[i]
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		}
-		if f.failed {
-			again = append(again, i)
-			continue
-		}
-		c.m.shared.WithLabelValues(keys[i].Kind.String()).Inc()
-		c.stats.shared.Add(1)
-		if f.err != nil {
-			errs[i] = f.err
-		} else {
-			vals[i] = f.val.clone()
-		}
+	if err := r.collect(ctx, compute); err != nil {
+		return nil, nil, err
 	}
-	if len(again) > 0 {
-		if err := c.computeAndStore(ctx, compute, again, keys, strs, vals, errs, nil, nil, nil); err != nil {
-			return nil, nil, err
-		}
-	}
-
-	for i, j := range first {
+	for i, j := range r.first {
 		if j != i {
 			vals[i], errs[i] = vals[j], errs[j]
 		}
 	}
 	return vals, errs, nil
+}
+
+// resolution is one Resolve call's state, in the order of its steps.
+type resolution struct {
+	c        *Cache
+	keys     []Key
+	vals     []Value
+	errs     []error
+	strs     []string
+	first    []int // the first index of each key's duplicate group
+	flights  map[int]*flight
+	owned    []int        // keys this call computes or looks up in Redis
+	waits    []int        // keys another request has claimed
+	finished map[int]bool // owned keys whose flight is published
+}
+
+// dedupe names each key and returns the first index of each distinct one.
+func (r *resolution) dedupe() []int {
+	seen := make(map[string]int, len(r.keys))
+	var uniq []int
+	for i, k := range r.keys {
+		r.strs[i] = k.String()
+		if j, ok := seen[r.strs[i]]; ok {
+			r.first[i] = j
+			continue
+		}
+		seen[r.strs[i]], r.first[i] = i, i
+		uniq = append(uniq, i)
+	}
+	return uniq
+}
+
+// localLookup takes what the in-process tier has and returns the rest.
+func (r *resolution) localLookup(uniq []int) []int {
+	var rest []int
+	for _, i := range uniq {
+		if v, ok := r.c.localGet(r.strs[i]); ok {
+			r.vals[i] = v
+			r.c.hit(tierLocal, r.keys[i].Kind)
+			continue
+		}
+		r.c.miss(tierLocal, r.keys[i].Kind)
+		rest = append(rest, i)
+	}
+	return rest
+}
+
+// claim takes a flight for each key of rest, or notes whose flight to
+// wait for.
+func (r *resolution) claim(rest []int) {
+	c := r.c
+	r.flights = make(map[int]*flight, len(rest))
+	r.finished = make(map[int]bool, len(rest))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, i := range rest {
+		if f, ok := c.flights[r.strs[i]]; ok {
+			r.flights[i] = f
+			r.waits = append(r.waits, i)
+			c.stats.waiting.Add(1)
+			continue
+		}
+		f := &flight{done: make(chan struct{})}
+		c.flights[r.strs[i]], r.flights[i] = f, f
+		r.owned = append(r.owned, i)
+	}
+}
+
+func (r *resolution) release() {
+	for _, i := range r.owned {
+		if !r.finished[i] {
+			r.c.finish(r.strs[i], r.flights[i], Value{}, nil, true)
+		}
+	}
+}
+
+// publish gives key i its value and its waiters theirs.
+func (r *resolution) publish(i int, v Value) {
+	r.vals[i] = v
+	r.c.finish(r.strs[i], r.flights[i], v, nil, false)
+	r.finished[i] = true
+}
+
+// recheckLocal: a request that finished between our lookup and our claim
+// has left its value in the in-process tier (it stores before it lets go).
+func (r *resolution) recheckLocal() {
+	if r.c.local == nil {
+		return
+	}
+	kept := r.owned[:0:0]
+	for _, i := range r.owned {
+		if v, ok := r.c.localGet(r.strs[i]); ok {
+			r.publish(i, v)
+			continue
+		}
+		kept = append(kept, i)
+	}
+	r.owned = kept
+}
+
+// redisLookup looks the owned keys up in one round trip and returns those
+// left to compute; unanswered ones (no verdict from Redis) are not written
+// either.
+func (r *resolution) redisLookup(ctx context.Context) (need []int, unanswered map[int]bool) {
+	c := r.c
+	if c.rdb == nil || len(r.owned) == 0 {
+		return r.owned, nil
+	}
+	ks := make([]string, len(r.owned))
+	for k, i := range r.owned {
+		ks[k] = r.strs[i]
+	}
+	got, answered := c.redisGet(ctx, ks)
+	for k, i := range r.owned {
+		kind := r.keys[i].Kind
+		if !answered[k] {
+			if unanswered == nil {
+				unanswered = map[int]bool{}
+			}
+			unanswered[i] = true
+			need = append(need, i)
+			continue
+		}
+		if got[k] == nil {
+			c.miss(tierRedis, kind)
+			need = append(need, i)
+			continue
+		}
+		v, err := decode(r.strs[i], got[k])
+		if err != nil {
+			// Counted, then recomputed and overwritten like a miss.
+			c.m.corrupt.WithLabelValues(kind.String()).Inc()
+			c.stats.corrupt.Add(1)
+			c.miss(tierRedis, kind)
+			need = append(need, i)
+			continue
+		}
+		c.hit(tierRedis, kind)
+		c.localSet(r.strs[i], v)
+		r.publish(i, v)
+	}
+	return need, unanswered
+}
+
+// collect waits for what other requests were computing, and computes
+// itself what they gave up on.
+func (r *resolution) collect(ctx context.Context, compute ComputeFunc) error {
+	c := r.c
+	var again []int
+	for _, i := range r.waits {
+		f := r.flights[i]
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if f.failed {
+			again = append(again, i)
+			continue
+		}
+		c.m.shared.WithLabelValues(r.keys[i].Kind.String()).Inc()
+		c.stats.shared.Add(1)
+		if f.err != nil {
+			r.errs[i] = f.err
+		} else {
+			r.vals[i] = f.val.clone()
+		}
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	return c.computeAndStore(ctx, compute, again, r.keys, r.strs, r.vals, r.errs, nil, nil, nil)
 }
 
 // fill calls compute for idx and puts its results in place.

@@ -8,16 +8,21 @@ import (
 	"math"
 )
 
-// Value is one cached result: an embedding and, for HP, scalars (the logit)
-// next to it. Image entries also carry the source image's width and height,
-// so that a process with a lower pixel limit still refuses the image.
+// Value is one cached result: a vector (an embedding, ImageReward's image
+// tokens), the model's own scalars (HP: the head's logit) and, for image
+// entries, the source image's width and height, so that a process with a
+// lower pixel limit still refuses the image. Each is its own typed field of
+// the encoding: nothing is told apart by position.
 type Value struct {
 	Vec     []float32
 	Scalars []float64
+	// Width and Height of the source image; zero for text entries (and for
+	// an image whose header the pipeline could not read).
+	Width, Height uint32
 }
 
 func (v Value) clone() Value {
-	c := Value{Vec: make([]float32, len(v.Vec))}
+	c := Value{Vec: make([]float32, len(v.Vec)), Width: v.Width, Height: v.Height}
 	copy(c.Vec, v.Vec)
 	if len(v.Scalars) > 0 {
 		c.Scalars = append([]float64(nil), v.Scalars...)
@@ -34,14 +39,16 @@ func (v Value) clone() Value {
 //	6   0 0        reserved
 //	8   dim        uint32, number of vector elements
 //	12  crc        CRC-32C of the key, bytes 0..11 and bytes 16..end
-//	16  scalars    nscalars × float64
+//	16  width      uint32, the source image's width (0 for text)
+//	20  height     uint32, the source image's height (0 for text)
+//	24  scalars    nscalars × float64
 //	..  vector     dim × 4 or dim × 2 bytes
 //
 // The key takes part in the checksum, so an entry copied under another key
 // reads as corrupt rather than as another image's embedding.
 const (
-	headerSize    = 16
-	formatVersion = 1
+	headerSize    = 24
+	formatVersion = 2
 	dtypeF32      = 1
 	dtypeF16      = 2
 	maxScalars    = 8
@@ -84,6 +91,8 @@ func encode(key string, v Value, f16 bool) ([]byte, error) {
 	}
 	b[5] = byte(len(v.Scalars))
 	binary.LittleEndian.PutUint32(b[8:], uint32(len(v.Vec)))
+	binary.LittleEndian.PutUint32(b[16:], v.Width)
+	binary.LittleEndian.PutUint32(b[20:], v.Height)
 	p := b[headerSize:]
 	for _, s := range v.Scalars {
 		binary.LittleEndian.PutUint64(p, math.Float64bits(s))
@@ -105,7 +114,7 @@ func encode(key string, v Value, f16 bool) ([]byte, error) {
 func checksum(key string, b []byte) uint32 {
 	c := crc32.Update(0, castagnoli, []byte(key))
 	c = crc32.Update(c, castagnoli, b[:12])
-	return crc32.Update(c, castagnoli, b[headerSize:])
+	return crc32.Update(c, castagnoli, b[16:])
 }
 
 // decode reads an entry stored under key; any damage is ErrCorrupt.
@@ -139,7 +148,7 @@ func decode(key string, b []byte) (Value, error) {
 	if got, want := checksum(key, b), binary.LittleEndian.Uint32(b[12:]); got != want {
 		return Value{}, corrupt("checksum %08x, stored %08x", got, want)
 	}
-	v := Value{Vec: make([]float32, dim)}
+	v := Value{Vec: make([]float32, dim), Width: binary.LittleEndian.Uint32(b[16:]), Height: binary.LittleEndian.Uint32(b[20:])}
 	p := b[headerSize:]
 	if ns > 0 {
 		v.Scalars = make([]float64, ns)

@@ -79,13 +79,13 @@ func TestFloat16Nearest(t *testing.T) {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	v := Value{Vec: []float32{0.25, -1, 3.5e-3, 0, 1e-7}, Scalars: []float64{-1.2345678901234567, 224}}
+	v := Value{Vec: []float32{0.25, -1, 3.5e-3, 0, 1e-7}, Scalars: []float64{-1.2345678901234567, 224}, Width: 7000, Height: 1}
 	for _, f16 := range []bool{false, true} {
 		b, err := encode("k", v, f16)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := 16 + 16 + 5*map[bool]int{false: 4, true: 2}[f16]; len(b) != want {
+		if want := 24 + 16 + 5*map[bool]int{false: 4, true: 2}[f16]; len(b) != want {
 			t.Errorf("f16=%v: %d bytes, want %d", f16, len(b), want)
 		}
 		got, err := decode("k", b)
@@ -94,6 +94,9 @@ func TestCodecRoundTrip(t *testing.T) {
 		}
 		if len(got.Scalars) != 2 || got.Scalars[0] != v.Scalars[0] || got.Scalars[1] != 224 {
 			t.Errorf("scalars %v", got.Scalars)
+		}
+		if got.Width != 7000 || got.Height != 1 {
+			t.Errorf("size %dx%d, want 7000x1", got.Width, got.Height)
 		}
 		for i, x := range v.Vec {
 			want := x
@@ -126,7 +129,9 @@ func TestCodecCorrupt(t *testing.T) {
 		"reserved":     mut(func(b []byte) []byte { b[6] = 1; return b }),
 		"dim":          mut(func(b []byte) []byte { b[8]++; return b }),
 		"payload bit":  mut(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }),
-		"scalar bit":   mut(func(b []byte) []byte { b[16] ^= 0x80; return b }),
+		"scalar bit":   mut(func(b []byte) []byte { b[24] ^= 0x80; return b }),
+		"width bit":    mut(func(b []byte) []byte { b[16] ^= 1; return b }),
+		"height bit":   mut(func(b []byte) []byte { b[23] ^= 0x80; return b }),
 		"checksum":     mut(func(b []byte) []byte { b[12] ^= 1; return b }),
 		"plain text":   []byte("hello, not an embedding"),
 	}
@@ -221,7 +226,7 @@ func TestBreaker(t *testing.T) {
 func TestKeyString(t *testing.T) {
 	k := Key{Version: "clip-abc", Kind: KindImage, Sum: BytesSum([]byte("abc"))}
 	// sha256("abc"), as sha256sum prints it.
-	want := "icthp:1:clip-abc:image:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	want := "icthp:2:clip-abc:image:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 	if k.String() != want {
 		t.Errorf("key %q, want %q", k.String(), want)
 	}

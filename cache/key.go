@@ -13,8 +13,8 @@ type Kind uint8
 
 // The kinds of entries the scoring service caches.
 const (
-	KindText  Kind = iota // a text embedding (ICT), keyed by the prompt's token ids
-	KindImage             // an image embedding (ICT), keyed by the image's bytes
+	KindText  Kind = iota // a text embedding, keyed by the prompt's token ids
+	KindImage             // an image's features (an embedding, image tokens), keyed by the image's bytes
 	KindHP                // HP's logit and backbone embedding, keyed by the image's bytes
 	numKinds
 )
@@ -30,7 +30,7 @@ func (k Kind) String() string {
 
 // keyFormat is the version of the key layout and of the value encoding: a
 // change to either bumps it, so old entries are simply never read again.
-const keyFormat = "1"
+const keyFormat = "2"
 
 // Key names one cache entry: the model's version string, the kind and a
 // SHA-256 of the content. Different model versions never share an entry.
@@ -40,7 +40,7 @@ type Key struct {
 	Sum     [sha256.Size]byte
 }
 
-// String is the Redis key: icthp:1:<version>:<kind>:<hex sha256>. For an
+// String is the Redis key: icthp:2:<version>:<kind>:<hex sha256>. For an
 // image file the hash is the file's own SHA-256, so `sha256sum FILE` finds
 // its entry.
 func (k Key) String() string {

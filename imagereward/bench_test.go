@@ -11,6 +11,7 @@ import (
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -65,7 +66,8 @@ func BenchmarkAgainstICTHP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := scoring.New(ictS, hpS, irS, scoring.Options{})
+	svc, err := scoring.New([]scorer.Model{{Spec: ict.Entry.Spec, Scorer: ictS}, {Spec: hp.Entry.Spec, Scorer: hpS},
+		{Spec: imagereward.Entry.Spec, Scorer: irS}}, scoring.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,10 +75,10 @@ func BenchmarkAgainstICTHP(b *testing.B) {
 		name   string
 		models []string
 	}{
-		{"imagereward", []string{scoring.ModelImageReward}},
-		{"ict", []string{scoring.ModelICT}},
-		{"hp", []string{scoring.ModelHP}},
-		{"ict+hp", []string{scoring.ModelICT, scoring.ModelHP}},
+		{"imagereward", []string{"imagereward"}},
+		{"ict", []string{"ict"}},
+		{"hp", []string{"hp"}},
+		{"ict+hp", []string{"ict", "hp"}},
 	}
 	score := func(i int, models []string) time.Duration {
 		start := time.Now()
@@ -135,7 +137,7 @@ func BenchmarkInt8(b *testing.B) {
 	names := []string{"float32", "int8"}
 	scorers := make([]*imagereward.Scorer, len(dirs))
 	for k, d := range dirs {
-		s, err := imagereward.Open(d, models.SessionOptions{IntraOpThreads: 2, MaxBatch: 1}, imagereward.Options{Workers: 1})
+		s, err := imagereward.Open(d, models.SessionOptions{IntraOpThreads: 2, MaxBatch: 1}, imagereward.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -147,7 +149,7 @@ func BenchmarkInt8(b *testing.B) {
 	}
 	score := func(s *imagereward.Scorer, i int) time.Duration {
 		start := time.Now()
-		_, errs, err := s.Score(context.Background(), prompt, images[i%len(images):i%len(images)+1])
+		_, errs, err := score(context.Background(), s, prompt, images[i%len(images):i%len(images)+1])
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/clip"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
 )
@@ -52,7 +53,7 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := scoring.New(nil, hpS, ir, scoring.Options{})
+	svc, err := scoring.New([]scorer.Model{{Spec: hp.Entry.Spec, Scorer: hpS}, {Spec: imagereward.Entry.Spec, Scorer: ir}}, scoring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 
 	images := readImages(t, "rgb8_100x80.png", "p8_310x215.gif")
 	const prompt = "a lighthouse at dusk"
-	want, errs, err := ir.Score(context.Background(), prompt, images)
+	want, errs, err := score(context.Background(), ir, prompt, images)
 	if err != nil || errs[0] != nil || errs[1] != nil {
 		t.Fatal(err, errs)
 	}
@@ -156,7 +157,7 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 		t.Errorf("rank with hp and imagereward: %+v", ranking)
 	}
 	// With ImageReward alone, by its score.
-	irOnly, err := scoring.New(nil, nil, ir, scoring.Options{})
+	irOnly, err := scoring.New([]scorer.Model{{Spec: imagereward.Entry.Spec, Scorer: ir}}, scoring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 	if want[1] > want[0] {
 		best = 1
 	}
-	if len(rk.Ranking) != 2 || rk.Ranking[0].Index != best || *rk.Ranking[0].ImageReward != want[best] {
+	if len(rk.Ranking) != 2 || rk.Ranking[0].Index != best || *rk.Ranking[0].Get("imagereward") != want[best] {
 		t.Errorf("rank by imagereward alone: %+v, scores %v", rk.Ranking, want)
 	}
 

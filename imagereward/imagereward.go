@@ -8,7 +8,8 @@
 // A model directory (`icthp convert imagereward`) holds two graphs: the
 // image encoder, run once per image, and the text+cross part, run for each
 // (prompt, image) pair over the image's tokens. The image token sequence is
-// what can be reused across prompts; a TokenCache keeps it.
+// what can be reused across prompts: it is the model's scorer.Features,
+// which the scoring pipeline caches like any model's.
 package imagereward
 
 import (
@@ -16,36 +17,21 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"runtime"
-	"sync"
 
-	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
-	"github.com/icthp/icthp/scoring"
+	"github.com/icthp/icthp/scorer"
 )
 
 // ErrNotImageReward means a model directory is of another kind.
 var ErrNotImageReward = errors.New("not an imagereward model directory")
 
-// TokenCache keeps image token sequences; *cache.Cache (the service's
-// two-tier embedding cache) is one. Entries are keyed by the ImageReward
-// model's version, cache.KindImage and the image's content hash, so they
-// never meet the ICT model's image embeddings (another version).
-type TokenCache interface {
-	Resolve(ctx context.Context, keys []cache.Key, compute cache.ComputeFunc) ([]cache.Value, []error, error)
-}
-
 // Options configure a Scorer.
 type Options struct {
-	// Workers bounds how many images are decoded and preprocessed at once;
-	// 0 means GOMAXPROCS.
-	Workers int
-	// Limits on input images; zero fields take preprocess's defaults.
+	// Limits its own (Pillow-mode) decoder applies; zero fields take
+	// preprocess's defaults. The scoring pipeline applies the service's
+	// limits before: give the same ones.
 	MaxImageBytes, MaxImagePixels int64
-	// Cache, when set, keeps the image token sequences of encoded images
-	// (the service's embedding cache, *cache.Cache).
-	Cache TokenCache
 	// Vision, when set, is called once by Open with the opened image
 	// encoder and returns what the scorer calls instead: serve puts its
 	// dynamic batcher (*models.Batcher) there, so that images from many
@@ -64,20 +50,18 @@ type ImageEncoder interface {
 // Scorer is an opened ImageReward model directory. It is safe for
 // concurrent use.
 type Scorer struct {
-	dir     string
-	man     *models.Manifest
-	model   *models.Model        // vision graph
-	vision  ImageEncoder         // model, or what Options.Vision put in front of it
-	text    *models.MultiSession // text + cross-attention + head
-	tok     *preprocess.WordPiece
-	images  *preprocess.TorchvisionPipeline
-	ntok    int // image tokens per image
-	width   int // their width
-	workers int
-	cache   TokenCache
+	dir    string
+	man    *models.Manifest
+	model  *models.Model        // vision graph
+	vision ImageEncoder         // model, or what Options.Vision put in front of it
+	text   *models.MultiSession // text + cross-attention + head
+	tok    *preprocess.WordPiece
+	images *preprocess.TorchvisionPipeline
+	ntok   int // image tokens per image
+	width  int // their width
 }
 
-var _ scoring.ImageRewardScorer = (*Scorer)(nil)
+var _ scorer.Scorer = (*Scorer)(nil)
 
 // Open opens an `imagereward` model directory's graphs with so.
 func Open(dir string, so models.SessionOptions, o Options) (*Scorer, error) {
@@ -126,7 +110,7 @@ func Open(dir string, so models.SessionOptions, o Options) (*Scorer, error) {
 		md.Close()
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	s := &Scorer{dir: dir, man: man, model: md, vision: md, text: text, tok: tok, images: img, workers: o.Workers, cache: o.Cache}
+	s := &Scorer{dir: dir, man: man, model: md, vision: md, text: text, tok: tok, images: img}
 	if o.Vision != nil {
 		if s.vision, err = o.Vision(md); err != nil {
 			s.Close()
@@ -143,16 +127,8 @@ func Open(dir string, so models.SessionOptions, o Options) (*Scorer, error) {
 		s.Close()
 		return nil, fmt.Errorf("imagereward: model %s: input_ids shape %v does not fit the context length %d", dir, ids, tok.ContextLength())
 	}
-	if s.workers <= 0 {
-		s.workers = runtime.GOMAXPROCS(0)
-	}
 	return s, nil
 }
-
-// SetCache sets (or, with nil, removes) the cache of image token sequences;
-// call it before the scorer is in use. The service's embedding cache is made
-// after the models are loaded, hence this setter beside Options.Cache.
-func (s *Scorer) SetCache(c TokenCache) { s.cache = c }
 
 // Close releases the sessions.
 func (s *Scorer) Close() error {
@@ -177,46 +153,6 @@ func (s *Scorer) Images() *preprocess.TorchvisionPipeline { return s.images }
 
 // TokenLen is the number of float32 values of one image's token sequence.
 func (s *Scorer) TokenLen() int { return s.ntok * s.width }
-
-// Score returns ImageReward's score of each image for the prompt; errs[i]
-// is image i's own failure (undecodable, too large), the others are scored
-// regardless. The error return is for failures of the whole call.
-func (s *Scorer) Score(ctx context.Context, prompt string, images []scoring.Image) ([]float64, []error, error) {
-	ids, mask, err := s.tok.Encode(prompt)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", scoring.ErrBadRequest, err)
-	}
-	tokens, errs, err := s.ImageTokens(ctx, images)
-	if err != nil {
-		return nil, nil, err
-	}
-	var ok []int
-	for i, e := range errs {
-		if e == nil {
-			ok = append(ok, i)
-		}
-	}
-	scores := make([]float64, len(images))
-	if len(ok) == 0 {
-		return scores, errs, nil
-	}
-	out, err := s.ScoreTokens(ctx, ids, mask, tokensOf(tokens, ok))
-	if err != nil {
-		return nil, nil, err
-	}
-	for k, i := range ok {
-		scores[i] = out[k]
-	}
-	return scores, errs, nil
-}
-
-func tokensOf(all [][]float32, idx []int) [][]float32 {
-	out := make([][]float32, len(idx))
-	for k, i := range idx {
-		out[k] = all[i]
-	}
-	return out
-}
 
 // ScoreTokens runs the text+cross part for one tokenized prompt (ids and
 // mask of ContextLength) over each image's token sequence.
@@ -255,101 +191,4 @@ func (s *Scorer) ScoreTokens(ctx context.Context, ids, mask []int64, tokens [][]
 		res[i] = float64(v)
 	}
 	return res, nil
-}
-
-// ImageTokens returns each image's token sequence (TokenLen values), from
-// the cache when it has them, else preprocessed (in parallel) and encoded in
-// one batched run; errs[i] is image i's own failure.
-func (s *Scorer) ImageTokens(ctx context.Context, images []scoring.Image) ([][]float32, []error, error) {
-	n := len(images)
-	tokens := make([][]float32, n)
-	if s.cache == nil {
-		all := make([]int, n)
-		for i := range all {
-			all[i] = i
-		}
-		vals, errs, err := s.encode(ctx, images, all)
-		if err != nil {
-			return nil, nil, err
-		}
-		for i, v := range vals {
-			tokens[i] = v.Vec
-		}
-		return tokens, errs, nil
-	}
-	keys := make([]cache.Key, n)
-	for i, img := range images {
-		keys[i] = cache.Key{Version: s.man.Version, Kind: cache.KindImage}
-		if img.RGB != nil {
-			keys[i].Sum = cache.PixelsSum(img.RGB.W, img.RGB.H, img.RGB.Pix)
-		} else {
-			keys[i].Sum = cache.BytesSum(img.Data)
-		}
-	}
-	vals, errs, err := s.cache.Resolve(ctx, keys, func(ctx context.Context, missing []int) ([]cache.Value, []error, error) {
-		return s.encode(ctx, images, missing)
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	T := s.TokenLen()
-	for i, v := range vals {
-		if errs[i] == nil && len(v.Vec) != T {
-			return nil, nil, fmt.Errorf("imagereward: cached image tokens have %d values, want %d", len(v.Vec), T)
-		}
-		tokens[i] = v.Vec
-	}
-	return tokens, errs, nil
-}
-
-// encode preprocesses images[idx[k]] in parallel and runs the image encoder
-// once over those that made it; vals[k] and errs[k] belong to idx[k].
-func (s *Scorer) encode(ctx context.Context, images []scoring.Image, idx []int) ([]cache.Value, []error, error) {
-	vals, errs := make([]cache.Value, len(idx)), make([]error, len(idx))
-	per := s.images.TensorLen()
-	pixels := make([]float32, len(idx)*per)
-	sem := make(chan struct{}, s.workers)
-	var wg sync.WaitGroup
-	for k, i := range idx {
-		if err := ctx.Err(); err != nil {
-			wg.Wait()
-			return nil, nil, err
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(k, i int) {
-			defer func() { <-sem; wg.Done() }()
-			dst := pixels[k*per : (k+1)*per]
-			if images[i].RGB != nil {
-				errs[k] = s.images.TensorRGB(images[i].RGB, dst)
-			} else {
-				errs[k] = s.images.Tensor(images[i].Data, dst)
-			}
-		}(k, i)
-	}
-	wg.Wait()
-	// Compact the images that made it (in place: the copy never overtakes).
-	var run []int
-	buf := pixels[:0]
-	for k := range idx {
-		if errs[k] == nil {
-			run = append(run, k)
-			buf = append(buf, pixels[k*per:(k+1)*per]...)
-		}
-	}
-	if len(run) == 0 {
-		return vals, errs, nil
-	}
-	out, err := s.vision.EncodeImages(ctx, buf, len(run))
-	if err != nil {
-		return nil, nil, fmt.Errorf("imagereward image encoder: %w", err)
-	}
-	T := s.TokenLen()
-	if len(out[0]) != len(run)*T {
-		return nil, nil, fmt.Errorf("imagereward: image encoder gave %d values for %d images of %d", len(out[0]), len(run), T)
-	}
-	for j, k := range run {
-		vals[k] = cache.Value{Vec: out[0][j*T : (j+1)*T : (j+1)*T]}
-	}
-	return vals, errs, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -138,12 +139,12 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tc.Close()
-		s, err := imagereward.Open(out, models.SessionOptions{MaxBatch: 3}, imagereward.Options{Cache: tc})
+		s, err := imagereward.Open(out, models.SessionOptions{MaxBatch: 3}, imagereward.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		scores, errs, err := s.Score(context.Background(), prompt, images)
+		scores, errs, err := scoreCached(context.Background(), s, tc, prompt, images)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +164,7 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 		}
 
 		// Again: the image tokens come from the cache, the scores do not move.
-		again, _, err := s.Score(context.Background(), prompt, images)
+		again, _, err := scoreCached(context.Background(), s, tc, prompt, images)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,20 +179,20 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 		}
 
 		// Through scoring.Service, the front doors' way in.
-		svc, err := scoring.New(nil, nil, s, scoring.Options{})
+		svc, err := scoring.New([]scorer.Model{{Spec: imagereward.Entry.Spec, Scorer: s}}, scoring.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		p := prompt
-		res, err := svc.Score(context.Background(), scoring.ScoreRequest{Prompt: &p, Images: images, Models: []string{scoring.ModelImageReward}})
+		res, err := svc.Score(context.Background(), scoring.ScoreRequest{Prompt: &p, Images: images, Models: []string{"imagereward"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Versions[scoring.ModelImageReward] != man.Version {
+		if res.Versions["imagereward"] != man.Version {
 			t.Errorf("versions %v", res.Versions)
 		}
 		for i, sc := range res.Scores {
-			if (sc.Err != nil) != (errs[i] != nil) || (sc.Err == nil && (sc.ImageReward == nil || *sc.ImageReward != scores[i])) {
+			if (sc.Err != nil) != (errs[i] != nil) || (sc.Err == nil && (sc.Get("imagereward") == nil || *sc.Get("imagereward") != scores[i])) {
 				t.Errorf("service row %d: %+v, scorer %g / %v", i, sc, scores[i], errs[i])
 			}
 		}
@@ -216,15 +217,15 @@ func TestScoreDependsOnPromptAndImage(t *testing.T) {
 	defer s.Close()
 	imgs := readImages(t, "rgb8_100x80.png", "l8_301x227.png")
 	ctx := context.Background()
-	a, _, err := s.Score(ctx, "a cat", imgs)
+	a, _, err := score(ctx, s, "a cat", imgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := s.Score(ctx, "a dog on the moon", imgs)
+	b, _, err := score(ctx, s, "a dog on the moon", imgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _, err := s.Score(ctx, "a cat   ", imgs)
+	c, _, err := score(ctx, s, "a cat   ", imgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,4 +257,30 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := imagereward.Open(out, models.SessionOptions{}, imagereward.Options{}); !errors.Is(err, imagereward.ErrNotImageReward) {
 		t.Errorf("hp kind: %v", err)
 	}
+}
+
+// score runs one prompt over images through the scoring pipeline with the
+// ImageReward model alone (no cache): the scores, and each image's own
+// failure.
+func score(ctx context.Context, s *imagereward.Scorer, prompt string, images []scoring.Image) ([]float64, []error, error) {
+	return scoreCached(ctx, s, nil, prompt, images)
+}
+
+// scoreCached is score with an embedding cache for the image tokens.
+func scoreCached(ctx context.Context, s *imagereward.Scorer, c *cache.Cache, prompt string, images []scoring.Image) ([]float64, []error, error) {
+	svc, err := scoring.New([]scorer.Model{{Spec: imagereward.Entry.Spec, Scorer: s}}, scoring.Options{Cache: c})
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := svc.Score(ctx, scoring.ScoreRequest{Prompt: &prompt, Images: images})
+	if err != nil {
+		return nil, nil, err
+	}
+	scores, errs := make([]float64, len(images)), make([]error, len(images))
+	for i, sc := range res.Scores {
+		if errs[i] = sc.Err; sc.Err == nil {
+			scores[i] = *sc.Get("imagereward")
+		}
+	}
+	return scores, errs, nil
 }

@@ -36,7 +36,7 @@ func TestInt8ScoresAloneAndAmongOthers(t *testing.T) {
 	const prompt = "a red apple on a wooden table"
 	images := readImages(t, "rgb8_227x224.png", "p8_310x215.gif", "webp_alpha_lossy_330x250.webp")
 	ctx := context.Background()
-	together, errs, err := s.Score(ctx, prompt, images)
+	together, errs, err := score(ctx, s, prompt, images)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestInt8ScoresAloneAndAmongOthers(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("image %d: %v", i, errs[i])
 		}
-		alone, _, err := s.Score(ctx, prompt, images[i:i+1])
+		alone, _, err := score(ctx, s, prompt, images[i:i+1])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -59,7 +59,7 @@ func TestMatchesPyTorch(t *testing.T) {
 			if !slices.Equal(ids, c.IDs) {
 				t.Errorf("%q: ids %v, PyTorch's %v", c.Prompt, ids, c.IDs)
 			}
-			scores, errs, err := s.Score(context.Background(), c.Prompt, images)
+			scores, errs, err := score(context.Background(), s, c.Prompt, images)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -42,7 +42,7 @@ func TestVisionHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	want, _, err := plain.Score(context.Background(), prompt, imgs)
+	want, _, err := score(context.Background(), plain, prompt, imgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestVisionHook(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			got, errs, err := s.Score(context.Background(), prompt, imgs)
+			got, errs, err := score(context.Background(), s, prompt, imgs)
 			if err != nil {
 				t.Fatal(err)
 			}

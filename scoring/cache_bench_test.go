@@ -96,7 +96,7 @@ func BenchmarkCachedAgainstUncached(b *testing.B) {
 	defer remote.Close()
 	svcs := map[string]*scoring.Service{}
 	for name, c := range map[string]*cache.Cache{"uncached": nil, "local": local, "redis": remote} {
-		s, err := scoring.New(is, hs, nil, scoring.Options{Cache: c})
+		s, err := newService(is, hs, scoring.Options{Cache: c})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -40,7 +40,7 @@ func newCache(t *testing.T, o cache.Options) *cache.Cache {
 func withCache(t *testing.T, f *fixture, c *cache.Cache, o scoring.Options) *scoring.Service {
 	t.Helper()
 	o.Cache = c
-	svc, err := scoring.New(f.ictS, f.hpS, nil, o)
+	svc, err := newService(f.ictS, f.hpS, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +66,14 @@ func run(t *testing.T, svc *scoring.Service, prompt string, images []scoring.Ima
 		t.Fatal(err)
 	}
 	for _, s := range sr.Scores {
-		out = append(out, "score "+bits(s.ICT)+" "+bits(s.HP)+" "+bits(s.HPLogit)+" "+fmt.Sprint(s.Err != nil))
+		out = append(out, "score "+bits(s.Get("ict"))+" "+bits(s.Get("hp"))+" "+bits(s.Get("hp_logit"))+" "+fmt.Sprint(s.Err != nil))
 	}
 	rr, err := svc.Rank(ctx, prompt, images)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rr.Ranking {
-		out = append(out, fmt.Sprintf("rank %d %s %s", r.Index, bits(r.ICT), bits(r.ICTHP)))
+		out = append(out, fmt.Sprintf("rank %d %s %s", r.Index, bits(r.Get("ict")), bits(r.ICTHP)))
 	}
 	items := make([]scoring.RewardItem, len(images))
 	for i, img := range images {
@@ -180,13 +180,13 @@ func TestCacheRedisParity(t *testing.T) {
 			}
 			var worst float64
 			for i := range images {
-				d := math.Abs(*got.Scores[i].ICT - *want.Scores[i].ICT)
+				d := math.Abs(*got.Scores[i].Get("ict") - *want.Scores[i].Get("ict"))
 				worst = max(worst, d)
 				if !f16 && d != 0 {
-					t.Errorf("image %d: ict %v from Redis, %v computed", i, *got.Scores[i].ICT, *want.Scores[i].ICT)
+					t.Errorf("image %d: ict %v from Redis, %v computed", i, *got.Scores[i].Get("ict"), *want.Scores[i].Get("ict"))
 				}
-				if *got.Scores[i].HPLogit != *want.Scores[i].HPLogit {
-					t.Errorf("image %d: hp_logit %v from Redis, %v computed", i, *got.Scores[i].HPLogit, *want.Scores[i].HPLogit)
+				if *got.Scores[i].Get("hp_logit") != *want.Scores[i].Get("hp_logit") {
+					t.Errorf("image %d: hp_logit %v from Redis, %v computed", i, *got.Scores[i].Get("hp_logit"), *want.Scores[i].Get("hp_logit"))
 				}
 			}
 			if worst >= 1e-3 {
@@ -222,7 +222,7 @@ func TestCacheRedisKilled(t *testing.T) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 		for k := range images {
-			if *got.Scores[k].ICT != *want.Scores[k].ICT || *got.Scores[k].HPLogit != *want.Scores[k].HPLogit {
+			if *got.Scores[k].Get("ict") != *want.Scores[k].Get("ict") || *got.Scores[k].Get("hp_logit") != *want.Scores[k].Get("hp_logit") {
 				t.Fatalf("request %d image %d: %+v, want %+v", i, k, got.Scores[k], want.Scores[k])
 			}
 		}
@@ -348,7 +348,7 @@ func TestCacheKeepsLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, s := range res.Scores {
-		if !errors.Is(s.Err, preprocess.ErrTooLarge) || s.ICT != nil {
+		if !errors.Is(s.Err, preprocess.ErrTooLarge) || s.Get("ict") != nil {
 			t.Errorf("image %d under the stricter limits: %+v, want ErrTooLarge", i, s)
 		}
 	}

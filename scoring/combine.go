@@ -3,6 +3,7 @@ package scoring
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -50,33 +51,42 @@ func RankOrder(scores []float64) []int {
 
 // Combination is how a per-item reward is made from the scores.
 type Combination struct {
-	// Kind is "product" (ict × hp × imagereward of those loaded and named;
-	// the default), "ict", "hp", "imagereward", or "weighted".
+	// Kind is "product" (the product of the loaded models' main scores,
+	// those whose scorer.Output has Product: ict × hp × imagereward; the
+	// default), "weighted", or the name of one score ("ict", "hp",
+	// "hp_logit", "imagereward", ...: that score alone).
 	Kind string
-	// Weights of a "weighted" sum, by score name: ict, hp, hp_logit,
-	// imagereward.
+	// Weights of a "weighted" sum, by score name (the registry's output
+	// names: ict, hp, hp_logit, imagereward, ...).
 	Weights map[string]float64
 }
 
-// ScoreNames are the names a Combination may use.
-var ScoreNames = []string{"ict", "hp", "hp_logit", "imagereward"}
+// ErrOverflow means a reward is not a finite number (weights so large
+// that the weighted sum overflows); over HTTP it is a 422.
+var ErrOverflow = errors.New("reward overflows")
 
-// ParseCombination reads "product", "ict", "hp", "imagereward", or
-// "weighted:ict=1,hp=0.5" (names from ScoreNames, each at most once, finite
-// numbers as strconv.ParseFloat reads them).
+// validName says whether s can be a score name: lower-case letters, digits
+// and underscores, starting with a letter. Which names exist is the loaded
+// models' business, checked when the combination is applied.
+func validName(s string) bool {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseCombination reads "product", a score name ("ict", "hp", ...), or
+// "weighted:ict=1,hp=0.5" (score names, each at most once, finite numbers
+// as strconv.ParseFloat reads them).
 func ParseCombination(s string) (Combination, error) {
 	kind, rest, hasArgs := strings.Cut(strings.TrimSpace(s), ":")
 	c := Combination{Kind: kind}
-	switch kind {
-	case "", "product", "ict", "hp", "imagereward":
-		if hasArgs {
-			return c, fmt.Errorf("reward combination %q takes no arguments", kind)
-		}
-		if kind == "" {
-			c.Kind = "product"
-		}
-		return c, nil
-	case "weighted":
+	if kind == "weighted" {
 		c.Weights = map[string]float64{}
 		for _, kv := range strings.Split(rest, ",") {
 			k, v, ok := strings.Cut(kv, "=")
@@ -92,26 +102,32 @@ func ParseCombination(s string) (Combination, error) {
 		}
 		return c, c.Validate()
 	}
-	return c, fmt.Errorf("reward combination %q: want product, ict, hp, imagereward or weighted:NAME=W,...", s)
+	if hasArgs {
+		return c, fmt.Errorf("reward combination %q takes no arguments", kind)
+	}
+	if kind == "" {
+		c.Kind = "product"
+	}
+	return c, c.Validate()
 }
 
 // Validate checks a combination, as a request may carry one that was not
-// parsed: a known kind, weights only for "weighted", known score names and
-// finite weights.
+// parsed: a product, a score name or a weighted sum, weights only for
+// "weighted", well-formed score names and finite weights.
 func (c Combination) Validate() error {
-	switch c.Kind {
-	case "", "product", "ict", "hp", "imagereward":
+	switch {
+	case c.Kind == "weighted":
+	case c.Kind == "" || c.Kind == "product" || validName(c.Kind):
 		if len(c.Weights) > 0 {
 			return fmt.Errorf("reward combination %q has weights; only a weighted one takes them", c.Kind)
 		}
 		return nil
-	case "weighted":
 	default:
-		return fmt.Errorf("unknown reward combination %q (want product, ict, hp, imagereward or weighted)", c.Kind)
+		return fmt.Errorf("unknown reward combination %q (want product, weighted or a score name such as ict)", c.Kind)
 	}
 	for k, w := range c.Weights {
-		if !slices.Contains(ScoreNames, k) {
-			return fmt.Errorf("reward weight for unknown score %q (want %v)", k, ScoreNames)
+		if !validName(k) {
+			return fmt.Errorf("reward weight for unknown score %q", k)
 		}
 		if math.IsNaN(w) || math.IsInf(w, 0) {
 			return fmt.Errorf("reward weight for %s is not finite", k)
@@ -123,51 +139,65 @@ func (c Combination) Validate() error {
 	return nil
 }
 
-// Apply computes the reward of one item from its scores (nil when that
-// model is not loaded). It fails when the combination needs a score the
-// item does not have.
-func (c Combination) Apply(s Scores) (float64, error) {
+// Names are the score names the combination reads (none for a product).
+func (c Combination) Names() []string {
+	switch c.Kind {
+	case "", "product":
+		return nil
+	case "weighted":
+		return slices.Sorted(maps.Keys(c.Weights))
+	}
+	return []string{c.Kind}
+}
+
+// Apply computes the reward of one item from its scores; product names
+// the scores a product multiplies. It fails with ErrBadRequest when the
+// combination needs a score the item does not have, and with ErrOverflow
+// when the result is not finite.
+func (c Combination) Apply(product map[string]bool, s Scores) (float64, error) {
 	get := func(name string) (float64, error) {
-		var p *float64
-		switch name {
-		case "ict":
-			p = s.ICT
-		case "hp":
-			p = s.HP
-		case "hp_logit":
-			p = s.HPLogit
-		case "imagereward":
-			p = s.ImageReward
-		}
+		p := s.Get(name)
 		if p == nil {
-			return 0, fmt.Errorf("reward needs %s, which is not loaded or not requested", name)
+			var have []string
+			for _, v := range s.Values {
+				have = append(have, v.Name)
+			}
+			return 0, fmt.Errorf("%w: reward needs %s, which is not loaded or not requested (scores: %s)",
+				ErrBadRequest, name, strings.Join(have, ", "))
 		}
 		return *p, nil
 	}
+	var r float64
 	switch c.Kind {
 	case "", "product":
-		r, n := 1.0, 0
-		for _, p := range []*float64{s.ICT, s.HP, s.ImageReward} {
-			if p != nil {
-				r *= *p
+		r = 1.0
+		n := 0
+		for _, v := range s.Values {
+			if product[v.Name] {
+				r *= v.Value
 				n++
 			}
 		}
 		if n == 0 {
-			return 0, fmt.Errorf("reward needs at least one score")
+			return 0, fmt.Errorf("%w: reward needs at least one score", ErrBadRequest)
 		}
-		return r, nil
 	case "weighted":
-		var r float64
-		for k, w := range c.Weights {
+		for _, k := range slices.Sorted(maps.Keys(c.Weights)) {
 			v, err := get(k)
 			if err != nil {
 				return 0, err
 			}
-			r += w * v
+			r += c.Weights[k] * v
 		}
-		return r, nil
 	default:
-		return get(c.Kind)
+		v, err := get(c.Kind)
+		if err != nil {
+			return 0, err
+		}
+		r = v
 	}
+	if !finite(r) {
+		return 0, fmt.Errorf("%w: the %s reward is %v", ErrOverflow, c.Kind, r)
+	}
+	return r, nil
 }

@@ -87,12 +87,13 @@ func TestParseCombination(t *testing.T) {
 		{"weighted:ict=x", "", nil, "name=number"},
 		{"weighted:ict=1,", "", nil, "name=number"},
 		{"weighted:ict=1 2", "", nil, "name=number"},
-		{"weighted:aesthetic=1", "", nil, "unknown score"},
+		{"weighted:Aesthetic=1", "", nil, "unknown score"},
+		{"aesthetic", "aesthetic", nil, ""}, // any score name parses; the loaded models decide
 		{"weighted:ict=NaN", "", nil, "not finite"},
 		{"weighted:ict=Inf", "", nil, "not finite"},
 		{"weighted:ict=1,ict=2", "", nil, "twice"},
-		{"sum", "", nil, "want product"},
 		{"ICT", "", nil, "want product"},
+		{"ict-hp", "", nil, "want product"},
 		{"hp:0.5", "", nil, "takes no arguments"},
 	} {
 		t.Run(c.in, func(t *testing.T) {
@@ -128,9 +129,10 @@ func TestValidate(t *testing.T) {
 		{Combination{Kind: "hp"}, ""},
 		{Combination{Kind: "weighted", Weights: map[string]float64{"ict": 1}}, ""},
 		{Combination{Kind: "weighted"}, "at least one weight"},
-		{Combination{Kind: "weighted", Weights: map[string]float64{"beauty": 1}}, "unknown score"},
+		{Combination{Kind: "weighted", Weights: map[string]float64{"Beauty": 1}}, "unknown score"},
 		{Combination{Kind: "weighted", Weights: map[string]float64{"hp": math.Inf(-1)}}, "not finite"},
-		{Combination{Kind: "median"}, "unknown reward combination"},
+		{Combination{Kind: "median"}, ""}, // a score name: the loaded models decide (Apply)
+		{Combination{Kind: "me dian"}, "unknown reward combination"},
 		{Combination{Kind: "ict", Weights: map[string]float64{"ict": 1}}, "only a weighted"},
 	} {
 		err := c.comb.Validate()
@@ -140,11 +142,20 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func f(v float64) *float64 { return &v }
+func sc(kv ...any) Scores {
+	var s Scores
+	for i := 0; i < len(kv); i += 2 {
+		s.Values = append(s.Values, Score{Name: kv[i].(string), Value: kv[i+1].(float64)})
+	}
+	return s
+}
+
+// The default product multiplies these (the registry's Product outputs).
+var products = map[string]bool{"ict": true, "hp": true, "imagereward": true}
 
 func TestApply(t *testing.T) {
-	all := Scores{ICT: f(0.3), HP: f(0.8), HPLogit: f(1.5), ImageReward: f(-0.5)}
-	ictHP := Scores{ICT: f(0.3), HP: f(0.8), HPLogit: f(1.5)}
+	all := sc("ict", 0.3, "hp", 0.8, "hp_logit", 1.5, "imagereward", -0.5)
+	ictHP := sc("ict", 0.3, "hp", 0.8, "hp_logit", 1.5)
 	for _, c := range []struct {
 		name   string
 		comb   string
@@ -154,23 +165,25 @@ func TestApply(t *testing.T) {
 	}{
 		{"default is ict × hp", "", ictHP, 0.24, ""},
 		{"product of all loaded", "product", all, 0.3 * 0.8 * -0.5, ""},
-		{"product of hp alone", "product", Scores{HP: f(0.8), HPLogit: f(1.5)}, 0.8, ""},
-		{"product of ict alone", "product", Scores{ICT: f(0.3)}, 0.3, ""},
+		{"product of hp alone", "product", sc("hp", 0.8, "hp_logit", 1.5), 0.8, ""},
+		{"product of ict alone", "product", sc("ict", 0.3), 0.3, ""},
 		{"product of nothing", "product", Scores{}, 0, "at least one score"},
 		{"ict", "ict", all, 0.3, ""},
 		{"hp", "hp", all, 0.8, ""},
 		{"imagereward", "imagereward", all, -0.5, ""},
 		{"imagereward not loaded", "imagereward", ictHP, 0, "imagereward"},
-		{"hp not loaded", "hp", Scores{ICT: f(0.3)}, 0, "hp"},
+		{"hp not loaded", "hp", sc("ict", 0.3), 0, "hp"},
 		{"weighted", "weighted:ict=2,hp_logit=0.5,imagereward=-1", all, 2*0.3 + 0.5*1.5 + 0.5, ""},
 		{"weighted needs its scores", "weighted:ict=1,imagereward=1", ictHP, 0, "imagereward"},
+		{"weighted overflows", "weighted:ict=1e308,hp=1e308", sc("ict", 1.5, "hp", 1.5), 0, "overflows"},
+		{"product overflows", "product", sc("ict", 1e200, "imagereward", 1e200), 0, "overflows"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			comb, err := ParseCombination(c.comb)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := comb.Apply(c.scores)
+			got, err := comb.Apply(products, c.scores)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("Apply = %v, %v; want an error naming %q", got, err, c.err)

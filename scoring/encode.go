@@ -3,42 +3,45 @@ package scoring
 import (
 	"context"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/icthp/icthp/cache"
-	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 )
 
-// What the encoders produce for a request goes through the cache
-// (Options.Cache; nil caches nothing): every key of the request (the
-// prompts' token ids, each image's bytes for ICT and for HP) is looked up at
-// once, and everything missing is computed in one go, each image decoded
-// once for both models.
+// What the models' encoders produce for a request goes through the cache
+// (Options.Cache; nil caches nothing): every key of the request (each
+// text-embedding model's prompts by token ids, each model's image features
+// by the image's bytes) is looked up at once, and everything missing is
+// computed in one go, each image decoded once for all the models that take
+// decoded pixels. Every model, whatever its kind, takes this one path.
 
-// encodeRequest says what one request needs from the ICT and HP encoders.
-type encodeRequest struct {
-	images  []Image
-	ict, hp bool // image embeddings of every image from ICT, HP results
-	// prompts are the distinct prompts to embed with ICT; promptOf[i] is
-	// the prompt that image i is scored against, -1 for none. A prompt none
-	// of whose images can be read is not encoded, unless allTexts.
+// job says what one request needs of the pipeline.
+type job struct {
+	images []Image
+	models []*model
+	// prompts are the distinct prompts; promptOf[i] is the prompt image i
+	// is scored against (nil without prompts). A prompt none of whose
+	// images can be read is not encoded, unless allTexts.
 	prompts  []string
 	promptOf []int
 	allTexts bool
 }
 
-// encoded holds the encoders' results, indexed like the request.
+// encoded holds what the pipeline made of a job, indexed like it.
 type encoded struct {
-	text [][]float32 // per prompt; nil when not needed
-	ict  [][]float32 // per image
-	hp   []hp.Result // per image
-	errs []error     // per image: its own failure
+	texts [][]*scorer.Text    // [model][prompt]; nil rows for models without text
+	feats [][]scorer.Features // [model][image]
+	errs  []error             // per image: its own failure
+	sums  [][32]byte          // per image: content hash (zero without a cache)
 }
 
-// Cache is the service's embedding cache (nil when it has none).
-func (s *Service) Cache() *cache.Cache { return s.opts.Cache }
+// slot is what one cache key stands for.
+type slot struct {
+	m    int  // model index in the job
+	text bool // a prompt's text embedding, else an image's features
+	i    int  // prompt or image index
+}
 
 func (s *Service) maxPixels() int64 {
 	if s.opts.MaxImagePixels > 0 {
@@ -54,197 +57,123 @@ func (s *Service) maxBytes() int64 {
 	return preprocess.DefaultMaxBytes
 }
 
-// encode returns what r needs, from the cache where it can.
-func (s *Service) encode(ctx context.Context, r encodeRequest) (*encoded, error) {
-	n := len(r.images)
-	out := &encoded{text: make([][]float32, len(r.prompts)), ict: make([][]float32, n), hp: make([]hp.Result, n), errs: make([]error, n)}
-	cached := s.opts.Cache != nil
-	var keys []cache.Key
-	type slot struct {
-		kind cache.Kind
-		i    int // prompt or image index
+func (s *Service) limits() preprocess.ImageOptions {
+	return preprocess.ImageOptions{MaxBytes: s.opts.MaxImageBytes, MaxPixels: s.opts.MaxImagePixels}
+}
+
+// encode returns what j needs, from the cache where it can.
+func (s *Service) encode(ctx context.Context, j *job) (*encoded, error) {
+	out := &encoded{texts: make([][]*scorer.Text, len(j.models)), feats: make([][]scorer.Features, len(j.models)),
+		errs: make([]error, len(j.images)), sums: make([][32]byte, len(j.images))}
+	if err := s.tokenize(j, out); err != nil {
+		return nil, err
 	}
-	var slots []slot
-	add := func(k cache.Key, sl slot) {
-		keys, slots = append(keys, k), append(slots, sl)
-	}
-	if len(r.prompts) > 0 {
-		tok := s.ict.Tokenizer()
-		for p, text := range r.prompts {
-			k := cache.Key{Version: s.ict.Version(), Kind: cache.KindText}
-			if cached {
-				ids, err := tok.Encode(text)
-				if err != nil {
-					return nil, fmt.Errorf("ict text: %w", err)
-				}
-				k.Sum = cache.TokensSum(ids)
-			}
-			add(k, slot{cache.KindText, p})
-		}
-	}
-	if r.ict || r.hp {
-		lim := preprocess.ImageOptions{MaxBytes: s.opts.MaxImageBytes, MaxPixels: s.opts.MaxImagePixels}
-		for i, img := range r.images {
-			var sum [32]byte
-			switch {
-			case img.RGB != nil:
-				if cached {
-					sum = cache.PixelsSum(img.RGB.W, img.RGB.H, img.RGB.Pix)
-				}
-			case int64(len(img.Data)) > s.maxBytes():
-				// Refused before anything is read (and never hashed).
-				_, out.errs[i] = preprocess.DecodeRGB(img.Data, lim)
-				continue
-			default:
-				if cached {
-					sum = cache.BytesSum(img.Data)
-				}
-			}
-			if r.ict {
-				add(cache.Key{Version: s.ict.Version(), Kind: cache.KindImage, Sum: sum}, slot{cache.KindImage, i})
-			}
-			if r.hp {
-				add(cache.Key{Version: s.hp.Version(), Kind: cache.KindHP, Sum: sum}, slot{cache.KindHP, i})
-			}
-		}
-	}
+	s.hashImages(j, out)
+	keys, slots := s.keysOf(j, out)
 	if len(keys) == 0 {
 		return out, nil
 	}
-
-	compute := func(ctx context.Context, missing []int) ([]cache.Value, []error, error) {
-		vals, errs := make([]cache.Value, len(missing)), make([]error, len(missing))
-		// Which images need which model; the others are cache hits.
-		needICT, needHP := make([]bool, n), make([]bool, n)
-		var texts []int // positions in missing
-		var union []int
-		inUnion := make([]bool, n)
-		for k, m := range missing {
-			sl := slots[m]
-			switch sl.kind {
-			case cache.KindText:
-				texts = append(texts, k)
-				continue
-			case cache.KindImage:
-				needICT[sl.i] = true
-			case cache.KindHP:
-				needHP[sl.i] = true
-			}
-			if !inUnion[sl.i] {
-				inUnion[sl.i] = true
-				union = append(union, sl.i)
-			}
-		}
-		t, err := s.tensors(ctx, r.images, union, needICT, needHP)
-		if err != nil {
-			return nil, nil, err
-		}
-		var ictEmb [][]float32
-		var hpOut []hp.Result
-		if len(t.ictRows) > 0 {
-			if ictEmb, err = s.ict.EmbedImages(ctx, t.ictPix, len(t.ictRows)); err != nil {
-				return nil, nil, fmt.Errorf("ict image: %w", err)
-			}
-		}
-		if len(t.hpRows) > 0 {
-			if hpOut, err = s.hp.Score(ctx, t.hpPix, len(t.hpRows)); err != nil {
-				return nil, nil, fmt.Errorf("hp: %w", err)
-			}
-		}
-		ictAt, hpAt := map[int]int{}, map[int]int{}
-		for k, i := range t.ictRows {
-			ictAt[i] = k
-		}
-		for k, i := range t.hpRows {
-			hpAt[i] = k
-		}
-		// A prompt is needed when one of its images may be good: decoded
-		// here, or not decoded here at all (a hit, or another request's).
-		need := make([]bool, len(r.prompts))
-		for i, p := range r.promptOf {
-			if p >= 0 && (!inUnion[i] || t.errs[i] == nil) && out.errs[i] == nil {
-				need[p] = true
-			}
-		}
-		var prompts []string
-		var textK []int
-		for _, k := range texts {
-			p := slots[missing[k]].i
-			if !r.allTexts && !need[p] {
-				errs[k] = cache.ErrNotComputed
-				continue
-			}
-			prompts, textK = append(prompts, r.prompts[p]), append(textK, k)
-		}
-		if len(prompts) > 0 {
-			emb, err := s.ict.EmbedTexts(ctx, prompts)
-			if err != nil {
-				return nil, nil, fmt.Errorf("ict text: %w", err)
-			}
-			for j, k := range textK {
-				vals[k] = cache.Value{Vec: emb[j]}
-			}
-		}
-		for k, m := range missing {
-			sl := slots[m]
-			if sl.kind == cache.KindText {
-				continue
-			}
-			if e := t.errs[sl.i]; e != nil {
-				errs[k] = e
-				continue
-			}
-			w, h := float64(t.dims[sl.i][0]), float64(t.dims[sl.i][1])
-			if sl.kind == cache.KindImage {
-				vals[k] = cache.Value{Vec: ictEmb[ictAt[sl.i]], Scalars: []float64{w, h}}
-			} else {
-				o := hpOut[hpAt[sl.i]]
-				vals[k] = cache.Value{Vec: o.Embed, Scalars: []float64{o.Logit, w, h}}
-			}
-		}
-		return vals, errs, nil
-	}
-
-	vals, errs, err := s.opts.Cache.Resolve(ctx, keys, compute)
+	vals, errs, err := s.opts.Cache.Resolve(ctx, keys, func(ctx context.Context, missing []int) ([]cache.Value, []error, error) {
+		return s.compute(ctx, j, out, slots, missing)
+	})
 	if err != nil {
 		return nil, err
 	}
+	s.collect(j, out, slots, vals, errs)
+	return out, nil
+}
+
+// tokenize reads each distinct prompt once per model with a text side; the
+// tokens key the cache and go to the encoder and the head unchanged.
+func (s *Service) tokenize(j *job, out *encoded) error {
+	for mi, m := range j.models {
+		out.feats[mi] = make([]scorer.Features, len(j.images))
+		if m.text == nil || len(j.prompts) == 0 {
+			continue
+		}
+		out.texts[mi] = make([]*scorer.Text, len(j.prompts))
+		for p, prompt := range j.prompts {
+			tok, err := m.text.Tokenize(prompt)
+			if err != nil {
+				return err
+			}
+			out.texts[mi][p] = &scorer.Text{Tokens: tok}
+		}
+	}
+	return nil
+}
+
+// hashImages applies the byte limit (an oversized file is refused before
+// it is hashed or read) and hashes the rest when there is a cache.
+func (s *Service) hashImages(j *job, out *encoded) {
+	cached := s.opts.Cache != nil
+	for i, img := range j.images {
+		switch {
+		case img.RGB != nil:
+			if cached {
+				out.sums[i] = cache.PixelsSum(img.RGB.W, img.RGB.H, img.RGB.Pix)
+			}
+		case int64(len(img.Data)) > s.maxBytes():
+			_, out.errs[i] = preprocess.DecodeRGB(img.Data, s.limits()) // refuses by size alone
+		case cached:
+			out.sums[i] = cache.BytesSum(img.Data)
+		}
+	}
+}
+
+// keysOf lists the cache keys of a job: each text-embedding model's
+// prompts, each model's readable images.
+func (s *Service) keysOf(j *job, out *encoded) ([]cache.Key, []slot) {
+	var keys []cache.Key
+	var slots []slot
+	for mi, m := range j.models {
+		if m.emb != nil {
+			for p, t := range out.texts[mi] {
+				k := cache.Key{Version: m.Version(), Kind: cache.KindText}
+				if s.opts.Cache != nil {
+					k.Sum = cache.TokensSum(t.Tokens.IDs)
+				}
+				keys, slots = append(keys, k), append(slots, slot{m: mi, text: true, i: p})
+			}
+		}
+		for i := range j.images {
+			if out.errs[i] == nil {
+				keys = append(keys, cache.Key{Version: m.Version(), Kind: m.ImageKind, Sum: out.sums[i]})
+				slots = append(slots, slot{m: mi, i: i})
+			}
+		}
+	}
+	return keys, slots
+}
+
+// collect puts the resolved values in place and applies this process's
+// pixel limit to every image entry (a cached one may come from a process
+// with larger limits).
+func (s *Service) collect(j *job, out *encoded, slots []slot, vals []cache.Value, errs []error) {
 	for k, sl := range slots {
 		v, e := vals[k], errs[k]
-		if sl.kind == cache.KindText {
+		if sl.text {
 			if e == nil {
-				out.text[sl.i] = v.Vec
+				out.texts[sl.m][sl.i].Embed = v.Vec
 			}
 			continue
 		}
-		if out.errs[sl.i] != nil {
-			continue
-		}
-		if e != nil {
+		switch {
+		case out.errs[sl.i] != nil:
+		case e != nil:
 			out.errs[sl.i] = e
-			continue
-		}
-		dims := v.Scalars
-		if sl.kind == cache.KindHP && len(dims) > 0 {
-			out.hp[sl.i] = hp.Result{Logit: dims[0], Embed: v.Vec}
-			dims = dims[1:]
-		} else {
-			out.ict[sl.i] = v.Vec
-		}
-		// A cached entry may come from a process with larger limits: this
-		// one's pixel limit still applies.
-		if len(dims) != 2 {
-			out.errs[sl.i] = fmt.Errorf("scoring: cached %v entry without image size", sl.kind)
-		} else if err := s.checkPixels(int64(dims[0]), int64(dims[1])); err != nil {
-			out.errs[sl.i] = err
+		default:
+			out.feats[sl.m][sl.i] = scorer.Features{Vec: v.Vec, Scalars: v.Scalars}
+			out.errs[sl.i] = s.checkPixels(int64(v.Width), int64(v.Height))
 		}
 	}
 	for i, e := range out.errs {
 		if e != nil {
-			out.ict[i], out.hp[i] = nil, hp.Result{}
+			for mi := range out.feats {
+				out.feats[mi][i] = scorer.Features{}
+			}
 		}
 	}
-	return out, nil
 }
 
 // checkPixels applies the pixel limit as preprocess does on decoding.
@@ -255,118 +184,152 @@ func (s *Service) checkPixels(w, h int64) error {
 	return nil
 }
 
-// tensorSet holds the model inputs of the images that needed computing.
-type tensorSet struct {
-	ictPix, hpPix   []float32
-	ictRows, hpRows []int    // image indices, in the order of the rows
-	dims            [][2]int // per image: the source's width and height
-	errs            []error  // per image
-}
-
-// tensors decodes each image of idx once and makes the tensors its models
-// need (one tensor for both when ICT and HP preprocess alike), in parallel
-// over the service's workers.
-func (s *Service) tensors(ctx context.Context, images []Image, idx []int, needICT, needHP []bool) (*tensorSet, error) {
-	t := &tensorSet{dims: make([][2]int, len(images)), errs: make([]error, len(images))}
-	if len(idx) == 0 {
-		return t, nil
+// compute makes the values of the keys the cache did not have: images
+// decoded and preprocessed once, one encoder call per model, one text
+// encoder call per model for the prompts still needed.
+func (s *Service) compute(ctx context.Context, j *job, out *encoded, slots []slot, missing []int) ([]cache.Value, []error, error) {
+	vals, errs := make([]cache.Value, len(missing)), make([]error, len(missing))
+	need := make([][]bool, len(j.models))
+	for mi := range need {
+		need[mi] = make([]bool, len(j.images))
 	}
-	var ictPipe, hpPipe *preprocess.ImagePipeline
-	if s.ict != nil {
-		ictPipe = s.ict.Images()
-	}
-	if s.hp != nil {
-		hpPipe = s.hp.Images()
-	}
-	shared := ictPipe != nil && hpPipe != nil && ictPipe.Options() == hpPipe.Options()
-	// Rows are laid out in idx order, so each image knows where it goes.
-	ictRow, hpRow := make([]int, len(images)), make([]int, len(images))
-	for _, i := range idx {
-		if needICT[i] {
-			ictRow[i] = len(t.ictRows)
-			t.ictRows = append(t.ictRows, i)
-		}
-		if needHP[i] {
-			hpRow[i] = len(t.hpRows)
-			t.hpRows = append(t.hpRows, i)
+	var union []int
+	inUnion := make([]bool, len(j.images))
+	for _, m := range missing {
+		if sl := slots[m]; !sl.text {
+			need[sl.m][sl.i] = true
+			if !inUnion[sl.i] {
+				inUnion[sl.i] = true
+				union = append(union, sl.i)
+			}
 		}
 	}
-	if len(t.ictRows) > 0 {
-		t.ictPix = make([]float32, len(t.ictRows)*ictPipe.TensorLen())
+	t, err := s.tensors(ctx, j, union, need)
+	if err != nil {
+		return nil, nil, err
 	}
-	if len(t.hpRows) > 0 {
-		t.hpPix = make([]float32, len(t.hpRows)*hpPipe.TensorLen())
+	feats, err := s.runEncoders(ctx, j, t)
+	if err != nil {
+		return nil, nil, err
 	}
-	lim := preprocess.ImageOptions{MaxBytes: s.opts.MaxImageBytes, MaxPixels: s.opts.MaxImagePixels}
-	sem := make(chan struct{}, s.workers)
-	var wg sync.WaitGroup
-	for _, i := range idx {
-		if err := ctx.Err(); err != nil {
-			wg.Wait()
-			return nil, err
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
-			img := images[i].RGB
-			if img == nil {
-				var err error
-				start := time.Now()
-				if img, err = preprocess.DecodeRGB(images[i].Data, lim); err != nil {
-					t.errs[i] = err
-					return
-				}
-				s.observePrep("decode", start)
-			}
-			t.dims[i] = [2]int{img.W, img.H}
-			var ictDst []float32
-			if needICT[i] {
-				l := ictPipe.TensorLen()
-				ictDst = t.ictPix[ictRow[i]*l : (ictRow[i]+1)*l]
-				start := time.Now()
-				if err := ictPipe.TensorRGB(img, ictDst); err != nil {
-					t.errs[i] = err
-					return
-				}
-				s.observePrep(ModelICT, start)
-			}
-			if needHP[i] {
-				l := hpPipe.TensorLen()
-				hpDst := t.hpPix[hpRow[i]*l : (hpRow[i]+1)*l]
-				start := time.Now()
-				if shared && ictDst != nil {
-					copy(hpDst, ictDst)
-				} else if err := hpPipe.TensorRGB(img, hpDst); err != nil {
-					t.errs[i] = err
-					return
-				}
-				s.observePrep(ModelHP, start)
-			}
-		}(i)
+	if err := s.runTextEncoders(ctx, j, out, t, inUnion, slots, missing, vals, errs); err != nil {
+		return nil, nil, err
 	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	// Drop the rows of images that failed.
-	t.ictPix, t.ictRows = compact(t.ictPix, t.ictRows, t.errs, ictPipe)
-	t.hpPix, t.hpRows = compact(t.hpPix, t.hpRows, t.errs, hpPipe)
-	return t, nil
-}
-
-func compact(pix []float32, rows []int, errs []error, pipe *preprocess.ImagePipeline) ([]float32, []int) {
-	if len(rows) == 0 {
-		return pix, rows
-	}
-	l := pipe.TensorLen()
-	out, kept := pix[:0], rows[:0]
-	for k, i := range rows {
-		if errs[i] != nil {
+	for k, m := range missing {
+		sl := slots[m]
+		if sl.text {
 			continue
 		}
-		out = append(out, pix[k*l:(k+1)*l]...) // moves rows down in place: k*l >= len(out)
-		kept = append(kept, i)
+		if e := t.errs[sl.i]; e != nil {
+			errs[k] = e
+			continue
+		}
+		f := feats[sl.m][sl.i]
+		vals[k] = cache.Value{Vec: f.Vec, Scalars: f.Scalars, Width: uint32(t.dims[sl.i][0]), Height: uint32(t.dims[sl.i][1])}
 	}
-	return out, kept
+	return vals, errs, nil
+}
+
+// runEncoders runs each model's image encoder once over its rows; the
+// result is indexed [model][image].
+func (s *Service) runEncoders(ctx context.Context, j *job, t *tensorSet) ([][]scorer.Features, error) {
+	out := make([][]scorer.Features, len(j.models))
+	for mi, m := range j.models {
+		rows := t.rows[mi]
+		if len(rows) == 0 {
+			continue
+		}
+		f, err := m.Image().Encode(ctx, t.pix[mi], len(rows))
+		if err != nil {
+			return nil, fmt.Errorf("%s image: %w", m.Name, err)
+		}
+		if len(f) != len(rows) {
+			return nil, fmt.Errorf("%s image: %d results for %d images", m.Name, len(f), len(rows))
+		}
+		out[mi] = make([]scorer.Features, len(j.images))
+		for k, i := range rows {
+			out[mi][i] = f[k]
+		}
+	}
+	return out, nil
+}
+
+// runTextEncoders embeds the missing prompts that are needed: a prompt is
+// needed when one of its images may be good (decoded here, or not decoded
+// here at all: a hit, or another request's), or when allTexts.
+func (s *Service) runTextEncoders(ctx context.Context, j *job, out *encoded, t *tensorSet, inUnion []bool,
+	slots []slot, missing []int, vals []cache.Value, errs []error) error {
+	needed := make([]bool, len(j.prompts))
+	for i, p := range j.promptOf {
+		if (!inUnion[i] || t.errs[i] == nil) && out.errs[i] == nil {
+			needed[p] = true
+		}
+	}
+	for mi, m := range j.models {
+		var toks []scorer.Tokens
+		var at []int // positions in missing
+		for k, idx := range missing {
+			sl := slots[idx]
+			if !sl.text || sl.m != mi {
+				continue
+			}
+			if !j.allTexts && !needed[sl.i] {
+				errs[k] = cache.ErrNotComputed
+				continue
+			}
+			toks, at = append(toks, out.texts[mi][sl.i].Tokens), append(at, k)
+		}
+		if len(toks) == 0 {
+			continue
+		}
+		emb, err := m.emb.EncodeTexts(ctx, toks)
+		if err != nil {
+			return fmt.Errorf("%s text: %w", m.Name, err)
+		}
+		for n, k := range at {
+			vals[k] = cache.Value{Vec: emb[n]}
+		}
+	}
+	return nil
+}
+
+// heads applies each model's head to the pairs of its good images and
+// fills rows in registry order; a row with an error has no scores.
+func (s *Service) heads(ctx context.Context, j *job, enc *encoded, rows []Scores) error {
+	for mi, m := range j.models {
+		var pairs []scorer.Pair
+		var at []int
+		for i := range j.images {
+			if enc.errs[i] != nil {
+				continue
+			}
+			p := scorer.Pair{Image: enc.feats[mi][i]}
+			if m.text != nil {
+				p.Text = enc.texts[mi][j.promptOf[i]]
+			}
+			pairs, at = append(pairs, p), append(at, i)
+		}
+		if len(pairs) == 0 {
+			continue
+		}
+		out, err := m.Head(ctx, pairs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
+		}
+		if len(out) != len(pairs) {
+			return fmt.Errorf("%s: %d results for %d images", m.Name, len(out), len(pairs))
+		}
+		for k, i := range at {
+			if len(out[k]) != len(m.Outputs) {
+				return fmt.Errorf("%s: %d values for %d outputs", m.Name, len(out[k]), len(m.Outputs))
+			}
+			for o, spec := range m.Outputs {
+				rows[i].Values = append(rows[i].Values, Score{Name: spec.Name, Value: out[k][o]})
+			}
+		}
+	}
+	for i := range rows {
+		rows[i].Err = enc.errs[i]
+	}
+	return nil
 }

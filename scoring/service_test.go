@@ -17,6 +17,7 @@ import (
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -92,7 +93,7 @@ func newFixture(t *testing.T, withICT, withHP bool, o scoring.Options) *fixture 
 		f.hp, f.cfg, f.hpW, f.hpVer = enc, c, w, enc.m.Manifest.Version
 		f.pipe = f.hpS.Images()
 	}
-	if f.svc, err = scoring.New(f.ictS, f.hpS, nil, o); err != nil {
+	if f.svc, err = newService(f.ictS, f.hpS, o); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -201,7 +202,7 @@ func TestScore(t *testing.T) {
 			if !errors.Is(sc.Err, preprocess.ErrUnsupportedFormat) && !errors.Is(sc.Err, preprocess.ErrUndecodable) {
 				t.Errorf("garbage image: error %v", sc.Err)
 			}
-			if sc.ICT != nil || sc.HP != nil || sc.HPLogit != nil {
+			if sc.Get("ict") != nil || sc.Get("hp") != nil || sc.Get("hp_logit") != nil {
 				t.Errorf("garbage image has scores %+v", sc)
 			}
 			continue
@@ -210,9 +211,9 @@ func TestScore(t *testing.T) {
 			t.Fatalf("image %d: %v", i, sc.Err)
 		}
 		w := f.reference(t, prompt, img)
-		near(t, "ict", sc.ICT, w.ict)
-		near(t, "hp_logit", sc.HPLogit, w.logit)
-		near(t, "hp", sc.HP, clipref.Sigmoid(w.logit))
+		near(t, "ict", sc.Get("ict"), w.ict)
+		near(t, "hp_logit", sc.Get("hp_logit"), w.logit)
+		near(t, "hp", sc.Get("hp"), clipref.Sigmoid(w.logit))
 	}
 	// One text encoding for the prompt; one image batch per model holding
 	// only the four good images.
@@ -236,11 +237,11 @@ func TestScoreWithoutPrompt(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := res.Scores[0]
-	if sc.ICT != nil {
+	if sc.Get("ict") != nil {
 		t.Errorf("ict computed without a prompt")
 	}
 	f.ictW = nil
-	near(t, "hp_logit", sc.HPLogit, f.reference(t, "", img).logit)
+	near(t, "hp_logit", sc.Get("hp_logit"), f.reference(t, "", img).logit)
 	if len(res.Versions) != 1 || res.Versions["hp"] != f.hpVer {
 		t.Errorf("versions %v", res.Versions)
 	}
@@ -259,7 +260,7 @@ func TestScoreEmptyPrompt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	near(t, "ict", res.Scores[0].ICT, f.reference(t, "", img).ict)
+	near(t, "ict", res.Scores[0].Get("ict"), f.reference(t, "", img).ict)
 }
 
 func TestScoreBadRequests(t *testing.T) {
@@ -288,13 +289,13 @@ func TestScoreBadRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Scores[0].ICT != nil || res.Scores[0].HP == nil || len(res.Versions) != 1 {
+	if res.Scores[0].Get("ict") != nil || res.Scores[0].Get("hp") == nil || len(res.Versions) != 1 {
 		t.Errorf("narrowed to hp: %+v, versions %v", res.Scores[0], res.Versions)
 	}
-	if _, err := scoring.New(nil, nil, nil, scoring.Options{}); err == nil {
+	if _, err := newService(nil, nil, scoring.Options{}); err == nil {
 		t.Error("a service without models was made")
 	}
-	if _, err := scoring.New(both.ictS, nil, nil, scoring.Options{Reward: scoring.Combination{Kind: "weighted"}}); err == nil {
+	if _, err := newService(both.ictS, nil, scoring.Options{Reward: scoring.Combination{Kind: "weighted"}}); err == nil {
 		t.Error("a service with an invalid default reward was made")
 	}
 	// No images: an empty, successful answer.
@@ -337,18 +338,18 @@ func TestReward(t *testing.T) {
 	refs := make([]want, len(items))
 	for i, it := range items {
 		if i == 3 {
-			if res.Rewards[i] != nil || res.Scores[i].Err == nil || res.Scores[i].ICT != nil {
+			if res.Rewards[i] != nil || res.Scores[i].Err == nil || res.Scores[i].Get("ict") != nil {
 				t.Errorf("failed item: reward %v, scores %+v", res.Rewards[i], res.Scores[i])
 			}
 			continue
 		}
 		refs[i] = f.reference(t, it.Prompt, it.Image)
-		near(t, "ict", res.Scores[i].ICT, refs[i].ict)
-		near(t, "hp_logit", res.Scores[i].HPLogit, refs[i].logit)
+		near(t, "ict", res.Scores[i].Get("ict"), refs[i].ict)
+		near(t, "hp_logit", res.Scores[i].Get("hp_logit"), refs[i].logit)
 		near(t, "reward (ict × hp)", res.Rewards[i], refs[i].ict*clipref.Sigmoid(refs[i].logit))
 	}
 	// The same image under two prompts gets two different ICT scores.
-	if *res.Scores[0].ICT == *res.Scores[1].ICT {
+	if *res.Scores[0].Get("ict") == *res.Scores[1].Get("ict") {
 		t.Error("items 0 and 1 (same image, different prompts) got the same ict")
 	}
 
@@ -432,7 +433,7 @@ func TestRank(t *testing.T) {
 			t.Fatalf("position %d holds image %d, reference ranks image %d there (group scores %v)", pos, r.Index, good[k], groupScore)
 		}
 		near(t, "ict_hp", r.ICTHP, groupScore[k])
-		near(t, "ict", r.ICT, ictv[k])
+		near(t, "ict", r.Get("ict"), ictv[k])
 	}
 	last := res.Ranking[len(images)-1]
 	if last.Index != 1 || last.Err == nil || last.ICTHP != nil {
@@ -494,4 +495,16 @@ func TestCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want context.Canceled", err)
 	}
+}
+
+// newService makes a Service over whichever of the scorers are not nil.
+func newService(ictS *ict.Scorer, hpS *hp.Scorer, o scoring.Options) (*scoring.Service, error) {
+	var ms []scorer.Model
+	if ictS != nil {
+		ms = append(ms, scorer.Model{Spec: ict.Entry.Spec, Scorer: ictS})
+	}
+	if hpS != nil {
+		ms = append(ms, scorer.Model{Spec: hp.Entry.Spec, Scorer: hpS})
+	}
+	return scoring.New(ms, o)
 }

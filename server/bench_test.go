@@ -106,7 +106,7 @@ func setupBench(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			svc, err := scoring.New(nil, hpS, nil, scoring.Options{})
+			svc, err := newService(nil, hpS, scoring.Options{})
 			if err != nil {
 				return err
 			}

@@ -27,6 +27,7 @@ const (
 	CodeUnsupportedMedia = "unsupported_media_type" // 415: not JSON or multipart
 	CodeUnsupportedImage = "unsupported_image"      // 415, per image
 	CodeUndecodable      = "undecodable_image"      // 422, per image
+	CodeRewardOverflow   = "reward_overflow"        // 422: the weighted reward is not a finite number
 	CodeOverloaded       = "overloaded"             // 429 with Retry-After
 	CodeCanceled         = "canceled"               // 499: the client went away
 	CodeInternal         = "internal"               // 500
@@ -83,6 +84,8 @@ func classify(err error) *apiError {
 		return newError(http.StatusBadRequest, CodeBadBase64, err.Error())
 	case errors.Is(err, preprocess.ErrPromptTooLong):
 		return newError(http.StatusBadRequest, CodePromptTooLong, err.Error())
+	case errors.Is(err, scoring.ErrOverflow):
+		return newError(http.StatusUnprocessableEntity, CodeRewardOverflow, err.Error())
 	case errors.Is(err, scoring.ErrBadRequest):
 		return newError(http.StatusBadRequest, CodeBadRequest, err.Error())
 	case errors.As(err, &oe):

@@ -51,8 +51,8 @@ func TestConcurrentRequestsAreBatched(t *testing.T) {
 			t.Fatalf("request %d: %d %s", i, r.status, r.raw)
 		}
 		s := r.body["scores"].([]any)[0].(map[string]any)
-		near(t, "ict", num(t, s["ict"], "ict"), want[i].ICT)
-		near(t, "hp", num(t, s["hp"], "hp"), want[i].HP)
+		near(t, "ict", num(t, s["ict"], "ict"), want[i].Get("ict"))
+		near(t, "hp", num(t, s["hp"], "hp"), want[i].Get("hp"))
 	}
 	for _, g := range []string{`graph="vision",model="hp"`, `graph="vision",model="ict"`, `graph="text",model="ict"`} {
 		items := e.metric(t, "icthp_batcher_batch_size_sum{"+g+"}")
@@ -115,7 +115,7 @@ func TestOverload(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Fatalf("an accepted request: %d %s", r.status, r.raw)
 		}
-		near(t, "hp", num(t, r.body["scores"].([]any)[0].(map[string]any)["hp"], "hp"), ref.Scores[0].HP)
+		near(t, "hp", num(t, r.body["scores"].([]any)[0].(map[string]any)["hp"], "hp"), ref.Scores[0].Get("hp"))
 	}
 	if v := e.metric(t, `icthp_http_rejected_total{reason="queue_full"}`); v != extra-2 {
 		t.Errorf("rejected for queue_full: %v, want %d", v, extra-2)

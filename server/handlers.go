@@ -8,11 +8,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -164,20 +166,55 @@ func merge(pre []error, i int, err error) error {
 	return err
 }
 
-// scoreJSON is one image's scores, or its error.
+// scoreJSON is one image's scores (named by the registry's outputs, in
+// registry order: ict, hp, hp_logit, imagereward, ...), or its error.
 type scoreJSON struct {
-	ICT         *float64   `json:"ict,omitempty"`
-	HP          *float64   `json:"hp,omitempty"`
-	HPLogit     *float64   `json:"hp_logit,omitempty"`
-	ImageReward *float64   `json:"imagereward,omitempty"`
-	Error       *errorJSON `json:"error,omitempty"`
+	Values []scoring.Score
+	Error  *errorJSON
 }
 
 func toScoreJSON(sc scoring.Scores, err error) scoreJSON {
 	if err != nil {
 		return scoreJSON{Error: itemError(err)}
 	}
-	return scoreJSON{ICT: sc.ICT, HP: sc.HP, HPLogit: sc.HPLogit, ImageReward: sc.ImageReward}
+	return scoreJSON{Values: sc.Values}
+}
+
+// appendFields writes the object's members, without braces, after a comma
+// when b already holds members.
+func (s scoreJSON) appendFields(b []byte) ([]byte, error) {
+	add := func(name string, v any) error {
+		if len(b) > 0 && b[len(b)-1] != '{' {
+			b = append(b, ',')
+		}
+		k, err := json.Marshal(name)
+		if err != nil {
+			return err
+		}
+		val, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		b = append(append(append(b, k...), ':'), val...)
+		return nil
+	}
+	for _, v := range s.Values {
+		if err := add(v.Name, v.Value); err != nil {
+			return nil, err
+		}
+	}
+	if s.Error != nil {
+		if err := add("error", s.Error); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// MarshalJSON writes the scores in registry order (a map would sort them).
+func (s scoreJSON) MarshalJSON() ([]byte, error) {
+	b, err := s.appendFields([]byte{'{'})
+	return append(b, '}'), err
 }
 
 type scoreRequest struct {
@@ -249,9 +286,25 @@ type rankRequest struct {
 }
 
 type rankedJSON struct {
-	Index int `json:"index"`
+	Index int
 	scoreJSON
-	ICTHP *float64 `json:"ict_hp,omitempty"`
+	ICTHP *float64
+}
+
+// MarshalJSON writes index, the scores, then ict_hp.
+func (r rankedJSON) MarshalJSON() ([]byte, error) {
+	b, err := r.scoreJSON.appendFields(strconv.AppendInt([]byte(`{"index":`), int64(r.Index), 10))
+	if err != nil {
+		return nil, err
+	}
+	if r.ICTHP != nil {
+		v, err := json.Marshal(*r.ICTHP)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, `,"ict_hp":`...), v...)
+	}
+	return append(b, '}'), nil
 }
 
 func (s *Server) rank(c *gin.Context) {
@@ -277,9 +330,8 @@ func (s *Server) rank(c *gin.Context) {
 	} else if p, ok := in.field("prompt"); ok {
 		req.Prompt = &p
 	}
-	_, hasICT := s.svc.Versions()[scoring.ModelICT]
-	if req.Prompt == nil && hasICT {
-		s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, `ranking needs a "prompt" (the ICT model scores against it)`))
+	if need := promptModels(s.svc.Specs()); req.Prompt == nil && need != "" {
+		s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, `ranking needs a "prompt" (the `+need+` model scores against it)`))
 		return
 	}
 	prompt := ""
@@ -411,15 +463,11 @@ func (s *Server) reward(c *gin.Context) {
 	}
 	body := gin.H{"rewards": res.Rewards, "models": res.Versions}
 	cols := map[string][]*float64{}
-	for name := range res.Versions {
-		switch name {
-		case scoring.ModelICT:
-			cols["ict"] = make([]*float64, len(items))
-		case scoring.ModelHP:
-			cols["hp"] = make([]*float64, len(items))
-			cols["hp_logit"] = make([]*float64, len(items))
-		case scoring.ModelImageReward:
-			cols["imagereward"] = make([]*float64, len(items))
+	for _, sp := range s.svc.Specs() {
+		if _, ok := res.Versions[sp.Name]; ok {
+			for _, o := range sp.Outputs {
+				cols[o.Name] = make([]*float64, len(items))
+			}
 		}
 	}
 	var failed []itemErrorJSON
@@ -432,16 +480,7 @@ func (s *Server) reward(c *gin.Context) {
 			continue
 		}
 		for name, col := range cols {
-			switch name {
-			case "ict":
-				col[i] = sc.ICT
-			case "hp":
-				col[i] = sc.HP
-			case "hp_logit":
-				col[i] = sc.HPLogit
-			case "imagereward":
-				col[i] = sc.ImageReward
-			}
+			col[i] = sc.Get(name)
 		}
 	}
 	if err := allFailed(errs); err != nil {
@@ -455,6 +494,17 @@ func (s *Server) reward(c *gin.Context) {
 		body["errors"] = failed
 	}
 	s.writeJSON(c, http.StatusOK, body)
+}
+
+// promptModels names the loaded models that need a prompt ("" for none).
+func promptModels(specs []scorer.Spec) string {
+	var names []string
+	for _, sp := range specs {
+		if sp.Prompt {
+			names = append(names, sp.Name)
+		}
+	}
+	return strings.Join(names, " and ")
 }
 
 // combination reads a request's reward combination; nil means the

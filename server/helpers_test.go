@@ -28,10 +28,9 @@ import (
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/models/clip"
-	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/models/ortlib"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/modelset"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
 )
@@ -55,17 +54,8 @@ func tinyModels(t testing.TB) (ictDir, hpDir string) {
 			modelDirs.err = err
 			return
 		}
-		for kind, dir := range map[models.Kind]*string{models.KindCLIP: &modelDirs.ict, models.KindHP: &modelDirs.hp} {
-			*dir = filepath.Join(root, string(kind))
-			o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: kind, Seed: 11, Out: *dir, Build: clip.BuildOptions{Fused: true}}
-			if kind == models.KindCLIP {
-				o.Vocab, o.Synthetic = preprocess.SyntheticVocab(500), true
-			}
-			if _, err := convert.Random(o); err != nil {
-				modelDirs.err = err
-				return
-			}
-		}
+		dirs, err := modelset.RandomModels(root, 11, 500)
+		modelDirs.ict, modelDirs.hp, modelDirs.err = dirs["ict"], dirs["hp"], err
 	})
 	if modelDirs.err != nil {
 		t.Fatal(modelDirs.err)
@@ -169,7 +159,7 @@ func newEnv(t testing.TB, cfg envConfig, listen bool) *env {
 		}
 		t.Cleanup(func() { m.Close() })
 		o := cfg.batch
-		o.Name, o.Metrics = scoring.ModelICT, reg
+		o.Name, o.Metrics = "ict", reg
 		b, err := models.NewBatcher(m, o)
 		if err != nil {
 			t.Fatal(err)
@@ -193,7 +183,7 @@ func newEnv(t testing.TB, cfg envConfig, listen bool) *env {
 		enc = cfg.hpGate
 	}
 	o := cfg.batch
-	o.Name, o.Metrics = scoring.ModelHP, reg
+	o.Name, o.Metrics = "hp", reg
 	if e.hpB, err = models.NewBatcher(enc, o); err != nil {
 		t.Fatal(err)
 	}
@@ -208,11 +198,11 @@ func newEnv(t testing.TB, cfg envConfig, listen bool) *env {
 	}
 	so2 := cfg.scoring
 	so2.Metrics = reg
-	svc, err := scoring.New(ictS, hpS, nil, so2)
+	svc, err := newService(ictS, hpS, so2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.ref, err = scoring.New(ictRef, hpRef, nil, scoring.Options{MaxImageBytes: cfg.scoring.MaxImageBytes, MaxImagePixels: cfg.scoring.MaxImagePixels}); err != nil {
+	if e.ref, err = newService(ictRef, hpRef, scoring.Options{MaxImageBytes: cfg.scoring.MaxImageBytes, MaxImagePixels: cfg.scoring.MaxImagePixels}); err != nil {
 		t.Fatal(err)
 	}
 	opts := cfg.server
@@ -406,4 +396,16 @@ func near(t *testing.T, what string, got float64, want *float64) {
 	if math.Abs(got-*want) > 1e-5 {
 		t.Errorf("%s: got %v, want %v", what, got, *want)
 	}
+}
+
+// newService makes a Service over whichever of the scorers are not nil.
+func newService(ictS *ict.Scorer, hpS *hp.Scorer, o scoring.Options) (*scoring.Service, error) {
+	var ms []scorer.Model
+	if ictS != nil {
+		ms = append(ms, scorer.Model{Spec: ict.Entry.Spec, Scorer: ictS})
+	}
+	if hpS != nil {
+		ms = append(ms, scorer.Model{Spec: hp.Entry.Spec, Scorer: hpS})
+	}
+	return scoring.New(ms, o)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server/gallery"
 )
@@ -43,6 +44,8 @@ type Scorer interface {
 	EmbedTexts(ctx context.Context, texts []string) ([][]float32, error)
 	EmbedImages(ctx context.Context, images []scoring.Image) ([][]float32, []error, error)
 	Versions() map[string]string
+	// Specs are the loaded models' registry specs, in registry order.
+	Specs() []scorer.Spec
 }
 
 // Defaults of Options.
@@ -204,9 +207,10 @@ func (s *Server) modelInfo() []ModelInfo {
 		return s.opts.Models
 	}
 	var out []ModelInfo
-	for _, name := range []string{scoring.ModelICT, scoring.ModelHP, scoring.ModelImageReward} {
-		if v, ok := s.svc.Versions()[name]; ok {
-			out = append(out, ModelInfo{Name: name, Version: v})
+	versions := s.svc.Versions()
+	for _, sp := range s.svc.Specs() {
+		if v, ok := versions[sp.Name]; ok {
+			out = append(out, ModelInfo{Name: sp.Name, Version: v})
 		}
 	}
 	return out

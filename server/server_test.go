@@ -111,7 +111,7 @@ func TestScore(t *testing.T) {
 				t.Errorf("image %d has fields %v, want %v", i, keys, fields)
 			}
 			for _, f := range fields {
-				want := map[string]*float64{"ict": ref.Scores[i].ICT, "hp": ref.Scores[i].HP, "hp_logit": ref.Scores[i].HPLogit}[f]
+				want := map[string]*float64{"ict": ref.Scores[i].Get("ict"), "hp": ref.Scores[i].Get("hp"), "hp_logit": ref.Scores[i].Get("hp_logit")}[f]
 				near(t, f, num(t, m[f], f), want)
 			}
 		}
@@ -277,7 +277,7 @@ func TestRank(t *testing.T) {
 	// The paper's group score, computed here: ict × softmax(hp_logit).
 	var ictv, logit []float64
 	for _, s := range ref.Scores {
-		ictv, logit = append(ictv, *s.ICT), append(logit, *s.HPLogit)
+		ictv, logit = append(ictv, *s.Get("ict")), append(logit, *s.Get("hp_logit"))
 	}
 	maxL := math.Inf(-1)
 	for _, l := range logit {
@@ -317,7 +317,7 @@ func TestRank(t *testing.T) {
 			}
 			g := num(t, m["ict_hp"], "ict_hp")
 			near(t, "ict_hp", g, &group[k])
-			near(t, "ict", num(t, m["ict"], "ict"), ref.Scores[k].ICT)
+			near(t, "ict", num(t, m["ict"], "ict"), ref.Scores[k].Get("ict"))
 			if g > prev {
 				t.Errorf("ranking not best first: %v after %v", g, prev)
 			}
@@ -364,10 +364,10 @@ func TestReward(t *testing.T) {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
 		for i := range items {
-			p := *want[i].ICT * *want[i].HP
+			p := *want[i].Get("ict") * *want[i].Get("hp")
 			near(t, "reward", num(t, r.body["rewards"].([]any)[i], "reward"), &p)
-			near(t, "ict", num(t, r.body["ict"].([]any)[i], "ict"), want[i].ICT)
-			near(t, "hp", num(t, r.body["hp"].([]any)[i], "hp"), want[i].HP)
+			near(t, "ict", num(t, r.body["ict"].([]any)[i], "ict"), want[i].Get("ict"))
+			near(t, "hp", num(t, r.body["hp"].([]any)[i], "hp"), want[i].Get("hp"))
 		}
 		if _, ok := r.body["errors"]; ok {
 			t.Errorf("errors present with none failed: %s", r.raw)
@@ -383,7 +383,7 @@ func TestReward(t *testing.T) {
 				t.Fatalf("%d %s", r.status, r.raw)
 			}
 			for i := range items {
-				w := 2**want[i].ICT + 0.5**want[i].HPLogit
+				w := 2**want[i].Get("ict") + 0.5**want[i].Get("hp_logit")
 				near(t, "weighted reward", num(t, r.body["rewards"].([]any)[i], "reward"), &w)
 			}
 		}
@@ -401,7 +401,7 @@ func TestReward(t *testing.T) {
 		if len(errs) != 1 || num(t, errs[0].(map[string]any)["index"], "index") != 3 || errs[0].(map[string]any)["code"] != server.CodeUnsupportedImage {
 			t.Errorf("errors %v, want one for item 3 (unsupported_image)", errs)
 		}
-		near(t, "hp reward", num(t, r.body["rewards"].([]any)[1], "reward"), want[1].HP)
+		near(t, "hp reward", num(t, r.body["rewards"].([]any)[1], "reward"), want[1].Get("hp"))
 	})
 	t.Run("multipart", func(t *testing.T) {
 		r := e.postMultipart(t, "/v1/reward", [][2]string{{"prompt", "a cat"}, {"prompt", "a dog"}, {"prompt", "a cat"}}, [][]byte{a, b, b})
@@ -409,7 +409,7 @@ func TestReward(t *testing.T) {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
 		for i := range items {
-			p := *want[i].ICT * *want[i].HP
+			p := *want[i].Get("ict") * *want[i].Get("hp")
 			near(t, "reward", num(t, r.body["rewards"].([]any)[i], "reward"), &p)
 		}
 		r = e.postMultipart(t, "/v1/reward", [][2]string{{"prompt", "a"}, {"prompt", "b"}}, [][]byte{a, b, b})

@@ -94,12 +94,13 @@ func runBatch(ctx context.Context, a *app, args []string) error {
 		InFlight: *inFlight, Decoders: *decoders, Embeddings: *embeddings, KeepParts: *keepParts,
 		MaxImageBytes: mf.maxBytes, MaxImagePixels: mf.maxPixels}
 	if *embeddings {
-		switch {
-		case l.svc.ICT() != nil:
-			o.EmbeddingDim = l.svc.ICT().Manifest().EmbeddingDim
-		case l.svc.HP() != nil:
-			o.EmbeddingDim = l.svc.HP().Manifest().EmbeddingDim
-		default:
+		for _, m := range l.svc.Models() {
+			if m.Embeds {
+				o.EmbeddingDim = m.Manifest().EmbeddingDim
+				break
+			}
+		}
+		if o.EmbeddingDim == 0 {
 			return usagef("--embeddings needs --ict or --hp")
 		}
 	}

@@ -105,7 +105,7 @@ func TestBatchKill9(t *testing.T) {
 	for _, i := range []int{0, 1, 77, n - 1} {
 		r := whole[i]
 		out, _ := runBin(t, bin, "score", "--ict", ict, "--hp", hpDir, "--threads", "1", "--prompt", *r.Prompt, r.Source)
-		var s scoreLine
+		var s outLine
 		if err := json.Unmarshal([]byte(out), &s); err != nil {
 			t.Fatalf("score output %q: %v", out, err)
 		}

@@ -10,6 +10,8 @@ import (
 	"math"
 	"sort"
 
+	"github.com/icthp/icthp/hp"
+	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scoring"
 )
@@ -124,16 +126,19 @@ func runCompare(ctx context.Context, a *app, args []string) error {
 	// Each side gets its own Service and in-process cache: Score fills the
 	// cache and EmbedImages then reads the same images' embeddings from it,
 	// so every image is encoded once per model, in the batches score makes.
-	mf.imagereward = ""
+	for name := range mf.dirs {
+		mf.setDir(name, "")
+	}
 	mf.cache = cacheFlags{bytes: 256 << 20, breakerFailures: cache.DefaultBreakerThreshold, breakerCooldown: cache.DefaultBreakerCooldown}
 	svcs := make([]*scoring.Service, 2)
 	for i, dir := range pos[:2] {
-		mf.ict, mf.hp = "", ""
+		name := hp.Name
 		if kind == models.KindCLIP {
-			mf.ict = dir
-		} else {
-			mf.hp = dir
+			name = ict.Name
 		}
+		mf.setDir(ict.Name, "")
+		mf.setDir(hp.Name, "")
+		mf.setDir(name, dir)
 		l, err := mf.loadModels(a, scoring.Options{})
 		if err != nil {
 			return err
@@ -212,9 +217,9 @@ func runCompare(ctx context.Context, a *app, args []string) error {
 			cosines = append(cosines, cosine(emb[0][k], emb[1][k]))
 			for i := range res {
 				sc := res[i].Scores[k]
-				vals := []*float64{sc.ICT}
+				vals := []*float64{sc.Get("ict")}
 				if kind == models.KindHP {
-					vals = []*float64{sc.HPLogit, sc.HP}
+					vals = []*float64{sc.Get("hp_logit"), sc.Get("hp")}
 				}
 				for n, v := range vals {
 					score[i][n] = append(score[i][n], *v)

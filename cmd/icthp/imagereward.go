@@ -4,31 +4,11 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/icthp/icthp/cache"
-	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/preprocess"
-	"github.com/icthp/icthp/scoring"
 )
-
-// openImageReward opens an ImageReward model directory for the service,
-// with the command's image limits; enc puts what the command wants (serve's
-// batcher, or nothing) in front of the image encoder, as for ICT and HP.
-func openImageReward(dir string, so models.SessionOptions, maxBytes, maxPixels int64,
-	enc func(name string, md *models.Model) (models.BatchEncoder, error)) (scoring.ImageRewardScorer, error) {
-	return imagereward.Open(dir, so, imagereward.Options{MaxImageBytes: maxBytes, MaxImagePixels: maxPixels,
-		Vision: func(md *models.Model) (imagereward.ImageEncoder, error) { return enc(scoring.ModelImageReward, md) }})
-}
-
-// setImageRewardCache gives the ImageReward scorer the service's embedding
-// cache (made after the models are open) for its image token sequences.
-func setImageRewardCache(ir scoring.ImageRewardScorer, c *cache.Cache) {
-	if s, ok := ir.(*imagereward.Scorer); ok && c != nil {
-		s.SetCache(c)
-	}
-}
 
 // irBuild maps the converter's flags onto the BLIP builder's options.
 func irBuild(b clip.BuildOptions) (blip.BuildOptions, error) {

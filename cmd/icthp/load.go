@@ -3,38 +3,36 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/icthp/icthp/cache"
-	"github.com/icthp/icthp/hp"
-	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/models/clip"
-	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
 // modelFlags are the flags every command that loads models shares.
 type modelFlags struct {
-	ict, hp, imagereward string
-	provider             string
-	threads              int
-	batch                int
-	optLevel             string
-	ortLib               string
-	maxBytes, maxPixels  int64
+	// dirs are the model directories by registry name (--ict, --hp,
+	// --imagereward, ...: one flag per modelset.Registry entry).
+	dirs                map[string]*string
+	provider            string
+	threads             int
+	batch               int
+	optLevel            string
+	ortLib              string
+	maxBytes, maxPixels int64
 	// encoderFor, when set (by serve), puts something in front of each
-	// opened model (a dynamic batcher); name is ict, hp or imagereward
-	// (its image encoder).
+	// opened model (a dynamic batcher); name is the registry name.
 	encoderFor func(name string, md *models.Model) (models.BatchEncoder, error)
 	cache      cacheFlags
 }
@@ -111,19 +109,12 @@ func (c *cacheFlags) open(a *app, reg prometheus.Registerer) (*cache.Cache, erro
 	return cache.New(o)
 }
 
-// encoder is what the scorer of an opened model calls: the model itself, or
-// what encoderFor puts in front of it.
-func (m *modelFlags) encoder(name string, md *models.Model) (models.BatchEncoder, error) {
-	if m.encoderFor == nil {
-		return md, nil
-	}
-	return m.encoderFor(name, md)
-}
-
 func (m *modelFlags) register(fs *flag.FlagSet, a *app) {
-	fs.StringVar(&m.ict, "ict", a.getenv("ICTHP_ICT"), "ICT model directory (clip kind) ($ICTHP_ICT)")
-	fs.StringVar(&m.hp, "hp", a.getenv("ICTHP_HP"), "HP model directory (hp kind) ($ICTHP_HP)")
-	fs.StringVar(&m.imagereward, "imagereward", a.getenv("ICTHP_IMAGEREWARD"), "ImageReward model directory ($ICTHP_IMAGEREWARD)")
+	m.dirs = map[string]*string{}
+	for _, e := range modelset.Registry() {
+		env := modelset.EnvVar(e.Name)
+		m.dirs[e.Name] = fs.String(e.Name, a.getenv(env), e.Help+" ($"+env+")")
+	}
 	fs.StringVar(&m.provider, "provider", envOr(a, "ICTHP_PROVIDER", "cpu"), "execution provider: cpu, cuda[:N] or tensorrt[:N] ($ICTHP_PROVIDER)")
 	fs.IntVar(&m.threads, "threads", 0, "onnxruntime intra-op threads per session (0: one per core)")
 	fs.IntVar(&m.batch, "batch-size", 16, "largest batch one model run takes")
@@ -153,21 +144,55 @@ func (m *modelFlags) sessionOptions() (models.SessionOptions, error) {
 		MaxBatch: m.batch, LibraryPath: m.ortLib}, nil
 }
 
+// dir is the directory given for a registry name ("" when none).
+func (m *modelFlags) dir(name string) string {
+	if d := m.dirs[name]; d != nil {
+		return *d
+	}
+	return ""
+}
+
+// setDir sets (or with "" clears) the directory of a registry name.
+func (m *modelFlags) setDir(name, dir string) {
+	if m.dirs[name] == nil {
+		m.dirs[name] = new(string)
+	}
+	*m.dirs[name] = dir
+}
+
+// promptModels names the flags of the given models that need a prompt
+// ("--ict or --imagereward"), "" for none.
+func (m *modelFlags) promptModels() string {
+	var names []string
+	for _, e := range modelset.Registry() {
+		if e.Prompt && m.dir(e.Name) != "" {
+			names = append(names, "--"+e.Name)
+		}
+	}
+	return strings.Join(names, " or ")
+}
+
+// anyDir says whether any model directory was given.
+func (m *modelFlags) anyDir() bool {
+	for _, d := range m.dirs {
+		if *d != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // loaded is what loadModels opened; close releases the sessions.
 type loaded struct {
-	svc     *scoring.Service
-	models  []*models.Model
-	closers []io.Closer // scorers that own their sessions (ImageReward)
-	demo    bool
-	cache   *cache.Cache
+	svc   *scoring.Service
+	set   *modelset.Set
+	demo  bool
+	cache *cache.Cache
 }
 
 func (l *loaded) close() {
-	for _, m := range l.models {
-		m.Close()
-	}
-	for _, c := range l.closers {
-		c.Close()
+	if l.set != nil {
+		l.set.Close()
 	}
 	l.cache.Close()
 }
@@ -184,112 +209,38 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 		return nil, err
 	}
 	l := &loaded{}
-	if m.ict == "" && m.hp == "" && m.imagereward == "" {
-		if m.ict, m.hp, err = demoModels(); err != nil {
+	dirs := map[string]string{}
+	for name := range m.dirs {
+		dirs[name] = m.dir(name)
+	}
+	if !m.anyDir() {
+		root, err := ortlib.CacheDir()
+		if err != nil {
 			return nil, fmt.Errorf("demo models: %w", err)
+		}
+		if dirs, err = modelset.Demo(filepath.Join(root, "demo")); err != nil {
+			return nil, fmt.Errorf("demo models: %w", err)
+		}
+		for name, d := range dirs {
+			m.setDir(name, d)
 		}
 		l.demo = true
 		fmt.Fprintln(a.stderr, "icthp: *** DEMO MODE: no --ict/--hp/--imagereward given, so tiny RANDOM models are used ***")
 		fmt.Fprintln(a.stderr, "icthp: *** their scores are MEANINGLESS; they only exercise the plumbing. See README: Getting real models ***")
 	}
-	var ictS *ict.Scorer
-	var hpS *hp.Scorer
-	var irS scoring.ImageRewardScorer
-	if m.ict != "" {
-		md, err := models.Open(m.ict, so)
-		if err != nil {
-			l.close()
-			return nil, err
-		}
-		l.models = append(l.models, md)
-		enc, err := m.encoder(scoring.ModelICT, md)
-		if err != nil {
-			l.close()
-			return nil, err
-		}
-		if ictS, err = ict.New(m.ict, md.Manifest, enc); err != nil {
-			l.close()
-			return nil, err
-		}
-	}
-	if m.hp != "" {
-		md, err := models.Open(m.hp, so)
-		if err != nil {
-			l.close()
-			return nil, err
-		}
-		l.models = append(l.models, md)
-		enc, err := m.encoder(scoring.ModelHP, md)
-		if err != nil {
-			l.close()
-			return nil, err
-		}
-		if hpS, err = hp.New(m.hp, md.Manifest, enc); err != nil {
-			l.close()
-			return nil, err
-		}
-	}
-	if m.imagereward != "" {
-		if irS, err = openImageReward(m.imagereward, so, m.maxBytes, m.maxPixels, m.encoder); err != nil {
-			l.close()
-			return nil, err
-		}
-		if c, ok := irS.(io.Closer); ok {
-			l.closers = append(l.closers, c)
-		}
-	}
 	opts.MaxImageBytes, opts.MaxImagePixels = m.maxBytes, m.maxPixels
 	if opts.Cache == nil {
 		if l.cache, err = m.cache.open(a, opts.Metrics); err != nil {
-			l.close()
 			return nil, err
 		}
 		opts.Cache = l.cache
 	}
-	setImageRewardCache(irS, opts.Cache)
-	if l.svc, err = scoring.New(ictS, hpS, irS, opts); err != nil {
+	l.set, err = modelset.Open(modelset.Options{Dirs: dirs, Scoring: opts,
+		Open: scorer.OpenOptions{Session: so, Encoder: m.encoderFor, MaxImageBytes: m.maxBytes, MaxImagePixels: m.maxPixels}})
+	if err != nil {
 		l.close()
 		return nil, err
 	}
+	l.svc = l.set.Service
 	return l, nil
-}
-
-// demoModels makes (once) and returns the demo ICT and HP directories.
-func demoModels() (string, string, error) {
-	cache, err := ortlib.CacheDir()
-	if err != nil {
-		return "", "", err
-	}
-	root := filepath.Join(cache, "demo")
-	dirs := map[models.Kind]string{models.KindCLIP: filepath.Join(root, "ict"), models.KindHP: filepath.Join(root, "hp")}
-	for kind, dir := range dirs {
-		if _, err := models.ReadManifest(dir); err == nil {
-			continue
-		}
-		// Build in a temporary folder and rename, so that two processes
-		// starting at once never see half a model.
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			return "", "", err
-		}
-		tmp, err := os.MkdirTemp(root, "build-")
-		if err != nil {
-			return "", "", err
-		}
-		o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: kind, Seed: 2025, Out: tmp, Build: clip.BuildOptions{Fused: true}}
-		if kind == models.KindCLIP {
-			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(syntheticMerges), true
-		}
-		if _, err := convert.Random(o); err != nil {
-			os.RemoveAll(tmp)
-			return "", "", err
-		}
-		os.RemoveAll(dir)
-		if err := os.Rename(tmp, dir); err != nil {
-			os.RemoveAll(tmp)
-			if _, err2 := models.ReadManifest(dir); err2 != nil {
-				return "", "", err
-			}
-		}
-	}
-	return dirs[models.KindCLIP], dirs[models.KindHP], nil
 }

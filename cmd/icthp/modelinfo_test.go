@@ -20,7 +20,7 @@ func TestModelInfo(t *testing.T) {
 	mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--out", irDir)
 	var stderr bytes.Buffer
 	a := &app{stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(string) string { return "" }}
-	mf := &modelFlags{hp: hpDir, imagereward: irDir, batch: 4, optLevel: "all", provider: "cpu",
+	mf := &modelFlags{dirs: map[string]*string{"hp": &hpDir, "imagereward": &irDir}, batch: 4, optLevel: "all", provider: "cpu",
 		cache: cacheFlags{breakerFailures: cache.DefaultBreakerThreshold, breakerCooldown: cache.DefaultBreakerCooldown}}
 	l, err := mf.loadModels(a, scoring.Options{})
 	if err != nil {
@@ -41,7 +41,7 @@ func TestModelInfo(t *testing.T) {
 			dim                      int
 		}{m.Kind, m.Precision, m.Version, m.EmbeddingDim}
 	}
-	for name, dir := range map[string]string{scoring.ModelHP: hpDir, scoring.ModelImageReward: irDir} {
+	for name, dir := range map[string]string{"hp": hpDir, "imagereward": irDir} {
 		man, err := models.ReadManifest(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -55,7 +55,7 @@ func TestModelInfo(t *testing.T) {
 			t.Errorf("%s: got %+v, manifest kind %s precision %s version %s width %d", name, g, man.Kind, man.Precision, man.Version, man.EmbeddingDim)
 		}
 	}
-	if got[scoring.ModelHP].precision != models.PrecisionInt8 {
-		t.Errorf("hp precision %q, want int8", got[scoring.ModelHP].precision)
+	if got["hp"].precision != models.PrecisionInt8 {
+		t.Errorf("hp precision %q, want int8", got["hp"].precision)
 	}
 }

@@ -69,14 +69,54 @@ func expandImages(args []string) ([]string, error) {
 	return out, nil
 }
 
-// scoreLine is one output line (SPEC §3).
+// scoreLine is one output line (SPEC §3): the image, its scores named by
+// the registry's outputs in registry order, its error, and with --versions
+// the models' versions.
 type scoreLine struct {
-	Image       string   `json:"image"`
-	ICT         *float64 `json:"ict,omitempty"`
-	HP          *float64 `json:"hp,omitempty"`
-	HPLogit     *float64 `json:"hp_logit,omitempty"`
-	ImageReward *float64 `json:"imagereward,omitempty"`
-	Error       string   `json:"error,omitempty"`
+	Image  string
+	Values []scoring.Score
+	Error  string
+	Models map[string]string
+}
+
+// MarshalJSON writes the members in that order (a map would sort the
+// scores).
+func (l scoreLine) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	add := func(name string, v any) error {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		k, err := json.Marshal(name)
+		if err != nil {
+			return err
+		}
+		val, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		b = append(append(append(b, k...), ':'), val...)
+		return nil
+	}
+	if err := add("image", l.Image); err != nil {
+		return nil, err
+	}
+	for _, v := range l.Values {
+		if err := add(v.Name, v.Value); err != nil {
+			return nil, err
+		}
+	}
+	if l.Error != "" {
+		if err := add("error", l.Error); err != nil {
+			return nil, err
+		}
+	}
+	if l.Models != nil {
+		if err := add("models", l.Models); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
 }
 
 // maxCommandLine bounds the bytes of the arguments of a command that starts
@@ -127,8 +167,8 @@ func runScore(ctx context.Context, a *app, args []string) error {
 		}
 		*prompt, promptGiven = b, true
 	}
-	if (mf.ict != "" || mf.imagereward != "") && !promptGiven {
-		return usagef("--prompt (or --prompt-file) is required with --ict or --imagereward")
+	if need := mf.promptModels(); need != "" && !promptGiven {
+		return usagef("--prompt (or --prompt-file) is required with %s", need)
 	}
 	files, err := expandImages(pos)
 	if err != nil {
@@ -156,7 +196,7 @@ func runScore(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 		for i, sc := range res.Scores {
-			line := scoreLine{Image: chunk[i], ICT: sc.ICT, HP: sc.HP, HPLogit: sc.HPLogit, ImageReward: sc.ImageReward}
+			line := scoreLine{Image: chunk[i], Values: sc.Values}
 			switch {
 			case readErr[i] != nil:
 				line = scoreLine{Image: chunk[i], Error: readErr[i].Error()}
@@ -166,14 +206,10 @@ func runScore(ctx context.Context, a *app, args []string) error {
 			if line.Error != "" {
 				failed++
 			}
-			var out any = line
 			if *versions {
-				out = struct {
-					scoreLine
-					Models map[string]string `json:"models"`
-				}{line, res.Versions}
+				line.Models = res.Versions
 			}
-			if err := enc.Encode(out); err != nil {
+			if err := enc.Encode(line); err != nil {
 				return err
 			}
 		}

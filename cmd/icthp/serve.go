@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
 )
@@ -40,6 +41,8 @@ type serveFlags struct {
 	addr                                    string
 	batchWait                               time.Duration
 	queueSize, batchWorkers                 int
+	admitImages                             int   // images admitted server-wide; 0: 2 × queueSize
+	pixelBudget                             int64 // decoded pixels held at once; 0: 2 × --max-image-pixels
 	timeout, drainDelay, grace              time.Duration
 	readTimeout, headerTimeout, idleTimeout time.Duration
 	maxBody                                 int64
@@ -127,6 +130,10 @@ func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {
 	e.str(&f.addr, "addr", "ICTHP_ADDR", ":8080", "address to listen on")
 	e.dur(&f.batchWait, "batch-wait", "ICTHP_BATCH_WAIT", models.DefaultBatchWait, "longest wait for a batch to fill (--batch-size is its size)")
 	e.int(&f.queueSize, "queue-size", "ICTHP_QUEUE_SIZE", models.DefaultQueueItems, "items that may wait per model graph; beyond it, 429")
+	e.int(&f.admitImages, "admit-images", "ICTHP_ADMIT_IMAGES", 0,
+		"images admitted at once over all requests (waiting for decode, decoding, waiting for or in a model); a request past it gets 429 before any image is read (0: twice --queue-size)")
+	e.int64(&f.pixelBudget, "pixel-budget", "ICTHP_PIXEL_BUDGET", 0,
+		"decoded pixels held at once over all requests and models; an image waits for its share (width × height from its header) before it is decoded (0: twice --max-image-pixels)")
 	e.int(&f.batchWorkers, "batch-workers", "ICTHP_BATCH_WORKERS", 1, "model runs at once per graph")
 	e.dur(&f.timeout, "timeout", "ICTHP_TIMEOUT", server.DefaultTimeout, "a request's deadline (the "+server.TimeoutHeader+" header may shorten it)")
 	e.dur(&f.drainDelay, "drain-delay", "ICTHP_DRAIN_DELAY", 2*time.Second, "on SIGTERM, how long /readyz is false and new requests get 503 before the listener closes")
@@ -198,6 +205,9 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return usagef("--reward: %v", err)
 	}
+	if err := knownScores(comb); err != nil {
+		return err
+	}
 	for name, v := range map[string]int{"--queue-size": sf.queueSize, "--batch-workers": sf.batchWorkers, "--max-images": sf.maxImages, "--max-prompt-bytes": sf.maxPrompt} {
 		if v <= 0 {
 			return usagef("%s must be positive", name)
@@ -205,6 +215,13 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	}
 	if sf.maxBody <= 0 {
 		return usagef("--max-body-bytes must be positive")
+	}
+	if sf.admitImages < 0 || sf.pixelBudget < 0 {
+		return usagef("--admit-images and --pixel-budget cannot be negative")
+	}
+	admit := sf.admitImages
+	if admit == 0 {
+		admit = 2 * sf.queueSize
 	}
 	tokens, err := sf.tokens(a)
 	if err != nil {
@@ -230,7 +247,7 @@ func runServe(ctx context.Context, a *app, args []string) error {
 		batchers = append(batchers, b)
 		return b, nil
 	}
-	l, err := mf.loadModels(a, scoring.Options{Reward: comb, Metrics: reg})
+	l, err := mf.loadModels(a, scoring.Options{Reward: comb, Metrics: reg, MaxQueue: admit, PixelBudget: sf.pixelBudget})
 	if err != nil {
 		return err
 	}
@@ -275,18 +292,8 @@ func modelInfo(svc *scoring.Service, so models.SessionOptions) []server.ModelInf
 		out = append(out, server.ModelInfo{Name: name, Version: man.Version, Kind: string(man.Kind), Provider: string(so.Provider),
 			Device: device, EmbeddingDim: man.EmbeddingDim, Precision: man.Precision, MaxBatch: so.MaxBatch})
 	}
-	if s := svc.ICT(); s != nil {
-		add(scoring.ModelICT, s.Manifest())
-	}
-	if s := svc.HP(); s != nil {
-		add(scoring.ModelHP, s.Manifest())
-	}
-	if s := svc.ImageReward(); s != nil {
-		if m, ok := s.(interface{ Manifest() *models.Manifest }); ok {
-			add(scoring.ModelImageReward, m.Manifest())
-		} else {
-			out = append(out, server.ModelInfo{Name: scoring.ModelImageReward, Version: s.Version(), Provider: string(so.Provider), Device: device})
-		}
+	for _, m := range svc.Models() {
+		add(m.Name, m.Manifest())
 	}
 	return out
 }
@@ -311,6 +318,25 @@ func warmup(ctx context.Context, svc *scoring.Service) error {
 	}
 	if e := res.Scores[0].Err; e != nil {
 		return errors.New("warm-up image: " + e.Error())
+	}
+	return nil
+}
+
+// knownScores refuses a combination that reads a score no model kind of
+// the registry gives.
+func knownScores(c scoring.Combination) error {
+	known := map[string]bool{}
+	var all []string
+	for _, e := range modelset.Registry() {
+		for _, o := range e.Outputs {
+			known[o.Name] = true
+			all = append(all, o.Name)
+		}
+	}
+	for _, n := range c.Names() {
+		if !known[n] {
+			return usagef("--reward: unknown score %q (want product, weighted:NAME=W,... or one of %s)", n, strings.Join(all, ", "))
+		}
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -134,13 +135,18 @@ func TestServeImageRewardBatched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	refSvc, err := scoring.New([]scorer.Model{{Spec: imagereward.Entry.Spec, Scorer: ref}}, scoring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := make([]float64, n)
 	for i := range n {
-		s, errs, err := ref.Score(context.Background(), prompt, []scoring.Image{{Data: imgs[i]}})
-		if err != nil || errs[0] != nil {
-			t.Fatalf("unbatched image %d: %v %v", i, err, errs)
+		p := prompt
+		res, err := refSvc.Score(context.Background(), scoring.ScoreRequest{Prompt: &p, Images: []scoring.Image{{Data: imgs[i]}}})
+		if err != nil || res.Scores[0].Err != nil {
+			t.Fatalf("unbatched image %d: %v %+v", i, err, res)
 		}
-		want[i] = s[0]
+		want[i] = *res.Scores[0].Get("imagereward")
 	}
 	ref.Close()
 
