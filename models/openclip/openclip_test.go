@@ -320,5 +320,13 @@ func TestInferRealArchitectures(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(c) {
 			t.Errorf("%s: inferred\n%+v\nwant\n%+v", p, got, c)
 		}
+		// Every parameter the builder needs is served with its shape (the
+		// graphs are only described here; weights are read when saved).
+		if _, err := clip.BuildVision(&got, w, clip.BuildOptions{Fused: true}); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+		if _, err := clip.BuildText(&got, w, 77, clip.BuildOptions{Fused: true}); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
 	}
 }
