@@ -1,6 +1,9 @@
 package models
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Formula names, recorded in model.json's "formula" so that a scorer knows
 // which published score a model directory computes. The graphs give
@@ -60,4 +63,24 @@ func NewFormula(name string, logitScale float64) (*Formula, error) {
 		return &Formula{Name: name, Source: "christophschuhmann/improved-aesthetic-predictor simple_inference.py"}, nil
 	}
 	return nil, fmt.Errorf("unknown formula %q (want one of %v)", name, Formulas)
+}
+
+// Describe is the formula in words, for `icthp models inspect` and
+// /v1/models.
+func (f *Formula) Describe() string {
+	switch f.Name {
+	case FormulaPickScore:
+		return fmt.Sprintf("pickscore = exp(%g)·cos(text, image) = %.4g·cos; softmax over one prompt's images", f.LogitScale, math.Exp(f.LogitScale))
+	case FormulaCLIPScore, FormulaCLIPScore100:
+		p := ""
+		if f.Prefix != "" {
+			p = fmt.Sprintf(" (caption prefixed with %q)", f.Prefix)
+		}
+		return fmt.Sprintf("%s = %g·max(cos(text, image), 0)%s", f.Name, f.Weight, p)
+	case FormulaHPSv2:
+		return "hpsv2 = cos(text, image)"
+	case FormulaAesthetic:
+		return "aesthetic = MLP(image_embeds / ‖image_embeds‖), no sigmoid"
+	}
+	return f.Name
 }

@@ -26,6 +26,9 @@ func TestConvertZooCommands(t *testing.T) {
 			t.Errorf("%s: formula %+v", k, m.Formula)
 		}
 	}
+	if out := mustRun(t, "models", "inspect", filepath.Join(root, "clipscore")); !strings.Contains(out, `clipscore = 2.5·max(cos(text, image), 0) (caption prefixed with "A photo depicts ")`) {
+		t.Errorf("inspect does not describe the formula:\n%s", out)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
