@@ -118,6 +118,9 @@ func OpenCLIP(o OpenCLIPOptions) (*models.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := openclip.Check(w, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Checkpoint, err)
+	}
 	vocab := o.Tokenizer
 	if vocab == "" {
 		vocab = findVocab(filepath.Dir(o.Checkpoint))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/icthp/icthp/models/clip"
@@ -193,6 +194,43 @@ func checkModelConfig(c *clip.Config, m *ModelConfig) error {
 		if f.cfg != 0 && f.cfg != f.have {
 			return fmt.Errorf("openclip: model config %s=%d, the checkpoint's shapes say %d", f.field, f.cfg, f.have)
 		}
+	}
+	return nil
+}
+
+// Check compares the checkpoint with every parameter the CLIP graphs of c
+// read, naming open_clip's keys: a missing key, or a shape the architecture
+// does not expect (the builder's own check would name transformers' keys).
+func Check(w *Weights, c *clip.Config) error {
+	var missing []string
+	for _, p := range c.Params() {
+		if p.Name == "logit_scale" {
+			continue // not read by the graphs
+		}
+		oc, part := OpenCLIPName(p.Name)
+		s, ok := w.Shape(p.Name)
+		if !ok {
+			if raw, has := w.src.Shape(w.prefix + oc); has {
+				return fmt.Errorf("openclip: %s has shape %v, which does not fit the architecture", oc, raw)
+			}
+			if !slices.Contains(missing, oc) {
+				missing = append(missing, oc)
+			}
+			continue
+		}
+		if !slices.Equal(s, p.Shape) {
+			raw, _ := w.src.Shape(w.prefix + oc)
+			want := slices.Clone(p.Shape)
+			if part >= 0 {
+				want[0] *= 3
+			} else if len(want) == 2 && (oc == "visual.proj" || oc == "text_projection") {
+				want[0], want[1] = want[1], want[0]
+			}
+			return fmt.Errorf("openclip: %s has shape %v, the architecture needs %v", oc, raw, want)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("openclip: checkpoint lacks %s", summarise(missing))
 	}
 	return nil
 }

@@ -330,3 +330,44 @@ func TestInferRealArchitectures(t *testing.T) {
 		}
 	}
 }
+
+// A checkpoint that lacks a key or holds one of the wrong shape is refused
+// with open_clip's key named.
+func TestCheckNamesOpenCLIPKeys(t *testing.T) {
+	c := tiny(t, clip.GELU)
+	base := fromRandom(t, openclip.NewRandom(&c, 1))
+	edit := func(f func(m clipref.MapWeights)) *openclip.Weights {
+		m := clipref.MapWeights{}
+		for n, v := range base {
+			m[n] = v
+		}
+		f(m)
+		w, err := openclip.NewWeights(mapWeights{m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	for _, tc := range []struct {
+		name string
+		f    func(m clipref.MapWeights)
+		want string
+	}{
+		{"missing", func(m clipref.MapWeights) { delete(m, "transformer.resblocks.1.ln_2.bias") }, "lacks transformer.resblocks.1.ln_2.bias"},
+		{"in_proj", func(m clipref.MapWeights) {
+			m["visual.transformer.resblocks.0.attn.in_proj_bias"] = clipref.Tensor{Shape: []int64{190}, Data: make([]float32, 190)}
+		}, "visual.transformer.resblocks.0.attn.in_proj_bias has shape [190]"},
+		{"proj", func(m clipref.MapWeights) {
+			m["text_projection"] = clipref.Tensor{Shape: []int64{64, 16}, Data: make([]float32, 64*16)}
+		}, "text_projection has shape [64 16], the architecture needs [64 32]"},
+	} {
+		w := edit(tc.f)
+		err := openclip.Check(w, &c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if err := openclip.Check(edit(func(clipref.MapWeights) {}), &c); err != nil {
+		t.Errorf("complete checkpoint: %v", err)
+	}
+}
