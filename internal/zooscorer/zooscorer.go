@@ -81,8 +81,8 @@ func newBase(dir string, man *models.Manifest, kind models.Kind, formula string)
 }
 
 // Preprocessor is the image preprocessing a manifest names: "clip"
-// (CLIPImageProcessor) or "torchvision" (OpenAI CLIP's / open_clip's eval
-// transform on the PIL image).
+// (CLIPImageProcessor), "torchvision" (OpenAI CLIP's / open_clip's eval
+// transform on the PIL image) or "hpsv2" (HPSv2's, HPSv2Pixels).
 func Preprocessor(man *models.Manifest) (scorer.Preprocessor, error) {
 	o := ict.ImageOptions(man)
 	switch man.Image.Pipeline {
@@ -98,8 +98,10 @@ func Preprocessor(man *models.Manifest) (scorer.Preprocessor, error) {
 			return nil, err
 		}
 		return scorer.TorchvisionPreprocess(p), nil
+	case PipelineHPSv2:
+		return NewHPSv2Pixels(o)
 	}
-	return nil, fmt.Errorf("unknown image pipeline %q (want clip or torchvision)", man.Image.Pipeline)
+	return nil, fmt.Errorf("unknown image pipeline %q (want clip, torchvision or hpsv2)", man.Image.Pipeline)
 }
 
 // Version is the model's version string.

@@ -91,14 +91,14 @@ func TestEntriesMatchReference(t *testing.T) {
 	for _, tc := range []struct {
 		kind     string
 		entry    scorer.Entry
-		needsRGB bool   // CLIPProcessor (true) or the torchvision pipeline
+		needsRGB bool   // CLIPProcessor or HPSv2's (true), or the torchvision pipeline
 		prefix   string // what Tokenize prepends
 		tol      float64
 	}{
 		{"pickscore", pickscore.Entry, true, "", 1e-4},
 		{"clipscore", clipscore.Entry, false, "A photo depicts ", 1e-5},
 		{"clipscore-100", clipscore.Entry100, true, "", 1e-3},
-		{"hpsv2", hpsv2.Entry, false, "", 1e-5},
+		{"hpsv2", hpsv2.Entry, true, "", 1e-5},
 		{"aesthetic", aesthetic.Entry, false, "", 1e-5},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {

@@ -23,14 +23,17 @@ const (
 	// _transform, open_clip transform.py image_transform(is_train=False),
 	// jmhessel/clipscore _transform_test).
 	PipelineTorchvision = "torchvision"
+	// PipelineHPSv2 is HPSv2's eval transform (its vendored open_clip's
+	// transform.py): convert to RGB, ToTensor, then Resize(n, BICUBIC) on the
+	// float tensor (antialiased, torchvision >= 0.17), CenterCrop, Normalize
+	// (internal/zooscorer.HPSv2Pixels).
+	PipelineHPSv2 = "hpsv2"
 )
 
-// hpsv2PixelsNote records where HPSv2's own transform differs from the
-// torchvision pipeline the manifest names.
-const hpsv2PixelsNote = "pixels: HPSv2's vendored open_clip (hpsv2/src/open_clip/transform.py, is_train=False) converts to RGB (RGBA kept, " +
-	"which its 3-channel conv1 then rejects) and runs ToTensor before Resize(224, BICUBIC) + CenterCrop, i.e. resizes the float tensor " +
-	"(torch interpolate; antialiased only with torchvision >= 0.17); this directory uses the torchvision pipeline (Pillow resize on uint8), " +
-	"which differs by the uint8 rounding of the resized pixels"
+// hpsv2PixelsNote records what the hpsv2 pipeline follows.
+const hpsv2PixelsNote = "pixels: HPSv2's vendored open_clip (hpsv2/src/open_clip/transform.py, is_train=False): convert to RGB, ToTensor, " +
+	"Resize(224, BICUBIC) on the float tensor as torchvision >= 0.17 does it (antialiased), CenterCrop, Normalize; RGBA images, which HPSv2 " +
+	"keeps as 4 channels and its conv1 rejects, have their alpha dropped"
 
 // CLIPWithFormula converts a Hugging Face CLIPModel (PickScore_v1, an OpenAI
 // or LAION CLIP for CLIPScore) like CLIP does and records the formula in
@@ -198,13 +201,14 @@ func writeDual(c *clip.Config, w clip.Weights, d dualOut) (*models.Manifest, err
 		}
 		kind = models.Kind(d.formula)
 		if d.formula == models.FormulaHPSv2 {
+			m.Image.Pipeline = PipelineHPSv2
 			m.Notes = append(m.Notes, hpsv2PixelsNote)
 		}
 	}
 	if m.Name == "" {
 		m.Name = string(kind)
 	}
-	m.Version = version(kind, vd, td, pipeline)
+	m.Version = version(kind, vd, td, m.Image.Pipeline)
 	logNotes(d.log, m.Notes)
 	return m, models.WriteManifest(d.out, m)
 }

@@ -71,7 +71,7 @@ func TestConvertHPSv2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if man.Kind != models.KindCLIP || man.Formula == nil || man.Formula.Name != "hpsv2" || man.Image.Pipeline != "torchvision" ||
+	if man.Kind != models.KindCLIP || man.Formula == nil || man.Formula.Name != "hpsv2" || man.Image.Pipeline != "hpsv2" ||
 		!strings.HasPrefix(man.Version, "hpsv2-") || len(man.Notes) == 0 {
 		t.Errorf("manifest %+v", man)
 	}
