@@ -18,6 +18,7 @@ const (
 	KindCLIP        Kind = "clip"        // dual encoder: image_embeds and text_embeds (ICT)
 	KindHP          Kind = "hp"          // image encoder + head: hp_logit (HP)
 	KindImageReward Kind = "imagereward" // BLIP image encoder + text/cross encoder + head
+	KindAesthetic   Kind = "aesthetic"   // CLIP image encoder + MLP on the normalised embedding (LAION aesthetic v2)
 )
 
 // ManifestFile is the manifest's name inside a model directory.
@@ -76,7 +77,8 @@ type Manifest struct {
 	Fused        bool             `json:"fused"`
 	Image        *ImageSpec       `json:"image,omitempty"`
 	Text         *TextSpec        `json:"text,omitempty"`
-	Graphs       map[string]Graph `json:"graphs"` // "vision", "text", ...
+	Graphs       map[string]Graph `json:"graphs"`            // "vision", "text", ...
+	Formula      *Formula         `json:"formula,omitempty"` // how a scorer turns the outputs into the score (formula.go)
 	Source       map[string]any   `json:"source,omitempty"`
 	Notes        []string         `json:"notes,omitempty"`
 }
@@ -114,7 +116,7 @@ func (m *Manifest) validate(dir string) error {
 	if m.Version == "" {
 		return errors.New("manifest has no version")
 	}
-	need := map[Kind][]string{KindCLIP: {"vision", "text"}, KindHP: {"vision"}, KindImageReward: {"vision", "text"}}[m.Kind]
+	need := map[Kind][]string{KindCLIP: {"vision", "text"}, KindHP: {"vision"}, KindImageReward: {"vision", "text"}, KindAesthetic: {"vision"}}[m.Kind]
 	if need == nil {
 		return fmt.Errorf("unknown model kind %q", m.Kind)
 	}
@@ -140,7 +142,7 @@ func (m *Manifest) validate(dir string) error {
 			return errors.New("manifest image std has a zero")
 		}
 	}
-	if m.Kind != KindHP {
+	if m.Kind != KindHP && m.Kind != KindAesthetic {
 		if m.Text == nil || m.Text.Vocab == "" || m.Text.ContextLength <= 0 {
 			return errors.New("manifest has no text tokenizer")
 		}

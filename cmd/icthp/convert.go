@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 func init() {
 	register(command{
 		name: "convert",
-		args: "clip|hp|random|imagereward [flags] --out DIR",
+		args: "clip|hp|random|imagereward|pickscore|clipscore|clipscore-100|openclip|hpsv2|aesthetic [flags] --out DIR",
 		summary: "build a model directory: from a Hugging Face CLIP checkpoint (clip), the HP backbone and head (hp), " +
 			"ImageReward.pt (imagereward), or seeded random weights of a real size (random)",
 		run: runConvert,
@@ -28,6 +29,9 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 		return usagef("convert needs a kind: clip, hp, random or imagereward")
 	}
 	kind, args := args[0], args[1:]
+	if slices.Contains(zooConvertKinds, kind) {
+		return runConvertZoo(ctx, a, kind, args)
+	}
 	fs := newFlags(a, "convert "+kind)
 	out := fs.String("out", "", "model directory to write (required)")
 	fp16 := fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)")
@@ -51,7 +55,7 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 		base = fs.String("base", "", "base folder the backbone is laid over")
 	case "random":
 		preset = fs.String("preset", "tiny", "architecture: tiny, vit-b-32, vit-l-14, vit-h-14 (imagereward, imagereward-tiny with --kind imagereward)")
-		rkind = fs.String("kind", "clip", "clip or hp")
+		rkind = fs.String("kind", "clip", "clip, hp, imagereward, or a zoo kind: pickscore, clipscore, clipscore-100, hpsv2, aesthetic (--preset real: the kind's own architecture and activation)")
 		seed = fs.Uint64("seed", 1, "random seed (same seed, same bytes, same version)")
 		tok = fs.String("tokenizer", "", "vocabulary file to include; default: a synthetic one")
 	case "imagereward":
@@ -104,6 +108,9 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 
 func convertRandom(preset, kind string, seed uint64, tok, out string, build clip.BuildOptions) (*models.Manifest, error) {
 	k := models.Kind(kind)
+	if isZooRandomKind(kind) {
+		return convertRandomZoo(preset, kind, seed, tok, out, build)
+	}
 	if k == models.KindImageReward || strings.HasPrefix(preset, "imagereward") {
 		return convertRandomImageReward(preset, seed, out, build)
 	}

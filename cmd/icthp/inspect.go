@@ -89,6 +89,9 @@ func runModels(ctx context.Context, a *app, args []string) error {
 	if im := man.Image; im != nil {
 		fmt.Fprintf(w, "  image      %s pipeline, shortest edge %d, crop %d, mean %v, std %v\n", im.Pipeline, im.ShortestEdge, im.CropSize, im.Mean, im.Std)
 	}
+	if f := man.Formula; f != nil {
+		fmt.Fprintf(w, "  formula    %s [%s]\n", f.Describe(), f.Source)
+	}
 	if t := man.Text; t != nil {
 		syn := ""
 		if t.Synthetic {

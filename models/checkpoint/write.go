@@ -118,6 +118,11 @@ var torchStorageNames = map[DType]string{
 // byteorder ("little"), data/0, data/1, ... stored uncompressed with their
 // data aligned to 64 bytes, and version ("3"). torch.load reads it.
 func WriteTorchZip(w io.Writer, stem string, tensors []NamedTensor) error {
+	return writeTorchZip(w, stem, tensors, torchPickle)
+}
+
+// writeTorchZip is WriteTorchZip with data.pkl built by pickle.
+func writeTorchZip(w io.Writer, stem string, tensors []NamedTensor, pickle func([]NamedTensor) []byte) error {
 	if stem == "" {
 		stem = "archive"
 	}
@@ -159,7 +164,7 @@ func WriteTorchZip(w io.Writer, stem string, tensors []NamedTensor) error {
 			return err
 		})
 	}
-	if err := small("data.pkl", torchPickle(tensors)); err != nil {
+	if err := small("data.pkl", pickle(tensors)); err != nil {
 		return err
 	}
 	if err := small("byteorder", []byte("little")); err != nil {
