@@ -15,12 +15,16 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/icthp/icthp/aesthetic"
+	"github.com/icthp/icthp/clipscore"
 	"github.com/icthp/icthp/hp"
+	"github.com/icthp/icthp/hpsv2"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
+	"github.com/icthp/icthp/pickscore"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
@@ -30,7 +34,8 @@ import (
 // default reward use them. It is a function, so no caller can change
 // another's list.
 func Registry() []scorer.Entry {
-	return []scorer.Entry{ict.Entry, hp.Entry, imagereward.Entry}
+	return []scorer.Entry{ict.Entry, hp.Entry, imagereward.Entry,
+		pickscore.Entry, clipscore.Entry, clipscore.Entry100, hpsv2.Entry, aesthetic.Entry}
 }
 
 // Lookup returns the registry entry of that name.

@@ -38,7 +38,7 @@ func Open(dir string, o scorer.OpenOptions, name string, kind models.Kind, formu
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := newBase(dir, md.Manifest, kind, formula)
+	b, err := newBase(dir, md.Manifest, kind, formula, o)
 	if err != nil {
 		md.Close()
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
@@ -53,7 +53,7 @@ func Open(dir string, o scorer.OpenOptions, name string, kind models.Kind, formu
 	return b, md, nil
 }
 
-func newBase(dir string, man *models.Manifest, kind models.Kind, formula string) (*Base, error) {
+func newBase(dir string, man *models.Manifest, kind models.Kind, formula string, o scorer.OpenOptions) (*Base, error) {
 	if man.Kind != kind {
 		return nil, fmt.Errorf("model %s is of kind %q, want %q", dir, man.Kind, kind)
 	}
@@ -66,7 +66,7 @@ func newBase(dir string, man *models.Manifest, kind models.Kind, formula string)
 	}
 	b := &Base{man: man, prefix: man.Formula.Prefix}
 	var err error
-	if b.prep, err = Preprocessor(man); err != nil {
+	if b.prep, err = Preprocessor(man, o.MaxImageBytes, o.MaxImagePixels); err != nil {
 		return nil, err
 	}
 	if kind == models.KindCLIP {
@@ -82,9 +82,12 @@ func newBase(dir string, man *models.Manifest, kind models.Kind, formula string)
 
 // Preprocessor is the image preprocessing a manifest names: "clip"
 // (CLIPImageProcessor), "torchvision" (OpenAI CLIP's / open_clip's eval
-// transform on the PIL image) or "hpsv2" (HPSv2's, HPSv2Pixels).
-func Preprocessor(man *models.Manifest) (scorer.Preprocessor, error) {
+// transform on the PIL image) or "hpsv2" (HPSv2's, HPSv2Pixels). maxBytes
+// and maxPixels limit a preprocessor that decodes files itself (zero: the
+// defaults); the pipeline checks the same limits first.
+func Preprocessor(man *models.Manifest, maxBytes, maxPixels int64) (scorer.Preprocessor, error) {
 	o := ict.ImageOptions(man)
+	o.MaxBytes, o.MaxPixels = maxBytes, maxPixels
 	switch man.Image.Pipeline {
 	case "clip", "":
 		p, err := preprocess.NewImagePipeline(o)
