@@ -83,7 +83,7 @@ func OpenMultiSession(path string, inputs, outputs []string, o SessionOptions) (
 	sess, err := ort.NewDynamicAdvancedSession(path, inputs, outputs, so)
 	if err != nil {
 		if o.Provider != CPU && o.Provider != "" {
-			return nil, fmt.Errorf("%w: open %s with %s: %v", ErrProvider, filepath.Base(path), o.Provider, err)
+			return nil, fmt.Errorf("%w: open %s with %s: %s", ErrProvider, filepath.Base(path), o.Provider, ortlib.OneLine(err.Error()))
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -198,8 +198,9 @@ func (s *MultiSession) RunInputs(ctx context.Context, n int, inputs ...Input) ([
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		hi := min(lo+step, n)
-		outs, err := s.runSlice(ctx, ps, lo, hi)
+		outs, err := runSplitting(ctx, lo, min(lo+step, n), func(lo, hi int) ([][]float32, error) {
+			return s.runSlice(ctx, ps, lo, hi)
+		})
 		if err != nil {
 			return nil, err
 		}
