@@ -182,7 +182,7 @@ func OpenSession(path, input string, outputs []string, o SessionOptions) (*Sessi
 	if o.WarmUp || (o.Provider != CPU && o.Provider != "") {
 		if err := s.warmUp(); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("%w: %s with %s: %w", ErrProvider, filepath.Base(path), o.Provider, err)
+			return nil, fmt.Errorf("%w: %s does not run on the %s provider: %s", ErrProvider, filepath.Base(path), o.providerName(), ortlib.OneLine(err.Error()))
 		}
 	}
 	return s, nil

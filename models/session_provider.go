@@ -35,6 +35,13 @@ func (o SessionOptions) appendProvider(so *ort.SessionOptions) error {
 	return fmt.Errorf("%w: %q", ErrProvider, o.Provider)
 }
 
+func (o SessionOptions) providerName() Provider {
+	if o.Provider == "" {
+		return CPU
+	}
+	return o.Provider
+}
+
 // cudaOptions are the CUDA provider's options, the same keys for the classic
 // API and for a plugin library.
 func (o SessionOptions) cudaOptions(withDevice bool) map[string]string {
@@ -61,8 +68,8 @@ func (o SessionOptions) appendCUDA(so *ort.SessionOptions) error {
 		}
 		lib, err := ortlib.LocateEPLibrary("")
 		if err != nil || lib == "" {
-			return fmt.Errorf("%w: cuda: %s (no CUDA provider in this onnxruntime and no --ep-library; README: GPUs)",
-				ErrProvider, ortlib.OneLine(classic.Error()))
+			return fmt.Errorf("%w: cuda: %s; no plugin CUDA library given (--ep-library, $%s) or beside the core",
+				ErrProvider, ortlib.OneLine(classic.Error()), ortlib.EnvEPLib)
 		}
 		return o.appendPluginCUDA(so, lib)
 	}

@@ -291,6 +291,10 @@ var missingLib = regexp.MustCompile(`(lib[A-Za-z0-9_.+-]*\.so[0-9.]*): cannot op
 // line; when a shared library is missing it names just that library.
 func OneLine(msg string) string {
 	if m := missingLib.FindStringSubmatch(msg); m != nil {
+		if strings.HasPrefix(m[1], "libonnxruntime_providers") {
+			// onnxruntime looks for its own provider libraries: a CPU build.
+			return m[1] + " not found (a CPU-only onnxruntime: install a GPU build, README: GPUs)"
+		}
 		return m[1] + " not found (put the CUDA and cuDNN lib folders on LD_LIBRARY_PATH; README: GPUs)"
 	}
 	return strings.Join(strings.Fields(msg), " ")
