@@ -110,7 +110,9 @@ func TestOutOfMemorySplitsBatch(t *testing.T) {
 		t.Fatalf("after an out-of-memory failure: %v", err)
 	}
 	// Other failures are not retried.
-	s.exec = func(ctx context.Context, in ort.Value) ([][]float32, error) { return nil, errors.New("onnxruntime: bad shape") }
+	s.exec = func(ctx context.Context, in ort.Value) ([][]float32, error) {
+		return nil, errors.New("onnxruntime: bad shape")
+	}
 	if _, err := s.RunFloat(context.Background(), x, n); err == nil || errors.Is(err, ErrOutOfMemory) {
 		t.Fatalf("a non-memory failure: %v", err)
 	}
