@@ -66,10 +66,11 @@ static char *icthp_ep_init(const char *path) {
 
 // icthp_dlcheck loads path on its own to learn, from the dynamic loader,
 // which of its dependencies is missing; onnxruntime's own message buries it.
+// A library that loads stays loaded (onnxruntime loads it next anyway, and
+// unloading the CUDA libraries it pulled in is not something to risk).
 static char *icthp_dlcheck(const char *path) {
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) return strdup(dlerror());
-	dlclose(h);
 	return NULL;
 }
 
