@@ -41,9 +41,12 @@ w=$(mktemp -d /tmp/gpucheck.XXXXXX)
 out=${OUT:-$w/out}
 mkdir -p "$out" "$w/bin"
 log() { printf '[%4ds] %s\n' $((SECONDS - t0)) "$*" >&2; }
-skip() { echo "{\"step\": \"$1\", \"skipped\": \"budget of ${budget}s spent\"}" >>"$out/results.jsonl"; log "skipped $1"; }
+skip() { echo "{\"step\": \"$1\", \"skipped\": \"${2:-budget of ${budget}s spent}\"}" >>"$out/results.jsonl"; log "skipped $1"; }
 left() { [ $((SECONDS - t0)) -lt $((budget - ${1:-0})) ]; }
 result() { echo "$1" >>"$out/results.jsonl"; }
+json() { python3 -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()[-400:]))'; }
+# fail STEP ERRFILE records a failed step with the last lines it wrote to stderr; the run goes on to the table.
+fail() { result "{\"step\": \"$1\", \"error\": $(tail -3 "$2" 2>/dev/null | json)}"; log "FAILED $1: $(tail -1 "$2" 2>/dev/null)"; }
 
 # --- the tools -----------------------------------------------------------------------------------------------
 if [ $dry = 1 ]; then
@@ -61,6 +64,7 @@ else
 fi
 icthp=$w/bin/icthp
 benchtool=$w/bin/benchtool
+set +e # from here a failed step is recorded (fail) and the others still run
 result "{\"step\": \"machine\", \"dry_run\": $dry, \"provider\": \"$provider\", \"date\": \"$(date -u +%FT%TZ)\", \"cores\": $(nproc), \"gpu\": \"$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)\"}"
 
 # --- images: PNGs of several sizes for parity, 512² JPEGs for the load ---------------------------------------
@@ -110,14 +114,16 @@ if [ $dry = 1 ]; then
 	"$icthp" convert random --preset tiny --kind clip --out "$m/ict32" >/dev/null
 	"$icthp" convert random --preset tiny --kind clip --fp16 --out "$m/ict16" >/dev/null
 else
-	python3 "$kitdir/torch_anchor.py" make "$w/weights" >&2
+	python3 "$kitdir/torch_anchor.py" make "$w/weights" 2>"$w/make.err" >&2 || fail weights "$w/make.err"
 	backbone=$w/weights/hf head=$w/weights/head.bin
 fi
 for p in 32 16; do
 	f=form$p; extra=""; [ $p = 16 ] && extra=--fp16
 	# shellcheck disable=SC2046
-	"$icthp" convert hp --backbone "$backbone" --head "$head" --out "$m/hp$p" $(formflags "${!f}") $extra >&2
-	[ $dry = 1 ] || "$icthp" convert clip --checkpoint "$w/weights/hf" --tokenizer "$kitdir/bpe_simple_vocab_16e6.txt.gz" --out "$m/ict$p" $(formflags "${!f}") $extra >&2
+	"$icthp" convert hp --backbone "$backbone" --head "$head" --out "$m/hp$p" $(formflags "${!f}") $extra 2>"$w/hp$p.err" >&2 ||
+		fail "convert-hp-fp$p" "$w/hp$p.err"
+	[ $dry = 1 ] || "$icthp" convert clip --checkpoint "$w/weights/hf" --tokenizer "$kitdir/bpe_simple_vocab_16e6.txt.gz" \
+		--out "$m/ict$p" $(formflags "${!f}") $extra 2>"$w/ict$p.err" >&2 || fail "convert-ict-fp$p" "$w/ict$p.err"
 done
 log "converted"
 
@@ -125,23 +131,29 @@ log "converted"
 prompt="a photograph of an astronaut riding a horse"
 "$icthp" tokenize --model "$m/ict32" "$prompt" >"$w/tokens.json"
 for p in 32 16; do
-	"$icthp" score --ict "$m/ict$p" --hp "$m/hp$p" --prompt "$prompt" --provider $provider "$img"/png/* >"$out/icthp-fp$p.jsonl"
+	"$icthp" score --ict "$m/ict$p" --hp "$m/hp$p" --prompt "$prompt" --provider $provider "$img"/png/* >"$out/icthp-fp$p.jsonl" 2>"$w/score$p.err" ||
+		fail "score-fp$p" "$w/score$p.err"
 done
 if [ $dry = 0 ] && left 200; then
-	python3 "$kitdir/torch_anchor.py" ref "$w/weights" "$img/png" "$w/tokens.json" >&2 && cp "$w/weights/ref.json" "$out/ref.json"
+	python3 "$kitdir/torch_anchor.py" ref "$w/weights" "$img/png" "$w/tokens.json" 2>"$w/ref.err" >&2 && cp "$w/weights/ref.json" "$out/ref.json" ||
+		fail torch-ref "$w/ref.err"
 fi
 python3 "$kitdir/gpu_check_table.py" parity "$out" >>"$out/results.jsonl" 2>/dev/null || python3 "$repo/scripts/gpu_check_table.py" parity "$out" >>"$out/results.jsonl"
 
 # --- timing: transformers, the graph alone, serve + loadtest ----------------------------------------------------
 batches="1 8 32 64"
 [ $dry = 1 ] && batches="1 8"
-if [ $dry = 0 ] && left 240; then python3 "$kitdir/torch_anchor.py" time "$w/weights" $batches >>"$out/results.jsonl"; else skip torch-time; fi
+if [ $dry = 0 ] && left 240; then
+	python3 "$kitdir/torch_anchor.py" time "$w/weights" $batches >>"$out/results.jsonl" 2>"$w/time.err" || fail torch-time "$w/time.err"
+elif [ $dry = 1 ]; then skip torch-time "dry run: no torch"; else skip torch-time; fi
 for p in 16 32; do
 	bs=$batches
 	[ $p = 32 ] && [ $dry = 0 ] && bs="1 64" # fp32: the ends only (each batch opens the ViT-H session again)
 	for b in $bs; do
 		if left 150; then
-			"$benchtool" time --model "$m/hp$p" --batch "$b" --runs 10 --provider $provider | python3 -c 'import json,sys; r=json.load(sys.stdin); r["step"]="graph"; print(json.dumps(r))' >>"$out/results.jsonl"
+			"$benchtool" time --model "$m/hp$p" --batch "$b" --runs 10 --provider $provider 2>"$w/graph.err" >"$w/graph.json" &&
+				python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["step"]="graph"; print(json.dumps(r))' "$w/graph.json" >>"$out/results.jsonl" ||
+				fail "graph-fp$p-b$b" "$w/graph.err"
 		else skip "graph-fp$p-b$b"; fi
 	done
 done
@@ -150,7 +162,7 @@ serve_load() { # precision
 	"$icthp" serve --ict "$m/ict$p" --hp "$m/hp$p" --provider $provider --addr 127.0.0.1:$port --cache-bytes 0 \
 		--batch-size 64 --max-images 64 >"$w/serve$p.log" 2>&1 &
 	local pid=$!
-	python3 - "$port" <<'PY' || log "serve fp$p not ready: $(tail -1 "$w/serve$p.log")"
+	python3 - "$port" <<'PY' || { fail "serve-fp$p" "$w/serve$p.log"; kill "$pid"; return; }
 import sys, time, urllib.request
 for _ in range(240):
     try:
@@ -163,8 +175,9 @@ PY
 		local c=4; [ "$b" = 1 ] && c=1
 		if left 30; then
 			"$icthp" loadtest --url "http://127.0.0.1:$port" --images "$img/jpg" --images-per-request "$b" --concurrency $c \
-				--duration "${LOAD_SECONDS:-6}s" --json |
-				python3 -c 'import json,sys; r=json.load(sys.stdin); r.update(step="serve", precision=sys.argv[1], batch=int(sys.argv[2]), concurrency=int(sys.argv[3])); print(json.dumps(r))' "fp$p" "$b" "$c" >>"$out/results.jsonl"
+				--duration "${LOAD_SECONDS:-6}s" --json >"$w/load.json" 2>"$w/load.err" &&
+				python3 -c 'import json,sys; r=json.load(open(sys.argv[4])); r.update(step="serve", precision=sys.argv[1], batch=int(sys.argv[2]), concurrency=int(sys.argv[3])); print(json.dumps(r))' "fp$p" "$b" "$c" "$w/load.json" >>"$out/results.jsonl" ||
+				fail "serve-fp$p-b$b" "$w/load.err"
 		else skip "serve-fp$p-b$b"; fi
 	done
 	kill "$pid"; wait "$pid" || true

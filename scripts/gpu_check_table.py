@@ -101,9 +101,12 @@ def table(out):
     print("%-52s" % "engine" + "".join("%10s" % ("b=%d" % b) for b in batches))
     for name, by in lines.items():
         print("%-52s" % name + "".join("%10s" % fmt(by.get(b)) for b in batches))
-    skipped = [r["step"] for r in rows if "skipped" in r]
+    for r in rows:
+        if "error" in r:
+            print("\nFAILED %s: %s" % (r["step"], r["error"]))
+    skipped = ["%s (%s)" % (r["step"], r["skipped"]) for r in rows if "skipped" in r]
     if skipped:
-        print("\nskipped (budget): " + ", ".join(skipped))
+        print("\nskipped: " + ", ".join(skipped))
 
 
 if __name__ == "__main__":
