@@ -157,10 +157,11 @@ for p in 16 32; do
 		else skip "graph-fp$p-b$b"; fi
 	done
 done
-serve_load() { # precision
-	local p=$1 port=$((18000 + RANDOM % 1000))
+serve_load() { # precision [batch workers]
+	local p=$1 workers=${2:-1} port=$((18000 + RANDOM % 1000)) label="fp$1"
+	[ "$workers" = 1 ] || label="fp$1, --batch-workers $workers"
 	"$icthp" serve --ict "$m/ict$p" --hp "$m/hp$p" --provider $provider --addr 127.0.0.1:$port --cache-bytes 0 \
-		--batch-size 64 --max-images 64 >"$w/serve$p.log" 2>&1 &
+		--batch-size 64 --max-images 64 --batch-workers "$workers" >"$w/serve$p.log" 2>&1 &
 	local pid=$!
 	python3 - "$port" <<'PY' || { fail "serve-fp$p" "$w/serve$p.log"; kill "$pid"; return; }
 import sys, time, urllib.request
@@ -176,7 +177,7 @@ PY
 		if left 30; then
 			"$icthp" loadtest --url "http://127.0.0.1:$port" --images "$img/jpg" --images-per-request "$b" --concurrency $c \
 				--duration "${LOAD_SECONDS:-6}s" --json >"$w/load.json" 2>"$w/load.err" &&
-				python3 -c 'import json,sys; r=json.load(open(sys.argv[4])); r.update(step="serve", precision=sys.argv[1], batch=int(sys.argv[2]), concurrency=int(sys.argv[3])); print(json.dumps(r))' "fp$p" "$b" "$c" "$w/load.json" >>"$out/results.jsonl" ||
+				python3 -c 'import json,sys; r=json.load(open(sys.argv[4])); r.update(step="serve", precision=sys.argv[1], batch=int(sys.argv[2]), concurrency=int(sys.argv[3])); print(json.dumps(r))' "$label" "$b" "$c" "$w/load.json" >>"$out/results.jsonl" ||
 				fail "serve-fp$p-b$b" "$w/load.err"
 		else skip "serve-fp$p-b$b"; fi
 	done
@@ -184,5 +185,6 @@ PY
 }
 if left 60; then serve_load 16; else skip serve-fp16; fi
 if left 60; then serve_load 32; else skip serve-fp32; fi
+if [ $dry = 0 ]; then if left 60; then serve_load 16 2; else skip serve-fp16-2-workers; fi; fi
 log "done"
 python3 "$kitdir/gpu_check_table.py" table "$out" 2>/dev/null || python3 "$repo/scripts/gpu_check_table.py" table "$out"

@@ -96,7 +96,7 @@ def table(out):
             p50 = r.get("latency_p50_ms") or (r.get("latency_ms") or {}).get("p50")
             lines.setdefault("icthp serve+loadtest ICT+HP %s, cache off" % r["precision"], {})[r["batch"]] = ips
             if r["batch"] == 1 and p50 is not None:
-                lines.setdefault("  1-image request p50 ms, concurrency 1", {})[1] = p50
+                lines.setdefault("  1-image request p50 ms (%s)" % r["precision"], {})[1] = p50
     print("\n-- images/s (best of runs; serve: sustained over the load) --")
     print("%-52s" % "engine" + "".join("%10s" % ("b=%d" % b) for b in batches))
     for name, by in lines.items():
