@@ -10,7 +10,7 @@
 #   scripts/gpu-check.sh run             on the GPU machine: the device call, with carry [".cache/gpucheck"]; <= 8 minutes
 #   scripts/gpu-check.sh run --dry-run   here, on the CPU: every icthp step on tiny random weights (no torch), same table
 #
-# GPU_CHECK_BUDGET (seconds, default 430) bounds the run: a step that would start after it is listed as skipped.
+# GPU_CHECK_BUDGET (seconds, default 400) bounds the run: a step that would start after it is listed as skipped.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 kitdir=$repo/.cache/gpucheck
@@ -35,7 +35,7 @@ prepare() {
 [ "$cmd" = run ] || { echo "usage: gpu-check.sh prepare | run [--dry-run]" >&2; exit 2; }
 dry=0
 [ "${1:-}" = --dry-run ] && dry=1
-budget=${GPU_CHECK_BUDGET:-430}
+budget=${GPU_CHECK_BUDGET:-400}
 t0=$SECONDS
 w=$(mktemp -d /tmp/gpucheck.XXXXXX)
 out=${OUT:-$w/out}
