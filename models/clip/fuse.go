@@ -53,6 +53,9 @@ func ParseFuse(s string) ([]FusedKind, error) {
 			out = append(out, k)
 		}
 	}
+	if err := (BuildOptions{Fuse: out}).checkFuse(); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

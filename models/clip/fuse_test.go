@@ -131,6 +131,7 @@ func TestParseFuse(t *testing.T) {
 		{in: "", want: nil},
 		{in: "gelu, Attention,gelu", want: []clip.FusedKind{clip.FuseGelu, clip.FuseAttention}},
 		{in: "flash", bad: true},
+		{in: "mha,attention", bad: true},
 	} {
 		got, err := clip.ParseFuse(tc.in)
 		if tc.bad != (err != nil) || !slices.Equal(got, tc.want) {
