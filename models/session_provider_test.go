@@ -135,6 +135,37 @@ func TestWarmUpRefusesGraphThatCannotRun(t *testing.T) {
 	t.Log(err)
 }
 
+// The same for a graph of two inputs (MultiSession): refused when it opens
+// with a warm-up, and runs of an even number of items work without.
+func TestMultiSessionWarmUp(t *testing.T) {
+	needORT(t)
+	g := og.New("two", 17)
+	x := g.Input("x", og.Float, og.P("batch"), og.D(4))
+	z := g.Input("z", og.Int64, og.P("batch"), og.D(4))
+	y := g.Op("Add", []string{x, g.Op("Cast", []string{z}, og.AttrInt("to", int64(og.Float)))})
+	y = g.Op("Reshape", []string{y, g.ConstInt64("shape", []int64{2}, -1, 8)})
+	y = g.Op("Reshape", []string{y, g.ConstInt64("shape2", []int64{2}, -1, 4)})
+	g.Node("", "Identity", []string{y}, []string{"y"})
+	g.Output("y", og.Float, og.P("batch"), og.D(4))
+	path := filepath.Join(t.TempDir(), "two.onnx")
+	if _, err := g.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenMultiSession(path, []string{"x", "z"}, []string{"y"}, SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.RunInputs(context.Background(), 2, Input{Name: "x", Float: make([]float32, 8)}, Input{Name: "z", Int64: []int64{1, 2, 3, 4, 5, 6, 7, 8}})
+	s.Close()
+	if err != nil || out[0][7] != 8 {
+		t.Fatalf("two items: %v, %v", out, err)
+	}
+	_, err = OpenMultiSession(path, []string{"x", "z"}, []string{"y"}, SessionOptions{WarmUp: true})
+	if !errors.Is(err, ErrProvider) || !strings.Contains(err.Error(), "warm-up") {
+		t.Fatalf("with warm-up: %v", err)
+	}
+}
+
 // --provider cuda on a CPU-only onnxruntime with no plugin library: one
 // line, ErrProvider; a named plugin library that does not exist: named.
 func TestCUDAUnavailableOneLine(t *testing.T) {
