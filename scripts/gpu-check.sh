@@ -54,8 +54,12 @@ if [ $dry = 1 ]; then
 	provider=cpu
 	export ICTHP_CACHE=${ICTHP_CACHE:-$HOME/.cache/icthp}
 else
-	for b in icthp benchtool; do xz -dc "$kitdir/$b.xz" >"$w/bin/$b"; chmod +x "$w/bin/$b"; done
-	mkdir -p "$w/kit" && tar xJf "$kitdir/ortgpu.tar.xz" -C "$w/kit"
+	# python's lzma and tarfile rather than xz(1), which a bare machine may lack
+	for b in icthp benchtool; do
+		python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$kitdir/$b.xz" "$w/bin/$b"
+		chmod +x "$w/bin/$b"
+	done
+	mkdir -p "$w/kit" && python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$kitdir/ortgpu.tar.xz" "$w/kit"
 	nv=$(python3 -c 'import nvidia, os; print(os.pathsep.join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in sorted(os.listdir(p)) if os.path.isdir(os.path.join(p, d, "lib"))))')
 	export LD_LIBRARY_PATH="$w/kit:$nv${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 	export ICTHP_ORT_LIB=$w/kit/libonnxruntime.so ICTHP_CACHE=$w/cache
