@@ -29,6 +29,12 @@ bench: setup
 clean:
 	rm -rf bin
 
+# The onnxruntime releases the version test loads (1.29.0, 1.30.0, 1.31.1) and the ORT 1.29
+# CUDA kit (README: GPUs); the tests that need them skip without.
+.PHONY: setup-ort-versions
+setup-ort-versions: build
+	bash scripts/fetch-ort.sh --cuda-kit
+
 # icthp + Redis + Prometheus + Grafana on this machine (needs Docker with compose);
 # see deployments/README.md. `make down` keeps the volumes.
 COMPOSE ?= docker compose -f deployments/docker-compose.yml

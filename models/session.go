@@ -43,6 +43,20 @@ type SessionOptions struct {
 	MaxBatch int
 	// LibraryPath overrides where onnxruntime is loaded from (see ortlib).
 	LibraryPath string
+	// EPLibrary is a plugin execution provider library for cuda
+	// (onnxruntime's libonnxruntime_providers_cuda.so registered through
+	// RegisterExecutionProviderLibrary); "" means $ICTHP_EP_LIBRARY, else
+	// the classic CUDA API of the core library, else a CUDA provider found
+	// next to the core library (ortlib.LocateEPLibrary).
+	EPLibrary string
+	// TF32 lets the CUDA provider run float32 MatMul and Conv with TF32
+	// tensor cores (its own default; about 1e-3 relative error). icthp
+	// turns it off unless asked, so float32 graphs match PyTorch's default
+	// (torch.backends.cuda.matmul.allow_tf32 = False).
+	TF32 bool
+	// WarmUp runs one item through each graph as it opens (always done for
+	// the GPU providers): a graph the provider cannot run is refused then.
+	WarmUp bool
 }
 
 // ParseProvider reads "cpu", "cuda", "cuda:1" or "tensorrt[:N]".
@@ -96,40 +110,8 @@ func (o SessionOptions) ortOptions() (*ort.SessionOptions, error) {
 	if err := so.SetGraphOptimizationLevel(lv); err != nil {
 		return nil, err
 	}
-	switch o.Provider {
-	case "", CPU:
-	case CUDA:
-		co, err := ort.NewCUDAProviderOptions()
-		if err != nil {
-			return nil, fmt.Errorf("%w: cuda: %v", ErrProvider, err)
-		}
-		defer co.Destroy()
-		if err := co.Update(map[string]string{"device_id": strconv.Itoa(o.DeviceID)}); err != nil {
-			return nil, fmt.Errorf("%w: cuda: %v", ErrProvider, err)
-		}
-		if err := so.AppendExecutionProviderCUDA(co); err != nil {
-			return nil, fmt.Errorf("%w: cuda (this onnxruntime build may be CPU-only; set %s to a GPU build): %v", ErrProvider, ortlib.EnvLib, err)
-		}
-	case TensorRT:
-		to, err := ort.NewTensorRTProviderOptions()
-		if err != nil {
-			return nil, fmt.Errorf("%w: tensorrt: %v", ErrProvider, err)
-		}
-		defer to.Destroy()
-		if err := to.Update(map[string]string{"device_id": strconv.Itoa(o.DeviceID)}); err != nil {
-			return nil, fmt.Errorf("%w: tensorrt: %v", ErrProvider, err)
-		}
-		if err := so.AppendExecutionProviderTensorRT(to); err != nil {
-			return nil, fmt.Errorf("%w: tensorrt (this onnxruntime build may lack it): %v", ErrProvider, err)
-		}
-		// TensorRT hands the nodes it cannot take to CUDA.
-		if co, err := ort.NewCUDAProviderOptions(); err == nil {
-			co.Update(map[string]string{"device_id": strconv.Itoa(o.DeviceID)})
-			so.AppendExecutionProviderCUDA(co)
-			co.Destroy()
-		}
-	default:
-		return nil, fmt.Errorf("%w: %q", ErrProvider, o.Provider)
+	if err := o.appendProvider(so); err != nil {
+		return nil, err
 	}
 	ok = true
 	return so, nil
@@ -141,6 +123,9 @@ type Session struct {
 	input    ort.InputOutputInfo
 	outputs  []ort.InputOutputInfo
 	maxBatch int
+	// exec runs one batch: runGraph on sess. Tests put a fault in front of
+	// it (a GPU out of memory cannot be caused on a CPU).
+	exec func(ctx context.Context, in ort.Value) ([][]float32, error)
 }
 
 // OpenSession loads path and checks that it has the named input and
@@ -186,11 +171,20 @@ func OpenSession(path, input string, outputs []string, o SessionOptions) (*Sessi
 	sess, err := ort.NewDynamicAdvancedSession(path, []string{input}, outputs, so)
 	if err != nil {
 		if o.Provider != CPU && o.Provider != "" {
-			return nil, fmt.Errorf("%w: open %s with %s: %v", ErrProvider, filepath.Base(path), o.Provider, err)
+			return nil, fmt.Errorf("%w: open %s with %s: %s", ErrProvider, filepath.Base(path), o.Provider, ortlib.OneLine(err.Error()))
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s.sess = sess
+	s.exec = func(ctx context.Context, in ort.Value) ([][]float32, error) {
+		return runGraph(ctx, sess, []ort.Value{in}, s.outputs)
+	}
+	if o.WarmUp || (o.Provider != CPU && o.Provider != "") {
+		if err := s.warmUp(); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%w: %s does not run on the %s provider: %s", ErrProvider, filepath.Base(path), o.providerName(), ortlib.OneLine(err.Error()))
+		}
+	}
 	return s, nil
 }
 
@@ -255,17 +249,19 @@ func runBatches(ctx context.Context, s *Session, n int, input func(lo, hi int) (
 	for i := range results {
 		results[i] = make([]float32, 0, int64(n)*s.OutputWidth(i))
 	}
-	for lo := 0; lo < n; lo += step {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		hi := min(lo+step, n)
+	one := func(lo, hi int) ([][]float32, error) {
 		in, err := input(lo, hi)
 		if err != nil {
 			return nil, err
 		}
-		outs, err := s.run(ctx, in)
-		in.Destroy()
+		defer in.Destroy()
+		return s.run(ctx, in)
+	}
+	for lo := 0; lo < n; lo += step {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		outs, err := runSplitting(ctx, lo, min(lo+step, n), one)
 		if err != nil {
 			return nil, err
 		}
@@ -278,7 +274,7 @@ func runBatches(ctx context.Context, s *Session, n int, input func(lo, hi int) (
 
 // run executes one batch; a cancelled context terminates the run.
 func (s *Session) run(ctx context.Context, in ort.Value) ([][]float32, error) {
-	res, err := runGraph(ctx, s.sess, []ort.Value{in}, s.outputs)
+	res, err := s.exec(ctx, in)
 	runtime.KeepAlive(in)
 	return res, err
 }

@@ -83,12 +83,44 @@ func OpenMultiSession(path string, inputs, outputs []string, o SessionOptions) (
 	sess, err := ort.NewDynamicAdvancedSession(path, inputs, outputs, so)
 	if err != nil {
 		if o.Provider != CPU && o.Provider != "" {
-			return nil, fmt.Errorf("%w: open %s with %s: %v", ErrProvider, filepath.Base(path), o.Provider, err)
+			return nil, fmt.Errorf("%w: open %s with %s: %s", ErrProvider, filepath.Base(path), o.Provider, ortlib.OneLine(err.Error()))
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s.sess = sess
+	if o.WarmUp || (o.Provider != CPU && o.Provider != "") {
+		if err := s.warmUp(); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%w: %s does not run on the %s provider: %s", ErrProvider, filepath.Base(path), o.providerName(), ortlib.OneLine(err.Error()))
+		}
+	}
 	return s, nil
+}
+
+// warmUp is Session.warmUp for several inputs: one item of zeros each, when
+// no input has a symbolic dimension beyond the batch (ImageReward's text
+// graph has, so it is not warmed up here).
+func (s *MultiSession) warmUp() error {
+	ins := make([]Input, len(s.inputs))
+	for i, in := range s.inputs {
+		per := 1
+		for _, d := range in.Dimensions[1:] {
+			if d < 0 {
+				return nil
+			}
+			per *= int(d)
+		}
+		ins[i].Name = in.Name
+		if in.DataType == ort.TensorElementDataTypeFloat {
+			ins[i].Float = make([]float32, per)
+		} else {
+			ins[i].Int64 = make([]int64, per)
+		}
+	}
+	if _, err := s.RunInputs(context.Background(), 1, ins...); err != nil {
+		return fmt.Errorf("warm-up run: %w", err)
+	}
+	return nil
 }
 
 // InputNames lists the inputs in the order given to OpenMultiSession.
@@ -198,8 +230,9 @@ func (s *MultiSession) RunInputs(ctx context.Context, n int, inputs ...Input) ([
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		hi := min(lo+step, n)
-		outs, err := s.runSlice(ctx, ps, lo, hi)
+		outs, err := runSplitting(ctx, lo, min(lo+step, n), func(lo, hi int) ([][]float32, error) {
+			return s.runSlice(ctx, ps, lo, hi)
+		})
 		if err != nil {
 			return nil, err
 		}

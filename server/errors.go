@@ -33,6 +33,7 @@ const (
 	CodeInternal         = "internal"               // 500
 	CodeNotReady         = "not_ready"              // 503: warming up
 	CodeDraining         = "draining"               // 503 with Retry-After: shutting down
+	CodeOutOfMemory      = "out_of_memory"          // 503 with Retry-After: one item did not fit in GPU memory
 	CodeDeadline         = "deadline_exceeded"      // 504
 )
 
@@ -94,6 +95,12 @@ func classify(err error) *apiError {
 		return e
 	case errors.Is(err, models.ErrClosed):
 		e := newError(http.StatusServiceUnavailable, CodeDraining, "the server is shutting down")
+		e.retryAfter = time.Second
+		return e
+	case errors.Is(err, models.ErrOutOfMemory):
+		// The batch was split down to single items and still did not fit:
+		// memory taken by other work on the GPU; worth a retry, not a crash.
+		e := newError(http.StatusServiceUnavailable, CodeOutOfMemory, err.Error())
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, context.DeadlineExceeded):

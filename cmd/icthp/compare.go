@@ -58,7 +58,7 @@ type compareReport struct {
 // model choice (--ict, --hp, ...) and the cache flags are left out: the two
 // models are positional, and a shared Redis must not hand one model's
 // results to the other.
-var compareFlags = []string{"provider", "threads", "batch-size", "opt-level", "ort-lib", "max-image-bytes", "max-image-pixels"}
+var compareFlags = []string{"provider", "threads", "batch-size", "opt-level", "ort-lib", "ep-library", "tf32", "max-image-bytes", "max-image-pixels"}
 
 func runCompare(ctx context.Context, a *app, args []string) error {
 	if err := checkCommandLine(args); err != nil {

@@ -37,6 +37,7 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	fp16 := fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)")
 	int8 := fs.Bool("int8", false, "store the transformer layers' weights as int8 and run them as integer GEMMs (CPU throughput; outside the float32 parity target, see BENCHMARKS.md)")
 	unfused := fs.Bool("unfused", false, "write standard ONNX operators only, without onnxruntime's fused contrib kernels")
+	fuse := fs.String("fuse", "", "fuse only these contrib kernel kinds, the rest as standard operators: some of attention, mha, skiplayernorm, gelu (graph forms per provider; README: GPUs)")
 	name := fs.String("name", "", "name recorded in model.json")
 	var (
 		ckpt, base, tok, backbone, head *string
@@ -76,6 +77,16 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 		return usagef("--int8 and --fp16 exclude each other")
 	}
 	build := clip.BuildOptions{Fused: !*unfused, FP16: *fp16, Int8: *int8}
+	if *fuse != "" {
+		kinds, err := clip.ParseFuse(*fuse)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		if *unfused || *int8 || kind == "imagereward" {
+			return usagef("--fuse goes without --unfused and --int8, for clip, hp and random")
+		}
+		build.Fused, build.Fuse = false, kinds
+	}
 	start := time.Now()
 	var man *models.Manifest
 	var err error

@@ -29,6 +29,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/modelset"
 )
 
 // chromium finds the browser: $ICTHP_CHROMIUM, else Debian's chromium
@@ -304,20 +305,25 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 func galleryServe(t *testing.T) (string, []string) {
 	t.Helper()
 	t.Setenv(ortlib.EnvCache, t.TempDir())
-	ictDir, hpDir, err := demoModels()
+	root, err := ortlib.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}
+	demo, err := modelset.Demo(filepath.Join(root, "demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ictDir, hpDir := demo["ict"], demo["hp"]
 	irDir := filepath.Join(t.TempDir(), "ir")
 	mustRun(t, "convert", "random", "--kind", "imagereward", "--preset", "tiny", "--seed", "5", "--out", irDir)
 	url := serveInProcess(t, "--drain-delay", "0s", "--ict", ictDir, "--hp", hpDir, "--imagereward", irDir, "--max-images", "5")
 
-	demo := filepath.Join("..", "..", "testdata", "demo")
+	demoImages := filepath.Join("..", "..", "testdata", "demo")
 	broken := filepath.Join(t.TempDir(), "broken.png")
 	if err := os.WriteFile(broken, []byte("this is not an image"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	files := []string{filepath.Join(demo, "apple.jpg"), broken, filepath.Join(demo, "checkers.webp"), filepath.Join(demo, "sunset.png")}
+	files := []string{filepath.Join(demoImages, "apple.jpg"), broken, filepath.Join(demoImages, "checkers.webp"), filepath.Join(demoImages, "sunset.png")}
 	for i, f := range files {
 		if files[i], err = filepath.Abs(f); err != nil {
 			t.Fatal(err)

@@ -30,6 +30,8 @@ type modelFlags struct {
 	batch               int
 	optLevel            string
 	ortLib              string
+	epLib               string
+	tf32                bool
 	maxBytes, maxPixels int64
 	// encoderFor, when set (by serve), puts something in front of each
 	// opened model (a dynamic batcher); name is the registry name.
@@ -120,6 +122,8 @@ func (m *modelFlags) register(fs *flag.FlagSet, a *app) {
 	fs.IntVar(&m.batch, "batch-size", 16, "largest batch one model run takes")
 	fs.StringVar(&m.optLevel, "opt-level", "all", "onnxruntime graph optimisation: all, extended, basic, disable")
 	fs.StringVar(&m.ortLib, "ort-lib", "", "libonnxruntime.so to load (default $"+ortlib.EnvLib+", then the one icthp setup fetched)")
+	fs.StringVar(&m.epLib, "ep-library", "", "plugin execution provider library for --provider cuda (libonnxruntime_providers_cuda.so; default $"+ortlib.EnvEPLib+", then the core's CUDA API, then one next to the core; README: GPUs)")
+	fs.BoolVar(&m.tf32, "tf32", false, "let the CUDA provider run float32 matmuls with TF32 (its own default; about 1e-3 relative error; icthp turns it off)")
 	fs.Int64Var(&m.maxBytes, "max-image-bytes", preprocess.DefaultMaxBytes, "largest encoded image accepted, in bytes")
 	fs.Int64Var(&m.maxPixels, "max-image-pixels", preprocess.DefaultMaxPixels, "largest image accepted, in pixels (width × height)")
 	m.cache.register(fs, a)
@@ -141,7 +145,7 @@ func (m *modelFlags) sessionOptions() (models.SessionOptions, error) {
 		return models.SessionOptions{}, usagef("--batch-size must be positive")
 	}
 	return models.SessionOptions{Provider: p, DeviceID: dev, IntraOpThreads: m.threads, OptLevel: m.optLevel,
-		MaxBatch: m.batch, LibraryPath: m.ortLib}, nil
+		MaxBatch: m.batch, LibraryPath: m.ortLib, EPLibrary: m.epLib, TF32: m.tf32}, nil
 }
 
 // dir is the directory given for a registry name ("" when none).

@@ -10,7 +10,7 @@ import (
 func init() {
 	register(command{
 		name:    "setup",
-		args:    "[--ort-lib PATH]",
+		args:    "[--ort-lib PATH | --ort-version V]",
 		summary: "fetch onnxruntime " + ortlib.Version + " into the cache (npm pack onnxruntime-node), check that it loads, print where it is",
 		run:     runSetup,
 	})
@@ -19,6 +19,7 @@ func init() {
 func runSetup(ctx context.Context, a *app, args []string) error {
 	fs := newFlags(a, "setup")
 	lib := fs.String("ort-lib", "", "use this libonnxruntime.so instead of fetching one (also $"+ortlib.EnvLib+")")
+	version := fs.String("ort-version", ortlib.Version, "onnxruntime-node release to fetch (tests run 1.29.0, 1.30.0 and 1.31.1; load another with --ort-lib)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,7 +32,7 @@ func runSetup(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		if path, err = ortlib.Install(ctx, cache, a.stderr); err != nil {
+		if path, err = ortlib.InstallVersion(ctx, cache, *version, a.stderr); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,10 @@ type BuildOptions struct {
 	// BENCHMARKS.md, "int8"): an opt-in for throughput, never the default.
 	// Not with FP16.
 	Int8 bool
+	// Fuse, when not empty, fuses only these kinds of contrib kernel and
+	// writes the rest as standard operators (fuse.go): graph forms per
+	// execution provider. Not with Fused or Int8.
+	Fuse []FusedKind
 }
 
 // ErrOptions reports build options that cannot go together.
@@ -37,7 +41,7 @@ func (o BuildOptions) check() error {
 	if o.Int8 && o.FP16 {
 		return fmt.Errorf("%w: int8 weights with fp16 compute (pick one)", ErrOptions)
 	}
-	return nil
+	return o.checkFuse()
 }
 
 // Tensor names of the graphs' inputs and outputs, recorded in model.json.
@@ -62,7 +66,7 @@ type builder struct {
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
 	g := og.New(name, opset)
-	if opts.Fused || opts.Int8 {
+	if opts.Fused || opts.Int8 || len(opts.Fuse) > 0 {
 		g.UseDomain("com.microsoft", 1)
 	}
 	b := &builder{g: g, w: w, opts: opts, dt: og.Float}
@@ -188,6 +192,9 @@ func (b *builder) qkv(prefix string, h int) (og.Source, og.Source) {
 // encoder writes the transformer layers over x ([B, S, H]) and returns the
 // residual stream after the last layer.
 func (b *builder) encoder(x, prefix string, t *TowerConfig, seq int, causal bool) string {
+	if len(b.opts.Fuse) > 0 {
+		return b.encoderKinds(x, prefix, t, seq, causal)
+	}
 	if b.opts.Fused {
 		return b.encoderFused(x, prefix, t, seq, causal)
 	}

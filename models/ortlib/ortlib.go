@@ -58,8 +58,11 @@ func CacheDir() (string, error) {
 }
 
 // InstalledPath is where Install puts the library under cache.
-func InstalledPath(cache string) string {
-	return filepath.Join(cache, "onnxruntime", Version, libName)
+func InstalledPath(cache string) string { return InstalledPathVersion(cache, Version) }
+
+// InstalledPathVersion is where InstallVersion puts release version.
+func InstalledPathVersion(cache, version string) string {
+	return filepath.Join(cache, "onnxruntime", version, libName)
 }
 
 // Locate returns the library to load: explicit if given, else $ICTHP_ORT_LIB,
@@ -89,26 +92,35 @@ func Locate(explicit string) (string, error) {
 // Linux x64 library into the cache. It does nothing when the library is
 // already there. Progress goes to log.
 func Install(ctx context.Context, cache string, log io.Writer) (string, error) {
-	dst := InstalledPath(cache)
+	return InstallVersion(ctx, cache, Version, log)
+}
+
+// InstallVersion is Install for another onnxruntime-node release (the
+// tests run one binary with 1.29, 1.30 and 1.31.1).
+func InstallVersion(ctx context.Context, cache, version string, log io.Writer) (string, error) {
+	if !atLeast(version, MinVersion) {
+		return "", fmt.Errorf("install onnxruntime %s: icthp needs >= %s", version, MinVersion)
+	}
+	dst := InstalledPathVersion(cache, version)
 	if _, err := os.Stat(dst); err == nil {
 		return dst, nil
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		return "", fmt.Errorf("install onnxruntime: npm is needed to fetch %s@%s: %w", npmPackage, Version, err)
+		return "", fmt.Errorf("install onnxruntime: npm is needed to fetch %s@%s: %w", npmPackage, version, err)
 	}
 	tmp, err := os.MkdirTemp("", "icthp-ort-")
 	if err != nil {
 		return "", fmt.Errorf("install onnxruntime: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	fmt.Fprintf(log, "fetching %s@%s with npm pack ...\n", npmPackage, Version)
-	cmd := exec.CommandContext(ctx, npm, "pack", "--silent", "--pack-destination", tmp, npmPackage+"@"+Version)
+	fmt.Fprintf(log, "fetching %s@%s with npm pack ...\n", npmPackage, version)
+	cmd := exec.CommandContext(ctx, npm, "pack", "--silent", "--pack-destination", tmp, npmPackage+"@"+version)
 	cmd.Dir = tmp
 	cmd.Stderr = log
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("install onnxruntime: npm pack %s@%s: %w", npmPackage, Version, err)
+		return "", fmt.Errorf("install onnxruntime: npm pack %s@%s: %w", npmPackage, version, err)
 	}
 	tgz := filepath.Join(tmp, strings.TrimSpace(lastLine(string(out))))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
