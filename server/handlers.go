@@ -12,7 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -150,7 +150,7 @@ func (s *Server) checkCount(what string, n int) error {
 
 func (s *Server) checkPrompt(p string) error {
 	if len(p) > s.opts.MaxPromptBytes {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", preprocess.ErrPromptTooLong, len(p), s.opts.MaxPromptBytes)
+		return fmt.Errorf("%w: %d bytes, the limit is %d", text.ErrPromptTooLong, len(p), s.opts.MaxPromptBytes)
 	}
 	return nil
 }

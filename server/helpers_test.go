@@ -31,7 +31,7 @@ import (
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/models/ortlib"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
 )
@@ -59,7 +59,7 @@ func tinyModels(t testing.TB) (ictDir, hpDir string) {
 			*dir = filepath.Join(root, string(kind))
 			o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: kind, Seed: 11, Out: *dir, Build: clip.BuildOptions{Fused: true}}
 			if kind == models.KindCLIP {
-				o.Vocab, o.Synthetic = preprocess.SyntheticVocab(500), true
+				o.Vocab, o.Synthetic = text.SyntheticVocab(500), true
 			}
 			if _, err := convert.Random(o); err != nil {
 				modelDirs.err = err

@@ -9,7 +9,7 @@ import (
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/clip"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -65,7 +65,7 @@ func convertRandomImageReward(preset string, seed uint64, out string, b clip.Bui
 // wordPieceEncoder is `icthp tokenize` for an ImageReward model: the 35
 // input ids (the attention mask is 1 exactly where they are not 0).
 func wordPieceEncoder(vocab string) (func(string) ([]int64, error), error) {
-	tok, err := preprocess.LoadWordPiece(vocab)
+	tok, err := text.LoadWordPiece(vocab)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -277,7 +278,7 @@ func demoModels() (string, string, error) {
 		}
 		o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: kind, Seed: 2025, Out: tmp, Build: clip.BuildOptions{Fused: true}}
 		if kind == models.KindCLIP {
-			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(syntheticMerges), true
+			o.Vocab, o.Synthetic = text.SyntheticVocab(syntheticMerges), true
 		}
 		if _, err := convert.Random(o); err != nil {
 			os.RemoveAll(tmp)
