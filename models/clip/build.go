@@ -1,44 +1,23 @@
 package clip
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 
+	"github.com/icthp/icthp/models/build"
 	og "github.com/icthp/icthp/models/onnxgraph"
 )
 
-// BuildOptions choose how a graph is written.
-type BuildOptions struct {
-	// Fused uses onnxruntime's com.microsoft kernels (Attention,
-	// SkipLayerNormalization, BiasGelu, QuickGelu) instead of their
-	// decomposition into standard operators. Both compute the same function;
-	// see BENCHMARKS.md for what each costs.
-	Fused bool
-	// FP16 stores weights and computes in half precision (for GPU execution
-	// providers); inputs and outputs stay float32/int64.
-	FP16 bool
-	// Int8 stores the Linear weights inside the transformer layers (q/k/v,
-	// out_proj, fc1, fc2) as int8, symmetric per output channel, and runs
-	// them with onnxruntime's DynamicQuantizeMatMul: activations quantised
-	// to uint8 per tensor at run time, an integer GEMM (VNNI or AMX on x86),
-	// float32 everywhere else. On CPUs with AMX those matmuls take a fifth of
-	// the time, at an error far outside the float32 parity target (see
-	// BENCHMARKS.md, "int8"): an opt-in for throughput, never the default.
-	// Not with FP16.
-	Int8 bool
-}
+// BuildOptions choose how a graph is written (build.Options, shared with models/blip).
+// For CLIP: Fused writes onnxruntime's Attention, SkipLayerNormalization, BiasGelu and
+// QuickGelu; FP16 keeps the inputs and outputs float32/int64; Int8 quantises q/k/v,
+// out_proj, fc1 and fc2 of every layer, per output channel, and on CPUs with AMX those
+// matmuls take a fifth of the time (see BENCHMARKS.md, "int8").
+type BuildOptions = build.Options
 
-// ErrOptions reports build options that cannot go together.
-var ErrOptions = errors.New("clip: incompatible build options")
-
-func (o BuildOptions) check() error {
-	if o.Int8 && o.FP16 {
-		return fmt.Errorf("%w: int8 weights with fp16 compute (pick one)", ErrOptions)
-	}
-	return nil
-}
+// ErrOptions reports build options that cannot go together (build.ErrOptions).
+var ErrOptions = build.ErrOptions
 
 // Tensor names of the graphs' inputs and outputs, recorded in model.json.
 const (
@@ -384,7 +363,7 @@ func (b *builder) vision(c *Config) string {
 // BuildVision writes the vision tower and projection: pixel_values
 // [batch, C, S, S] → image_embeds [batch, projection_dim].
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := CheckWeights(w, c.VisionParams()); err != nil {
@@ -400,7 +379,7 @@ func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 // occurrence of the largest id (the first end-of-text token), as
 // transformers 4.27 does.
 func BuildText(c *Config, w Weights, contextLength int, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := CheckWeights(w, c.TextParams()); err != nil {
@@ -453,7 +432,7 @@ func (c combined) Float32(name string) ([]float32, error) {
 // five Linear layers of the head (no activations; dropouts are identity at
 // inference). Outputs hp_logit [batch] and image_embeds [batch, D].
 func BuildHP(c *Config, backbone, head Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := CheckWeights(backbone, c.VisionParams()); err != nil {
