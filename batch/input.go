@@ -439,7 +439,7 @@ func enumerateTar(p string) ([]Item, error) {
 			tarErr = err
 			break
 		}
-		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+		if h.Typeflag != tar.TypeReg { // the reader reports the legacy TypeRegA as TypeReg
 			continue
 		}
 		if h.Size < 0 || h.Size > maxTarMemberSize {

@@ -30,12 +30,13 @@ func setImageRewardCache(ir scoring.ImageRewardScorer, c *cache.Cache) {
 	}
 }
 
-// irBuild maps the converter's flags onto the BLIP builder's options.
+// irBuild checks the converter's flags for the BLIP builder (one options type for both
+// builders): --int8 with --fp16 is a usage error here, before anything is read.
 func irBuild(b clip.BuildOptions) (blip.BuildOptions, error) {
 	if b.Int8 && b.FP16 {
 		return blip.BuildOptions{}, usagef("--int8 and --fp16 exclude each other")
 	}
-	return blip.BuildOptions{Fused: b.Fused, FP16: b.FP16, Int8: b.Int8}, nil
+	return b, nil
 }
 
 func convertImageReward(ckpt, med, vis, vocab, out, name string, b clip.BuildOptions) (*models.Manifest, error) {
