@@ -30,6 +30,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/checkpoint"
@@ -72,12 +73,7 @@ func mustRun(t *testing.T, args ...string) string {
 	return out
 }
 
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
+func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 
 // ---------------------------------------------------------------------------
 // Reference pixels
