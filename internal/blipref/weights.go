@@ -51,13 +51,7 @@ type Param struct {
 func Params(cfg *blip.Config) []Param {
 	v, t := &cfg.Vision, &cfg.Text
 	var ps []Param
-	add := func(name string, dims ...int) {
-		s := make([]int64, len(dims))
-		for i, d := range dims {
-			s[i] = int64(d)
-		}
-		ps = append(ps, Param{Name: name, Shape: s})
-	}
+	add := func(name string, dims ...int) { ps = append(ps, Param{Name: name, Shape: clipref.ShapeOf(dims...)}) }
 	D, M, P := v.Width, int(float64(v.Width)*v.MLPRatio), v.PatchSize
 	T := (v.ImageSize/P)*(v.ImageSize/P) + 1
 	ve := "blip.visual_encoder."

@@ -56,6 +56,15 @@ func (m MapWeights) Keys() []string {
 	return keys
 }
 
+// ShapeOf is a tensor shape of the given dimensions.
+func ShapeOf(dims ...int) []int64 {
+	s := make([]int64, len(dims))
+	for i, d := range dims {
+		s[i] = int64(d)
+	}
+	return s
+}
+
 // Numel is the number of values of a tensor of the given shape (1 for a scalar).
 func Numel(shape []int64) int64 {
 	n := int64(1)
@@ -84,13 +93,7 @@ type Param struct {
 func Params(cfg *clip.Config) []Param {
 	v, t := &cfg.Vision, &cfg.Text
 	var ps []Param
-	add := func(name string, shape ...int) {
-		s := make([]int64, len(shape))
-		for i, d := range shape {
-			s[i] = int64(d)
-		}
-		ps = append(ps, Param{Name: name, Shape: s})
-	}
+	add := func(name string, dims ...int) { ps = append(ps, Param{Name: name, Shape: ShapeOf(dims...)}) }
 	layers := func(prefix string, tc *clip.TowerConfig) {
 		D, I := tc.HiddenSize, tc.IntermediateSize
 		for i := 0; i < tc.NumLayers; i++ {
