@@ -66,46 +66,17 @@ type builder struct {
 }
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
-	g := og.New(name, opset)
-	if opts.Fused || opts.Int8 {
-		g.UseDomain("com.microsoft", 1)
-	}
-	b := &builder{g: g, w: w, opts: opts, dt: og.Float}
-	if opts.FP16 {
-		g.WeightType = og.Float16
-		b.dt = og.Float16
-	}
-	return b
+	g, dt := build.NewGraph(name, opset, opts)
+	return &builder{g: g, w: w, opts: opts, dt: dt}
 }
 
 // read returns a Source reading a weight as it is.
-func (b *builder) read(name string) og.Source {
-	return func() ([]float32, error) { return b.w.Float32(name) }
-}
+func (b *builder) read(name string) og.Source { return build.Read(b.w, name) }
 
 // readT returns a Source reading a torch Linear weight [rows=out, cols=in]
 // transposed to [in, out], as MatMul wants it.
 func (b *builder) readT(name string, rows, cols int) og.Source {
-	return func() ([]float32, error) {
-		v, err := b.w.Float32(name)
-		if err != nil {
-			return nil, err
-		}
-		if len(v) != rows*cols {
-			return nil, fmt.Errorf("%s has %d values, want %d×%d", name, len(v), rows, cols)
-		}
-		return transpose(v, rows, cols), nil
-	}
-}
-
-func transpose(v []float32, rows, cols int) []float32 {
-	t := make([]float32, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			t[c*rows+r] = v[r*cols+c]
-		}
-	}
-	return t
+	return build.ReadT(b.w, name, rows, cols)
 }
 
 // concatT reads several [out_i, in] Linear weights and writes them side by
@@ -246,21 +217,10 @@ func (b *builder) splitAttend(p, qkv, mask string, D, H int) string {
 }
 
 // toCompute casts a float32 graph input to the compute type.
-func (b *builder) toCompute(x string) string {
-	if b.dt == og.Float16 {
-		return b.g.Op("Cast", []string{x}, og.AttrInt("to", int64(og.Float16)))
-	}
-	return x
-}
+func (b *builder) toCompute(x string) string { return build.ToCompute(b.g, b.dt, x) }
 
 // output names a float32 graph output (cast from the compute type).
-func (b *builder) output(x, name string, dims ...og.Dim) {
-	if b.dt == og.Float16 {
-		x = b.g.Op("Cast", []string{x}, og.AttrInt("to", int64(og.Float)))
-	}
-	b.g.Node("", "Identity", []string{x}, []string{name})
-	b.g.Output(name, og.Float, dims...)
-}
+func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.g, b.dt, x, name, dims...) }
 
 // ---------------------------------------------------------------------------
 // Vision
