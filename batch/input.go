@@ -27,10 +27,6 @@ func inputErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInput, fmt.Sprintf(format, args...))
 }
 
-// ImageExts are the file endings that count as images in folders and tar
-// shards.
-var ImageExts = map[string]bool{"png": true, "jpg": true, "jpeg": true, "webp": true, "gif": true, "bmp": true}
-
 // Limits on what enumeration reads whole.
 const (
 	maxPromptBytes   = 1 << 20 // a .txt or .json sidecar
@@ -153,17 +149,12 @@ func (it *Item) readPrompt() (*string, error) {
 func Enumerate(inputs []string) ([]Item, error) {
 	var items []Item
 	for _, in := range inputs {
-		paths := []string{in}
-		if _, err := os.Stat(in); err != nil && strings.ContainsAny(in, "*?[") {
-			m, gerr := filepath.Glob(in)
-			if gerr != nil {
-				return nil, inputErr("bad pattern %q: %v", in, gerr)
-			}
-			if len(m) == 0 {
-				return nil, inputErr("%q matches nothing", in)
-			}
-			sort.Strings(m)
-			paths = m
+		paths, err := expandGlob(in)
+		if err != nil {
+			return nil, err
+		}
+		if len(paths) == 0 {
+			return nil, inputErr("%q matches nothing", in)
 		}
 		for _, p := range paths {
 			got, err := enumerateOne(p)
@@ -174,6 +165,68 @@ func Enumerate(inputs []string) ([]Item, error) {
 		}
 	}
 	return items, nil
+}
+
+// expandGlob turns one input into paths: a glob (an input that does not exist and has *,
+// ? or [ in it) into its matches, sorted (none when it matches nothing); any other input
+// into itself.
+func expandGlob(in string) ([]string, error) {
+	if _, err := os.Stat(in); err == nil || !strings.ContainsAny(in, "*?[") {
+		return []string{in}, nil
+	}
+	m, err := filepath.Glob(in)
+	if err != nil {
+		return nil, inputErr("bad pattern %q: %v", in, err)
+	}
+	sort.Strings(m)
+	return m, nil
+}
+
+// imageFiles lists the image files (preprocess.IsImageExt) of a folder tree in walk order:
+// each folder's entries by name, a subfolder's files where its name sorts.
+func imageFiles(root string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && preprocess.IsImageExt(filepath.Ext(p)) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, inputErr("%v", err)
+	}
+	return files, nil
+}
+
+// Files turns image arguments into image files the way Enumerate finds images, for a
+// command that takes images only (`icthp score`): a folder gives its image files
+// recursively in walk order, a glob its matches sorted (a folder among them its image
+// files), and anything else stays itself, even a path that does not exist or a file of
+// another ending, so that its problem is reported with it. A glob that matches nothing
+// gives no files; errors (a bad pattern, an unreadable folder) wrap ErrInput.
+func Files(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		paths, err := expandGlob(a)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			if st, err := os.Stat(p); err != nil || !st.IsDir() {
+				out = append(out, p)
+				continue
+			}
+			files, err := imageFiles(p)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, files...)
+		}
+	}
+	return out, nil
 }
 
 func enumerateOne(p string) ([]Item, error) {
@@ -211,23 +264,17 @@ func fileItem(key, path string) Item {
 // enumerateDir walks a folder tree; an image's key is its path relative to
 // the folder, with forward slashes and without its extension.
 func enumerateDir(root string) ([]Item, error) {
-	var items []Item
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || !ImageExts[strings.ToLower(strings.TrimPrefix(filepath.Ext(p), "."))] {
-			return nil
-		}
+	files, err := imageFiles(root)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]Item, 0, len(files))
+	for _, p := range files {
 		rel, err := filepath.Rel(root, p)
 		if err != nil {
-			return err
+			return nil, inputErr("%v", err)
 		}
 		items = append(items, fileItem(filepath.ToSlash(strings.TrimSuffix(rel, filepath.Ext(rel))), p))
-		return nil
-	})
-	if err != nil {
-		return nil, inputErr("%v", err)
 	}
 	return items, nil
 }
@@ -392,7 +439,7 @@ func enumerateTar(p string) ([]Item, error) {
 			tarErr = err
 			break
 		}
-		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+		if h.Typeflag != tar.TypeReg { // the reader reports the legacy TypeRegA as TypeReg
 			continue
 		}
 		if h.Size < 0 || h.Size > maxTarMemberSize {
@@ -412,7 +459,7 @@ func enumerateTar(p string) ([]Item, error) {
 		}
 		sp := span{path: p, off: off, size: h.Size}
 		switch {
-		case ImageExts[ext]:
+		case preprocess.IsImageExt("." + ext):
 			if g.image.path == "" {
 				g.image, g.imageName = sp, h.Name
 			}

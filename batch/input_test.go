@@ -89,6 +89,38 @@ func TestEnumerateFolder(t *testing.T) {
 	})
 }
 
+// Files is the enumerator of `icthp score`: the same folder walk and globs as Enumerate,
+// every image ending (any case) and no other, a folder's files in walk order ("a" before
+// "a.png", unlike a sort of whole paths), a glob's matches sorted with a matched folder
+// walked, other arguments kept as they are (a missing file, a .txt, a .tar: score reports
+// each on its own line), a glob that matches nothing adding nothing.
+func TestFiles(t *testing.T) {
+	d := t.TempDir()
+	for _, n := range []string{"a.png", "a/x.JPG", "a/y.txt", "a/z.Gif", "b.bmp", "b.webp", "c.jpeg", "c.tif", "d/e.jpg", "s.tar"} {
+		writeFile(t, filepath.Join(d, n), n)
+	}
+	j := func(n string) string { return filepath.Join(d, filepath.FromSlash(n)) }
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"folder", []string{d}, []string{j("a/x.JPG"), j("a/z.Gif"), j("a.png"), j("b.bmp"), j("b.webp"), j("c.jpeg"), j("d/e.jpg")}},
+		{"glob with a folder", []string{j("[ad]*")}, []string{j("a/x.JPG"), j("a/z.Gif"), j("a.png"), j("d/e.jpg")}},
+		{"glob of files", []string{j("*.*")}, []string{j("a.png"), j("b.bmp"), j("b.webp"), j("c.jpeg"), j("c.tif"), j("s.tar")}},
+		{"files as given", []string{j("s.tar"), j("missing.png"), j("a/y.txt")}, []string{j("s.tar"), j("missing.png"), j("a/y.txt")}},
+		{"glob matching nothing", []string{j("*.nothing"), j("b.bmp")}, []string{j("b.bmp")}},
+	} {
+		got, err := Files(c.args)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: Files = %q, %v; want %q", c.name, got, err, c.want)
+		}
+	}
+	if _, err := Files([]string{j("[")}); !errors.Is(err, ErrInput) {
+		t.Errorf("bad pattern: err = %v, want ErrInput", err)
+	}
+}
+
 func TestEnumerateManifests(t *testing.T) {
 	d := t.TempDir()
 	writeFile(t, filepath.Join(d, "img", "1.png"), "one")

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+
+	"github.com/x448/float16"
 )
 
 // Value is one cached result: a vector (an embedding, ImageReward's image
@@ -100,7 +102,7 @@ func encode(key string, v Value, f16 bool) ([]byte, error) {
 	}
 	for _, x := range v.Vec {
 		if f16 {
-			binary.LittleEndian.PutUint16(p, f32ToF16(x))
+			binary.LittleEndian.PutUint16(p, float16.Fromfloat32(x).Bits()) // nearest, ties to even
 			p = p[2:]
 		} else {
 			binary.LittleEndian.PutUint32(p, math.Float32bits(x))
@@ -159,7 +161,7 @@ func decode(key string, b []byte) (Value, error) {
 	}
 	for i := range v.Vec {
 		if w == 2 {
-			v.Vec[i] = f16ToF32(binary.LittleEndian.Uint16(p))
+			v.Vec[i] = float16.Frombits(binary.LittleEndian.Uint16(p)).Float32() // exact
 			p = p[2:]
 		} else {
 			v.Vec[i] = math.Float32frombits(binary.LittleEndian.Uint32(p))
@@ -167,61 +169,4 @@ func decode(key string, b []byte) (Value, error) {
 		}
 	}
 	return v, nil
-}
-
-// f32ToF16 rounds f to the nearest IEEE 754 binary16 (ties to even), with
-// overflow to infinity, gradual underflow and NaN kept NaN.
-func f32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00
-		}
-		return sign | 0x7c00
-	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		if e < -10 {
-			return sign
-		}
-		mant |= 0x800000
-		shift := uint(14 - e)
-		h := mant >> shift
-		rem := mant & (1<<shift - 1)
-		half := uint32(1) << (shift - 1)
-		if rem > half || (rem == half && h&1 == 1) {
-			h++
-		}
-		return sign | uint16(h)
-	}
-	h := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
-		h++ // a carry into the exponent is right, up to infinity
-	}
-	return sign | uint16(h)
-}
-
-// f16ToF32 widens a binary16 exactly.
-func f16ToF32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch exp {
-	case 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case 0:
-		f := float32(mant) / (1 << 24)
-		if sign != 0 {
-			f = -f
-		}
-		return f
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
 }

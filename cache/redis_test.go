@@ -76,7 +76,7 @@ func TestRedisStandalone(t *testing.T) {
 				want := valueOf(k)
 				for j, x := range want.Vec {
 					if f16 {
-						x = f16ToF32(f32ToF16(x))
+						x = f16to32(f32to16(x))
 					}
 					if vals[i].Vec[j] != x {
 						t.Fatalf("key %d element %d: %g, want %g", i, j, vals[i].Vec[j], x)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 // Encoder runs the model's graphs; *models.Model is one, and so is a dynamic
@@ -26,7 +27,7 @@ type Encoder interface {
 type Scorer struct {
 	man    *models.Manifest
 	enc    Encoder
-	tok    *preprocess.Tokenizer
+	tok    *text.Tokenizer
 	images *preprocess.ImagePipeline
 }
 
@@ -35,7 +36,7 @@ func New(dir string, man *models.Manifest, enc Encoder) (*Scorer, error) {
 	if man.Kind != models.KindCLIP {
 		return nil, fmt.Errorf("ict: model %s is of kind %q, want %q", dir, man.Kind, models.KindCLIP)
 	}
-	tok, err := preprocess.LoadTokenizer(filepath.Join(dir, man.Text.Vocab))
+	tok, err := text.LoadTokenizer(filepath.Join(dir, man.Text.Vocab))
 	if err != nil {
 		return nil, fmt.Errorf("ict: %w", err)
 	}
@@ -64,7 +65,7 @@ func (s *Scorer) Manifest() *models.Manifest { return s.man }
 func (s *Scorer) Images() *preprocess.ImagePipeline { return s.images }
 
 // Tokenizer is the model's tokenizer.
-func (s *Scorer) Tokenizer() *preprocess.Tokenizer { return s.tok }
+func (s *Scorer) Tokenizer() *text.Tokenizer { return s.tok }
 
 // EmbedTexts returns the L2-normalised text embedding of each prompt.
 func (s *Scorer) EmbedTexts(ctx context.Context, prompts []string) ([][]float32, error) {

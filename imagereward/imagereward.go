@@ -20,6 +20,7 @@ import (
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 )
 
@@ -55,7 +56,7 @@ type Scorer struct {
 	model  *models.Model        // vision graph
 	vision ImageEncoder         // model, or what Options.Vision put in front of it
 	text   *models.MultiSession // text + cross-attention + head
-	tok    *preprocess.WordPiece
+	tok    *text.WordPiece
 	images *preprocess.TorchvisionPipeline
 	ntok   int // image tokens per image
 	width  int // their width
@@ -85,7 +86,7 @@ func Open(dir string, so models.SessionOptions, o Options) (*Scorer, error) {
 	if vg := man.Graphs["vision"]; len(vg.Inputs) != 1 || len(vg.Outputs) != 1 {
 		return nil, fmt.Errorf("imagereward: model %s: the vision graph must take pixel_values and give image_tokens", dir)
 	}
-	tok, err := preprocess.LoadWordPiece(filepath.Join(dir, man.Text.Vocab), preprocess.WithWordPieceContextLength(man.Text.ContextLength))
+	tok, err := text.LoadWordPiece(filepath.Join(dir, man.Text.Vocab), text.WithWordPieceContextLength(man.Text.ContextLength))
 	if err != nil {
 		return nil, fmt.Errorf("imagereward: %w", err)
 	}
@@ -146,7 +147,7 @@ func (s *Scorer) Version() string { return s.man.Version }
 func (s *Scorer) Manifest() *models.Manifest { return s.man }
 
 // Tokenizer is the model's WordPiece tokenizer.
-func (s *Scorer) Tokenizer() *preprocess.WordPiece { return s.tok }
+func (s *Scorer) Tokenizer() *text.WordPiece { return s.tok }
 
 // Images is the model's image preprocessing.
 func (s *Scorer) Images() *preprocess.TorchvisionPipeline { return s.images }

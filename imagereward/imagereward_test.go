@@ -17,6 +17,7 @@ import (
 	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
@@ -95,7 +96,7 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := preprocess.LoadWordPiece(vocab)
+	tok, err := text.LoadWordPiece(vocab)
 	if err != nil {
 		t.Fatal(err)
 	}

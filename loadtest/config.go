@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/icthp/icthp/preprocess"
 )
 
 // Routes the load generator can drive (SPEC §4).
@@ -95,11 +97,8 @@ type Image struct {
 	Data []byte
 }
 
-// imageExts are the file name extensions LoadImages takes.
-var imageExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".webp": true}
-
-// LoadImages reads every .png, .jpg, .jpeg and .webp file (any case) directly
-// in dir, in name order. It is an error if dir cannot be read or holds none.
+// LoadImages reads every image file (preprocess.ImageExtensions, any case)
+// directly in dir, in name order. It is an error if dir cannot be read or holds none.
 func LoadImages(dir string) ([]Image, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -107,7 +106,7 @@ func LoadImages(dir string) ([]Image, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if imageExts[strings.ToLower(filepath.Ext(e.Name()))] && !e.IsDir() {
+		if preprocess.IsImageExt(filepath.Ext(e.Name())) && !e.IsDir() {
 			names = append(names, e.Name())
 		}
 	}
@@ -129,7 +128,7 @@ func LoadImages(dir string) ([]Image, error) {
 		imgs = append(imgs, Image{Name: n, Data: b})
 	}
 	if len(imgs) == 0 {
-		return nil, fmt.Errorf("no .png, .jpg, .jpeg or .webp files in %s", dir)
+		return nil, fmt.Errorf("no %s files in %s", strings.Join(preprocess.ImageExtensions(), ", "), dir)
 	}
 	return imgs, nil
 }

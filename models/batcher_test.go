@@ -16,7 +16,7 @@ import (
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 // fakeEnc computes a known function of each row, so that a caller can check
@@ -449,7 +449,7 @@ func TestBatcherClose(t *testing.T) {
 func TestBatcherRealModel(t *testing.T) {
 	dir := t.TempDir()
 	o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: models.KindCLIP, Seed: 5, Out: dir,
-		Vocab: preprocess.SyntheticVocab(200), Synthetic: true, Build: clip.BuildOptions{Fused: true}}
+		Vocab: text.SyntheticVocab(200), Synthetic: true, Build: clip.BuildOptions{Fused: true}}
 	man, err := convert.Random(o)
 	if err != nil {
 		t.Fatal(err)

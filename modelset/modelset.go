@@ -25,7 +25,7 @@ import (
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/pickscore"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
@@ -157,7 +157,7 @@ func RandomModels(root string, seed uint64, merges int) (map[string]string, erro
 		}
 		o := convert.RandomOptions{Preset: clip.PresetTiny, Kind: kinds[name], Seed: seed, Out: tmp, Build: clip.BuildOptions{Fused: true}}
 		if kinds[name] == models.KindCLIP {
-			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(merges), true
+			o.Vocab, o.Synthetic = text.SyntheticVocab(merges), true
 		}
 		if _, err := convert.Random(o); err != nil {
 			os.RemoveAll(tmp)

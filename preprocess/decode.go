@@ -100,8 +100,6 @@ const (
 	fmtBMP
 )
 
-var formatNames = [...]string{"unknown", "PNG", "JPEG", "WebP", "GIF", "BMP"}
-
 func sniff(data []byte) int {
 	switch {
 	case bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")):

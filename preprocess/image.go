@@ -34,24 +34,58 @@ type ImagePipeline struct {
 
 // NewImagePipeline validates o and precomputes the normalisation tables.
 func NewImagePipeline(o ImageOptions) (*ImagePipeline, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	return &ImagePipeline{opt: o, lim: o.limits(), lut: normTable(o, normalizeValue)}, nil
+}
+
+// validate checks the sizes and the normalisation of o (both pipelines).
+func (o ImageOptions) validate() error {
 	if o.ShortestEdge <= 0 || o.CropSize <= 0 {
-		return nil, fmt.Errorf("preprocess: ShortestEdge (%d) and CropSize (%d) must be positive", o.ShortestEdge, o.CropSize)
+		return fmt.Errorf("preprocess: ShortestEdge (%d) and CropSize (%d) must be positive", o.ShortestEdge, o.CropSize)
 	}
 	if o.ShortestEdge > 1<<15 || o.CropSize > 1<<15 {
-		return nil, fmt.Errorf("preprocess: ShortestEdge (%d) / CropSize (%d) unreasonably large", o.ShortestEdge, o.CropSize)
+		return fmt.Errorf("preprocess: ShortestEdge (%d) / CropSize (%d) unreasonably large", o.ShortestEdge, o.CropSize)
 	}
 	for c := 0; c < 3; c++ {
 		if o.Std[c] == 0 || math.IsNaN(float64(o.Std[c])) || math.IsNaN(float64(o.Mean[c])) {
-			return nil, fmt.Errorf("preprocess: invalid mean/std %v/%v", o.Mean, o.Std)
+			return fmt.Errorf("preprocess: invalid mean/std %v/%v", o.Mean, o.Std)
 		}
 	}
-	p := &ImagePipeline{opt: o, lim: o.limits()}
+	return nil
+}
+
+// normTable is the normalised value of each uint8 per channel, computed by norm.
+func normTable(o ImageOptions, norm func(v uint8, mean, std float32) float32) (t [3][256]float32) {
 	for c := 0; c < 3; c++ {
 		for v := 0; v < 256; v++ {
-			p.lut[c][v] = normalizeValue(uint8(v), o.Mean[c], o.Std[c])
+			t[c][v] = norm(uint8(v), o.Mean[c], o.Std[c])
 		}
 	}
-	return p, nil
+	return t
+}
+
+// checkTensorBuf refuses a tensor buffer shorter than the n values a pipeline writes.
+func checkTensorBuf(dst []float32, n int) error {
+	if len(dst) < n {
+		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), n)
+	}
+	return nil
+}
+
+// writePlanes normalises an RGB crop (HWC bytes) through lut into the three CHW planes
+// at the start of dst.
+func writePlanes(dst []float32, crop []byte, lut *[3][256]float32) {
+	plane := len(crop) / 3
+	r, g, b := dst[0:plane], dst[plane:2*plane], dst[2*plane:3*plane]
+	lr, lg, lb := &lut[0], &lut[1], &lut[2]
+	for i := range r {
+		px := crop[i*3 : i*3+3 : i*3+3]
+		r[i] = lr[px[0]]
+		g[i] = lg[px[1]]
+		b[i] = lb[px[2]]
+	}
 }
 
 // normalizeValue is transformers 4.27's rescale + normalize for one value:
@@ -117,8 +151,8 @@ func (p *ImagePipeline) CropRGB(img *RGB) (*RGB, error) {
 // Tensor decodes data and writes the normalised CHW float32 tensor (3 × CropSize ×
 // CropSize values, pixel_values[0] of CLIPImageProcessor) into dst.
 func (p *ImagePipeline) Tensor(data []byte, dst []float32) error {
-	if len(dst) < p.TensorLen() {
-		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), p.TensorLen())
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
 	}
 	pb, err := decodePixels(data, p.lim)
 	if err != nil {
@@ -130,8 +164,8 @@ func (p *ImagePipeline) Tensor(data []byte, dst []float32) error {
 
 // TensorRGB is Tensor for already decoded pixels.
 func (p *ImagePipeline) TensorRGB(img *RGB, dst []float32) error {
-	if len(dst) < p.TensorLen() {
-		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), p.TensorLen())
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
 	}
 	pb, err := pixelsOfRGB(img, p.lim)
 	if err != nil {
@@ -161,15 +195,7 @@ func (p *ImagePipeline) tensorOf(pb *pixbuf, dst []float32) error {
 	if err := p.cropInto(pb, crop); err != nil {
 		return err
 	}
-	plane := cs * cs
-	r, g, b := dst[0:plane], dst[plane:2*plane], dst[2*plane:3*plane]
-	lr, lg, lb := &p.lut[0], &p.lut[1], &p.lut[2]
-	for i := range r {
-		px := crop[i*3 : i*3+3 : i*3+3]
-		r[i] = lr[px[0]]
-		g[i] = lg[px[1]]
-		b[i] = lb[px[2]]
-	}
+	writePlanes(dst, crop, &p.lut)
 	return nil
 }
 

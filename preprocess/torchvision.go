@@ -47,26 +47,14 @@ type TorchvisionPipeline struct {
 // NewTorchvisionPipeline validates o and precomputes the normalisation
 // tables.
 func NewTorchvisionPipeline(o ImageOptions) (*TorchvisionPipeline, error) {
-	if o.ShortestEdge <= 0 || o.CropSize <= 0 {
-		return nil, fmt.Errorf("preprocess: ShortestEdge (%d) and CropSize (%d) must be positive", o.ShortestEdge, o.CropSize)
-	}
-	if o.ShortestEdge > 1<<15 || o.CropSize > 1<<15 {
-		return nil, fmt.Errorf("preprocess: ShortestEdge (%d) / CropSize (%d) unreasonably large", o.ShortestEdge, o.CropSize)
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
 	if o.CropSize > o.ShortestEdge {
 		// torchvision would pad; ImageReward never asks for it.
 		return nil, fmt.Errorf("preprocess: torchvision pipeline: CropSize %d larger than the resize target %d is not supported", o.CropSize, o.ShortestEdge)
 	}
-	p := &TorchvisionPipeline{opt: o, lim: o.limits()}
-	for c := 0; c < 3; c++ {
-		if o.Std[c] == 0 || math.IsNaN(float64(o.Std[c])) || math.IsNaN(float64(o.Mean[c])) {
-			return nil, fmt.Errorf("preprocess: invalid mean/std %v/%v", o.Mean, o.Std)
-		}
-		for v := 0; v < 256; v++ {
-			p.lut[c][v] = torchNormalize(uint8(v), o.Mean[c], o.Std[c])
-		}
-	}
-	return p, nil
+	return &TorchvisionPipeline{opt: o, lim: o.limits(), lut: normTable(o, torchNormalize)}, nil
 }
 
 // torchNormalize is ToTensor (byte tensor .to(float32).div(255)) then
@@ -108,8 +96,8 @@ func (p *TorchvisionPipeline) CropRGB(img *RGB) (*RGB, error) {
 
 // Tensor decodes data and writes the normalised CHW float32 tensor into dst.
 func (p *TorchvisionPipeline) Tensor(data []byte, dst []float32) error {
-	if len(dst) < p.TensorLen() {
-		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), p.TensorLen())
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
 	}
 	im, err := decodePIL(data, p.lim)
 	if err != nil {
@@ -121,8 +109,8 @@ func (p *TorchvisionPipeline) Tensor(data []byte, dst []float32) error {
 
 // TensorRGB is Tensor for decoded RGB pixels (mode "RGB").
 func (p *TorchvisionPipeline) TensorRGB(img *RGB, dst []float32) error {
-	if len(dst) < p.TensorLen() {
-		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), p.TensorLen())
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
 	}
 	im, err := pilOfRGB(img, p.lim)
 	if err != nil {
@@ -137,14 +125,7 @@ func (p *TorchvisionPipeline) tensorOf(im *pilImage, dst []float32) error {
 	if err := p.cropInto(im, crop); err != nil {
 		return err
 	}
-	plane := cs * cs
-	r, g, b := dst[0:plane], dst[plane:2*plane], dst[2*plane:3*plane]
-	for i := range r {
-		px := crop[i*3 : i*3+3 : i*3+3]
-		r[i] = p.lut[0][px[0]]
-		g[i] = p.lut[1][px[1]]
-		b[i] = p.lut[2][px[2]]
-	}
+	writePlanes(dst, crop, &p.lut)
 	return nil
 }
 

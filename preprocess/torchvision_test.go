@@ -23,6 +23,30 @@ func torchvisionOptions() ImageOptions {
 		Mean: [3]float32{0.48145466, 0.4578275, 0.40821073}, Std: [3]float32{0.26862954, 0.26130258, 0.27577711}}
 }
 
+// torchvisionManifest is testdata/torchvision/manifest.json: each case's source, the
+// Pillow mode it opens in, its size and the SHA-256 of torchvision's crop.
+type torchvisionManifest struct {
+	Cases []struct {
+		File   string `json:"file"`
+		Mode   string `json:"mode"`
+		Size   [2]int `json:"size"`
+		SHA256 string `json:"crop_sha256"`
+	} `json:"cases"`
+}
+
+func readTorchvisionManifest(t *testing.T) torchvisionManifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "torchvision", "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man torchvisionManifest
+	if err := json.Unmarshal(data, &man); err != nil {
+		t.Fatal(err)
+	}
+	return man
+}
+
 // Every image of testdata/torchvision/manifest.json (its own sources and the
 // CLIP fixtures' sources, in all the Pillow modes they open in) gives the
 // crop torchvision 0.14 + Pillow 9.4 made, byte for byte.
@@ -30,21 +54,7 @@ func TestTorchvisionCropsMatchPillow(t *testing.T) {
 	if !jpegNative {
 		t.Skip("JPEG parity needs the cgo libjpeg-turbo decoder")
 	}
-	data, err := os.ReadFile(filepath.Join("testdata", "torchvision", "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var man struct {
-		Cases []struct {
-			File   string `json:"file"`
-			Mode   string `json:"mode"`
-			Size   [2]int `json:"size"`
-			SHA256 string `json:"crop_sha256"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(data, &man); err != nil {
-		t.Fatal(err)
-	}
+	man := readTorchvisionManifest(t)
 	if len(man.Cases) < 100 {
 		t.Fatalf("manifest has %d cases", len(man.Cases))
 	}
@@ -156,19 +166,7 @@ func TestTorchvisionErrors(t *testing.T) {
 // The mode rules and the rounding matter: on these images the CLIP pipeline
 // (convert first, floor offsets) does not give torchvision's crop.
 func TestTorchvisionDiffersFromCLIPPipeline(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "torchvision", "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var man struct {
-		Cases []struct {
-			File   string `json:"file"`
-			SHA256 string `json:"crop_sha256"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(data, &man); err != nil {
-		t.Fatal(err)
-	}
+	man := readTorchvisionManifest(t)
 	want := map[string]string{}
 	for _, c := range man.Cases {
 		want[c.File] = c.SHA256

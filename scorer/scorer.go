@@ -127,7 +127,7 @@ type TextEncoder interface {
 	// prompt of a request (and model); the tokens key the text cache and
 	// go to EncodeTexts and to the head unchanged. A prompt the tokenizer
 	// refuses is an error wrapping ErrBadRequest or
-	// preprocess.ErrPromptTooLong.
+	// text.ErrPromptTooLong.
 	Tokenize(prompt string) (Tokens, error)
 }
 

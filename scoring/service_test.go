@@ -17,6 +17,7 @@ import (
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
@@ -51,7 +52,7 @@ type fixture struct {
 	cfg           clip.Config
 	ictW, hpW     clip.Weights
 	ictVer, hpVer string
-	tok           *preprocess.Tokenizer
+	tok           *text.Tokenizer
 	pipe          *preprocess.ImagePipeline
 }
 

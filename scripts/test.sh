@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Everything CI checks: formatting, vet, the whole test suite, and a short run
+# Everything CI checks: formatting, vet, staticcheck, the whole test suite, and a short run
 # of each fuzz target. Assumes `make setup` has run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 go vet ./...
+# staticcheck, pinned (go run fetches it through the module proxy on a clean machine).
+staticcheck_version=v0.8.2 # supports Go 1.26
+go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./...
 go test -count=1 -timeout 30m ./...
 # Deployment checks (chart, manifests, compose, Dockerfiles, dashboard): their own module.
 (cd deployments/check && go vet ./... && go test -count=1 -timeout 20m ./...)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -83,7 +84,7 @@ func classify(err error) *apiError {
 		return newError(http.StatusUnprocessableEntity, CodeUndecodable, err.Error())
 	case errors.Is(err, errBadBase64):
 		return newError(http.StatusBadRequest, CodeBadBase64, err.Error())
-	case errors.Is(err, preprocess.ErrPromptTooLong):
+	case errors.Is(err, text.ErrPromptTooLong):
 		return newError(http.StatusBadRequest, CodePromptTooLong, err.Error())
 	case errors.Is(err, scoring.ErrOverflow):
 		return newError(http.StatusUnprocessableEntity, CodeRewardOverflow, err.Error())

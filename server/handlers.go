@@ -13,7 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
@@ -152,7 +152,7 @@ func (s *Server) checkCount(what string, n int) error {
 
 func (s *Server) checkPrompt(p string) error {
 	if len(p) > s.opts.MaxPromptBytes {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", preprocess.ErrPromptTooLong, len(p), s.opts.MaxPromptBytes)
+		return fmt.Errorf("%w: %d bytes, the limit is %d", text.ErrPromptTooLong, len(p), s.opts.MaxPromptBytes)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/icthp/icthp/compare"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
@@ -187,11 +188,11 @@ func wantCompare(t *testing.T, a, b string, kind models.Kind, prompt string, img
 	if kind == models.KindHP {
 		names = []string{"hp_logit", "hp"}
 	}
-	want := compareReport{ImagesCompared: len(imgs), Deltas: map[string]*deltaStats{}, RankBy: names[0]}
+	want := compareReport{ImagesCompared: len(imgs), Deltas: map[string]*compare.Deltas{}, RankBy: names[0]}
 	cosMin, cosSum := 2.0, 0.0
 	x, y := make([]float64, len(imgs)), make([]float64, len(imgs))
 	for n, name := range names {
-		d := &deltaStats{}
+		d := &compare.Deltas{}
 		for i, im := range imgs {
 			va, vb := sa[im.path], sb[im.path]
 			if va == nil || vb == nil {
@@ -271,7 +272,7 @@ func checkCompare(t *testing.T, got, want compareReport) {
 	near("pair_agreement", got.PairAgreement, want.PairAgreement, scoreTol)
 }
 
-func keys(m map[string]*deltaStats) []string {
+func keys(m map[string]*compare.Deltas) []string {
 	var k []string
 	for n := range m {
 		k = append(k, n)
@@ -446,32 +447,4 @@ func TestModelsCompare(t *testing.T) {
 		b, _, _ := compareJSON(t, "--prompt", prompt, dir("clip"), dir("clip8"), demo)
 		checkCompare(t, a, b)
 	})
-}
-
-// The statistics on hand-worked cases: Spearman with ties uses average
-// ranks (x = 1 2 2 3 ranks as 1 2.5 2.5 4: r = 4.5/√22.5), undefined for
-// one value or no variance; a pair tied by one score only is out of order.
-func TestCompareStatistics(t *testing.T) {
-	for _, c := range []struct {
-		name        string
-		x, y        []float64
-		spearman    float64 // NaN: undefined (nil)
-		pairs, same int
-	}{
-		{"ties", []float64{1, 2, 2, 3}, []float64{1, 2, 3, 4}, 4.5 / math.Sqrt(22.5), 6, 5},
-		{"reversed", []float64{1, 2, 3}, []float64{-1, -5, -9}, -1, 3, 0},
-		{"same order, other scale", []float64{0.1, 0.5, 0.2}, []float64{10, 50, 20}, 1, 3, 3},
-		{"ties in both", []float64{1, 1, 2}, []float64{5, 5, 7}, 1, 3, 3},
-		{"one side constant", []float64{1, 1, 1}, []float64{1, 2, 3}, math.NaN(), 3, 0},
-		{"one value", []float64{1}, []float64{2}, math.NaN(), 0, 0},
-		{"none", nil, nil, math.NaN(), 0, 0},
-	} {
-		s := spearman(c.x, c.y)
-		if math.IsNaN(c.spearman) != (s == nil) || (s != nil && math.Abs(*s-c.spearman) > 1e-15) {
-			t.Errorf("%s: spearman %v, want %v", c.name, s, c.spearman)
-		}
-		if p, same := sameOrderPairs(c.x, c.y); p != c.pairs || same != c.same {
-			t.Errorf("%s: %d of %d pairs in order, want %d of %d", c.name, same, p, c.same, c.pairs)
-		}
-	}
 }

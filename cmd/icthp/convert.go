@@ -11,7 +11,7 @@ import (
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 func init() {
@@ -140,7 +140,7 @@ func convertRandom(preset, kind string, seed uint64, tok, out string, build clip
 			}
 			o.Vocab, o.VocabName = data, baseName(tok)
 		} else {
-			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(syntheticMerges), true
+			o.Vocab, o.Synthetic = text.SyntheticVocab(syntheticMerges), true
 		}
 	}
 	return convert.Random(o)

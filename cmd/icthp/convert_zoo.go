@@ -10,7 +10,7 @@ import (
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 // zooConvertKinds are the `convert` kinds of the reward zoo (SPEC §1).
@@ -110,7 +110,7 @@ func convertRandomZoo(preset, kind string, seed uint64, tok, out string, build c
 			}
 			o.Vocab, o.VocabName = data, baseName(tok)
 		} else {
-			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(syntheticMerges), true
+			o.Vocab, o.Synthetic = text.SyntheticVocab(syntheticMerges), true
 		}
 	}
 	return convert.RandomZoo(o)

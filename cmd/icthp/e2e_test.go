@@ -8,7 +8,7 @@ package main
 //   - pixels: Pillow 9.4's 224×224 uint8 crops (PNGs made by Pillow, or
 //     icthp's crop accepted only when its sha256 equals Pillow's), scaled and
 //     normalised here in float64;
-//   - tokens: open_clip's ids from preprocess/testdata/tokenizer;
+//   - tokens: open_clip's ids from preprocess/text/testdata/tokenizer;
 //   - model: internal/clipref (a float64 transcription of transformers'
 //     CLIP) on the very weights written into the checkpoint folders.
 
@@ -30,6 +30,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/checkpoint"
@@ -42,7 +43,7 @@ const (
 	repoRoot   = "../.."
 	realVocab  = repoRoot + "/../shared/vocab/bpe_simple_vocab_16e6.txt.gz"
 	imagesDir  = repoRoot + "/preprocess/testdata/images"
-	tokenRef   = repoRoot + "/preprocess/testdata/tokenizer/reference.json"
+	tokenRef   = repoRoot + "/preprocess/text/testdata/tokenizer/reference.json"
 	parityTol  = 1e-4
 	cropSize   = 224
 	contextLen = 77
@@ -72,12 +73,7 @@ func mustRun(t *testing.T, args ...string) string {
 	return out
 }
 
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
+func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 
 // ---------------------------------------------------------------------------
 // Reference pixels

@@ -7,7 +7,7 @@ import (
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/clip"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 // irBuild maps the converter's flags onto the BLIP builder's options.
@@ -15,7 +15,7 @@ func irBuild(b clip.BuildOptions) (blip.BuildOptions, error) {
 	if b.Int8 && b.FP16 {
 		return blip.BuildOptions{}, usagef("--int8 and --fp16 exclude each other")
 	}
-	return blip.BuildOptions{Fused: b.Fused, FP16: b.FP16, Int8: b.Int8}, nil
+	return b, nil
 }
 
 func convertImageReward(ckpt, med, vis, vocab, out, name string, b clip.BuildOptions) (*models.Manifest, error) {
@@ -45,7 +45,7 @@ func convertRandomImageReward(preset string, seed uint64, out string, b clip.Bui
 // wordPieceEncoder is `icthp tokenize` for an ImageReward model: the 35
 // input ids (the attention mask is 1 exactly where they are not 0).
 func wordPieceEncoder(vocab string) (func(string) ([]int64, error), error) {
-	tok, err := preprocess.LoadWordPiece(vocab)
+	tok, err := text.LoadWordPiece(vocab)
 	if err != nil {
 		return nil, err
 	}

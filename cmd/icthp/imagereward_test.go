@@ -22,6 +22,7 @@ import (
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 const bertVocab = repoRoot + "/../shared/vocab/bert-base-uncased-vocab.txt"
@@ -84,7 +85,7 @@ func TestImageRewardCommands(t *testing.T) {
 			IDs  []int64 `json:"ids"`
 		} `json:"cases"`
 	}
-	readJSON(t, repoRoot+"/preprocess/testdata/wordpiece/reference.json", &ref)
+	readJSON(t, repoRoot+"/preprocess/text/testdata/wordpiece/reference.json", &ref)
 	texts := []string{ref.Cases[4].Text, ref.Cases[8].Text, ref.Cases[18].Text}
 	lines := strings.Split(strings.TrimSpace(mustRun(t, append([]string{"tokenize", "--model", dir}, texts...)...)), "\n")
 	if len(lines) != len(texts) {
@@ -108,7 +109,7 @@ func TestImageRewardCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := preprocess.LoadWordPiece(bertVocab)
+	tok, err := text.LoadWordPiece(bertVocab)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -99,12 +100,7 @@ func runModels(ctx context.Context, a *app, args []string) error {
 		}
 		fmt.Fprintf(w, "  text       %s, vocabulary %s%s, context %d\n", t.Tokenizer, t.Vocab, syn, t.ContextLength)
 	}
-	names := make([]string, 0, len(graphs))
-	for n := range graphs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(graphs)) {
 		g := graphs[n]
 		fmt.Fprintf(w, "  graph %-6s %s (%.1f MB)\n      in:  %s\n      out: %s\n", n, g.File, float64(g.Bytes)/1e6,
 			strings.Join(g.Inputs, ", "), strings.Join(g.Outputs, ", "))

@@ -10,9 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -112,12 +113,7 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func printHelp(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "icthp: score generated images with the ICT, HP and ImageReward reward models")
 	fmt.Fprintln(w, "\nusage:")
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(cmds)) {
 		c := cmds[n]
 		fmt.Fprintf(w, "  icthp %s %s\n      %s\n", c.name, c.args, c.summary)
 	}

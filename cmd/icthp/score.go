@@ -3,15 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
+	"github.com/icthp/icthp/batch"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scoring"
 )
@@ -26,47 +25,17 @@ func init() {
 	})
 }
 
-// imageExts are the file endings a directory or glob contributes.
-var imageExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".webp": true, ".gif": true, ".bmp": true}
-
-// expandImages turns IMAGE arguments into files: a file stays itself (even
-// with another ending, so that a bad file gets its error line), a directory
-// gives its image files (recursively, sorted), a glob its matches.
+// expandImages turns IMAGE arguments into files with batch.Files (the batch
+// command's enumerator): a file stays itself (even with another ending, so that
+// a bad file gets its error line), a directory gives its image files
+// (recursively, in walk order), a glob its matches, sorted. Enumeration errors
+// are usage errors.
 func expandImages(args []string) ([]string, error) {
-	var out []string
-	for _, a := range args {
-		st, err := os.Stat(a)
-		switch {
-		case err == nil && st.IsDir():
-			var found []string
-			err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
-				if err != nil {
-					return err
-				}
-				if !d.IsDir() && imageExts[strings.ToLower(filepath.Ext(p))] {
-					found = append(found, p)
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, err
-			}
-			sort.Strings(found)
-			out = append(out, found...)
-		case err == nil:
-			out = append(out, a)
-		case strings.ContainsAny(a, "*?["):
-			m, gerr := filepath.Glob(a)
-			if gerr != nil {
-				return nil, usagef("bad pattern %q: %v", a, gerr)
-			}
-			sort.Strings(m)
-			out = append(out, m...)
-		default:
-			out = append(out, a) // reported as unreadable on its own line
-		}
+	files, err := batch.Files(args)
+	if errors.Is(err, batch.ErrInput) {
+		return nil, usageError{err.Error()}
 	}
-	return out, nil
+	return files, err
 }
 
 // scoreLine is one output line (SPEC §3): the image, its scores named by

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 func init() {
@@ -48,7 +48,7 @@ func runTokenize(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 	default:
-		tok, err := preprocess.LoadTokenizer(vocab)
+		tok, err := text.LoadTokenizer(vocab)
 		if err != nil {
 			return err
 		}

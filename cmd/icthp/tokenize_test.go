@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 // The real CLIP vocabulary, beside the repository (never committed).
@@ -70,7 +70,7 @@ func TestTokenizeCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := preprocess.LoadTokenizer(filepath.Join(dir, man.Text.Vocab))
+	tok, err := text.LoadTokenizer(filepath.Join(dir, man.Text.Vocab))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestTokenizeCommandErrors(t *testing.T) {
 		{"no model", []string{"tokenize", "hello"}, 2},
 		{"no text", []string{"tokenize", "--model", dir}, 2},
 		{"missing directory", []string{"tokenize", "--model", filepath.Join(dir, "nope"), "hello"}, 1},
-		{"prompt over the limit", []string{"tokenize", "--model", dir, strings.Repeat("x", preprocess.DefaultMaxInputBytes+1)}, 1},
+		{"prompt over the limit", []string{"tokenize", "--model", dir, strings.Repeat("x", text.DefaultMaxInputBytes+1)}, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, stderr, code := tokenizeRun(c.args...)

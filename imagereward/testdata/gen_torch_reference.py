@@ -25,7 +25,7 @@ tokens and the feed-forward block, extended mask (1 - mask) * -10000), in
 float32 as the original runs on CPU. Images go through the original
 transform (Resize(n, BICUBIC), CenterCrop(n), convert RGB, ToTensor,
 Normalize with CLIP's mean/std); ids through the tokenizer transcription of
-preprocess/testdata/wordpiece/gen_reference.py.
+preprocess/text/testdata/wordpiece/gen_reference.py.
 """
 
 import json

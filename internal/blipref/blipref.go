@@ -164,8 +164,6 @@ func (r *reader) linear(name string, in, out int) linearW {
 	return linearW{r.get(name+".weight", out, in), r.get(name+".bias", out), in, out}
 }
 
-func (l linearW) apply(x []float64) []float64 { return clipref.Linear(x, l.W, l.b, l.out, l.in) }
-
 // seqLinear applies a torch Linear (W [out, in], bias b) to every row of
 // one sequence x [S][in]: floatLinear row by row, or clipref.Int8Linear (int8.go),
 // whose activation scale is taken over the whole sequence.

@@ -8,61 +8,19 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/icthp/icthp/internal/clipref"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/checkpoint"
 )
 
-// Tensor is one state-dict entry held in memory: its shape and values,
-// row-major. Int marks an int64 buffer (its values are integral).
-type Tensor struct {
-	Shape []int64
-	Data  []float32
-	Int   bool
-}
+// Tensor is one state-dict entry held in memory (clipref.Tensor): its shape
+// and values, row-major; Int marks an int64 buffer.
+type Tensor = clipref.Tensor
 
-// MapWeights is an in-memory blip.Weights: key → tensor.
-type MapWeights map[string]Tensor
+// MapWeights is an in-memory blip.Weights: key → tensor (clipref.MapWeights).
+type MapWeights = clipref.MapWeights
 
 var _ blip.Weights = MapWeights(nil)
-
-// Shape implements blip.Weights.
-func (m MapWeights) Shape(name string) ([]int64, bool) {
-	t, ok := m[name]
-	if !ok {
-		return nil, false
-	}
-	return slices.Clone(t.Shape), true
-}
-
-// Float32 implements blip.Weights. It returns a copy of the values.
-func (m MapWeights) Float32(name string) ([]float32, error) {
-	t, ok := m[name]
-	if !ok {
-		return nil, fmt.Errorf("blipref: no tensor %q", name)
-	}
-	if int64(len(t.Data)) != numel(t.Shape) {
-		return nil, fmt.Errorf("blipref: tensor %q has %d values for shape %v", name, len(t.Data), t.Shape)
-	}
-	return slices.Clone(t.Data), nil
-}
-
-// Keys lists the keys, sorted.
-func (m MapWeights) Keys() []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func numel(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	return n
-}
 
 // Param is one entry of ImageReward's state dict.
 type Param struct {
@@ -93,13 +51,7 @@ type Param struct {
 func Params(cfg *blip.Config) []Param {
 	v, t := &cfg.Vision, &cfg.Text
 	var ps []Param
-	add := func(name string, dims ...int) {
-		s := make([]int64, len(dims))
-		for i, d := range dims {
-			s[i] = int64(d)
-		}
-		ps = append(ps, Param{Name: name, Shape: s})
-	}
+	add := func(name string, dims ...int) { ps = append(ps, Param{Name: name, Shape: clipref.ShapeOf(dims...)}) }
 	D, M, P := v.Width, int(float64(v.Width)*v.MLPRatio), v.PatchSize
 	T := (v.ImageSize/P)*(v.ImageSize/P) + 1
 	ve := "blip.visual_encoder."
@@ -188,7 +140,7 @@ func RandomWeights(cfg *blip.Config, seed int64) MapWeights {
 	m := make(MapWeights)
 	headFanIn := 0
 	for _, p := range Params(cfg) {
-		data := make([]float32, numel(p.Shape))
+		data := make([]float32, clipref.Numel(p.Shape))
 		fanIn := 1
 		for _, d := range p.Shape[1:] {
 			fanIn *= int(d)

@@ -204,8 +204,8 @@ func tensor(w clip.Weights, name string, shape ...int) ([]float64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clipref: weight %s: %w", name, err)
 	}
-	if int64(len(data)) != numel(want) {
-		return nil, fmt.Errorf("clipref: weight %s has %d values, want %d", name, len(data), numel(want))
+	if int64(len(data)) != Numel(want) {
+		return nil, fmt.Errorf("clipref: weight %s has %d values, want %d", name, len(data), Numel(want))
 	}
 	out := make([]float64, len(data))
 	for i, v := range data {

@@ -11,13 +11,16 @@ import (
 )
 
 // Tensor is one named parameter held in memory: its shape and its values,
-// row-major. A scalar has an empty shape and one value.
+// row-major. A scalar has an empty shape and one value. Int marks an int64
+// buffer (BLIP's position_ids; its values are integral).
 type Tensor struct {
 	Shape []int64
 	Data  []float32
+	Int   bool
 }
 
-// MapWeights is an in-memory clip.Weights: parameter name → tensor.
+// MapWeights is an in-memory clip.Weights (and blip.Weights, the same
+// interface): parameter name → tensor.
 type MapWeights map[string]Tensor
 
 var _ clip.Weights = MapWeights(nil)
@@ -37,13 +40,33 @@ func (m MapWeights) Float32(name string) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("clipref: no tensor %q", name)
 	}
-	if int64(len(t.Data)) != numel(t.Shape) {
+	if int64(len(t.Data)) != Numel(t.Shape) {
 		return nil, fmt.Errorf("clipref: tensor %q has %d values for shape %v", name, len(t.Data), t.Shape)
 	}
 	return slices.Clone(t.Data), nil
 }
 
-func numel(shape []int64) int64 {
+// Keys lists the keys, sorted.
+func (m MapWeights) Keys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// ShapeOf is a tensor shape of the given dimensions.
+func ShapeOf(dims ...int) []int64 {
+	s := make([]int64, len(dims))
+	for i, d := range dims {
+		s[i] = int64(d)
+	}
+	return s
+}
+
+// Numel is the number of values of a tensor of the given shape (1 for a scalar).
+func Numel(shape []int64) int64 {
 	n := int64(1)
 	for _, d := range shape {
 		n *= d
@@ -70,13 +93,7 @@ type Param struct {
 func Params(cfg *clip.Config) []Param {
 	v, t := &cfg.Vision, &cfg.Text
 	var ps []Param
-	add := func(name string, shape ...int) {
-		s := make([]int64, len(shape))
-		for i, d := range shape {
-			s[i] = int64(d)
-		}
-		ps = append(ps, Param{Name: name, Shape: s})
-	}
+	add := func(name string, dims ...int) { ps = append(ps, Param{Name: name, Shape: ShapeOf(dims...)}) }
 	layers := func(prefix string, tc *clip.TowerConfig) {
 		D, I := tc.HiddenSize, tc.IntermediateSize
 		for i := 0; i < tc.NumLayers; i++ {
@@ -163,7 +180,7 @@ func RandomWeights(cfg *clip.Config, seed int64, std float32) MapWeights {
 	r := rand.New(rand.NewPCG(uint64(seed), 0))
 	m := make(MapWeights)
 	for _, p := range Params(cfg) {
-		data := make([]float32, numel(p.Shape))
+		data := make([]float32, Numel(p.Shape))
 		switch {
 		case p.Name == "logit_scale":
 			data[0] = LogitScaleInit
@@ -231,7 +248,7 @@ func RandomHead(dim int, seed int64) MapWeights {
 			fanIn = m[p.Name[:len(p.Name)-len("bias")]+"weight"].Shape[1]
 		}
 		bound := 1 / math.Sqrt(float64(fanIn))
-		data := make([]float32, numel(p.Shape))
+		data := make([]float32, Numel(p.Shape))
 		for i := range data {
 			data[i] = float32(bound * (2*r.Float64() - 1))
 		}

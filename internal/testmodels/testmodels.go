@@ -15,7 +15,7 @@ import (
 	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 // Format is a checkpoint file format.
@@ -161,7 +161,7 @@ func RandomDir(dir string, kind models.Kind, seed uint64, vocab []byte, build cl
 		if vocab != nil {
 			o.Vocab, o.VocabName = vocab, "bpe_simple_vocab_16e6.txt.gz"
 		} else {
-			o.Vocab, o.Synthetic = preprocess.SyntheticVocab(2000), true
+			o.Vocab, o.Synthetic = text.SyntheticVocab(2000), true
 		}
 	}
 	man, err := convert.Random(o)

@@ -16,6 +16,7 @@ import (
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 )
 
@@ -26,7 +27,7 @@ type Base struct {
 	man    *models.Manifest
 	enc    models.BatchEncoder
 	prep   scorer.Preprocessor
-	tok    *preprocess.Tokenizer // nil for an image-only model
+	tok    *text.Tokenizer // nil for an image-only model
 	prefix string
 }
 
@@ -70,7 +71,7 @@ func newBase(dir string, man *models.Manifest, kind models.Kind, formula string,
 		return nil, err
 	}
 	if kind == models.KindCLIP {
-		if b.tok, err = preprocess.LoadTokenizer(filepath.Join(dir, man.Text.Vocab)); err != nil {
+		if b.tok, err = text.LoadTokenizer(filepath.Join(dir, man.Text.Vocab)); err != nil {
 			return nil, err
 		}
 		if b.tok.ContextLength() != man.Text.ContextLength {

@@ -20,7 +20,7 @@ import (
 	"github.com/icthp/icthp/models/openclip"
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/pickscore"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 )
 
@@ -85,7 +85,7 @@ func TestEntriesMatchReference(t *testing.T) {
 		// that size with its own activation); the reference takes minutes.
 		preset = clip.Preset(p)
 	}
-	vocab := preprocess.SyntheticVocab(500)
+	vocab := text.SyntheticVocab(500)
 	const seed, n = 7, 3 // seed 7: clipscore's cosines are positive for two images and clamped for one
 	prompt := "a red bicycle leaning on a wall"
 	for _, tc := range []struct {
@@ -175,7 +175,7 @@ func encodePrompt(t *testing.T, s scorer.Scorer, dir, prompt, prefix string, ref
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := preprocess.LoadTokenizer(filepath.Join(dir, s.Manifest().Text.Vocab))
+	tok, err := text.LoadTokenizer(filepath.Join(dir, s.Manifest().Text.Vocab))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,12 +203,12 @@ func TestWrongDirectoryRefused(t *testing.T) {
 	root := t.TempDir()
 	plain := filepath.Join(root, "plain")
 	if _, err := convert.Random(convert.RandomOptions{Preset: clip.PresetTiny, Kind: models.KindCLIP, Seed: 1,
-		Vocab: preprocess.SyntheticVocab(50), Synthetic: true, Out: plain}); err != nil {
+		Vocab: text.SyntheticVocab(50), Synthetic: true, Out: plain}); err != nil {
 		t.Fatal(err)
 	}
 	hp := filepath.Join(root, "hpsv2")
 	if _, err := convert.RandomZoo(convert.ZooRandomOptions{Kind: "hpsv2", Preset: clip.PresetTiny, Seed: 1,
-		Vocab: preprocess.SyntheticVocab(50), Synthetic: true, Out: hp}); err != nil {
+		Vocab: text.SyntheticVocab(50), Synthetic: true, Out: hp}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

@@ -1,61 +1,45 @@
 package blip
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 
+	"github.com/icthp/icthp/models/build"
 	og "github.com/icthp/icthp/models/onnxgraph"
 )
 
-// BuildOptions choose how a graph is written.
-type BuildOptions struct {
-	// Fused uses onnxruntime's com.microsoft kernels (Attention with the
-	// padding mask for BERT's self-attention, MultiHeadAttention for the
-	// cross-attention, SkipLayerNormalization, BiasGelu) instead of their
-	// decomposition into standard operators, computes the last text layer
-	// past its self-attention keys and values at position 0 only (the only
-	// position the head reads), and folds the five affine head layers and
-	// the score normalisation into one dot product (in float64, at
-	// conversion). The plain graph follows the original module by module.
-	// Both compute the same function.
-	Fused bool
-	// Int8 stores the weights of the Linears inside the ViT blocks (qkv,
-	// proj, fc1, fc2) and the BERT layers (self- and cross-attention
-	// query/key/value and output dense, intermediate, output dense) as int8,
-	// symmetric per output column (onnxgraph.QuantizeColumns), and runs them as
-	// onnxruntime's DynamicQuantizeMatMul: activations quantised to uint8
-	// over the whole input tensor of each call, an integer GEMM, float32
-	// everywhere else (embeddings, norms, attention, head). Because the
-	// activation scale spans the batch, an item's score depends on its
-	// batch-mates unless each runs alone: int8 models run one item per run
-	// (models.Open, imagereward.Open). With Fused, the attention layers
-	// whose projection is quantised are written in standard operators
-	// (the contrib Attention takes float weights) and the last text layer
-	// is computed at every position, so that plain and fused int8 graphs
-	// still compute the same function. An opt-in for CPU throughput, far
-	// outside the float32 parity target. Not with FP16.
-	Int8 bool
-	// FP16 stores every weight as float16 and computes in float16 (for GPU
-	// execution providers; onnxruntime's CPU provider runs the graphs too).
-	// The graphs' inputs and outputs keep their types (pixel_values and
-	// image_tokens float32, input_ids and attention_mask int64, the score
-	// float32), so the vision graph still feeds the text graph and the
-	// scorer is unchanged; the casts sit inside the graphs. The padding
-	// mask's −10000 is exact in float16.
-	FP16 bool
-}
+// BuildOptions choose how a graph is written (build.Options, shared with models/clip).
+// For BLIP:
+//
+//   - Fused uses onnxruntime's com.microsoft kernels (Attention with the padding mask for
+//     BERT's self-attention, MultiHeadAttention for the cross-attention,
+//     SkipLayerNormalization, BiasGelu) instead of their decomposition into standard
+//     operators, computes the last text layer past its self-attention keys and values at
+//     position 0 only (the only position the head reads), and folds the five affine head
+//     layers and the score normalisation into one dot product (in float64, at
+//     conversion). The plain graph follows the original module by module. Both compute
+//     the same function.
+//   - Int8 stores the weights of the Linears inside the ViT blocks (qkv, proj, fc1, fc2)
+//     and the BERT layers (self- and cross-attention query/key/value and output dense,
+//     intermediate, output dense) as int8, symmetric per output column
+//     (onnxgraph.QuantizeColumns), and runs them as onnxruntime's DynamicQuantizeMatMul:
+//     activations quantised to uint8 over the whole input tensor of each call, an
+//     integer GEMM, float32 everywhere else (embeddings, norms, attention, head). Because
+//     the activation scale spans the batch, an item's score depends on its batch-mates
+//     unless each runs alone: int8 models run one item per run (models.Open,
+//     imagereward.Open). With Fused, the attention layers whose projection is quantised
+//     are written in standard operators (the contrib Attention takes float weights) and
+//     the last text layer is computed at every position, so that plain and fused int8
+//     graphs still compute the same function.
+//   - FP16 stores every weight as float16 and computes in float16. The graphs' inputs and
+//     outputs keep their types (pixel_values and image_tokens float32, input_ids and
+//     attention_mask int64, the score float32), so the vision graph still feeds the text
+//     graph and the scorer is unchanged. The padding mask's −10000 is exact in float16.
+type BuildOptions = build.Options
 
-// ErrOptions reports build options that cannot go together.
-var ErrOptions = errors.New("blip: incompatible build options")
-
-func (o BuildOptions) check() error {
-	if o.Int8 && o.FP16 {
-		return fmt.Errorf("%w: int8 weights with fp16 compute (pick one)", ErrOptions)
-	}
-	return nil
-}
+// ErrOptions reports build options that cannot go together (build.ErrOptions).
+var ErrOptions = build.ErrOptions
 
 // Tensor names of the graphs' inputs and outputs, recorded in model.json.
 const (
@@ -82,46 +66,17 @@ type builder struct {
 }
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
-	g := og.New(name, opset)
-	if opts.Fused || opts.Int8 {
-		g.UseDomain("com.microsoft", 1)
-	}
-	b := &builder{g: g, w: w, opts: opts, dt: og.Float}
-	if opts.FP16 {
-		g.WeightType = og.Float16
-		b.dt = og.Float16
-	}
-	return b
+	g, dt := build.NewGraph(name, opset, opts)
+	return &builder{g: g, w: w, opts: opts, dt: dt}
 }
 
 // read returns a Source reading a weight as it is.
-func (b *builder) read(name string) og.Source {
-	return func() ([]float32, error) { return b.w.Float32(name) }
-}
+func (b *builder) read(name string) og.Source { return build.Read(b.w, name) }
 
 // readT returns a Source reading a torch Linear weight [rows=out, cols=in]
 // transposed to [in, out], as MatMul wants it.
 func (b *builder) readT(name string, rows, cols int) og.Source {
-	return func() ([]float32, error) {
-		v, err := b.w.Float32(name)
-		if err != nil {
-			return nil, err
-		}
-		if len(v) != rows*cols {
-			return nil, fmt.Errorf("%s has %d values, want %d×%d", name, len(v), rows, cols)
-		}
-		return transpose(v, rows, cols), nil
-	}
-}
-
-func transpose(v []float32, rows, cols int) []float32 {
-	t := make([]float32, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			t[c*rows+r] = v[r*cols+c]
-		}
-	}
-	return t
+	return build.ReadT(b.w, name, rows, cols)
 }
 
 // concatT reads several [out_i, in] Linear weights and writes them side by
@@ -262,21 +217,10 @@ func (b *builder) splitAttend(p, qkv, mask string, D, H int) string {
 }
 
 // toCompute casts a float32 graph input to the compute type.
-func (b *builder) toCompute(x string) string {
-	if b.dt == og.Float16 {
-		return b.g.Op("Cast", []string{x}, og.AttrInt("to", int64(og.Float16)))
-	}
-	return x
-}
+func (b *builder) toCompute(x string) string { return build.ToCompute(b.g, b.dt, x) }
 
 // output names a float32 graph output (cast from the compute type).
-func (b *builder) output(x, name string, dims ...og.Dim) {
-	if b.dt == og.Float16 {
-		x = b.g.Op("Cast", []string{x}, og.AttrInt("to", int64(og.Float)))
-	}
-	b.g.Node("", "Identity", []string{x}, []string{name})
-	b.g.Output(name, og.Float, dims...)
-}
+func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.g, b.dt, x, name, dims...) }
 
 // ---------------------------------------------------------------------------
 // Vision
@@ -285,7 +229,7 @@ func (b *builder) output(x, name string, dims ...og.Dim) {
 // [batch, 3, S, S] → image_tokens [batch, N+1, width], all tokens after the
 // final LayerNorm.
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
@@ -408,7 +352,7 @@ func (b *builder) vitBlocksFused(x string, v *VisionConfig) string {
 // mask), the hidden state at position 0, the reward head and
 // (x − ScoreMean)/ScoreStd → imagereward [batch]. L is c.ContextLength.
 func BuildText(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {

@@ -57,7 +57,7 @@ type keyLister interface{ Keys() []string }
 // load_state_dict(strict=False) followed by score() ignores them; other
 // unknown keys are reported in Notes.
 func Convert(w Weights, med MedConfig, vis VisionConfig, outDir string, opts BuildOptions) (Result, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return Result{}, err
 	}
 	c, err := NewConfig(med, vis)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/checkpoint"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 // VocabFile is the vocabulary's name inside an ImageReward model directory.
@@ -37,7 +37,7 @@ type DirOptions struct {
 // imagereward, run per prompt and image), vocab.txt and model.json, whose
 // version is derived from the weights' bytes and the build options.
 func WriteDir(w Weights, o DirOptions) (*models.Manifest, error) {
-	tok, err := preprocess.NewWordPiece(o.Vocab)
+	tok, err := text.NewWordPiece(o.Vocab)
 	if err != nil {
 		return nil, fmt.Errorf("vocabulary: %w", err)
 	}

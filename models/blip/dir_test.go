@@ -10,14 +10,14 @@ import (
 	"github.com/icthp/icthp/internal/blipref"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
-	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/preprocess/text"
 )
 
 // The synthetic vocabulary has bert-base-uncased's special ids and
 // tokenizes any ASCII prompt without [UNK].
 func TestSyntheticVocab(t *testing.T) {
 	v := blip.SyntheticVocab()
-	tok, err := preprocess.NewWordPiece(v)
+	tok, err := text.NewWordPiece(v)
 	if err != nil {
 		t.Fatal(err)
 	}

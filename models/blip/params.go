@@ -1,9 +1,9 @@
 package blip
 
 import (
-	"fmt"
-	"slices"
 	"strconv"
+
+	"github.com/icthp/icthp/models/build"
 )
 
 // Weights is what the builder reads parameters from: a checkpoint's state
@@ -153,27 +153,12 @@ func (c *Config) Params() []Param {
 	return append(ps, c.HeadParams()...)
 }
 
-// CheckWeights compares the weights with the parameters a graph needs: a
-// missing one or a shape that differs is an error naming it.
+// CheckWeights compares the weights with the parameters a graph needs (see
+// build.CheckWeights): a missing one or a shape that differs is an error naming it.
 func CheckWeights(w Weights, params []Param) error {
-	var missing []string
-	for _, p := range params {
-		s, ok := w.Shape(p.Name)
-		if !ok {
-			missing = append(missing, p.Name)
-			continue
-		}
-		if !slices.Equal(s, p.Shape) {
-			return fmt.Errorf("weight %s has shape %v, the architecture needs %v", p.Name, s, p.Shape)
-		}
+	ps := make([]build.Param, len(params))
+	for i, p := range params {
+		ps[i] = build.Param{Name: p.Name, Shape: p.Shape}
 	}
-	if len(missing) > 0 {
-		more := ""
-		if len(missing) > 5 {
-			more = fmt.Sprintf(" and %d more", len(missing)-5)
-			missing = missing[:5]
-		}
-		return fmt.Errorf("weights lack %v%s", missing, more)
-	}
-	return nil
+	return build.CheckWeights(w, ps, "")
 }

@@ -11,18 +11,13 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/internal/blipref"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/checkpoint"
-	"github.com/icthp/icthp/models/ortlib"
 )
 
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
+func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 
 // writeOriginal writes w as ImageReward.pt is laid out: a torch zip-pickle
 // state dict with keys blip.* and mlp.layers.* in ImageReward.state_dict()

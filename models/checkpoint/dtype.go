@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+
+	"github.com/x448/float16"
 )
 
 // DType names an element type the way safetensors does.
@@ -209,68 +211,19 @@ func encode(dst []byte, src []float32, d DType) error {
 	return nil
 }
 
-// HalfToFloat32 converts IEEE 754 binary16 bits to float32, exactly
-// (subnormals, signed zeros, infinities; NaNs stay NaNs with their payload).
-func HalfToFloat32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // inf or nan
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp != 0: // normal
-		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-	case mant == 0: // signed zero
-		return math.Float32frombits(sign)
-	default: // subnormal: mant × 2^-24, exact in float32
-		v := float32(mant) * (1.0 / (1 << 24))
-		if sign != 0 {
-			v = -v
-		}
-		return v
-	}
-}
+// HalfToFloat32 converts IEEE 754 binary16 bits to float32, exactly (subnormals,
+// signed zeros, infinities; a NaN stays a NaN, quiet, with its payload).
+func HalfToFloat32(h uint16) float32 { return float16.Frombits(h).Float32() }
 
-// Float32ToHalf converts to IEEE 754 binary16 with round-to-nearest-even,
-// as torch's Tensor.half() does: overflow gives ±inf, tiny values become
-// subnormals or ±0, NaN becomes the canonical quiet NaN 0x7e00 with its sign.
+// Float32ToHalf converts to IEEE 754 binary16 with round-to-nearest-even, as torch's
+// Tensor.half() does: overflow gives ±inf, tiny values become subnormals or ±0, NaN
+// becomes the canonical quiet NaN 0x7e00 with its sign (as torch; x448/float16 would keep
+// the payload).
 func Float32ToHalf(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00 // canonical quiet NaN, sign kept (as torch)
-		}
-		return sign | 0x7c00
+	if f != f {
+		return uint16(math.Float32bits(f)>>16)&0x8000 | 0x7e00
 	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 {
-		// Subnormal half (or zero). The value is (1.mant) × 2^(exp-127);
-		// in units of 2^-24 that is m >> shift with m = mant|1<<23.
-		if e < -10 {
-			return sign // below half the smallest subnormal: rounds to zero
-		}
-		m := mant | 0x800000
-		shift := uint32(14 - e) // 14 = 23 - 10 + 1
-		half := m >> shift
-		rem := m & (1<<shift - 1)
-		mid := uint32(1) << (shift - 1)
-		if rem > mid || (rem == mid && half&1 == 1) {
-			half++
-		}
-		return sign | uint16(half)
-	}
-	half := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && half&1 == 1) {
-		half++ // may carry into the exponent, up to inf: that is correct
-	}
-	return sign | uint16(half)
+	return float16.Fromfloat32(f).Bits()
 }
 
 // Float32ToBFloat16 converts to bfloat16 with round-to-nearest-even, as

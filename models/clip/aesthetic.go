@@ -19,7 +19,7 @@ const OutputAesthetic = "aesthetic"
 // normalised, like the other image graphs). The head's input width must be
 // the projection width; its keys are HP's (HeadParams).
 func BuildAesthetic(c *Config, backbone, head Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := CheckWeights(backbone, c.VisionParams()); err != nil {

@@ -1,48 +1,23 @@
 package clip
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 
+	"github.com/icthp/icthp/models/build"
 	og "github.com/icthp/icthp/models/onnxgraph"
 )
 
-// BuildOptions choose how a graph is written.
-type BuildOptions struct {
-	// Fused uses onnxruntime's com.microsoft kernels (Attention,
-	// SkipLayerNormalization, BiasGelu, QuickGelu) instead of their
-	// decomposition into standard operators. Both compute the same function;
-	// see BENCHMARKS.md for what each costs.
-	Fused bool
-	// FP16 stores weights and computes in half precision (for GPU execution
-	// providers); inputs and outputs stay float32/int64.
-	FP16 bool
-	// Int8 stores the Linear weights inside the transformer layers (q/k/v,
-	// out_proj, fc1, fc2) as int8, symmetric per output channel, and runs
-	// them with onnxruntime's DynamicQuantizeMatMul: activations quantised
-	// to uint8 per tensor at run time, an integer GEMM (VNNI or AMX on x86),
-	// float32 everywhere else. On CPUs with AMX those matmuls take a fifth of
-	// the time, at an error far outside the float32 parity target (see
-	// BENCHMARKS.md, "int8"): an opt-in for throughput, never the default.
-	// Not with FP16.
-	Int8 bool
-	// Fuse, when not empty, fuses only these kinds of contrib kernel and
-	// writes the rest as standard operators (fuse.go): graph forms per
-	// execution provider. Not with Fused or Int8.
-	Fuse []FusedKind
-}
+// BuildOptions choose how a graph is written (build.Options, shared with models/blip).
+// For CLIP: Fused writes onnxruntime's Attention, SkipLayerNormalization, BiasGelu and
+// QuickGelu; FP16 keeps the inputs and outputs float32/int64; Int8 quantises q/k/v,
+// out_proj, fc1 and fc2 of every layer, per output channel, and on CPUs with AMX those
+// matmuls take a fifth of the time (see BENCHMARKS.md, "int8").
+type BuildOptions = build.Options
 
-// ErrOptions reports build options that cannot go together.
-var ErrOptions = errors.New("clip: incompatible build options")
-
-func (o BuildOptions) check() error {
-	if o.Int8 && o.FP16 {
-		return fmt.Errorf("%w: int8 weights with fp16 compute (pick one)", ErrOptions)
-	}
-	return o.checkFuse()
-}
+// ErrOptions reports build options that cannot go together (build.ErrOptions).
+var ErrOptions = build.ErrOptions
 
 // Tensor names of the graphs' inputs and outputs, recorded in model.json.
 const (
@@ -65,43 +40,17 @@ type builder struct {
 }
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
-	g := og.New(name, opset)
-	if opts.Fused || opts.Int8 || len(opts.Fuse) > 0 {
-		g.UseDomain("com.microsoft", 1)
-	}
-	b := &builder{g: g, w: w, opts: opts, dt: og.Float}
-	if opts.FP16 {
-		g.WeightType = og.Float16
-		b.dt = og.Float16
-	}
-	return b
+	g, dt := build.NewGraph(name, opset, opts)
+	return &builder{g: g, w: w, opts: opts, dt: dt}
 }
 
 // read returns a Source reading a weight as it is.
-func (b *builder) read(name string) og.Source {
-	return func() ([]float32, error) { return b.w.Float32(name) }
-}
+func (b *builder) read(name string) og.Source { return build.Read(b.w, name) }
 
 // readT returns a Source reading a [rows, cols] weight transposed to
 // [cols, rows], as MatMul wants torch's Linear weights.
 func (b *builder) readT(name string, rows, cols int) og.Source {
-	return func() ([]float32, error) {
-		v, err := b.w.Float32(name)
-		if err != nil {
-			return nil, err
-		}
-		return transpose(v, rows, cols), nil
-	}
-}
-
-func transpose(v []float32, rows, cols int) []float32 {
-	t := make([]float32, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			t[c*rows+r] = v[r*cols+c]
-		}
-	}
-	return t
+	return build.ReadT(b.w, name, rows, cols)
 }
 
 // linear applies torch's Linear(name): x·Wᵀ + b (bias optional), in float.
@@ -334,21 +283,10 @@ func (b *builder) encoderFused(x, prefix string, t *TowerConfig, seq int, causal
 }
 
 // toCompute casts a float32 graph input to the compute type.
-func (b *builder) toCompute(x string) string {
-	if b.dt == og.Float16 {
-		return b.g.Op("Cast", []string{x}, og.AttrInt("to", int64(og.Float16)))
-	}
-	return x
-}
+func (b *builder) toCompute(x string) string { return build.ToCompute(b.g, b.dt, x) }
 
 // output names a float32 graph output.
-func (b *builder) output(x, name string, dims ...og.Dim) {
-	if b.dt == og.Float16 {
-		x = b.g.Op("Cast", []string{x}, og.AttrInt("to", int64(og.Float)))
-	}
-	b.g.Node("", "Identity", []string{x}, []string{name})
-	b.g.Output(name, og.Float, dims...)
-}
+func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.g, b.dt, x, name, dims...) }
 
 // vision writes get_image_features from pixel_values and returns the
 // image_embeds value (compute type).
@@ -391,7 +329,7 @@ func (b *builder) vision(c *Config) string {
 // BuildVision writes the vision tower and projection: pixel_values
 // [batch, C, S, S] → image_embeds [batch, projection_dim].
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := CheckWeights(w, c.VisionParams()); err != nil {
@@ -407,7 +345,7 @@ func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 // occurrence of the largest id (the first end-of-text token), as
 // transformers 4.27 does.
 func BuildText(c *Config, w Weights, contextLength int, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := CheckWeights(w, c.TextParams()); err != nil {
@@ -460,7 +398,7 @@ func (c combined) Float32(name string) ([]float32, error) {
 // five Linear layers of the head (no activations; dropouts are identity at
 // inference). Outputs hp_logit [batch] and image_embeds [batch, D].
 func BuildHP(c *Config, backbone, head Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.check(); err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	if err := CheckWeights(backbone, c.VisionParams()); err != nil {

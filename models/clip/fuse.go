@@ -6,32 +6,20 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/icthp/icthp/models/build"
 	og "github.com/icthp/icthp/models/onnxgraph"
 )
 
 // FusedKind is one kind of onnxruntime contrib kernel a graph can use in
-// place of its decomposition into standard operators. Graphs with one kind
-// each find which kernel an execution provider cannot run (the CUDA
-// provider crashed on the all-fused graph); a provider can then get the
-// graph form it runs best.
-type FusedKind string
+// place of its decomposition (build.FusedKind).
+type FusedKind = build.FusedKind
 
-// The kinds BuildOptions.Fuse takes.
+// The kinds BuildOptions.Fuse takes (build.Fuse*).
 const (
-	// FuseAttention is com.microsoft.Attention: q/k/v projection and
-	// attention in one node (what Fused uses).
-	FuseAttention FusedKind = "attention"
-	// FuseMHA is com.microsoft.MultiHeadAttention after a plain q/k/v
-	// projection: attention alone, the node onnxruntime's CUDA provider runs
-	// with its flash and memory-efficient kernels in float16. Causal (text)
-	// towers keep the plain attention.
-	FuseMHA FusedKind = "mha"
-	// FuseSkipLN is com.microsoft.SkipLayerNormalization: residual add,
-	// bias and the next LayerNorm in one node.
-	FuseSkipLN FusedKind = "skiplayernorm"
-	// FuseGelu is the MLP's bias and activation in one node: BiasGelu,
-	// FastGelu or QuickGelu.
-	FuseGelu FusedKind = "gelu"
+	FuseAttention = build.FuseAttention
+	FuseMHA       = build.FuseMHA
+	FuseSkipLN    = build.FuseSkipLN
+	FuseGelu      = build.FuseGelu
 )
 
 // FusedKinds lists every kind, in the order ParseFuse documents.
@@ -53,23 +41,10 @@ func ParseFuse(s string) ([]FusedKind, error) {
 			out = append(out, k)
 		}
 	}
-	if err := (BuildOptions{Fuse: out}).checkFuse(); err != nil {
+	if err := (BuildOptions{Fuse: out}).Check(); err != nil {
 		return nil, err
 	}
 	return out, nil
-}
-
-func (o BuildOptions) checkFuse() error {
-	if len(o.Fuse) == 0 {
-		return nil
-	}
-	if o.Fused || o.Int8 {
-		return fmt.Errorf("%w: a list of fused kinds goes without --fused and --int8", ErrOptions)
-	}
-	if slices.Contains(o.Fuse, FuseAttention) && slices.Contains(o.Fuse, FuseMHA) {
-		return fmt.Errorf("%w: attention and mha are two forms of one node (pick one)", ErrOptions)
-	}
-	return nil
 }
 
 func (b *builder) fuses(k FusedKind) bool { return slices.Contains(b.opts.Fuse, k) }

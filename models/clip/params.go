@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/icthp/icthp/models/build"
 )
 
 // Param is one parameter of the architecture: its state-dict name and shape.
@@ -149,47 +151,12 @@ func (c *Config) ReconcileShapes(w Weights) (notes []string) {
 	return notes
 }
 
-// CheckWeights compares the weights against the parameters the graph needs:
-// a missing one or a shape that differs is an error naming it.
+// CheckWeights compares the weights against the parameters the graph needs (see
+// build.CheckWeights): a missing one or a shape that differs is an error naming it.
 func CheckWeights(w Weights, params []Param) error {
-	var missing []string
-	for _, p := range params {
-		s, ok := w.Shape(p.Name)
-		if !ok {
-			missing = append(missing, p.Name)
-			continue
-		}
-		if !sameShape(s, p.Shape) {
-			return fmt.Errorf("weight %s has shape %v, the architecture needs %v", p.Name, s, p.Shape)
-		}
+	ps := make([]build.Param, len(params))
+	for i, p := range params {
+		ps[i] = build.Param{Name: p.Name, Shape: p.Shape}
 	}
-	if len(missing) > 0 {
-		more := ""
-		if len(missing) > 5 {
-			more = fmt.Sprintf(" and %d more", len(missing)-5)
-			missing = missing[:5]
-		}
-		return fmt.Errorf("weights lack %v%s (give the base checkpoint with --base)", missing, more)
-	}
-	return nil
-}
-
-func sameShape(a, b []int64) bool {
-	n := func(s []int64) int64 {
-		p := int64(1)
-		for _, d := range s {
-			p *= d
-		}
-		return p
-	}
-	// A scalar stored as [1] (older logit_scale files) matches [].
-	if len(a) != len(b) {
-		return n(a) == 1 && n(b) == 1
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return build.CheckWeights(w, ps, "give the base checkpoint with --base")
 }

@@ -12,20 +12,15 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
-	"github.com/icthp/icthp/models/ortlib"
 )
 
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
+func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 
 func tiny(t *testing.T, act clip.Activation) clip.Config {
 	c, err := clip.PresetConfig(clip.PresetTiny)

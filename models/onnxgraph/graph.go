@@ -126,7 +126,6 @@ type initializer struct {
 	src   Source // streamed to the data file, converted to dt
 	bytes ByteSource
 	raw   []byte // small constants, inline
-	shape []int64
 }
 
 // Graph is an ONNX graph under construction. It is not safe for concurrent use.

@@ -1,4 +1,4 @@
-package preprocess
+package text
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 
 // The real CLIP vocabulary is not committed; CI checks the repository out
 // with shared/ beside it (../shared of the repository root).
-var realVocabPath = filepath.Join("..", "..", "shared", "vocab", "bpe_simple_vocab_16e6.txt.gz")
+var realVocabPath = filepath.Join("..", "..", "..", "shared", "vocab", "bpe_simple_vocab_16e6.txt.gz")
 
 var realTokenizer = sync.OnceValues(func() (*Tokenizer, error) {
 	return LoadTokenizer(realVocabPath)
@@ -65,7 +65,7 @@ func readRefFile(t *testing.T, path string) *refFile {
 // for the texts of shared/vocab/tokenizer-reference.json.
 func TestTokenizeSharedReference(t *testing.T) {
 	tok := needRealTokenizer(t)
-	path := filepath.Join("..", "..", "shared", "vocab", "tokenizer-reference.json")
+	path := filepath.Join("..", "..", "..", "shared", "vocab", "tokenizer-reference.json")
 	if _, err := os.Stat(path); err != nil {
 		t.Skipf("shared reference not found at %s: %v", path, err)
 	}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference ids for preprocess/wordpiece.go (ImageReward's BERT tokenizer).
+"""Reference ids for preprocess/text/wordpiece.go (ImageReward's BERT tokenizer).
 
 The transformers package is not available where this runs, so this file
 transcribes, in plain Python, the code paths ImageReward's tokenizer call

@@ -1,4 +1,4 @@
-package preprocess
+package text
 
 import (
 	"hash/maphash"

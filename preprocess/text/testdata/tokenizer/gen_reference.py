@@ -11,7 +11,7 @@ Requirements: CPython 3, the `regex` package (Debian: python3-regex), ftfy
 PYTHONPATH; it needs python3-wcwidth). The vocabulary is read from
 ../shared/vocab/bpe_simple_vocab_16e6.txt.gz of the repository root.
 
-    PYTHONPATH=/path/to/python-ftfy python3 preprocess/testdata/tokenizer/gen_reference.py
+    PYTHONPATH=/path/to/python-ftfy python3 preprocess/text/testdata/tokenizer/gen_reference.py
 
 Special tokens: open_clip names them <start_of_text>/<end_of_text> and puts
 those names in its token pattern; OpenAI CLIP (and HF tokenizer.json) use
@@ -34,7 +34,7 @@ import ftfy
 import regex as re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "..", ".."))
 VOCAB = os.path.join(ROOT, "..", "shared", "vocab", "bpe_simple_vocab_16e6.txt.gz")
 SHARED_REF = os.path.join(ROOT, "..", "shared", "vocab", "tokenizer-reference.json")
 
@@ -341,7 +341,7 @@ def main():
 
     out = {
         "source": (
-            "preprocess/testdata/tokenizer/gen_reference.py: open_clip SimpleTokenizer algorithm "
+            "preprocess/text/testdata/tokenizer/gen_reference.py: open_clip SimpleTokenizer algorithm "
             "(OpenAI special-token names) with ftfy %s, regex %s, CPython %s; "
             "bpe_simple_vocab_16e6.txt.gz. ids are unpadded: the tokenizer output is ids followed by 0s up to context_length (77 unless the case says)."
             % (ftfy.__version__, re.__version__, sys.version.split()[0])

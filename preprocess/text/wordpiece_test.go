@@ -1,4 +1,4 @@
-package preprocess
+package text
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 
 // The real BERT vocabulary is not committed; tests read it from shared/
 // beside the repository.
-var realBertVocabPath = filepath.Join("..", "..", "shared", "vocab", "bert-base-uncased-vocab.txt")
+var realBertVocabPath = filepath.Join("..", "..", "..", "shared", "vocab", "bert-base-uncased-vocab.txt")
 
 func needRealWordPiece(t testing.TB) *WordPiece {
 	t.Helper()
