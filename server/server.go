@@ -26,6 +26,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/icthp/icthp/api"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -58,24 +59,14 @@ const (
 
 // TimeoutHeader shortens a request's deadline: a Go duration ("1.5s",
 // "250ms") or a number of seconds. It cannot lengthen Options.Timeout.
-const TimeoutHeader = "X-Request-Timeout"
+const TimeoutHeader = api.TimeoutHeader
 
 // RequestIDHeader carries the request id: taken from the request when it is
 // a sane token, else made up; always returned.
-const RequestIDHeader = "X-Request-Id"
+const RequestIDHeader = api.RequestIDHeader
 
 // ModelInfo describes one loaded model for /v1/models and icthp_model_info.
-type ModelInfo struct {
-	Name         string `json:"name"` // ict, hp, imagereward
-	Version      string `json:"version"`
-	Kind         string `json:"kind,omitempty"`
-	Provider     string `json:"provider,omitempty"` // cpu, cuda, tensorrt
-	Device       string `json:"device,omitempty"`   // cpu, cuda:0, ...
-	EmbeddingDim int    `json:"embedding_dim,omitempty"`
-	Precision    string `json:"precision,omitempty"` // float32, float16, int8
-	MaxBatch     int    `json:"max_batch,omitempty"`
-	Dir          string `json:"-"`
-}
+type ModelInfo = api.ModelInfo
 
 // Options configure a Server. Zero fields take the defaults above.
 type Options struct {
@@ -98,6 +89,11 @@ type Options struct {
 	MaxBodyBytes   int64
 	MaxImages      int // images, reward items or texts per request
 	MaxPromptBytes int
+	// MaxRawBytesInFlight bounds the bytes of raw-tensor pixels held by all
+	// requests together (DefaultMaxRawBytesInFlight); a tensor body that
+	// would go over it gets 429. Pixels are counted as they arrive, never
+	// as a header declares them.
+	MaxRawBytesInFlight int64
 	// DrainDelay is how long Run keeps the listener open after its context
 	// ends, with /readyz false and new requests refused with 503, so that a
 	// load balancer sees the change before connections are refused. Grace
@@ -148,6 +144,9 @@ func (o *Options) defaults() {
 	if o.MaxImages <= 0 {
 		o.MaxImages = DefaultMaxImages
 	}
+	if o.MaxRawBytesInFlight <= 0 {
+		o.MaxRawBytesInFlight = DefaultMaxRawBytesInFlight
+	}
 	if o.MaxPromptBytes <= 0 {
 		o.MaxPromptBytes = DefaultMaxPromptBytes
 	}
@@ -164,6 +163,7 @@ type Server struct {
 	draining atomic.Bool
 	m        *serverMetrics
 	jobs     *jobRunner
+	raw      *rawBuffers // rawbuf.go
 }
 
 // New makes a Server; it registers its collectors on o.Registry.
@@ -172,7 +172,7 @@ func New(svc Scorer, o Options) (*Server, error) {
 		return nil, errors.New("server: no scoring service")
 	}
 	o.defaults()
-	s := &Server{svc: svc, opts: o, log: o.Logger}
+	s := &Server{svc: svc, opts: o, log: o.Logger, raw: newRawBuffers(o.MaxRawBytesInFlight)}
 	for _, t := range o.Tokens {
 		if t == "" {
 			return nil, errors.New("server: empty bearer token")
@@ -396,6 +396,7 @@ func (s *Server) deadline(c *gin.Context) {
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
+	s.releaseRaw(c, ctx.Err() == nil) // rawbuf.go
 }
 
 func parseTimeout(h string) (time.Duration, error) {
@@ -414,7 +415,7 @@ func parseTimeout(h string) (time.Duration, error) {
 }
 
 func (s *Server) healthz(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	s.writeJSON(c, http.StatusOK, api.StatusResponse{Status: "ok"})
 }
 
 func (s *Server) readyz(c *gin.Context) {
@@ -424,10 +425,10 @@ func (s *Server) readyz(c *gin.Context) {
 	case !s.ready.Load():
 		s.fail(c, newError(http.StatusServiceUnavailable, CodeNotReady, "the models are still warming up"))
 	default:
-		c.JSON(http.StatusOK, gin.H{"status": "ready", "models": s.svc.Versions()})
+		s.writeJSON(c, http.StatusOK, api.StatusResponse{Status: "ready", Models: s.svc.Versions()})
 	}
 }
 
 func (s *Server) models(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"models": s.modelInfo()})
+	s.writeJSON(c, http.StatusOK, api.ModelsResponse{Models: s.modelInfo()})
 }
