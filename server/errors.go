@@ -47,6 +47,7 @@ type apiError struct {
 	msg        string
 	retryAfter time.Duration // sets Retry-After when > 0
 	reason     string        // label of icthp_http_rejected_total; code when empty
+	detail     string        // logged, never sent: what an internal error was
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -99,7 +100,12 @@ func classify(err error) *apiError {
 	case errors.Is(err, context.Canceled):
 		return newError(statusClientClosed, CodeCanceled, "the request was cancelled")
 	}
-	return newError(http.StatusInternalServerError, CodeInternal, err.Error())
+	// The service's own failure: its text may name internal places (a
+	// Redis address, a file path), so it goes to the log (observe), not to
+	// the client.
+	e := newError(http.StatusInternalServerError, CodeInternal, "internal error: the server's log has the details under this request's "+RequestIDHeader)
+	e.detail = err.Error()
+	return e
 }
 
 // errorJSON is the error body of SPEC §4, also used per item.

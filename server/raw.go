@@ -216,7 +216,7 @@ func (s *Server) decodeTensorBody(c *gin.Context, dst any) (*input, error) {
 		return nil, jsonError(err)
 	}
 	// The request's fields are checked: only now read the pixels.
-	pix, err := s.raw.readImages(c, br, b, hh*w*3)
+	pix, err := s.raw.readImages(c, br, h.shape, b, hh*w*3)
 	if err != nil {
 		return nil, err
 	}

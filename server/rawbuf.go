@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultMaxRawBytesInFlight is Options.MaxRawBytesInFlight's default.
@@ -41,8 +42,15 @@ type rawBuffers struct {
 	pools map[int]*sync.Pool
 }
 
-func newRawBuffers(limit int64) *rawBuffers {
-	return &rawBuffers{limit: limit, pools: map[int]*sync.Pool{}}
+func newRawBuffers(limit int64, reg prometheus.Registerer) (*rawBuffers, error) {
+	r := &rawBuffers{limit: limit, pools: map[int]*sync.Pool{}}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "icthp_http_raw_bytes_in_flight",
+		Help: "Bytes of raw-tensor pixel buffers held by requests in flight (the budget is --max-raw-bytes-in-flight)."},
+		func() float64 { return float64(r.used.Load()) })
+	if err := reg.Register(g); err != nil {
+		return nil, fmt.Errorf("server metrics: %w", err)
+	}
+	return r, nil
 }
 
 func (r *rawBuffers) pool(n int) *sync.Pool {
@@ -92,11 +100,16 @@ func (r *rawBuffers) overloaded(need int) error {
 
 // readImages reads b images of sz bytes each from br, each into its own
 // buffer, listed on c for release (deadline()).
-func (r *rawBuffers) readImages(c *gin.Context, br *bufio.Reader, b, sz int) ([][]byte, error) {
+func (r *rawBuffers) readImages(c *gin.Context, br *bufio.Reader, shape []int, b, sz int) ([][]byte, error) {
 	out := make([][]byte, b)
 	for i := range out {
 		buf, err := r.readOne(br, sz)
 		if err != nil {
+			var short *shortError
+			if errors.As(err, &short) {
+				return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("tensor body: shape %v needs %d bytes after the header, the body ended after %d: %v",
+					shape, b*sz, i*sz+short.got, short.err))
+			}
 			return nil, err
 		}
 		bufs, _ := c.Get(keyRawBufs)
@@ -144,7 +157,7 @@ func (r *rawBuffers) readOne(br *bufio.Reader, sz int) (buf []byte, err error) {
 	return buf, nil
 }
 
-func rawReadError(err error, got, want int) error {
+func rawReadError(err error, got, _ int) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return err
@@ -152,8 +165,16 @@ func rawReadError(err error, got, want int) error {
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
-	return newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("tensor body: the pixels end after %d of the %d bytes an image needs: %v", got, want, err))
+	return &shortError{got: got, err: err}
 }
+
+// shortError is a body that ended (or failed) before an image's bytes.
+type shortError struct {
+	got int
+	err error
+}
+
+func (e *shortError) Error() string { return fmt.Sprintf("after %d bytes: %v", e.got, e.err) }
 
 // releaseRaw gives back the request's pixel buffers; to their pools only
 // when the request ended in time (reuse): a request cut short by its

@@ -172,7 +172,7 @@ func New(svc Scorer, o Options) (*Server, error) {
 		return nil, errors.New("server: no scoring service")
 	}
 	o.defaults()
-	s := &Server{svc: svc, opts: o, log: o.Logger, raw: newRawBuffers(o.MaxRawBytesInFlight)}
+	s := &Server{svc: svc, opts: o, log: o.Logger}
 	for _, t := range o.Tokens {
 		if t == "" {
 			return nil, errors.New("server: empty bearer token")
@@ -184,6 +184,9 @@ func New(svc Scorer, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.raw, err = newRawBuffers(o.MaxRawBytesInFlight, o.Registry); err != nil {
+		return nil, err
+	}
 	s.engine = s.routes()
 	if o.Warmup == nil {
 		s.ready.Store(true)
