@@ -188,13 +188,13 @@ const (
 // Job answers POST /v1/jobs and GET /v1/jobs/{id}: pending, or done/failed
 // with the route's answer in Result and its HTTP status in HTTPStatus.
 type Job struct {
-	ID         string     `json:"id"`
-	Route      string     `json:"route"`
-	Status     string     `json:"status"`
-	HTTPStatus int        `json:"http_status,omitempty"`
+	ID         string          `json:"id"`
+	Route      string          `json:"route"`
+	Status     string          `json:"status"`
+	HTTPStatus int             `json:"http_status,omitempty"`
 	Result     json.RawMessage `json:"result,omitempty"`
-	Created    time.Time  `json:"created"`
-	Finished   *time.Time `json:"finished,omitempty"`
+	Created    time.Time       `json:"created"`
+	Finished   *time.Time      `json:"finished,omitempty"`
 }
 
 // String returns a pointer to s, for the optional prompts of requests.

@@ -288,7 +288,6 @@ func (s *Server) score(c *gin.Context) {
 	s.writeJSON(c, http.StatusOK, api.ScoreResponse{Scores: out, Models: res.Versions})
 }
 
-
 func (s *Server) rank(c *gin.Context) {
 	var req api.RankRequest
 	in, err := s.decode(c, &req)
@@ -353,7 +352,6 @@ func (s *Server) rank(c *gin.Context) {
 	}
 	s.writeJSON(c, http.StatusOK, api.RankResponse{Ranking: append(out, failed...), Models: res.Versions})
 }
-
 
 func (s *Server) reward(c *gin.Context) {
 	var req api.RewardRequest
@@ -493,7 +491,6 @@ func combination(name string, weights map[string]float64) (*scoring.Combination,
 	}
 	return &comb, nil
 }
-
 
 func (s *Server) embed(c *gin.Context) {
 	var req api.EmbedRequest
