@@ -158,7 +158,9 @@ func (c *Client) Do(ctx context.Context, method, path, contentType string, body 
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("icthp: %s %s: reading the answer: %w", method, path, err)
 	}
-	return nil
+	// Read to the end, so that the connection is reused.
+	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	return err
 }
 
 // readError turns an error answer into *Error; a body that is not the error
