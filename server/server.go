@@ -272,8 +272,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	dl := newDrainListener(ln) // drain.go: nothing accepted is reset at shutdown
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(dl) }()
 	s.log.Info("listening", "addr", ln.Addr().String(), "models", s.svc.Versions())
 
 	warm := make(chan error, 1)
@@ -303,6 +304,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 
+	return s.drain(hs, dl, served, cancelBase, runErr)
+}
+
+// drain stops the server: /readyz false and new requests 503 for
+// DrainDelay; then the listener closes, the connections already queued
+// still answered (drain.go); then the requests in flight have Grace. The
+// listener is closed before http.Server's Shutdown because, once that
+// starts, net/http closes unanswered any request it reads.
+func (s *Server) drain(hs *http.Server, dl *drainListener, served <-chan error, cancelBase func(), runErr error) error {
 	s.draining.Store(true)
 	s.log.Info("draining", "delay_ms", s.opts.DrainDelay.Milliseconds(), "grace_ms", s.opts.Grace.Milliseconds())
 	if runErr == nil && s.opts.DrainDelay > 0 {
@@ -313,6 +323,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			t.Stop()
 			return fmt.Errorf("serve: %w", err)
 		}
+	}
+	dl.Close()
+	select {
+	case err := <-served:
+		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+	case <-time.After(acceptDrainMax + time.Second): // Serve is stuck: Shutdown closes it
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.Grace)
 	defer cancel()
