@@ -127,12 +127,15 @@ type ItemError struct {
 
 // RewardResponse answers POST /v1/reward: one reward per item (nil where
 // the item failed, with its entry in Errors), and a column per loaded model.
+//
+// A column is absent when its model did not run, and [] when it ran over no
+// items (omitzero: nil is absent, empty is not).
 type RewardResponse struct {
 	Errors      []ItemError       `json:"errors,omitempty"`
-	HP          []*float64        `json:"hp,omitempty"`
-	HPLogit     []*float64        `json:"hp_logit,omitempty"`
-	ICT         []*float64        `json:"ict,omitempty"`
-	ImageReward []*float64        `json:"imagereward,omitempty"`
+	HP          []*float64        `json:"hp,omitzero"`
+	HPLogit     []*float64        `json:"hp_logit,omitzero"`
+	ICT         []*float64        `json:"ict,omitzero"`
+	ImageReward []*float64        `json:"imagereward,omitzero"`
 	Models      map[string]string `json:"models"`
 	Rewards     []*float64        `json:"rewards"`
 }
@@ -147,9 +150,9 @@ type EmbedRequest struct {
 // for an image that failed, with its entry in Errors).
 type EmbedResponse struct {
 	Errors          []ItemError       `json:"errors,omitempty"`
-	ImageEmbeddings [][]float32       `json:"image_embeddings,omitempty"`
+	ImageEmbeddings [][]float32       `json:"image_embeddings,omitzero"`
 	Models          map[string]string `json:"models"`
-	TextEmbeddings  [][]float32       `json:"text_embeddings,omitempty"`
+	TextEmbeddings  [][]float32       `json:"text_embeddings,omitzero"`
 }
 
 // ModelInfo describes one loaded model.
