@@ -84,6 +84,15 @@ func TestClientRoutes(t *testing.T) {
 	ptrNear(t, "reward", rw.Rewards[0], new(*ref.Scores[0].ICT+0.5**ref.Scores[0].HP))
 	ptrNear(t, "reward ict column", rw.ICT[0], ref.Scores[0].ICT)
 
+}
+
+// TestClientEmbedModelsJobs: the other routes through api.Client.
+func TestClientEmbedModelsJobs(t *testing.T) {
+	e := newEnv(t, envConfig{}, true)
+	c := newClient(t, e.url)
+	ctx := context.Background()
+	imgs := []api.Image{api.File(pngBytes(t, 1, 40, 30))}
+	prompt := "a red apple"
 	em, err := c.Embed(ctx, &api.EmbedRequest{Texts: []string{prompt}, Images: imgs[:1]})
 	if err != nil {
 		t.Fatal(err)

@@ -52,43 +52,7 @@ func TestShutdownResetsNothing(t *testing.T) {
 	io.Copy(io.Discard, res.Body)
 	io.WriteString(idle, "POST /v1/score HTTP/1.1\r\nHost: test\r\n")
 
-	// Clients on new connections, before, during and after the shutdown;
-	// they wait as Retry-After says after a 503, as a load balancer stops
-	// sending to a server that is draining.
-	body := []byte(`{"images": ["` + b64(pngBytes(t, 1, 16, 16)) + `"]}`)
-	var answered, refused, resets atomic.Int64
-	var other sync.Map
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-			for {
-				res, err := hc.Post(e.url+"/v1/score", "application/json", bytes.NewReader(body))
-				switch {
-				case err == nil:
-					io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					if res.StatusCode != 200 && res.StatusCode != 503 {
-						other.Store(res.Status, true)
-					}
-					answered.Add(1)
-					if res.StatusCode == 503 { // draining: wait as Retry-After asks
-						time.Sleep(time.Second)
-					}
-					continue
-				case errors.Is(err, syscall.ECONNREFUSED):
-					refused.Add(1)
-					return
-				case errors.Is(err, syscall.ECONNRESET):
-					t.Logf("%v", err)
-					resets.Add(1)
-				default:
-					t.Logf("%v", err)
-					other.Store(err.Error(), true)
-				}
-			}
-		})
-	}
+	clients := hammer(t, e.url+"/v1/score", []byte(`{"images": ["`+b64(pngBytes(t, 1, 16, 16))+`"]}`))
 	time.Sleep(300 * time.Millisecond)
 	stop() // SIGTERM (no drain delay: the listener closes at once)
 	time.Sleep(300 * time.Millisecond)
@@ -101,16 +65,58 @@ func TestShutdownResetsNothing(t *testing.T) {
 	if rest, err := io.ReadAll(br); err != nil {
 		t.Errorf("the keep-alive connection ended with %v after %q, want a clean end of stream", err, rest)
 	}
-	wg.Wait()
+	answered, refused, resets := clients()
 	if err := <-ran; err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	other.Range(func(k, _ any) bool { t.Errorf("unexpected outcome: %v", k); return true })
-	if resets.Load() != 0 {
-		t.Errorf("%d connections reset (%d answered, %d refused)", resets.Load(), answered.Load(), refused.Load())
+	if resets != 0 {
+		t.Errorf("%d connections reset (%d answered, %d refused)", resets, answered, refused)
 	}
-	if answered.Load() == 0 || refused.Load() != 4 {
-		t.Errorf("%d answered, %d refused: want answers, then each client refused", answered.Load(), refused.Load())
+	if answered == 0 || refused != 4 {
+		t.Errorf("%d answered, %d refused: want answers, then each client refused", answered, refused)
 	}
-	t.Logf("%d answered, %d refused, %d reset", answered.Load(), refused.Load(), resets.Load())
+	t.Logf("%d answered, %d refused, %d reset", answered, refused, resets)
+}
+
+// hammer starts 4 clients posting body to url, each on a new connection
+// per request, until their connection is refused; they wait as Retry-After
+// says after a 503, as a load balancer stops sending to a server that is
+// draining. The function it returns waits for them and counts the
+// requests answered (200 or 503), refused and reset; any other outcome
+// fails the test.
+func hammer(t *testing.T, url string, body []byte) func() (answered, refused, resets int64) {
+	var nAnswered, nRefused, nResets atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			for {
+				res, err := hc.Post(url, "application/json", bytes.NewReader(body))
+				switch {
+				case err == nil:
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != 200 && res.StatusCode != 503 {
+						t.Errorf("unexpected answer %s", res.Status)
+					}
+					nAnswered.Add(1)
+					if res.StatusCode == 503 { // draining: wait as Retry-After asks
+						time.Sleep(time.Second)
+					}
+				case errors.Is(err, syscall.ECONNREFUSED):
+					nRefused.Add(1)
+					return
+				case errors.Is(err, syscall.ECONNRESET):
+					t.Logf("%v", err)
+					nResets.Add(1)
+				default:
+					t.Errorf("unexpected outcome: %v", err)
+				}
+			}
+		})
+	}
+	return func() (int64, int64, int64) {
+		wg.Wait()
+		return nAnswered.Load(), nRefused.Load(), nResets.Load()
+	}
 }

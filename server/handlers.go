@@ -362,51 +362,14 @@ func (s *Server) reward(c *gin.Context) {
 	}
 	var prompts []string
 	if in.json {
-		if req.Items == nil {
-			s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, `the request needs "items": [{"prompt": STR, "image": BASE64}, ...]`))
-			return
-		}
-		if err := s.checkCount("items", len(req.Items)); err != nil {
-			s.fail(c, err)
-			return
-		}
-		b64 := make([]api.Image, len(req.Items))
-		for i, it := range req.Items {
-			if it.Prompt == nil {
-				s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d has no \"prompt\"", i)))
-				return
-			}
-			if n, err := imageCount(it.Image); err != nil {
-				s.fail(c, fmt.Errorf("item %d: %w", i, err))
-				return
-			} else if n != 1 {
-				s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d: a reward item's image is one image (a raw tensor of shape [H, W, 3])", i)))
-				return
-			}
-			prompts = append(prompts, *it.Prompt)
-			b64[i] = it.Image
-		}
-		if err := in.decodeImages(b64, s.opts.MaxImages); err != nil {
-			s.fail(c, err)
-			return
-		}
+		prompts, err = s.rewardItems(in, req.Items)
 	} else {
-		// Multipart: one "prompt" field for every image, or one per image
-		// in order.
-		ps := in.fields["prompt"]
-		switch {
-		case len(ps) == 1:
-			for range in.images {
-				prompts = append(prompts, ps[0])
-			}
-		case len(ps) == len(in.images):
-			prompts = ps
-		default:
-			s.fail(c, newError(http.StatusBadRequest, CodeBadRequest,
-				fmt.Sprintf("multipart reward: %d prompt fields for %d images (send one, or one per image)", len(ps), len(in.images))))
-			return
-		}
+		prompts, err = rewardFormPrompts(in)
 		req.Reward, _ = in.field("reward")
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
 	comb, err := combination(req.Reward, req.Weights)
 	if err != nil {
@@ -433,6 +396,50 @@ func (s *Server) reward(c *gin.Context) {
 		return
 	}
 	s.writeJSON(c, http.StatusOK, body)
+}
+
+// rewardItems checks a JSON request's items and decodes their images into
+// in; it returns the prompts.
+func (s *Server) rewardItems(in *input, items []api.RewardItem) ([]string, error) {
+	if items == nil {
+		return nil, newError(http.StatusBadRequest, CodeBadRequest, `the request needs "items": [{"prompt": STR, "image": BASE64}, ...]`)
+	}
+	if err := s.checkCount("items", len(items)); err != nil {
+		return nil, err
+	}
+	prompts := make([]string, 0, len(items))
+	imgs := make([]api.Image, len(items))
+	for i, it := range items {
+		if it.Prompt == nil {
+			return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d has no \"prompt\"", i))
+		}
+		if n, err := imageCount(it.Image); err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		} else if n != 1 {
+			return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d: a reward item's image is one image (a raw tensor of shape [H, W, 3])", i))
+		}
+		prompts = append(prompts, *it.Prompt)
+		imgs[i] = it.Image
+	}
+	return prompts, in.decodeImages(imgs, s.opts.MaxImages)
+}
+
+// rewardFormPrompts reads a multipart reward's prompts: one "prompt" field
+// for every image, or one per image in order.
+func rewardFormPrompts(in *input) ([]string, error) {
+	ps := in.fields["prompt"]
+	switch {
+	case len(ps) == 1:
+		prompts := make([]string, len(in.images))
+		for i := range prompts {
+			prompts[i] = ps[0]
+		}
+		return prompts, nil
+	case len(ps) == len(in.images):
+		return ps, nil
+	}
+	return nil, newError(http.StatusBadRequest, CodeBadRequest,
+		fmt.Sprintf("multipart reward: %d prompt fields for %d images (send one, or one per image)", len(ps), len(in.images)))
 }
 
 // rewardBody encodes the service's answer: a column per model that ran, a
