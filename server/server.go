@@ -35,7 +35,9 @@ import (
 //go:embed openapi.json
 var OpenAPI []byte
 
-// Scorer is what the server needs of scoring.Service.
+// Scorer is what the server needs of scoring.Service. A call must not keep
+// a request's images (raw pixels especially: their buffers are pooled,
+// rawbuf.go) after it returns.
 type Scorer interface {
 	Score(ctx context.Context, r scoring.ScoreRequest) (*scoring.ScoreResponse, error)
 	Rank(ctx context.Context, prompt string, images []scoring.Image) (*scoring.RankResponse, error)
