@@ -29,6 +29,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/modelset"
 )
 
 // chromium finds the browser: $ICTHP_CHROMIUM, else Debian's chromium
@@ -304,10 +305,15 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 func galleryServe(t *testing.T) (string, []string) {
 	t.Helper()
 	t.Setenv(ortlib.EnvCache, t.TempDir())
-	ictDir, hpDir, err := demoModels()
+	root, err := ortlib.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}
+	dirs, err := modelset.Demo(filepath.Join(root, "demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ictDir, hpDir := dirs["ict"], dirs["hp"]
 	irDir := filepath.Join(t.TempDir(), "ir")
 	mustRun(t, "convert", "random", "--kind", "imagereward", "--preset", "tiny", "--seed", "5", "--out", irDir)
 	url := serveInProcess(t, "--drain-delay", "0s", "--ict", ictDir, "--hp", hpDir, "--imagereward", irDir, "--max-images", "5")
