@@ -31,13 +31,14 @@ reqs=(
 "/v1/reward|{\"items\":[{\"prompt\":\"a\",\"image\":\"$IMG\"}],\"weights\":{\"imagereward\":1e308}}"
 "/v1/reward|{\"items\":[{\"prompt\":\"a\",\"image\":\"$IMG\"}],\"weights\":{\"aesthetic\":1e308}}"
 "/v1/reward|{\"items\":[{\"prompt\":\"a\",\"image\":\"$IMG\"}],\"weights\":{\"pickscore\":1e308}}"
+"/v1/reward|{\"items\":[{\"prompt\":\"a\",\"image\":\"$IMG\"}],\"weights\":{\"pickscore_prob\":1.7e308,\"hp\":1.7e308}}"
 "/v1/rank|{\"images\":[\"$IMG\",\"$IMG2\"]}"
 )
 for r in "${reqs[@]}"; do
   path=${r%%|*}; body=${r#*|}
   a=$(curl -s 127.0.0.1:18081$path -H 'Content-Type: application/json' -d "$body")
   b=$(curl -s 127.0.0.1:18082$path -H 'Content-Type: application/json' -d "$body")
-  if [ "$a" == "$b" ]; then echo "same $path (${#a} bytes)"; else echo "DIFF $path"; echo " old: ${a:0:300}"; echo " new: ${b:0:300}"; fi
+  if [ "$a" == "$b" ]; then echo "same $path (${#a} bytes: ${a:0:60})"; else echo "DIFF $path"; echo " old: ${a:0:300}"; echo " new: ${b:0:300}"; fi
 done
 for path in /v1/models /readyz /healthz; do
   a=$(curl -s 127.0.0.1:18081$path); b=$(curl -s 127.0.0.1:18082$path)
