@@ -65,6 +65,16 @@ func TestClientRoutes(t *testing.T) {
 		}
 	}
 
+	// "models" narrows by registry name: hp alone gives hp's outputs only.
+	only, err := c.Score(ctx, &api.ScoreRequest{Prompt: api.String(prompt), Images: imgs[:1], Models: []string{api.ModelHP}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := only.Scores[0].Values; len(v) != 2 || v[0].Name != "hp" || v[1].Name != "hp_logit" || len(only.Models) != 1 {
+		t.Fatalf("score with models [hp]: %+v, models %v", v, only.Models)
+	}
+	ptrNear(t, "narrowed hp", only.Scores[0].Get("hp"), ref.Scores[0].Get("hp"))
+
 	rk, err := c.Rank(ctx, &api.RankRequest{Prompt: api.String(prompt), Images: imgs})
 	if err != nil {
 		t.Fatal(err)
