@@ -130,7 +130,7 @@ type EmbedResponse struct {
 
 // ModelInfo describes one loaded model.
 type ModelInfo struct {
-	Name         string `json:"name"` // ict, hp, imagereward
+	Name         string `json:"name"` // the registry name: ict, hp, imagereward, pickscore, ...
 	Version      string `json:"version"`
 	Kind         string `json:"kind,omitempty"`
 	Provider     string `json:"provider,omitempty"` // cpu, cuda, tensorrt
