@@ -81,6 +81,9 @@ func main() {
 		}
 		defer os.RemoveAll(d)
 		c.work = d
+	} else if err := os.MkdirAll(c.work, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "hostile:", err)
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -121,7 +121,7 @@ func probeContract(ctx context.Context, c *config) []result {
 	}{
 		{"text/plain", "/v1/score", "text/plain", "hello", 415},
 		{"form-urlencoded", "/v1/score", "application/x-www-form-urlencoded", "a=b", 415},
-		{"overflowing weights", "/v1/reward", "application/json", `{"items":[{"prompt":"a","image":` + img + `}],"weights":{"ict":1.7e308,"hp":1.7e308}}`, 422},
+		{"overflowing weights", "/v1/reward", "application/json", `{"items":[{"prompt":"a","image":` + img + `}],"weights":{"ict":1.79e308,"hp":1.79e308}}`, 422},
 		{"invalid UTF-8 prompt", "/v1/score", "application/json", "{\"prompt\":\"a\xff\",\"images\":[" + img + "]}", 400},
 		{"JSON key in another case", "/v1/score", "application/json", `{"Images":[` + img + `],"prompt":"a"}`, 400},
 	}
@@ -158,6 +158,8 @@ func probeBatchKill(ctx context.Context, c *config) []result {
 		}
 	}
 	out := filepath.Join(c.work, "batch-out.jsonl")
+	os.RemoveAll(out + ".parts") // a run before this one in the same --work
+	os.Remove(out)
 	args := []string{"batch", "--input", dir, "--out", out, "--part-size", "10", "--progress", "never", "--json", "--cache-bytes", "0"}
 	first := exec.CommandContext(ctx, c.bin, args...)
 	if err := first.Start(); err != nil {

@@ -94,7 +94,7 @@ func probeBomb(ctx context.Context, c *config) []result {
 		return failed(name, err)
 	}
 	defer s.stop()
-	big := scoreBody(pngImage(7000, 7000, 1, false), pngImage(7000, 7000, 2, false))
+	big := scoreBody(pngImage(7000, 7000, 1, true), pngImage(7000, 7000, 2, true))
 	small := scoreBody(pngImage(256, 256, 3, true))
 	base := float64(rss(s.pid()))
 	smp := sample(50*time.Millisecond, func() float64 { return float64(rss(s.pid())) })
