@@ -24,7 +24,9 @@ func TestFlagEnv(t *testing.T) {
 		d    time.Duration
 		b    bool
 		s    string
-		bad  string
+		// inputs are the values a repeatable flag received, comma-joined.
+		inputs string
+		bad    string
 	}{
 		{name: "defaults", n: 7, d: time.Second, s: "def"},
 		{name: "env", env: map[string]string{"ICTHP_QUEUE_SIZE": "16", "ICTHP_BATCH_WAIT": "3ms", "ICTHP_AUTH_HEALTH": "true", "ICTHP_LOG_LEVEL": "warn"},
@@ -35,6 +37,9 @@ func TestFlagEnv(t *testing.T) {
 		{name: "bad int", env: map[string]string{"ICTHP_QUEUE_SIZE": "many"}, bad: `$ICTHP_QUEUE_SIZE="many"`},
 		{name: "bad duration", env: map[string]string{"ICTHP_BATCH_WAIT": "3"}, bad: `$ICTHP_BATCH_WAIT="3"`},
 		{name: "bad bool", env: map[string]string{"ICTHP_AUTH_HEALTH": "maybe"}, bad: `$ICTHP_AUTH_HEALTH="maybe"`},
+		{name: "repeatable: flag replaces env", env: map[string]string{"ICTHP_INPUT": "env"}, args: []string{"--input", "a", "--input", "b"},
+			n: 7, d: time.Second, s: "def", inputs: "a,b"},
+		{name: "repeatable: env alone", env: map[string]string{"ICTHP_INPUT": "env"}, n: 7, d: time.Second, s: "def", inputs: "env"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -44,6 +49,8 @@ func TestFlagEnv(t *testing.T) {
 			d := fs.Duration("batch-wait", time.Second, "")
 			b := fs.Bool("auth-health", false, "")
 			s := fs.String("log-level", "def", "")
+			var inputs []string
+			fs.Func("input", "", func(v string) error { inputs = append(inputs, v); return nil })
 			_, err := parseFlags(fs, c.args)
 			if c.bad != "" {
 				var ue usageError
@@ -52,8 +59,8 @@ func TestFlagEnv(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || *n != c.n || *d != c.d || *b != c.b || *s != c.s {
-				t.Errorf("got %d %v %v %q (%v), want %d %v %v %q", *n, *d, *b, *s, err, c.n, c.d, c.b, c.s)
+			if got := strings.Join(inputs, ","); err != nil || *n != c.n || *d != c.d || *b != c.b || *s != c.s || got != c.inputs {
+				t.Errorf("got %d %v %v %q %q (%v), want %d %v %v %q %q", *n, *d, *b, *s, got, err, c.n, c.d, c.b, c.s, c.inputs)
 			}
 		})
 	}

@@ -152,15 +152,18 @@ func envName(flagName string) string {
 const envHelp = "\nEvery flag can be set by its environment variable instead: ICTHP_ and the flag's name in\n" +
 	"upper case with - as _ (--queue-size: ICTHP_QUEUE_SIZE); a flag on the command line wins.\n"
 
-// applyEnv sets each flag whose environment variable is set (and not
-// empty), before the command line is parsed so that a flag wins. A value
-// the flag refuses is a usage error naming the variable.
+// applyEnv sets each flag the command line did not set from its
+// environment variable (when set and not empty): after parsing, so that a
+// repeatable flag given on the command line is not added to the variable's
+// value. A value the flag refuses is a usage error naming the variable.
 func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var bad error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
 		v := getenv(name)
-		if v == "" || bad != nil {
+		if v == "" || bad != nil || set[f.Name] {
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
@@ -171,16 +174,26 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 }
 
 // parseFlags parses args, allowing flags after positional arguments (as
-// users type `icthp score img.png --hp dir`). The flags' environment
-// variables are applied first.
+// users type `icthp score img.png --hp dir`), then gives the flags not on
+// the command line their environment variables' values.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
 	out := fs.Output()
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
 	if fo, ok := out.(flagOutput); ok && fo.getenv != nil {
 		if err := applyEnv(fs, fo.getenv); err != nil {
 			return nil, err
 		}
 	}
+	return pos, nil
+}
+
+// parseArgs is parseFlags without the environment.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	out := fs.Output()
 	fs.SetOutput(io.Discard) // the flag package would print the error too
 	defer fs.SetOutput(out)
 	for {
