@@ -24,6 +24,7 @@ type result struct {
 	target string
 	ok     bool
 	err    error // the probe could not run
+	skip   bool  // not run here (a tool is missing); says why in figure
 }
 
 // config is what every probe gets.
@@ -112,6 +113,9 @@ func report(rows []result, assert string) int {
 		met := map[bool]string{true: "yes", false: "NO"}[r.ok]
 		if r.err != nil {
 			met, r.figure = "ERROR", r.err.Error()
+		}
+		if r.skip {
+			met, r.ok = "SKIP", true
 		}
 		asserted := assert == "all" || inList(assert, strings.SplitN(r.probe, ":", 2)[0]) || inList(assert, r.probe)
 		a := map[bool]string{true: "yes", false: "no"}[asserted]
