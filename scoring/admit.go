@@ -38,6 +38,13 @@ func (a *admission) enter(n int) (release func(), err error) {
 	return func() { a.inflight.Add(-k) }, nil
 }
 
+// Saturated says whether the admission bound is reached: a new request of
+// any size would be refused now, so a front door may refuse it before
+// reading it.
+func (s *Service) Saturated() bool {
+	return s.admit.max > 0 && s.admit.inflight.Load() >= s.admit.max
+}
+
 // Inflight is the number of images admitted and not yet answered.
 func (s *Service) Inflight() int64 { return s.admit.inflight.Load() }
 

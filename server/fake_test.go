@@ -173,3 +173,50 @@ func TestFakeHTTPAdmission(t *testing.T) {
 		t.Errorf("first request: %d %s", r.status, r.body)
 	}
 }
+
+// A full service refuses a scoring request before reading its body (a
+// malformed body gets 429, not 400); below the bound, the service decides
+// by the request's image count (two images into the one place left: 429).
+func TestFakeHTTPAdmissionBeforeBody(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		maxQueue int
+		body     string
+		want     int
+	}{
+		{"full: body never read", 1, `{"images": [not json`, http.StatusTooManyRequests},
+		{"one place left, two images", 2, "", http.StatusTooManyRequests},
+		{"one place left, malformed body", 2, `{"images": [not json`, http.StatusBadRequest},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			aes := scorertest.New("aes", false)
+			aes.Gate, aes.Entered = make(chan struct{}), make(chan int, 1)
+			url := fakeServer(t, scoring.Options{MaxQueue: c.maxQueue}, aes)
+			img, _ := solid(t, color.RGBA{9, 9, 9, 255})
+			first := make(chan fakeReply)
+			go func() { first <- postJSON(t, url+"/v1/score", map[string]any{"images": []string{img}}) }()
+			<-aes.Entered
+			body := c.body
+			if body == "" {
+				b, err := json.Marshal(map[string]any{"images": []string{img, img}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				body = string(b)
+			}
+			resp, err := http.Post(url+"/v1/score", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.want || (c.want == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "") {
+				t.Errorf("%d %s (Retry-After %q), want %d", resp.StatusCode, out, resp.Header.Get("Retry-After"), c.want)
+			}
+			close(aes.Gate)
+			if r := <-first; r.status != http.StatusOK {
+				t.Errorf("first request: %d %s", r.status, r.body)
+			}
+		})
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/icthp/icthp/api"
+	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server/gallery"
@@ -258,10 +259,10 @@ func (s *Server) routes() *gin.Engine {
 	e.GET(gallery.AssetPrefix+":file", page)
 
 	v1 := e.Group("/v1", s.auth, s.admit, s.deadline)
-	v1.POST("/score", s.score)
-	v1.POST("/rank", s.rank)
-	v1.POST("/reward", s.reward)
-	v1.POST("/embed", s.embed)
+	v1.POST("/score", s.saturated, s.score)
+	v1.POST("/rank", s.saturated, s.rank)
+	v1.POST("/reward", s.saturated, s.reward)
+	v1.POST("/embed", s.saturated, s.embed)
 	v1.GET("/models", s.models)
 	s.jobRoutes(v1) // POST /v1/jobs, GET /v1/jobs/:id (jobs.go)
 	return e
@@ -411,6 +412,21 @@ func (s *Server) admit(c *gin.Context) {
 		e := newError(http.StatusServiceUnavailable, CodeNotReady, "the models are still warming up")
 		e.retryAfter = time.Second
 		s.fail(c, e)
+	}
+}
+
+// saturation is what a Scorer may also tell: that its admission bound is
+// reached, so that any new request would be refused (scoring.Service).
+type saturation interface{ Saturated() bool }
+
+// saturated refuses a scoring request with 429 before its body is read when
+// the service is already full: under overload a refusal then costs no body
+// read, no base64 or JSON decoding, only this check. The service still
+// decides exactly, by the request's image count, once the body is read.
+func (s *Server) saturated(c *gin.Context) {
+	if sat, ok := s.svc.(saturation); ok && sat.Saturated() {
+		c.Header("Connection", "close") // the body was not read
+		s.fail(c, &models.OverloadError{Reason: models.ReasonQueueFull, RetryAfter: time.Second})
 	}
 }
 
