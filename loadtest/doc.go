@@ -1,9 +1,13 @@
 // Package loadtest drives an icthp server over HTTP and measures it. It is an
 // HTTP client only and knows nothing of the server's internals: it posts
 // SPEC §4 request bodies (/v1/score, /v1/rank, /v1/reward) built from a
-// folder of images and a list of prompts, and reports requests, errors (by
-// status code, or "transport" / "timeout" / "invalid_response"), throughput
-// and latency percentiles from a log-linear histogram (Histogram).
+// folder of images and a list of prompts (every file in turn, however many;
+// the bodies are the api package's request types), through api.Client, and
+// reports requests, errors (by status code, or "refused" / "transport" /
+// "timeout" / "invalid_response"), throughput and latency percentiles from
+// a log-linear histogram (Histogram), those of 429 answers apart. A client
+// whose connection is refused backs off (5 ms doubling to 500 ms) instead
+// of spinning.
 //
 // Two ways to generate load:
 //

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/icthp/icthp/api"
 )
 
 // testImages writes a folder with three "images" (distinct bytes; the load
@@ -417,8 +420,25 @@ func TestTransportErrors(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	rep := mustRun(t, Config{URL: "http://" + addr, Concurrency: 2, Requests: 20, Images: imgs, Timeout: 2 * time.Second})
-	if rep.Requests != 20 || rep.ErrorsByCode[ErrTransport] != 20 || rep.OK != 0 {
+	if rep.Requests != 20 || rep.ErrorsByCode[ErrRefused] != 20 || rep.OK != 0 {
 		t.Errorf("closed port: %+v", rep)
+	}
+	// Each client backed off after each refusal: 9 waits of 5, 10, 20, …
+	// ms (at most 500) between its 10 requests, 1.6 s in all.
+	if rep.ElapsedS < 1.6 {
+		t.Errorf("20 refused requests took %.3f s: the clients did not back off", rep.ElapsedS)
+	}
+	// Over a fixed window, back-off bounds the requests made: a client
+	// waits 5+10+20+40+80+160 ms after its first 7 refusals, so by 0.5 s
+	// each has made at most 8.
+	rep = mustRun(t, Config{URL: "http://" + addr, Concurrency: 2, Duration: 500 * time.Millisecond, Images: imgs})
+	if rep.Requests > 16 || rep.Requests < 2 {
+		t.Errorf("a 0.5 s run against a closed port made %d requests, want 2 to 16", rep.Requests)
+	}
+	var text bytes.Buffer
+	rep.WriteText(&text)
+	if !strings.Contains(text.String(), "backed off") {
+		t.Errorf("text report does not say the clients backed off:\n%s", text.String())
 	}
 	if rep.Latency.Max != 0 {
 		t.Errorf("latency of failed requests recorded: %+v", rep.Latency)
@@ -636,7 +656,10 @@ func TestReportJSONAndText(t *testing.T) {
 	var text bytes.Buffer
 	rep.WriteText(&text)
 	s := text.String()
-	for _, want := range []string{"/v1/rank", "40 (30 ok, 10 errors)", "429: 10", "4 images per request", "p99"} {
+	if l, ok := m["latency_429_ms"].(map[string]any); !ok || l["p50"] == nil {
+		t.Errorf("JSON lacks latency_429_ms: %s", b)
+	}
+	for _, want := range []string{"/v1/rank", "40 (30 ok, 10 errors)", "429: 10", "4 images per request", "p99", "429 ms", "the 10 answers 429"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("text lacks %q:\n%s", want, s)
 		}
@@ -670,6 +693,120 @@ func TestValidate(t *testing.T) {
 		}
 		if _, err := Run(context.Background(), c, nil); err == nil {
 			t.Errorf("%s: Run should refuse", name)
+		}
+	}
+}
+
+// TestRotatesEveryFile: however many files --images has, each is sent
+// within the first cycle of requests (there used to be a cap of 64 bodies).
+func TestRotatesEveryFile(t *testing.T) {
+	const files = 150
+	var imgs []Image
+	for i := range files {
+		imgs = append(imgs, Image{Name: fmt.Sprintf("%03d.png", i), Data: []byte(fmt.Sprintf("image %d", i))})
+	}
+	for _, tc := range []struct {
+		route string
+		k     int
+	}{{RouteScore, 1}, {RouteRank, 4}, {RouteReward, 3}} {
+		t.Run(tc.route, func(t *testing.T) {
+			var mu sync.Mutex
+			seen := map[string]bool{}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				var body struct {
+					Images []api.Image      `json:"images"`
+					Items  []api.RewardItem `json:"items"`
+				}
+				if err := json.Unmarshal(b, &body); err != nil {
+					t.Errorf("body: %v", err)
+				}
+				for _, it := range body.Items {
+					body.Images = append(body.Images, it.Image)
+				}
+				mu.Lock()
+				for _, im := range body.Images {
+					seen[im.Base64] = true
+				}
+				mu.Unlock()
+				io.WriteString(w, `{}`)
+			}))
+			defer srv.Close()
+			n := (files + tc.k - 1) / tc.k
+			rep := mustRun(t, Config{URL: srv.URL, Route: tc.route, Concurrency: 2, Requests: n, Images: imgs, ImagesPerRequest: tc.k})
+			if rep.OK != int64(n) || len(seen) != files {
+				t.Errorf("%d requests sent %d distinct images, want all %d", rep.OK, len(seen), files)
+			}
+		})
+	}
+}
+
+// TestBodiesAreAPIRequests: the bodies assembled by hand are the bytes
+// json.Marshal makes of the api package's request types.
+func TestBodiesAreAPIRequests(t *testing.T) {
+	imgs := []Image{{Name: "a", Data: []byte("first")}, {Name: "b", Data: []byte("second \x00\xff")}, {Name: "c", Data: []byte("3")}}
+	prompts := []string{"a <b> & \"c\"", "ünï\u2028code"}
+	for _, route := range []string{RouteScore, RouteRank, RouteReward} {
+		cfg, err := Config{URL: "http://127.0.0.1:1", Route: route, Images: imgs, Prompts: prompts, ImagesPerRequest: 2}.withDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newPayloads(cfg)
+		for i := range p.n + 1 { // the last one is the first again
+			j := i % p.n
+			var want any
+			im := func(t int) api.Image { return api.File(imgs[(j*2+t)%len(imgs)].Data) }
+			switch route {
+			case RouteReward:
+				want = api.RewardRequest{Items: []api.RewardItem{
+					{Prompt: api.String(prompts[(j*2)%2]), Image: im(0)}, {Prompt: api.String(prompts[(j*2+1)%2]), Image: im(1)}}}
+			case RouteRank:
+				want = api.RankRequest{Prompt: api.String(prompts[j%2]), Images: []api.Image{im(0), im(1)}}
+			default:
+				want = api.ScoreRequest{Prompt: api.String(prompts[j%2]), Images: []api.Image{im(0), im(1)}}
+			}
+			wb, err := json.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.body(uint64(i)); !bytes.Equal(got, wb) {
+				t.Errorf("%s body %d:\n got %s\nwant %s", route, i, got, wb)
+			}
+		}
+	}
+}
+
+// TestLatency429Apart: 429 answers are timed apart from the answered
+// requests. Successes take at least 80 ms and 429s none, then the other way
+// round: each histogram's minimum shows the other's samples are not in it.
+func TestLatency429Apart(t *testing.T) {
+	imgs, _ := loadTestImages(t)
+	for _, slow429 := range []bool{false, true} {
+		var n atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			throttle := n.Add(1)%2 == 0
+			if throttle == slow429 {
+				time.Sleep(80 * time.Millisecond)
+			}
+			if throttle {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusTooManyRequests)
+				io.WriteString(w, `{"error":{"code":"overloaded","message":"later"}}`)
+				return
+			}
+			io.WriteString(w, `{}`)
+		}))
+		rep := mustRun(t, Config{URL: srv.URL, Concurrency: 1, Requests: 10, Images: imgs})
+		srv.Close()
+		if rep.OK != 5 || rep.Throttled != 5 || rep.Latency429 == nil {
+			t.Fatalf("ok %d, 429 %d, latency_429 %v; want 5, 5, present", rep.OK, rep.Throttled, rep.Latency429)
+		}
+		slow := rep.Latency
+		if slow429 {
+			slow = *rep.Latency429
+		}
+		if slow.Min < 80 {
+			t.Errorf("slow429=%v: the slow answers' minimum is %.3f ms: fast ones are mixed in", slow429, slow.Min)
 		}
 	}
 }

@@ -4,71 +4,92 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"sync/atomic"
 )
 
-// maxBodies and maxBodyBytes bound the set of distinct request bodies built
-// before the run (requests then cycle through them, so that sending costs no
-// encoding and no allocation).
-const (
-	maxBodies    = 64
-	maxBodyBytes = 256 << 20
-)
+// maxCachedBytes bounds the request bodies kept for reuse; bodies beyond it
+// are assembled for each request (still without JSON encoding: the images
+// are base64 once, at the start).
+const maxCachedBytes = 256 << 20
 
-// buildBodies encodes every image to base64 once and assembles the JSON
-// request bodies for cfg.Route: body j takes images j·K … j·K+K−1 and
-// prompts from j on, both cyclically. At least one body is built; as many as
-// it takes to use every image and every prompt once, within maxBodies and
-// maxBodyBytes.
-func buildBodies(cfg Config) [][]byte {
-	imgs := make([][]byte, len(cfg.Images)) // base64, already a valid JSON string body
+// payloads makes the request bodies for cfg.Route. Body j takes images
+// j·K … j·K+K−1 and prompt j, both cyclically, for j in [0, n) with
+// n = max(prompts, ⌈images/K⌉): every file of --images and every prompt is
+// sent in each cycle of n requests, however many files there are. A body
+// is assembled the first time it is needed and kept while the kept ones
+// total under maxCachedBytes.
+type payloads struct {
+	route   string
+	k       int
+	imgs    [][]byte // base64, already a valid JSON string body
+	prompts [][]byte // JSON-quoted
+	n       int
+	cache   []atomic.Pointer[[]byte]
+	cached  atomic.Int64 // bytes kept
+}
+
+func newPayloads(cfg Config) *payloads {
+	p := &payloads{route: cfg.Route, k: cfg.ImagesPerRequest}
+	p.imgs = make([][]byte, len(cfg.Images))
 	for i, im := range cfg.Images {
-		imgs[i] = []byte(base64.StdEncoding.EncodeToString(im.Data))
+		p.imgs[i] = []byte(base64.StdEncoding.EncodeToString(im.Data))
 	}
-	prompts := make([][]byte, len(cfg.Prompts)) // JSON-quoted
-	for i, p := range cfg.Prompts {
-		prompts[i], _ = json.Marshal(p) // a string always marshals
+	p.prompts = make([][]byte, len(cfg.Prompts))
+	for i, s := range cfg.Prompts {
+		p.prompts[i], _ = json.Marshal(s) // a string always marshals
 	}
-	k := cfg.ImagesPerRequest
-	n := max(len(prompts), (len(imgs)+k-1)/k)
-	n = min(n, maxBodies)
+	p.n = max(len(p.prompts), (len(p.imgs)+p.k-1)/p.k)
+	p.cache = make([]atomic.Pointer[[]byte], p.n)
+	return p
+}
 
-	var bodies [][]byte
-	total := 0
-	for j := 0; j < n; j++ {
-		var b bytes.Buffer
-		switch cfg.Route {
-		case RouteReward:
-			b.WriteString(`{"items":[`)
-			for t := 0; t < k; t++ {
-				if t > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString(`{"prompt":`)
-				b.Write(prompts[(j*k+t)%len(prompts)])
-				b.WriteString(`,"image":"`)
-				b.Write(imgs[(j*k+t)%len(imgs)])
-				b.WriteString(`"}`)
-			}
-			b.WriteString(`]}`)
-		default: // score, rank
-			b.WriteString(`{"prompt":`)
-			b.Write(prompts[j%len(prompts)])
-			b.WriteString(`,"images":[`)
-			for t := 0; t < k; t++ {
-				if t > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteByte('"')
-				b.Write(imgs[(j*k+t)%len(imgs)])
-				b.WriteByte('"')
-			}
-			b.WriteString(`]}`)
-		}
-		if j > 0 && total+b.Len() > maxBodyBytes {
-			break
-		}
-		total += b.Len()
-		bodies = append(bodies, b.Bytes())
+// body returns the body of the i-th request.
+func (p *payloads) body(i uint64) []byte {
+	j := int(i % uint64(p.n))
+	if b := p.cache[j].Load(); b != nil {
+		return *b
 	}
-	return bodies
+	b := p.build(j)
+	if p.cached.Add(int64(len(b))) <= maxCachedBytes {
+		p.cache[j].Store(&b)
+	} else {
+		p.cached.Add(-int64(len(b)))
+	}
+	return b
+}
+
+// build assembles body j: the bytes json.Marshal gives for the route's
+// api request with these images and prompt (a test checks it).
+func (p *payloads) build(j int) []byte {
+	k := p.k
+	var b bytes.Buffer
+	switch p.route {
+	case RouteReward:
+		b.WriteString(`{"items":[`)
+		for t := 0; t < k; t++ {
+			if t > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"prompt":`)
+			b.Write(p.prompts[(j*k+t)%len(p.prompts)])
+			b.WriteString(`,"image":"`)
+			b.Write(p.imgs[(j*k+t)%len(p.imgs)])
+			b.WriteString(`"}`)
+		}
+		b.WriteString(`]}`)
+	default: // score, rank
+		b.WriteString(`{"prompt":`)
+		b.Write(p.prompts[j%len(p.prompts)])
+		b.WriteString(`,"images":[`)
+		for t := 0; t < k; t++ {
+			if t > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('"')
+			b.Write(p.imgs[(j*k+t)%len(p.imgs)])
+			b.WriteByte('"')
+		}
+		b.WriteString(`]}`)
+	}
+	return b.Bytes()
 }

@@ -54,6 +54,11 @@ type Report struct {
 	Latency       Latency `json:"latency_ms"`
 	LatencyFrom   string  `json:"latency_from"`
 	LatencyRelErr float64 `json:"latency_rel_err"`
+	// Latency429 is over the 429 answers (Throttled), measured the same
+	// way, kept apart so that fast refusals do not flatter Latency and slow
+	// ones show (a 429 should cost the server almost nothing). Absent when
+	// there were none.
+	Latency429 *Latency `json:"latency_429_ms,omitempty"`
 }
 
 // Latency holds latency figures in milliseconds.
@@ -102,9 +107,17 @@ func (r *runner) report(elapsed time.Duration, interrupted bool) *Report {
 		rep.ResponsesPerS = float64(rep.Requests) / s
 		rep.ImagesPerS = float64(c.ok) * float64(r.cfg.ImagesPerRequest) / s
 	}
-	h := &c.hist
+	rep.Latency = latencyOf(&c.hist)
+	if c.byCode["429"] > 0 {
+		l := latencyOf(&c.hist429)
+		rep.Latency429 = &l
+	}
+	return rep
+}
+
+func latencyOf(h *Histogram) Latency {
 	ms := func(ns float64) float64 { return ns / 1e6 }
-	rep.Latency = Latency{
+	return Latency{
 		P50:  ms(h.Quantile(0.50)),
 		P90:  ms(h.Quantile(0.90)),
 		P99:  ms(h.Quantile(0.99)),
@@ -113,7 +126,6 @@ func (r *runner) report(elapsed time.Duration, interrupted bool) *Report {
 		Min:  ms(float64(h.Min())),
 		Mean: ms(h.Mean()),
 	}
-	return rep
 }
 
 // WriteText writes the report for people.
@@ -165,6 +177,14 @@ func (r *Report) WriteText(w io.Writer) {
 		b.WriteString("               (successful requests, from the send")
 	}
 	fmt.Fprintf(&b, "; percentiles within %.2f%%)\n", 100*r.LatencyRelErr)
+	if l := r.Latency429; l != nil {
+		fmt.Fprintf(&b, "  429 ms       p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n",
+			l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+		fmt.Fprintf(&b, "               (the %d answers 429, apart from the above)\n", r.Throttled)
+	}
+	if n := r.ErrorsByCode[ErrRefused]; n > 0 {
+		fmt.Fprintf(&b, "  refused      %d connections refused; the clients backed off (up to %v) before retrying\n", n, backoffMax)
+	}
 	io.WriteString(w, b.String())
 }
 

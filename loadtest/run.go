@@ -14,20 +14,29 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/icthp/icthp/api"
 )
 
 // Error keys in Report.ErrorsByCode besides HTTP status codes ("429", "500").
 const (
-	ErrTransport       = "transport"        // no HTTP response: connection refused or reset, not HTTP, …
+	ErrRefused         = "refused"          // connection refused: nothing listens (the clients back off)
+	ErrTransport       = "transport"        // no HTTP response: connection reset, not HTTP, …
 	ErrTimeout         = "timeout"          // Config.Timeout passed before the whole response was read
 	ErrInvalidResponse = "invalid_response" // a 2xx whose body is not a JSON object
 )
 
-// maxResponse bounds the bytes of a response body read (and checked).
-const maxResponse = 64 << 20
+// Back-off of a closed-loop client after a refused connection: it waits
+// before its next request, twice as long after each refusal in a row, so
+// that a server that is down (or restarting) is not spun against.
+const (
+	backoffMin = 5 * time.Millisecond
+	backoffMax = 500 * time.Millisecond
+)
 
 // Run sends requests to cfg.URL until the configured duration or number of
 // requests is reached, or ctx is cancelled, and reports what it measured.
@@ -62,10 +71,16 @@ func newRunner(cfg Config) (*runner, error) {
 		return nil, err
 	}
 	base, _ := ValidateURL(cfg.URL)
+	client, err := api.NewClient(base.String())
+	if err != nil {
+		return nil, err
+	}
 	r := &runner{
 		cfg:    cfg,
+		api:    client,
+		path:   "/v1/" + cfg.Route,
 		target: strings.TrimRight(base.String(), "/") + "/v1/" + cfg.Route,
-		bodies: buildBodies(cfg),
+		bodies: newPayloads(cfg),
 		rec:    recorder{byCode: map[string]int64{}},
 	}
 	workers := cfg.Concurrency
@@ -84,20 +99,22 @@ func newRunner(cfg Config) (*runner, error) {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: min(cfg.Timeout, 10*time.Second),
 	}
-	r.client = &http.Client{
+	client.HTTP = &http.Client{
 		Transport: tr,
 		// Never follow a redirect: a 3xx is an answer, counted as an error.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	client.Token = cfg.Token
 	r.close = tr.CloseIdleConnections
 	return r, nil
 }
 
 type runner struct {
 	cfg      Config
-	target   string
-	bodies   [][]byte
-	client   *http.Client
+	api      *api.Client
+	path     string // /v1/ROUTE, under the URL's path prefix
+	target   string // the full URL, for the report
+	bodies   *payloads
 	close    func()
 	start    time.Time
 	nextBody atomic.Uint64
@@ -118,7 +135,11 @@ func (r *runner) closedLoop(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range r.cfg.Concurrency {
 		wg.Go(func() {
+			wait := time.Duration(0) // back-off after refused connections
 			for {
+				if wait > 0 && !sleep(ctx, stop, wait) {
+					return
+				}
 				select {
 				case <-stop:
 					return
@@ -129,11 +150,28 @@ func (r *runner) closedLoop(ctx context.Context) {
 				if r.cfg.Requests > 0 && issued.Add(1) > int64(r.cfg.Requests) {
 					return
 				}
-				r.do(ctx, time.Now())
+				if r.do(ctx, time.Now()) == ErrRefused {
+					wait = min(backoffMax, max(backoffMin, 2*wait))
+				} else {
+					wait = 0
+				}
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// sleep waits for d; false when the run ended meanwhile.
+func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // openLoop starts requests at Poisson arrival times, whatever the answers do,
@@ -194,81 +232,73 @@ func (r *runner) openLoop(ctx context.Context) {
 }
 
 // do sends one request and records its outcome; latency runs from sched.
-func (r *runner) do(ctx context.Context, sched time.Time) {
+// It returns the error key it recorded ("" for a success).
+func (r *runner) do(ctx context.Context, sched time.Time) string {
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
-	body := r.bodies[(r.nextBody.Add(1)-1)%uint64(len(r.bodies))]
+	body := r.bodies.body(r.nextBody.Add(1) - 1)
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, r.target, bytes.NewReader(body))
-	if err != nil { // cannot happen: the URL was validated
-		r.rec.fail(ErrTransport)
-		return
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if r.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		r.failed(ctx, rctx, err)
-		return
-	}
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	var valid bool
-	if ok {
-		buf := bufPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxResponse))
-		valid = err == nil && isJSONObject(buf.Bytes())
-		bufPool.Put(buf)
-	} else {
-		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
-	}
-	resp.Body.Close()
-	if err != nil {
-		r.failed(ctx, rctx, err)
-		return
-	}
+	var answer jsonObject
+	err := r.api.Do(rctx, http.MethodPost, r.path, api.ContentTypeJSON, bytes.NewReader(body), nil, &answer)
+	var ae *api.Error
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
 	switch {
-	case ok && valid:
+	case err == nil:
 		r.rec.success(time.Since(sched))
-	case ok:
+		return ""
+	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
+		r.rec.throttle(time.Since(sched))
+		return "429"
+	case errors.As(err, &ae):
+		code := strconv.Itoa(ae.Status)
+		r.rec.fail(code)
+		return code
+	case errors.As(err, &se), errors.As(err, &te), errors.Is(err, errNotObject):
 		r.rec.fail(ErrInvalidResponse)
-	default:
-		r.rec.fail(strconv.Itoa(resp.StatusCode))
+		return ErrInvalidResponse
 	}
+	return r.failed(ctx, rctx, err)
 }
 
-// failed records a request that got no (complete) response.
-func (r *runner) failed(ctx, rctx context.Context, err error) {
+// jsonObject accepts any JSON object, and nothing else.
+type jsonObject struct{}
+
+var errNotObject = errors.New("the answer is not a JSON object")
+
+func (jsonObject) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] != '{' {
+		return errNotObject
+	}
+	return nil
+}
+
+// failed records a request that got no (complete) response, and returns
+// the key it recorded.
+func (r *runner) failed(ctx, rctx context.Context, err error) string {
+	var ne net.Error
+	key := ErrTransport
 	switch {
 	case ctx.Err() != nil:
 		r.rec.cancel()
+		return ""
 	case rctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
-		r.rec.fail(ErrTimeout)
-	default:
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			r.rec.fail(ErrTimeout)
-		} else {
-			r.rec.fail(ErrTransport)
-		}
+		key = ErrTimeout
+	case errors.As(err, &ne) && ne.Timeout():
+		key = ErrTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		key = ErrRefused
 	}
-}
-
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-func isJSONObject(b []byte) bool {
-	b = bytes.TrimSpace(b)
-	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+	r.rec.fail(key)
+	return key
 }
 
 // recorder gathers the outcomes; it is shared by every client.
 type recorder struct {
 	mu       sync.Mutex
 	hist     Histogram // latency in ns of successful requests
+	hist429  Histogram // latency in ns of 429 answers
 	ok       int64
 	errs     int64
 	byCode   map[string]int64
@@ -280,6 +310,16 @@ func (c *recorder) success(d time.Duration) {
 	c.mu.Lock()
 	c.ok++
 	c.hist.Record(int64(d))
+	c.mu.Unlock()
+}
+
+// throttle records a 429: an error, whose latency is kept apart from the
+// answered requests'.
+func (c *recorder) throttle(d time.Duration) {
+	c.mu.Lock()
+	c.errs++
+	c.byCode["429"]++
+	c.hist429.Record(int64(d))
 	c.mu.Unlock()
 }
 

@@ -7,35 +7,36 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/icthp/icthp/api"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scoring"
 )
 
-// Error codes of the error body {"error": {"code", "message"}}; openapi.json
-// lists them with their status.
+// Error codes of the error body {"error": {"code", "message"}} (api.Code*);
+// openapi.json lists them with their status.
 const (
-	CodeBadRequest       = "bad_request"            // 400
-	CodeBadBase64        = "bad_base64"             // 400, per image
-	CodePromptTooLong    = "prompt_too_long"        // 400
-	CodeUnauthorized     = "unauthorized"           // 401
-	CodeForbidden        = "forbidden"              // 403
-	CodeNotFound         = "not_found"              // 404
-	CodeMethodNotAllowed = "method_not_allowed"     // 405
-	CodeTooLarge         = "too_large"              // 413: body, image bytes or pixels
-	CodeTooManyItems     = "too_many_items"         // 413: images, items or texts per request
-	CodeUnsupportedMedia = "unsupported_media_type" // 415: not JSON or multipart
-	CodeUnsupportedImage = "unsupported_image"      // 415, per image
-	CodeUndecodable      = "undecodable_image"      // 422, per image
-	CodeRewardOverflow   = "reward_overflow"        // 422: the weighted reward is not a finite number
-	CodeOverloaded       = "overloaded"             // 429 with Retry-After
-	CodeCanceled         = "canceled"               // 499: the client went away
-	CodeInternal         = "internal"               // 500
-	CodeNotReady         = "not_ready"              // 503: warming up
-	CodeDraining         = "draining"               // 503 with Retry-After: shutting down
-	CodeOutOfMemory      = "out_of_memory"          // 503 with Retry-After: one item did not fit in GPU memory
-	CodeDeadline         = "deadline_exceeded"      // 504
+	CodeBadRequest       = api.CodeBadRequest
+	CodeBadBase64        = api.CodeBadBase64
+	CodePromptTooLong    = api.CodePromptTooLong
+	CodeUnauthorized     = api.CodeUnauthorized
+	CodeForbidden        = api.CodeForbidden
+	CodeNotFound         = api.CodeNotFound
+	CodeMethodNotAllowed = api.CodeMethodNotAllowed
+	CodeTooLarge         = api.CodeTooLarge
+	CodeTooManyItems     = api.CodeTooManyItems
+	CodeUnsupportedMedia = api.CodeUnsupportedMedia
+	CodeUnsupportedImage = api.CodeUnsupportedImage
+	CodeUndecodable      = api.CodeUndecodable
+	CodeRewardOverflow   = api.CodeRewardOverflow
+	CodeOverloaded       = api.CodeOverloaded
+	CodeCanceled         = api.CodeCanceled
+	CodeInternal         = api.CodeInternal
+	CodeNotReady         = api.CodeNotReady
+	CodeDraining         = api.CodeDraining
+	CodeOutOfMemory      = api.CodeOutOfMemory
+	CodeDeadline         = api.CodeDeadline
 )
 
 // statusClientClosed is the status logged (never seen by the client) when
@@ -49,6 +50,7 @@ type apiError struct {
 	msg        string
 	retryAfter time.Duration // sets Retry-After when > 0
 	reason     string        // label of icthp_http_rejected_total; code when empty
+	detail     string        // logged, never sent: what an internal error was
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -109,14 +111,16 @@ func classify(err error) *apiError {
 	case errors.Is(err, context.Canceled):
 		return newError(statusClientClosed, CodeCanceled, "the request was cancelled")
 	}
-	return newError(http.StatusInternalServerError, CodeInternal, err.Error())
+	// The service's own failure: its text may name internal places (a
+	// Redis address, a file path), so it goes to the log (observe), not to
+	// the client.
+	e := newError(http.StatusInternalServerError, CodeInternal, "internal error: the server's log has the details under this request's "+RequestIDHeader)
+	e.detail = err.Error()
+	return e
 }
 
 // errorJSON is the error body of SPEC §4, also used per item.
-type errorJSON struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
+type errorJSON = api.ErrorBody
 
 func itemError(err error) *errorJSON {
 	if err == nil {

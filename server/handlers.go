@@ -8,11 +8,12 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/icthp/icthp/api"
 	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
@@ -36,57 +37,91 @@ func (in *input) field(name string) (string, bool) {
 	return v[0], true
 }
 
-// decode reads the body into dst (JSON) or into the input's fields and
-// images (multipart/form-data).
+// acceptedTypes is what a POST route reads, for 415 answers.
+const acceptedTypes = api.ContentTypeJSON + ", " + api.ContentTypeMultipart + " or " + api.ContentTypeTensor
+
+// formFields are the multipart form fields each request type takes besides
+// its images (parts named "images" or "image"); any other part is refused
+// as an unknown JSON key is.
+func formFields(dst any) []string {
+	switch dst.(type) {
+	case *api.ScoreRequest:
+		return []string{"prompt", "models"}
+	case *api.RankRequest:
+		return []string{"prompt"}
+	case *api.RewardRequest:
+		return []string{"prompt", "reward"}
+	case *api.EmbedRequest:
+		return []string{"texts"}
+	}
+	return nil
+}
+
+// decode reads the body into dst (JSON, strictly: api.UnmarshalStrict) or
+// into the input's fields and images (multipart/form-data), or a raw
+// tensor body (raw.go). Any other Content-Type is 415, naming the accepted
+// ones: a form-encoded or text body is not read as JSON.
 func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBodyBytes)
-	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	if c.GetHeader("Content-Type") == "" {
-		mt, err = "application/json", nil
+	ct := c.GetHeader("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" {
+		mt, err = api.ContentTypeJSON, nil
 	}
 	switch {
 	case err != nil:
-		return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "bad Content-Type: "+err.Error())
-	case mt == "multipart/form-data":
-		return s.decodeMultipart(c)
-	case mt == TensorContentType:
+		c.Header("Accept-Post", strings.ReplaceAll(acceptedTypes, " or ", ", "))
+		return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, fmt.Sprintf("bad Content-Type %q (%v): send %s", ct, err, acceptedTypes))
+	case mt == api.ContentTypeMultipart:
+		return s.decodeMultipart(c, formFields(dst))
+	case mt == api.ContentTypeTensor:
 		return s.decodeTensorBody(c, dst) // raw.go
-	case mt == "application/json" || mt == "text/plain" || mt == "application/x-www-form-urlencoded":
-		// curl -d sends the last two by default; the body must still be JSON.
-		dec := json.NewDecoder(c.Request.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(dst); err != nil {
+	case mt == api.ContentTypeJSON:
+		body, err := io.ReadAll(c.Request.Body)
+		if err != nil {
 			return nil, jsonError(err)
 		}
-		if _, err := dec.Token(); err != io.EOF {
-			return nil, newError(http.StatusBadRequest, CodeBadRequest, "the body has data after its JSON object")
+		if len(strings.TrimSpace(string(body))) == 0 {
+			return nil, newError(http.StatusBadRequest, CodeBadRequest, "the body is empty: send a JSON object")
+		}
+		if err := api.UnmarshalStrict(body, dst); err != nil {
+			return nil, jsonError(err)
 		}
 		return &input{json: true}, nil
 	}
+	c.Header("Accept-Post", strings.ReplaceAll(acceptedTypes, " or ", ", "))
 	return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
-		fmt.Sprintf("Content-Type %q: send application/json, multipart/form-data or "+TensorContentType, mt))
+		fmt.Sprintf("Content-Type %q is not accepted: send %s", mt, acceptedTypes))
 }
 
 func jsonError(err error) error {
 	var mbe *http.MaxBytesError
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	var ue *api.UnknownFieldError
 	switch {
 	case errors.As(err, &mbe):
 		return err
+	case errors.Is(err, api.ErrInvalidUTF8):
+		return newError(http.StatusBadRequest, CodeBadRequest, "the body is not valid UTF-8 text: "+err.Error())
+	case errors.Is(err, api.ErrTrailingData):
+		return newError(http.StatusBadRequest, CodeBadRequest, "the body has data after its JSON object")
+	case errors.As(err, &ue):
+		return newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("the body is not a valid request: unknown field %q (keys are matched exactly, case included)", ue.Field))
 	case errors.As(err, &se):
 		return newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("the body is not valid JSON: %v (at byte %d)", se, se.Offset))
 	case errors.As(err, &te):
 		return newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("field %q: want %v, got a JSON %s", te.Field, te.Type, te.Value))
-	case errors.Is(err, io.EOF):
-		return newError(http.StatusBadRequest, CodeBadRequest, "the body is empty: send a JSON object")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return newError(http.StatusBadRequest, CodeBadRequest, "the body is empty or cut short: send a JSON object")
 	}
 	return newError(http.StatusBadRequest, CodeBadRequest, "the body is not a valid request: "+err.Error())
 }
 
-// decodeMultipart streams the parts: a part with a file name, or named
-// "images"/"image", is an image; any other is a form field.
-func (s *Server) decodeMultipart(c *gin.Context) (*input, error) {
+// decodeMultipart streams the parts: a part named "images" or "image" is an
+// image, one named in fields a form field (valid UTF-8); any other is
+// refused.
+func (s *Server) decodeMultipart(c *gin.Context, fields []string) (*input, error) {
 	mr, err := c.Request.MultipartReader()
 	if err != nil {
 		return nil, newError(http.StatusBadRequest, CodeBadRequest, "multipart body: "+err.Error())
@@ -100,13 +135,19 @@ func (s *Server) decodeMultipart(c *gin.Context) (*input, error) {
 		if err != nil {
 			return nil, multipartError(err)
 		}
+		name := p.FormName()
+		isImage := name == "images" || name == "image"
+		if !isImage && !contains(fields, name) {
+			p.Close()
+			return nil, newError(http.StatusBadRequest, CodeBadRequest,
+				fmt.Sprintf("multipart body: unknown field %q (this route takes images and %s)", name, strings.Join(fields, ", ")))
+		}
 		data, err := io.ReadAll(p)
 		p.Close()
 		if err != nil {
 			return nil, multipartError(err)
 		}
-		name := p.FormName()
-		if p.FileName() != "" || name == "images" || name == "image" {
+		if isImage {
 			if len(in.images) == s.opts.MaxImages {
 				return nil, fmt.Errorf("%w: more than %d images in one request", errTooMany, s.opts.MaxImages)
 			}
@@ -114,8 +155,20 @@ func (s *Server) decodeMultipart(c *gin.Context) (*input, error) {
 			in.errs = append(in.errs, nil)
 			continue
 		}
+		if !utf8.Valid(data) {
+			return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("multipart body: field %q is not valid UTF-8 text", name))
+		}
 		in.fields[name] = append(in.fields[name], string(data))
 	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 func multipartError(err error) error {
@@ -150,7 +203,12 @@ func (s *Server) checkCount(what string, n int) error {
 	return nil
 }
 
+// checkPrompt applies the prompt limit, and refuses text that is not UTF-8
+// (the tokenizer would read other text than the client meant).
 func (s *Server) checkPrompt(p string) error {
+	if !utf8.ValidString(p) {
+		return newError(http.StatusBadRequest, CodeBadRequest, "the prompt is not valid UTF-8 text")
+	}
 	if len(p) > s.opts.MaxPromptBytes {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", text.ErrPromptTooLong, len(p), s.opts.MaxPromptBytes)
 	}
@@ -166,65 +224,21 @@ func merge(pre []error, i int, err error) error {
 	return err
 }
 
-// scoreJSON is one image's scores (named by the registry's outputs, in
+// toScores is one image's scores (named by the registry's outputs, in
 // registry order: ict, hp, hp_logit, imagereward, ...), or its error.
-type scoreJSON struct {
-	Values []scoring.Score
-	Error  *errorJSON
-}
-
-func toScoreJSON(sc scoring.Scores, err error) scoreJSON {
+func toScores(sc scoring.Scores, err error) api.Scores {
 	if err != nil {
-		return scoreJSON{Error: itemError(err)}
+		return api.Scores{Error: itemError(err)}
 	}
-	return scoreJSON{Values: sc.Values}
-}
-
-// appendFields writes the object's members, without braces, after a comma
-// when b already holds members.
-func (s scoreJSON) appendFields(b []byte) ([]byte, error) {
-	add := func(name string, v any) error {
-		if len(b) > 0 && b[len(b)-1] != '{' {
-			b = append(b, ',')
-		}
-		k, err := json.Marshal(name)
-		if err != nil {
-			return err
-		}
-		val, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		b = append(append(append(b, k...), ':'), val...)
-		return nil
+	out := api.Scores{Values: make([]api.Score, len(sc.Values))}
+	for i, v := range sc.Values {
+		out.Values[i] = api.Score{Name: v.Name, Value: v.Value}
 	}
-	for _, v := range s.Values {
-		if err := add(v.Name, v.Value); err != nil {
-			return nil, err
-		}
-	}
-	if s.Error != nil {
-		if err := add("error", s.Error); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-// MarshalJSON writes the scores in registry order (a map would sort them).
-func (s scoreJSON) MarshalJSON() ([]byte, error) {
-	b, err := s.appendFields([]byte{'{'})
-	return append(b, '}'), err
-}
-
-type scoreRequest struct {
-	Prompt *string     `json:"prompt"`
-	Images []imageJSON `json:"images"`
-	Models []string    `json:"models"`
+	return out
 }
 
 func (s *Server) score(c *gin.Context) {
-	var req scoreRequest
+	var req api.ScoreRequest
 	in, err := s.decode(c, &req)
 	if err != nil {
 		s.fail(c, err)
@@ -267,48 +281,21 @@ func (s *Server) score(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := make([]scoreJSON, len(res.Scores))
+	out := make([]api.Scores, len(res.Scores))
 	errs := make([]error, len(res.Scores))
 	for i, sc := range res.Scores {
 		errs[i] = merge(in.errs, i, sc.Err)
-		out[i] = toScoreJSON(sc, errs[i])
+		out[i] = toScores(sc, errs[i])
 	}
 	if err := allFailed(errs); err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.writeJSON(c, http.StatusOK, gin.H{"scores": out, "models": res.Versions})
-}
-
-type rankRequest struct {
-	Prompt *string     `json:"prompt"`
-	Images []imageJSON `json:"images"`
-}
-
-type rankedJSON struct {
-	Index int
-	scoreJSON
-	ICTHP *float64
-}
-
-// MarshalJSON writes index, the scores, then ict_hp.
-func (r rankedJSON) MarshalJSON() ([]byte, error) {
-	b, err := r.scoreJSON.appendFields(strconv.AppendInt([]byte(`{"index":`), int64(r.Index), 10))
-	if err != nil {
-		return nil, err
-	}
-	if r.ICTHP != nil {
-		v, err := json.Marshal(*r.ICTHP)
-		if err != nil {
-			return nil, err
-		}
-		b = append(append(b, `,"ict_hp":`...), v...)
-	}
-	return append(b, '}'), nil
+	s.writeJSON(c, http.StatusOK, api.ScoreResponse{Scores: out, Models: res.Versions})
 }
 
 func (s *Server) rank(c *gin.Context) {
-	var req rankRequest
+	var req api.RankRequest
 	in, err := s.decode(c, &req)
 	if err != nil {
 		s.fail(c, err)
@@ -350,13 +337,13 @@ func (s *Server) rank(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := make([]rankedJSON, 0, len(res.Ranking))
+	out := make([]api.Ranked, 0, len(res.Ranking))
 	errs := make([]error, len(in.images))
-	var failed []rankedJSON
+	var failed []api.Ranked
 	for _, r := range res.Ranking {
 		err := merge(in.errs, r.Index, r.Err)
 		errs[r.Index] = err
-		j := rankedJSON{Index: r.Index, scoreJSON: toScoreJSON(r.Scores, err), ICTHP: r.ICTHP}
+		j := api.Ranked{Index: r.Index, Scores: toScores(r.Scores, err), ICTHP: r.ICTHP}
 		if err != nil {
 			j.ICTHP = nil
 			failed = append(failed, j)
@@ -368,30 +355,11 @@ func (s *Server) rank(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.writeJSON(c, http.StatusOK, gin.H{"ranking": append(out, failed...), "models": res.Versions})
-}
-
-type rewardItem struct {
-	Prompt *string   `json:"prompt"`
-	Image  imageJSON `json:"image"`
-}
-
-type rewardRequest struct {
-	Items []rewardItem `json:"items"`
-	// Reward names the combination: product, ict, hp, imagereward, or
-	// weighted:NAME=W,...; Weights is the other way to ask for a weighted
-	// sum.
-	Reward  string             `json:"reward"`
-	Weights map[string]float64 `json:"weights"`
-}
-
-type itemErrorJSON struct {
-	Index int `json:"index"`
-	errorJSON
+	s.writeJSON(c, http.StatusOK, api.RankResponse{Ranking: append(out, failed...), Models: res.Versions})
 }
 
 func (s *Server) reward(c *gin.Context) {
-	var req rewardRequest
+	var req api.RewardRequest
 	in, err := s.decode(c, &req)
 	if err != nil {
 		s.fail(c, err)
@@ -399,48 +367,14 @@ func (s *Server) reward(c *gin.Context) {
 	}
 	var prompts []string
 	if in.json {
-		if req.Items == nil {
-			s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, `the request needs "items": [{"prompt": STR, "image": BASE64}, ...]`))
-			return
-		}
-		if err := s.checkCount("items", len(req.Items)); err != nil {
-			s.fail(c, err)
-			return
-		}
-		b64 := make([]imageJSON, len(req.Items))
-		for i, it := range req.Items {
-			if it.Prompt == nil {
-				s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d has no \"prompt\"", i)))
-				return
-			}
-			if it.Image.count() != 1 {
-				s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d: a reward item's image is one image (a raw tensor of shape [H, W, 3])", i)))
-				return
-			}
-			prompts = append(prompts, *it.Prompt)
-			b64[i] = it.Image
-		}
-		if err := in.decodeImages(b64, s.opts.MaxImages); err != nil {
-			s.fail(c, err)
-			return
-		}
+		prompts, err = s.rewardItems(in, req.Items)
 	} else {
-		// Multipart: one "prompt" field for every image, or one per image
-		// in order.
-		ps := in.fields["prompt"]
-		switch {
-		case len(ps) == 1:
-			for range in.images {
-				prompts = append(prompts, ps[0])
-			}
-		case len(ps) == len(in.images):
-			prompts = ps
-		default:
-			s.fail(c, newError(http.StatusBadRequest, CodeBadRequest,
-				fmt.Sprintf("multipart reward: %d prompt fields for %d images (send one, or one per image)", len(ps), len(in.images))))
-			return
-		}
+		prompts, err = rewardFormPrompts(in)
 		req.Reward, _ = in.field("reward")
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
 	comb, err := combination(req.Reward, req.Weights)
 	if err != nil {
@@ -461,39 +395,85 @@ func (s *Server) reward(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	body := gin.H{"rewards": res.Rewards, "models": res.Versions}
-	cols := map[string][]*float64{}
-	for _, sp := range s.svc.Specs() {
-		if _, ok := res.Versions[sp.Name]; ok {
-			for _, o := range sp.Outputs {
-				cols[o.Name] = make([]*float64, len(items))
-			}
-		}
-	}
-	var failed []itemErrorJSON
-	errs := make([]error, len(items))
-	for i, sc := range res.Scores {
-		errs[i] = merge(in.errs, i, sc.Err)
-		if errs[i] != nil {
-			res.Rewards[i] = nil
-			failed = append(failed, itemErrorJSON{Index: i, errorJSON: *itemError(errs[i])})
-			continue
-		}
-		for name, col := range cols {
-			col[i] = sc.Get(name)
-		}
-	}
+	body, errs := rewardBody(res, s.svc.Specs(), in.errs)
 	if err := allFailed(errs); err != nil {
 		s.fail(c, err)
 		return
 	}
-	for name, col := range cols {
-		body[name] = col
-	}
-	if len(failed) > 0 {
-		body["errors"] = failed
-	}
 	s.writeJSON(c, http.StatusOK, body)
+}
+
+// rewardItems checks a JSON request's items and decodes their images into
+// in; it returns the prompts.
+func (s *Server) rewardItems(in *input, items []api.RewardItem) ([]string, error) {
+	if items == nil {
+		return nil, newError(http.StatusBadRequest, CodeBadRequest, `the request needs "items": [{"prompt": STR, "image": BASE64}, ...]`)
+	}
+	if err := s.checkCount("items", len(items)); err != nil {
+		return nil, err
+	}
+	prompts := make([]string, 0, len(items))
+	imgs := make([]api.Image, len(items))
+	for i, it := range items {
+		if it.Prompt == nil {
+			return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d has no \"prompt\"", i))
+		}
+		if n, err := imageCount(it.Image); err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		} else if n != 1 {
+			return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("item %d: a reward item's image is one image (a raw tensor of shape [H, W, 3])", i))
+		}
+		prompts = append(prompts, *it.Prompt)
+		imgs[i] = it.Image
+	}
+	return prompts, in.decodeImages(imgs, s.opts.MaxImages)
+}
+
+// rewardFormPrompts reads a multipart reward's prompts: one "prompt" field
+// for every image, or one per image in order.
+func rewardFormPrompts(in *input) ([]string, error) {
+	ps := in.fields["prompt"]
+	switch {
+	case len(ps) == 1:
+		prompts := make([]string, len(in.images))
+		for i := range prompts {
+			prompts[i] = ps[0]
+		}
+		return prompts, nil
+	case len(ps) == len(in.images):
+		return ps, nil
+	}
+	return nil, newError(http.StatusBadRequest, CodeBadRequest,
+		fmt.Sprintf("multipart reward: %d prompt fields for %d images (send one, or one per image)", len(ps), len(in.images)))
+}
+
+// rewardBody encodes the service's answer: a column per output of each
+// model that ran (in registry order), a null reward and an entry in errors
+// for each failed item (the server's own per-image errors, pre, over the
+// service's).
+func rewardBody(res *scoring.RewardResponse, specs []scorer.Spec, pre []error) (api.RewardResponse, []error) {
+	n := len(res.Scores)
+	body := api.RewardResponse{Rewards: res.Rewards, Models: res.Versions}
+	for _, sp := range specs {
+		if _, ok := res.Versions[sp.Name]; ok {
+			for _, o := range sp.Outputs {
+				body.Columns = append(body.Columns, api.Column{Name: o.Name, Values: make([]*float64, n)})
+			}
+		}
+	}
+	errs := make([]error, n)
+	for i, sc := range res.Scores {
+		errs[i] = merge(pre, i, sc.Err)
+		if errs[i] != nil {
+			res.Rewards[i] = nil
+			body.Errors = append(body.Errors, api.ItemError{Index: i, ErrorBody: *itemError(errs[i])})
+			continue
+		}
+		for _, col := range body.Columns {
+			col.Values[i] = sc.Get(col.Name)
+		}
+	}
+	return body, errs
 }
 
 // promptModels names the loaded models that need a prompt ("" for none).
@@ -530,13 +510,8 @@ func combination(name string, weights map[string]float64) (*scoring.Combination,
 	return &comb, nil
 }
 
-type embedRequest struct {
-	Texts  []string    `json:"texts"`
-	Images []imageJSON `json:"images"`
-}
-
 func (s *Server) embed(c *gin.Context) {
-	var req embedRequest
+	var req api.EmbedRequest
 	in, err := s.decode(c, &req)
 	if err != nil {
 		s.fail(c, err)
@@ -568,14 +543,14 @@ func (s *Server) embed(c *gin.Context) {
 	}
 	c.Set(keyItems, len(req.Texts)+len(in.images))
 	ctx := c.Request.Context()
-	body := gin.H{"models": s.svc.Versions()}
+	body := api.EmbedResponse{Models: s.svc.Versions()}
 	if len(req.Texts) > 0 {
 		emb, err := s.svc.EmbedTexts(ctx, req.Texts)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		body["text_embeddings"] = emb
+		body.TextEmbeddings = emb
 	}
 	if len(in.images) > 0 {
 		emb, errs, err := s.svc.EmbedImages(ctx, in.images)
@@ -583,21 +558,17 @@ func (s *Server) embed(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		var failed []itemErrorJSON
 		for i := range emb {
 			if e := merge(in.errs, i, errs[i]); e != nil {
 				errs[i], emb[i] = e, nil
-				failed = append(failed, itemErrorJSON{Index: i, errorJSON: *itemError(e)})
+				body.Errors = append(body.Errors, api.ItemError{Index: i, ErrorBody: *itemError(e)})
 			}
 		}
 		if err := allFailed(errs); err != nil && len(req.Texts) == 0 {
 			s.fail(c, err)
 			return
 		}
-		body["image_embeddings"] = emb
-		if len(failed) > 0 {
-			body["errors"] = failed
-		}
+		body.ImageEmbeddings = emb
 	}
 	s.writeJSON(c, http.StatusOK, body)
 }

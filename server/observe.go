@@ -143,6 +143,9 @@ func (s *Server) observe(c *gin.Context) {
 	if v, ok := c.Get(keyError); ok {
 		e := v.(*apiError)
 		attrs = append(attrs, slog.String("error_code", e.code), slog.String("error", e.msg))
+		if e.detail != "" {
+			attrs = append(attrs, slog.String("error_detail", e.detail))
+		}
 		if e.status >= 500 && e.status != statusClientClosed {
 			level = slog.LevelError
 		}

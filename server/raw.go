@@ -2,8 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/icthp/icthp/api"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scoring"
 )
@@ -22,7 +21,11 @@ import (
 // (row-major, HWC, no padding: what numpy's tobytes() gives for a
 // C-contiguous uint8 array). For /v1/reward the header may carry "prompts"
 // (one per image) or "prompt" (one for all) instead of "items".
-const TensorContentType = "application/x-icthp-tensor"
+//
+// The pixels are read as they arrive, into pooled buffers drawn from the
+// server-wide budget Options.MaxRawBytesInFlight (rawbuf.go): what a client
+// declares in "shape" is never reserved before its bytes come.
+const TensorContentType = api.ContentTypeTensor
 
 // Limits on raw pixel input, beyond Options.MaxBodyBytes, Options.MaxImages
 // and the service's per-image pixel limit.
@@ -30,60 +33,6 @@ const (
 	MaxRawSide           = 1 << 15 // each of H and W
 	MaxTensorHeaderBytes = 1 << 20 // the JSON header line of a TensorContentType body
 )
-
-// imageJSON is one element of a request's images: a base64 string of an
-// encoded file, or a raw tensor {"data": BASE64, "shape": [H,W,3] or
-// [B,H,W,3], "dtype": "uint8"}, which stands for B images.
-type imageJSON struct {
-	b64    string
-	tensor bool
-	rgb    []*preprocess.RGB
-}
-
-func (m *imageJSON) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case len(b) > 0 && b[0] == '"':
-		return json.Unmarshal(b, &m.b64)
-	case len(b) == 0 || b[0] != '{':
-		return errors.New(`an image is a base64 string or a raw tensor {"data": BASE64, "shape": [H, W, 3], "dtype": "uint8"}`)
-	}
-	var t struct {
-		Data  *string `json:"data"`
-		Shape []int   `json:"shape"`
-		Dtype string  `json:"dtype"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&t); err != nil {
-		return fmt.Errorf("raw tensor: %w", err)
-	}
-	if t.Data == nil {
-		return errors.New(`raw tensor: no "data" (base64 of the packed uint8 bytes)`)
-	}
-	n, err := tensorSize(t.Shape, t.Dtype)
-	if err != nil {
-		return err
-	}
-	pix, err := decodeRawBase64(*t.Data)
-	if err != nil {
-		return err
-	}
-	if int64(len(pix)) != n {
-		return fmt.Errorf("raw tensor: shape %v needs %d bytes, data has %d", t.Shape, n, len(pix))
-	}
-	m.tensor, m.rgb = true, splitTensor(t.Shape, pix)
-	return nil
-}
-
-func decodeRawBase64(s string) ([]byte, error) {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
-		if b, err := enc.DecodeString(s); err == nil {
-			return b, nil
-		}
-	}
-	return nil, errors.New(`raw tensor: "data" is not valid base64`)
-}
 
 // tensorSize checks a tensor's shape and dtype and returns its byte count.
 func tensorSize(shape []int, dtype string) (int64, error) {
@@ -110,8 +59,29 @@ func tensorSize(shape []int, dtype string) (int64, error) {
 	return n, nil
 }
 
-// splitTensor cuts packed pixels into images without copying.
-func splitTensor(shape []int, pix []byte) []*preprocess.RGB {
+// imageCount checks an image of a JSON request and returns how many images
+// it stands for (B for a [B, H, W, 3] tensor).
+func imageCount(m api.Image) (int, error) {
+	t := m.Tensor
+	if t == nil {
+		return 1, nil
+	}
+	n, err := tensorSize(t.Shape, t.Dtype)
+	if err != nil {
+		return 0, newError(http.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	if int64(len(t.Data)) != n {
+		return 0, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("raw tensor: shape %v needs %d bytes, data has %d", t.Shape, n, len(t.Data)))
+	}
+	if len(t.Shape) == 4 {
+		return t.Shape[0], nil
+	}
+	return 1, nil
+}
+
+// splitTensor cuts a checked tensor's pixels into images without copying.
+func splitTensor(t *api.Tensor) []*preprocess.RGB {
+	shape := t.Shape
 	h, w := shape[len(shape)-3], shape[len(shape)-2]
 	sz := h * w * 3
 	b := 1
@@ -120,27 +90,23 @@ func splitTensor(shape []int, pix []byte) []*preprocess.RGB {
 	}
 	out := make([]*preprocess.RGB, b)
 	for i := range out {
-		out[i] = &preprocess.RGB{W: w, H: h, Pix: pix[i*sz : (i+1)*sz : (i+1)*sz]}
+		out[i] = &preprocess.RGB{W: w, H: h, Pix: t.Data[i*sz : (i+1)*sz : (i+1)*sz]}
 	}
 	return out
 }
 
-// count is the number of images the element stands for.
-func (m *imageJSON) count() int {
-	if m.tensor {
-		return len(m.rgb)
-	}
-	return 1
-}
-
 // decodeImages turns the request's images into scoring images: base64
 // strings (optionally data: URLs) into file bytes, tensors into pixels. A
-// string that is not base64 is that image's error; more than max images in
-// all is the request's.
-func (in *input) decodeImages(imgs []imageJSON, max int) error {
+// string that is not base64 is that image's error; a bad tensor, or more
+// than max images in all, the request's.
+func (in *input) decodeImages(imgs []api.Image, max int) error {
 	n := 0
 	for i := range imgs {
-		n += imgs[i].count()
+		k, err := imageCount(imgs[i])
+		if err != nil {
+			return err
+		}
+		n += k
 	}
 	if n > max {
 		return fmt.Errorf("%w: %d images, the limit is %d per request", errTooMany, n, max)
@@ -148,129 +114,163 @@ func (in *input) decodeImages(imgs []imageJSON, max int) error {
 	in.images = make([]scoring.Image, 0, n)
 	in.errs = make([]error, 0, n)
 	for _, m := range imgs {
-		if m.tensor {
-			for _, r := range m.rgb {
+		if m.Tensor != nil {
+			for _, r := range splitTensor(m.Tensor) {
 				in.images = append(in.images, scoring.Image{RGB: r})
 				in.errs = append(in.errs, nil)
 			}
 			continue
 		}
-		data, err := decodeBase64(m.b64)
+		data, err := decodeBase64(m.Base64)
 		in.images = append(in.images, scoring.Image{Data: data})
 		in.errs = append(in.errs, err)
 	}
 	return nil
 }
 
+// tensorHeader is the header line of a tensor body, split into the pixels'
+// description and the route's request (rest).
+type tensorHeader struct {
+	shape   []int
+	dtype   string
+	prompts []string
+	prompt  *string // /v1/reward only
+	rest    []byte  // the other keys, as a JSON object
+}
+
+// parseTensorHeader reads the header line: valid UTF-8 JSON, the pixel keys
+// taken out.
+func parseTensorHeader(line []byte, reward bool) (*tensorHeader, error) {
+	var hdr map[string]json.RawMessage
+	if err := api.UnmarshalStrict(line, &hdr); err != nil {
+		if errors.Is(err, api.ErrInvalidUTF8) {
+			return nil, jsonError(err)
+		}
+		return nil, newError(http.StatusBadRequest, CodeBadRequest, "tensor body: the header line is not a JSON object: "+err.Error())
+	}
+	h := &tensorHeader{dtype: "uint8"}
+	bad := func(msg string) error { return newError(http.StatusBadRequest, CodeBadRequest, "tensor body: "+msg) }
+	if err := json.Unmarshal(hdr["shape"], &h.shape); err != nil || h.shape == nil {
+		return nil, bad(`the header needs "shape": [B, H, W, 3] or [H, W, 3]`)
+	}
+	if raw, ok := hdr["dtype"]; ok {
+		if err := json.Unmarshal(raw, &h.dtype); err != nil {
+			return nil, bad(`"dtype" must be a string`)
+		}
+	}
+	if raw, ok := hdr["prompts"]; ok {
+		if err := json.Unmarshal(raw, &h.prompts); err != nil {
+			return nil, bad(`"prompts" must be a list of strings`)
+		}
+	}
+	if raw, ok := hdr["prompt"]; ok && reward {
+		if err := json.Unmarshal(raw, &h.prompt); err != nil {
+			return nil, bad(`"prompt" must be a string`)
+		}
+		delete(hdr, "prompt")
+	}
+	if hdr["images"] != nil {
+		return nil, bad(`the images are the bytes after the header, not "images"`)
+	}
+	for _, k := range []string{"shape", "dtype", "prompts"} {
+		delete(hdr, k)
+	}
+	h.rest, _ = json.Marshal(hdr)
+	return h, nil
+}
+
 // decodeTensorBody reads a TensorContentType body into dst: the header
-// line as the route's JSON request, the pixels as its images.
+// line as the route's JSON request, the pixels as its images, read as they
+// arrive (rawbuf.go).
 func (s *Server) decodeTensorBody(c *gin.Context, dst any) (*input, error) {
+	switch dst.(type) {
+	case *api.ScoreRequest, *api.RankRequest, *api.EmbedRequest, *api.RewardRequest:
+	default:
+		return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, TensorContentType+" is not accepted on this route")
+	}
 	br := bufio.NewReaderSize(c.Request.Body, 64<<10)
 	line, err := readHeaderLine(br)
 	if err != nil {
 		return nil, err
 	}
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(line, &hdr); err != nil {
-		return nil, newError(http.StatusBadRequest, CodeBadRequest, "tensor body: the header line is not a JSON object: "+err.Error())
+	_, isReward := dst.(*api.RewardRequest)
+	h, err := parseTensorHeader(line, isReward)
+	if err != nil {
+		return nil, err
 	}
-	var shape []int
-	dtype := "uint8"
-	if err := json.Unmarshal(hdr["shape"], &shape); err != nil || shape == nil {
-		return nil, newError(http.StatusBadRequest, CodeBadRequest, `tensor body: the header needs "shape": [B, H, W, 3] or [H, W, 3]`)
-	}
-	if raw, ok := hdr["dtype"]; ok {
-		if err := json.Unmarshal(raw, &dtype); err != nil {
-			return nil, newError(http.StatusBadRequest, CodeBadRequest, `tensor body: "dtype" must be a string`)
-		}
-	}
-	var prompts []string
-	if raw, ok := hdr["prompts"]; ok {
-		if err := json.Unmarshal(raw, &prompts); err != nil {
-			return nil, newError(http.StatusBadRequest, CodeBadRequest, `tensor body: "prompts" must be a list of strings`)
-		}
-	}
-	var prompt *string
-	if raw, ok := hdr["prompt"]; ok {
-		if _, isReward := dst.(*rewardRequest); isReward {
-			if err := json.Unmarshal(raw, &prompt); err != nil {
-				return nil, newError(http.StatusBadRequest, CodeBadRequest, `tensor body: "prompt" must be a string`)
-			}
-			delete(hdr, "prompt")
-		}
-	}
-	for _, k := range []string{"shape", "dtype", "prompts", "images"} {
-		if k == "images" && hdr[k] != nil {
-			return nil, newError(http.StatusBadRequest, CodeBadRequest, `tensor body: the images are the bytes after the header, not "images"`)
-		}
-		delete(hdr, k)
-	}
-	n, err := tensorSize(shape, dtype)
+	n, err := tensorSize(h.shape, h.dtype)
 	if err != nil {
 		return nil, newError(http.StatusBadRequest, CodeBadRequest, err.Error())
 	}
 	if n > s.opts.MaxBodyBytes {
-		return nil, newError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("tensor body: shape %v is %d bytes, over the limit of %d", shape, n, s.opts.MaxBodyBytes))
+		return nil, newError(http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("tensor body: shape %v is %d bytes, over the limit of %d", h.shape, n, s.opts.MaxBodyBytes))
 	}
-	rest, _ := json.Marshal(hdr)
-	dec := json.NewDecoder(bytes.NewReader(rest))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	b, hh, w := 1, h.shape[len(h.shape)-3], h.shape[len(h.shape)-2]
+	if len(h.shape) == 4 {
+		b = h.shape[0]
+	}
+	if b > s.opts.MaxImages {
+		return nil, fmt.Errorf("%w: %d images, the limit is %d per request", errTooMany, b, s.opts.MaxImages)
+	}
+	if err := api.UnmarshalStrict(h.rest, dst); err != nil {
 		return nil, jsonError(err)
 	}
-	pix := make([]byte, n)
-	if _, err := io.ReadFull(br, pix); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, err
-		}
-		return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("tensor body: shape %v needs %d bytes after the header: %v", shape, n, err))
+	// The request's fields are checked: only now read the pixels.
+	pix, err := s.raw.readImages(c, br, h.shape, b, hh*w*3)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
-		return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("tensor body: data after the %d bytes that shape %v needs", n, shape))
+		return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("tensor body: data after the %d bytes that shape %v needs", n, h.shape))
 	}
-	imgs := splitTensor(shape, pix)
-	if len(imgs) > s.opts.MaxImages {
-		return nil, fmt.Errorf("%w: %d images, the limit is %d per request", errTooMany, len(imgs), s.opts.MaxImages)
+	imgs := make([]api.Image, b)
+	for i := range imgs {
+		imgs[i] = api.Pixels(hh, w, pix[i])
 	}
-	all := []imageJSON{{tensor: true, rgb: imgs}}
+	if err := setTensorImages(dst, imgs, h); err != nil {
+		return nil, err
+	}
+	return &input{json: true}, nil
+}
+
+// setTensorImages puts the images of a tensor body into the request.
+func setTensorImages(dst any, imgs []api.Image, h *tensorHeader) error {
 	switch r := dst.(type) {
-	case *scoreRequest:
-		r.Images = all
-	case *rankRequest:
-		r.Images = all
-	case *embedRequest:
-		r.Images = all
-	case *rewardRequest:
+	case *api.ScoreRequest:
+		r.Images = imgs
+	case *api.RankRequest:
+		r.Images = imgs
+	case *api.EmbedRequest:
+		r.Images = imgs
+	case *api.RewardRequest:
+		bad := func(msg string) error { return newError(http.StatusBadRequest, CodeBadRequest, "tensor body: "+msg) }
 		switch {
-		case r.Items != nil && (prompts != nil || prompt != nil):
-			return nil, newError(http.StatusBadRequest, CodeBadRequest, `tensor body: send "items", "prompts" or "prompt", not several`)
-		case prompt != nil:
+		case r.Items != nil && (h.prompts != nil || h.prompt != nil):
+			return bad(`send "items", "prompts" or "prompt", not several`)
+		case h.prompt != nil:
 			for range imgs {
-				r.Items = append(r.Items, rewardItem{Prompt: prompt})
+				r.Items = append(r.Items, api.RewardItem{Prompt: h.prompt})
 			}
-		case prompts != nil:
-			r.Items = make([]rewardItem, len(prompts))
-			for i := range prompts {
-				r.Items[i].Prompt = &prompts[i]
+		case h.prompts != nil:
+			r.Items = make([]api.RewardItem, len(h.prompts))
+			for i := range h.prompts {
+				r.Items[i].Prompt = &h.prompts[i]
 			}
 		}
 		if len(r.Items) != len(imgs) {
-			return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("tensor body: %d prompts or items for %d images", len(r.Items), len(imgs)))
+			return bad(fmt.Sprintf("%d prompts or items for %d images", len(r.Items), len(imgs)))
 		}
 		if r.Items == nil {
-			r.Items = []rewardItem{}
+			r.Items = []api.RewardItem{}
 		}
 		for i := range r.Items {
-			if r.Items[i].Image.b64 != "" || r.Items[i].Image.tensor {
-				return nil, newError(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf(`tensor body: item %d has an "image"; the images are the bytes after the header`, i))
+			if r.Items[i].Image.Base64 != "" || r.Items[i].Image.Tensor != nil {
+				return bad(fmt.Sprintf(`item %d has an "image"; the images are the bytes after the header`, i))
 			}
-			r.Items[i].Image = imageJSON{tensor: true, rgb: imgs[i : i+1]}
+			r.Items[i].Image = imgs[i]
 		}
-	default:
-		return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, TensorContentType+" is not accepted on this route")
 	}
-	return &input{json: true}, nil
+	return nil
 }
 
 // readHeaderLine reads up to '\n', at most MaxTensorHeaderBytes.

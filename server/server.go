@@ -26,6 +26,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/icthp/icthp/api"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server/gallery"
@@ -36,7 +37,9 @@ import (
 //go:embed openapi.json
 var OpenAPI []byte
 
-// Scorer is what the server needs of scoring.Service.
+// Scorer is what the server needs of scoring.Service. A call must not keep
+// a request's images (raw pixels especially: their buffers are pooled,
+// rawbuf.go) after it returns.
 type Scorer interface {
 	Score(ctx context.Context, r scoring.ScoreRequest) (*scoring.ScoreResponse, error)
 	Rank(ctx context.Context, prompt string, images []scoring.Image) (*scoring.RankResponse, error)
@@ -62,24 +65,14 @@ const (
 
 // TimeoutHeader shortens a request's deadline: a Go duration ("1.5s",
 // "250ms") or a number of seconds. It cannot lengthen Options.Timeout.
-const TimeoutHeader = "X-Request-Timeout"
+const TimeoutHeader = api.TimeoutHeader
 
 // RequestIDHeader carries the request id: taken from the request when it is
 // a sane token, else made up; always returned.
-const RequestIDHeader = "X-Request-Id"
+const RequestIDHeader = api.RequestIDHeader
 
 // ModelInfo describes one loaded model for /v1/models and icthp_model_info.
-type ModelInfo struct {
-	Name         string `json:"name"` // ict, hp, imagereward
-	Version      string `json:"version"`
-	Kind         string `json:"kind,omitempty"`
-	Provider     string `json:"provider,omitempty"` // cpu, cuda, tensorrt
-	Device       string `json:"device,omitempty"`   // cpu, cuda:0, ...
-	EmbeddingDim int    `json:"embedding_dim,omitempty"`
-	Precision    string `json:"precision,omitempty"` // float32, float16, int8
-	MaxBatch     int    `json:"max_batch,omitempty"`
-	Dir          string `json:"-"`
-}
+type ModelInfo = api.ModelInfo
 
 // Options configure a Server. Zero fields take the defaults above.
 type Options struct {
@@ -102,6 +95,11 @@ type Options struct {
 	MaxBodyBytes   int64
 	MaxImages      int // images, reward items or texts per request
 	MaxPromptBytes int
+	// MaxRawBytesInFlight bounds the bytes of raw-tensor pixels held by all
+	// requests together (DefaultMaxRawBytesInFlight); a tensor body that
+	// would go over it gets 429. Pixels are counted as they arrive, never
+	// as a header declares them.
+	MaxRawBytesInFlight int64
 	// DrainDelay is how long Run keeps the listener open after its context
 	// ends, with /readyz false and new requests refused with 503, so that a
 	// load balancer sees the change before connections are refused. Grace
@@ -152,6 +150,9 @@ func (o *Options) defaults() {
 	if o.MaxImages <= 0 {
 		o.MaxImages = DefaultMaxImages
 	}
+	if o.MaxRawBytesInFlight <= 0 {
+		o.MaxRawBytesInFlight = DefaultMaxRawBytesInFlight
+	}
 	if o.MaxPromptBytes <= 0 {
 		o.MaxPromptBytes = DefaultMaxPromptBytes
 	}
@@ -168,6 +169,7 @@ type Server struct {
 	draining atomic.Bool
 	m        *serverMetrics
 	jobs     *jobRunner
+	raw      *rawBuffers // rawbuf.go
 }
 
 // New makes a Server; it registers its collectors on o.Registry.
@@ -188,6 +190,9 @@ func New(svc Scorer, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.raw, err = newRawBuffers(o.MaxRawBytesInFlight, o.Registry); err != nil {
+		return nil, err
+	}
 	s.engine = s.routes()
 	if o.Warmup == nil {
 		s.ready.Store(true)
@@ -280,8 +285,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	dl := newDrainListener(ln) // drain.go: nothing accepted is reset at shutdown
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(dl) }()
 	s.log.Info("listening", "addr", ln.Addr().String(), "models", s.svc.Versions())
 
 	warm := make(chan error, 1)
@@ -311,6 +317,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 
+	return s.drain(hs, dl, served, cancelBase, runErr)
+}
+
+// drain stops the server: /readyz false and new requests 503 for
+// DrainDelay; then the listener closes, the connections already queued
+// still answered (drain.go); then the requests in flight have Grace. The
+// listener is closed before http.Server's Shutdown because, once that
+// starts, net/http closes unanswered any request it reads.
+func (s *Server) drain(hs *http.Server, dl *drainListener, served <-chan error, cancelBase func(), runErr error) error {
 	s.draining.Store(true)
 	s.log.Info("draining", "delay_ms", s.opts.DrainDelay.Milliseconds(), "grace_ms", s.opts.Grace.Milliseconds())
 	if runErr == nil && s.opts.DrainDelay > 0 {
@@ -321,6 +336,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			t.Stop()
 			return fmt.Errorf("serve: %w", err)
 		}
+	}
+	dl.Close()
+	select {
+	case err := <-served:
+		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+	case <-time.After(acceptDrainMax + time.Second): // Serve is stuck: Shutdown closes it
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.Grace)
 	defer cancel()
@@ -407,6 +430,7 @@ func (s *Server) deadline(c *gin.Context) {
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
+	s.releaseRaw(c, ctx.Err() == nil) // rawbuf.go
 }
 
 func parseTimeout(h string) (time.Duration, error) {
@@ -425,7 +449,7 @@ func parseTimeout(h string) (time.Duration, error) {
 }
 
 func (s *Server) healthz(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	s.writeJSON(c, http.StatusOK, api.StatusResponse{Status: "ok"})
 }
 
 func (s *Server) readyz(c *gin.Context) {
@@ -435,10 +459,10 @@ func (s *Server) readyz(c *gin.Context) {
 	case !s.ready.Load():
 		s.fail(c, newError(http.StatusServiceUnavailable, CodeNotReady, "the models are still warming up"))
 	default:
-		c.JSON(http.StatusOK, gin.H{"status": "ready", "models": s.svc.Versions()})
+		s.writeJSON(c, http.StatusOK, api.StatusResponse{Status: "ready", Models: s.svc.Versions()})
 	}
 }
 
 func (s *Server) models(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"models": s.modelInfo()})
+	s.writeJSON(c, http.StatusOK, api.ModelsResponse{Models: s.modelInfo()})
 }

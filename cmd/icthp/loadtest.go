@@ -32,7 +32,7 @@ func runLoadtest(ctx context.Context, a *app, args []string) error {
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", 0, fmt.Sprintf("open loop: at most N requests in flight, further arrivals are counted as dropped (default %d)", loadtest.DefaultMaxInflight))
 	fs.DurationVar(&cfg.Duration, "duration", 0, fmt.Sprintf("start requests for this long (default %v when --requests is not given)", loadtest.DefaultDuration))
 	fs.IntVar(&cfg.Requests, "requests", 0, "send this many requests (open loop: arrivals), then stop")
-	images := fs.String("images", "", "folder of .png, .jpg, .jpeg, .webp files to send (required)")
+	images := fs.String("images", "", "folder of .png, .jpg, .jpeg, .webp files to send, every one in turn (required)")
 	prompts := fs.String("prompts", "", "file of prompts, one a line (default: a few built-in prompts)")
 	fs.IntVar(&cfg.ImagesPerRequest, "images-per-request", 0, "images in each request (default 1; 4 for rank)")
 	fs.DurationVar(&cfg.Timeout, "timeout", loadtest.DefaultTimeout, "bound on each request, response included")

@@ -208,7 +208,7 @@ func TestLoadtestErrors(t *testing.T) {
 		{"bad flag", []string{"--url", closed, "--images", demo, "--concurrency", "many"}, 2, "invalid value"},
 		{"missing folder", []string{"--url", closed, "--images", filepath.Join(t.TempDir(), "nope")}, 1, "--images"},
 		{"empty folder", []string{"--url", closed, "--images", t.TempDir()}, 1, "no .png"},
-		{"server down", []string{"--url", closed, "--images", demo, "--requests", "3", "--json"}, 1, "no request succeeded: 3 failed (transport: 3)"},
+		{"server down", []string{"--url", closed, "--images", demo, "--requests", "3", "--json"}, 1, "no request succeeded: 3 failed (refused: 3)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := runCLI(t, append([]string{"loadtest"}, tc.args...)...)

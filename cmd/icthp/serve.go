@@ -45,7 +45,7 @@ type serveFlags struct {
 	pixelBudget                             int64 // decoded pixels held at once; 0: 2 × --max-image-pixels
 	timeout, drainDelay, grace              time.Duration
 	readTimeout, headerTimeout, idleTimeout time.Duration
-	maxBody                                 int64
+	maxBody, maxRawInFlight                 int64
 	maxImages, maxPrompt                    int
 	tokensFile                              string
 	authHealth, authMetrics                 bool
@@ -142,6 +142,8 @@ func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {
 	e.dur(&f.headerTimeout, "header-timeout", "ICTHP_HEADER_TIMEOUT", server.DefaultHeaderTimeout, "longest time to read a request's headers")
 	e.dur(&f.idleTimeout, "idle-timeout", "ICTHP_IDLE_TIMEOUT", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
 	e.int64(&f.maxBody, "max-body-bytes", "ICTHP_MAX_BODY_BYTES", server.DefaultMaxBodyBytes, "largest request body")
+	e.int64(&f.maxRawInFlight, "max-raw-bytes-in-flight", "ICTHP_MAX_RAW_BYTES_IN_FLIGHT", server.DefaultMaxRawBytesInFlight,
+		"raw-tensor pixel bytes held by all requests together, counted as they arrive; beyond it, 429")
 	e.int(&f.maxImages, "max-images", "ICTHP_MAX_IMAGES", server.DefaultMaxImages, "most images (reward items, texts) per request")
 	e.int(&f.maxPrompt, "max-prompt-bytes", "ICTHP_MAX_PROMPT_BYTES", server.DefaultMaxPromptBytes, "longest prompt or text, in bytes")
 	e.str(&f.tokensFile, "auth-tokens-file", "ICTHP_AUTH_TOKENS_FILE", "", "file of bearer tokens, one per line (# comments); with $ICTHP_AUTH_TOKENS (comma-separated), turns auth on")
@@ -213,8 +215,8 @@ func runServe(ctx context.Context, a *app, args []string) error {
 			return usagef("%s must be positive", name)
 		}
 	}
-	if sf.maxBody <= 0 {
-		return usagef("--max-body-bytes must be positive")
+	if sf.maxBody <= 0 || sf.maxRawInFlight <= 0 {
+		return usagef("--max-body-bytes and --max-raw-bytes-in-flight must be positive")
 	}
 	if sf.admitImages < 0 || sf.pixelBudget < 0 {
 		return usagef("--admit-images and --pixel-budget cannot be negative")
@@ -263,7 +265,7 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	srv, err := server.New(l.svc, server.Options{
 		Registry: reg, Logger: log, Tokens: tokens, AuthHealth: sf.authHealth, AuthMetrics: sf.authMetrics,
 		Timeout: sf.timeout, MaxBodyBytes: sf.maxBody, MaxImages: sf.maxImages, MaxPromptBytes: sf.maxPrompt,
-		DrainDelay: sf.drainDelay, Grace: sf.grace,
+		DrainDelay: sf.drainDelay, Grace: sf.grace, MaxRawBytesInFlight: sf.maxRawInFlight,
 		HeaderTimeout: sf.headerTimeout, ReadTimeout: sf.readTimeout, IdleTimeout: sf.idleTimeout,
 		Models: modelInfo(l.svc, so), Warmup: func(ctx context.Context) error { return warmup(ctx, l.svc) },
 		Jobs: jobs, JobTTL: sf.jobTTL, MaxJobs: sf.maxJobs,

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Image is one element of a request's images: an encoded file (PNG, JPEG,
+// WebP) as base64, or raw pixels. On the wire it is a JSON string (the
+// base64, or a data: URL) or a raw tensor object
+// {"data": BASE64, "shape": [H, W, 3] or [B, H, W, 3], "dtype": "uint8"},
+// which stands for B images.
+type Image struct {
+	// Base64 is the file's bytes in base64 (standard or URL alphabet,
+	// padded or not), or a data: URL. The server decodes it, and a bad one
+	// is that image's error, not the request's.
+	Base64 string
+	// Tensor, when set, is raw pixels instead of a file.
+	Tensor *Tensor
+}
+
+// Tensor is packed uint8 RGB pixels, row-major, channels last: what
+// numpy's tobytes() gives for a C-contiguous uint8 array of Shape.
+type Tensor struct {
+	Data  []byte
+	Shape []int  // [H, W, 3] or [B, H, W, 3]
+	Dtype string // "uint8", the only one accepted
+}
+
+// File is an image from a file's bytes.
+func File(data []byte) Image { return Image{Base64: base64.StdEncoding.EncodeToString(data)} }
+
+// Pixels is an image from packed H×W×3 uint8 RGB.
+func Pixels(h, w int, rgb []byte) Image {
+	return Image{Tensor: &Tensor{Data: rgb, Shape: []int{h, w, 3}, Dtype: "uint8"}}
+}
+
+// tensorJSON is a Tensor on the wire; Data is a string so that both padded
+// and unpadded base64 are read.
+type tensorJSON struct {
+	Data  *string `json:"data"`
+	Shape []int   `json:"shape"`
+	Dtype string  `json:"dtype"`
+}
+
+// MarshalJSON writes the base64 string, or the tensor object.
+func (m Image) MarshalJSON() ([]byte, error) {
+	if m.Tensor == nil {
+		return json.Marshal(m.Base64)
+	}
+	d := base64.StdEncoding.EncodeToString(m.Tensor.Data)
+	return json.Marshal(tensorJSON{Data: &d, Shape: m.Tensor.Shape, Dtype: m.Tensor.Dtype})
+}
+
+// ErrImageForm is the error of an image that is neither a string nor a
+// tensor object.
+var ErrImageForm = errors.New(`an image is a base64 string or a raw tensor {"data": BASE64, "shape": [H, W, 3], "dtype": "uint8"}`)
+
+// UnmarshalJSON reads a string or a tensor object (strictly: its keys
+// exactly, no others). It checks the form only; shape, dtype and size are
+// the server's to check.
+func (m *Image) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) > 0 && b[0] == '"':
+		m.Tensor = nil
+		return json.Unmarshal(b, &m.Base64)
+	case len(b) == 0 || b[0] != '{':
+		return ErrImageForm
+	}
+	var t tensorJSON
+	if err := UnmarshalStrict(b, &t); err != nil {
+		return fmt.Errorf("raw tensor: %w", err)
+	}
+	if t.Data == nil {
+		return errors.New(`raw tensor: no "data" (base64 of the packed uint8 bytes)`)
+	}
+	var pix []byte
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
+		if pix, err = enc.DecodeString(*t.Data); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return errors.New(`raw tensor: "data" is not valid base64`)
+	}
+	m.Base64, m.Tensor = "", &Tensor{Data: pix, Shape: t.Shape, Dtype: t.Dtype}
+	return nil
+}
