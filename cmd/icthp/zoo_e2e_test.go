@@ -15,11 +15,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/icthp/icthp/api"
 	"github.com/icthp/icthp/batch"
+	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/modelset"
 )
 
 // zooKinds are the `convert random --kind` names and the registry names
@@ -201,6 +205,8 @@ func TestRewardZooEndToEnd(t *testing.T) {
 			}
 		}
 
+		checkZooModels(t, url, root)
+
 		weights := map[string]float64{"pickscore": 0.5, "hpsv2": 1, "aesthetic": 0.1}
 		items := make([]map[string]any, n)
 		for i := range items {
@@ -236,4 +242,69 @@ func TestRewardZooEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkZooModels: /v1/models describes each model from its manifest (kind,
+// version, embedding width, precision, formula, source) and lists its
+// scores as the registry names them.
+func checkZooModels(t *testing.T, url, root string) {
+	t.Helper()
+	res, err := http.Get(url + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var got api.ModelsResponse
+	if err := json.NewDecoder(res.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Models) != len(zooKinds) {
+		t.Fatalf("/v1/models lists %d models, want %d", len(got.Models), len(zooKinds))
+	}
+	for i, k := range zooKinds {
+		m := got.Models[i]
+		man, err := models.ReadManifest(filepath.Join(root, k.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := modelset.Lookup(k.name)
+		var scores []string
+		for _, o := range e.Outputs {
+			scores = append(scores, o.Name)
+		}
+		if m.Name != k.name || m.Kind != string(man.Kind) || m.Version != man.Version || m.EmbeddingDim != man.EmbeddingDim ||
+			m.Precision != man.Precision || !slices.Equal(m.Scores, scores) {
+			t.Errorf("/v1/models[%d] = %+v; manifest %s %s %d %s, scores %v", i, m, man.Kind, man.Version, man.EmbeddingDim, man.Precision, scores)
+		}
+		if man.Formula == nil {
+			if m.Formula != nil {
+				t.Errorf("%s: formula %+v, the manifest has none", k.name, m.Formula)
+			}
+		} else if m.Formula == nil || m.Formula.Name != man.Formula.Name || m.Formula.Description != man.Formula.Describe() || m.Formula.Reference != man.Formula.Source {
+			t.Errorf("%s: formula %+v, manifest's %+v (%s)", k.name, m.Formula, man.Formula, man.Formula.Describe())
+		}
+		src, _ := m.Source["random"].(map[string]any)
+		if src["preset"] != "tiny" || src["seed"] != float64(1+i) {
+			t.Errorf("%s: source %v, want the random preset tiny and seed %d", k.name, m.Source, 1+i)
+		}
+	}
+	for _, k := range []string{"pickscore", "clipscore", "clipscore100", "hpsv2", "aesthetic"} {
+		if i := slices.IndexFunc(got.Models, func(m api.ModelInfo) bool { return m.Name == k }); i < 0 || got.Models[i].Formula == nil {
+			t.Errorf("%s: no formula in /v1/models", k)
+		}
+	}
+}
+
+func TestPublicSource(t *testing.T) {
+	src := map[string]any{"checkpoint": "/srv/models/HPS_v2_compressed.pt", "format": "open_clip",
+		"clip": map[string]any{"dir": "/home/me/clip-vit-l-14", "n": 3.0}, "random": "no/slash-free"}
+	got := publicSource(src)
+	want := map[string]any{"checkpoint": "HPS_v2_compressed.pt", "format": "open_clip",
+		"clip": map[string]any{"dir": "clip-vit-l-14", "n": 3.0}, "random": "slash-free"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("publicSource = %v, want %v", got, want)
+	}
+	if publicSource(nil) != nil {
+		t.Error("publicSource(nil) is not nil")
+	}
 }

@@ -401,8 +401,14 @@ class TestRewardZoo(unittest.TestCase):
         self.assertEqual(cm.exception.code, "bad_request")
 
     def test_models_lists_the_zoo(self):
-        names = {m["name"] for m in self.client.models()}
-        self.assertEqual(names, {"ict", "pickscore", "hpsv2", "aesthetic"})
+        ms = {m["name"]: m for m in self.client.models()}
+        self.assertEqual(set(ms), {"ict", "pickscore", "hpsv2", "aesthetic"})
+        self.assertEqual(ms["pickscore"]["scores"], ["pickscore", "pickscore_prob"])
+        self.assertEqual(ms["pickscore"]["formula"]["name"], "pickscore")
+        self.assertTrue(ms["hpsv2"]["formula"]["description"].startswith("hpsv2 = cos"))
+        self.assertEqual(ms["aesthetic"]["kind"], "aesthetic")
+        self.assertEqual(ms["aesthetic"]["source"]["random"]["preset"], "tiny")
+        self.assertNotIn("formula", ms["ict"])
 
 
 def _f32(x):
