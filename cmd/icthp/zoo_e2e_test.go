@@ -81,6 +81,21 @@ func postJSON(t *testing.T, url string, body any, out any) {
 	}
 }
 
+// sameScores checks that got has every zoo score (but skip) and equals
+// want's within float32 noise.
+func sameScores(t *testing.T, what string, got, want map[string]float64, skip ...string) {
+	t.Helper()
+	for _, name := range zooScoreNames {
+		if slices.Contains(skip, name) {
+			continue
+		}
+		g, ok := got[name]
+		if !ok || !near(g, want[name], 1e-5) {
+			t.Errorf("%s %s = %v (present %v), icthp score %v", what, name, g, ok, want[name])
+		}
+	}
+}
+
 func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math.Abs(b)) }
 
 func TestRewardZooEndToEnd(t *testing.T) {
@@ -115,133 +130,136 @@ func TestRewardZooEndToEnd(t *testing.T) {
 			t.Errorf("pickscore_prob of one image alone = %v, want 1", cli[i]["pickscore_prob"])
 		}
 	}
-	same := func(what string, got map[string]float64, want map[string]float64, skip ...string) {
-		t.Helper()
-		for _, name := range zooScoreNames {
-			if slices.Contains(skip, name) {
-				continue
+	t.Run("batch", func(t *testing.T) { zooBatch(t, root, ds, flags, cli) })
+	t.Run("serve", func(t *testing.T) { zooServe(t, root, prompt, b64, flags, cli) })
+}
+
+// zooBatch: batch's JSONL and Parquet columns equal icthp score's values.
+func zooBatch(t *testing.T, root, ds string, flags []string, cli []map[string]float64) {
+	n := len(cli)
+	for _, ext := range []string{"jsonl", "parquet"} {
+		out := filepath.Join(root, "zoo."+ext)
+		mustRun(t, append([]string{"batch", "--threads", "1", "--batch-size", "2", "--input", ds, "--out", out}, flags...)...)
+		read := batch.ReadJSONL
+		if ext == "parquet" {
+			read = batch.ReadParquet
+		}
+		rows, err := read(out)
+		if err != nil || len(rows) != n {
+			t.Fatalf("%s: %d rows, %v", ext, len(rows), err)
+		}
+		for i, r := range rows {
+			got := map[string]float64{}
+			var names []string
+			for _, s := range r.Scores {
+				got[s.Name] = s.Value
+				names = append(names, s.Name)
 			}
-			g, ok := got[name]
-			if !ok || !near(g, want[name], 1e-5) {
-				t.Errorf("%s %s = %v (present %v), icthp score %v", what, name, g, ok, want[name])
+			want := slices.DeleteFunc(slices.Clone(zooScoreNames), func(s string) bool { return s == "pickscore_prob" })
+			if !slices.Equal(names, want) {
+				t.Errorf("%s row %d columns %v, want %v (registry order, no pickscore_prob)", ext, i, names, want)
+			}
+			sameScores(t, ext+" "+r.Key, got, cli[i], "pickscore_prob")
+			for _, k := range zooKinds {
+				if r.Version(k.name) == nil {
+					t.Errorf("%s row %d: no %s_version", ext, i, k.name)
+				}
 			}
 		}
 	}
+}
 
-	t.Run("batch", func(t *testing.T) {
-		for _, ext := range []string{"jsonl", "parquet"} {
-			out := filepath.Join(root, "zoo."+ext)
-			mustRun(t, append([]string{"batch", "--threads", "1", "--batch-size", "2", "--input", ds, "--out", out}, flags...)...)
-			read := batch.ReadJSONL
-			if ext == "parquet" {
-				read = batch.ReadParquet
-			}
-			rows, err := read(out)
-			if err != nil || len(rows) != n {
-				t.Fatalf("%s: %d rows, %v", ext, len(rows), err)
-			}
-			for i, r := range rows {
-				got := map[string]float64{}
-				var names []string
-				for _, s := range r.Scores {
-					got[s.Name] = s.Value
-					names = append(names, s.Name)
-				}
-				want := slices.DeleteFunc(slices.Clone(zooScoreNames), func(s string) bool { return s == "pickscore_prob" })
-				if !slices.Equal(names, want) {
-					t.Errorf("%s row %d columns %v, want %v (registry order, no pickscore_prob)", ext, i, names, want)
-				}
-				same(ext+" "+r.Key, got, cli[i], "pickscore_prob")
-				for _, k := range zooKinds {
-					if r.Version(k.name) == nil {
-						t.Errorf("%s row %d: no %s_version", ext, i, k.name)
-					}
-				}
-			}
+// zooServe: /v1/score equals icthp score, pickscore_prob is the softmax of
+// the request's pickscores, /v1/rank and /v1/reward's components equal
+// /v1/score's, and the reward is the weighted sum of its components.
+func zooServe(t *testing.T, root, prompt string, b64, flags []string, cli []map[string]float64) {
+	n := len(b64)
+	url := serveInProcess(t, append([]string{"--drain-delay", "0s", "--threads", "1"}, flags...)...)
+	var sr struct {
+		Scores []json.RawMessage `json:"scores"`
+	}
+	postJSON(t, url+"/v1/score", map[string]any{"prompt": prompt, "images": b64}, &sr)
+	if len(sr.Scores) != n {
+		t.Fatalf("/v1/score: %d scores", len(sr.Scores))
+	}
+	route := make([]map[string]float64, n)
+	ps := make([]float64, n)
+	for i, raw := range sr.Scores {
+		route[i] = decodeScores(t, raw)
+		sameScores(t, "/v1/score image "+string(rune('a'+i)), route[i], cli[i], "pickscore_prob")
+		ps[i] = route[i]["pickscore"]
+	}
+	// PickScore's probability: the softmax of the request's pickscores.
+	m := slices.Max(ps)
+	var z float64
+	for _, p := range ps {
+		z += math.Exp(p - m)
+	}
+	for i := range n {
+		if want := math.Exp(ps[i]-m) / z; !near(route[i]["pickscore_prob"], want, 1e-9) {
+			t.Errorf("pickscore_prob[%d] = %v, softmax of the pickscores %v", i, route[i]["pickscore_prob"], want)
 		}
-	})
+	}
 
-	t.Run("serve", func(t *testing.T) {
-		url := serveInProcess(t, append([]string{"--drain-delay", "0s", "--threads", "1"}, flags...)...)
-		var sr struct {
-			Scores []json.RawMessage `json:"scores"`
+	var rr struct {
+		Ranking []json.RawMessage `json:"ranking"`
+	}
+	postJSON(t, url+"/v1/rank", map[string]any{"prompt": prompt, "images": b64}, &rr)
+	if len(rr.Ranking) != n {
+		t.Fatalf("/v1/rank: %d candidates", len(rr.Ranking))
+	}
+	for _, raw := range rr.Ranking {
+		var idx struct{ Index int }
+		json.Unmarshal(raw, &idx)
+		sameScores(t, "/v1/rank candidate", decodeScores(t, raw), route[idx.Index])
+		if got := decodeScores(t, raw)["pickscore_prob"]; got != route[idx.Index]["pickscore_prob"] {
+			t.Errorf("/v1/rank pickscore_prob %v, /v1/score %v", got, route[idx.Index]["pickscore_prob"])
 		}
-		postJSON(t, url+"/v1/score", map[string]any{"prompt": prompt, "images": b64}, &sr)
-		if len(sr.Scores) != n {
-			t.Fatalf("/v1/score: %d scores", len(sr.Scores))
-		}
-		route := make([]map[string]float64, n)
-		ps := make([]float64, n)
-		for i, raw := range sr.Scores {
-			route[i] = decodeScores(t, raw)
-			same("/v1/score image "+string(rune('a'+i)), route[i], cli[i], "pickscore_prob")
-			ps[i] = route[i]["pickscore"]
-		}
-		// PickScore's probability: the softmax of the request's pickscores.
-		m := slices.Max(ps)
-		var z float64
-		for _, p := range ps {
-			z += math.Exp(p - m)
-		}
-		for i := range n {
-			if want := math.Exp(ps[i]-m) / z; !near(route[i]["pickscore_prob"], want, 1e-9) {
-				t.Errorf("pickscore_prob[%d] = %v, softmax of the pickscores %v", i, route[i]["pickscore_prob"], want)
-			}
-		}
+	}
 
-		var rr struct {
-			Ranking []json.RawMessage `json:"ranking"`
-		}
-		postJSON(t, url+"/v1/rank", map[string]any{"prompt": prompt, "images": b64}, &rr)
-		if len(rr.Ranking) != n {
-			t.Fatalf("/v1/rank: %d candidates", len(rr.Ranking))
-		}
-		for _, raw := range rr.Ranking {
-			var idx struct{ Index int }
-			json.Unmarshal(raw, &idx)
-			same("/v1/rank candidate", decodeScores(t, raw), route[idx.Index])
-			if got := decodeScores(t, raw)["pickscore_prob"]; got != route[idx.Index]["pickscore_prob"] {
-				t.Errorf("/v1/rank pickscore_prob %v, /v1/score %v", got, route[idx.Index]["pickscore_prob"])
-			}
-		}
+	checkZooModels(t, url, root)
+	checkZooReward(t, url, prompt, b64, route)
+}
 
-		checkZooModels(t, url, root)
-
-		weights := map[string]float64{"pickscore": 0.5, "hpsv2": 1, "aesthetic": 0.1}
-		items := make([]map[string]any, n)
-		for i := range items {
-			items[i] = map[string]any{"prompt": prompt, "image": b64[i]}
+// checkZooReward: /v1/reward with weights mixing zoo models (Flow-GRPO's
+// multi_score shape) returns each component, equal to /v1/score's value
+// (route), beside their weighted sum.
+func checkZooReward(t *testing.T, url, prompt string, b64 []string, route []map[string]float64) {
+	n := len(b64)
+	weights := map[string]float64{"pickscore": 0.5, "hpsv2": 1, "aesthetic": 0.1}
+	items := make([]map[string]any, n)
+	for i := range items {
+		items[i] = map[string]any{"prompt": prompt, "image": b64[i]}
+	}
+	var rw map[string]json.RawMessage
+	postJSON(t, url+"/v1/reward", map[string]any{"items": items, "weights": weights}, &rw)
+	var rewards []float64
+	json.Unmarshal(rw["rewards"], &rewards)
+	cols := map[string][]float64{}
+	for _, name := range zooScoreNames {
+		var col []float64
+		if err := json.Unmarshal(rw[name], &col); err != nil || len(col) != n {
+			t.Fatalf("/v1/reward has no %s column of %d values: %s", name, n, rw[name])
 		}
-		var rw map[string]json.RawMessage
-		postJSON(t, url+"/v1/reward", map[string]any{"items": items, "weights": weights}, &rw)
-		var rewards []float64
-		json.Unmarshal(rw["rewards"], &rewards)
-		cols := map[string][]float64{}
-		for _, name := range zooScoreNames {
-			var col []float64
-			if err := json.Unmarshal(rw[name], &col); err != nil || len(col) != n {
-				t.Fatalf("/v1/reward has no %s column of %d values: %s", name, n, rw[name])
-			}
-			cols[name] = col
+		cols[name] = col
+	}
+	if len(rewards) != n {
+		t.Fatalf("/v1/reward: %d rewards", len(rewards))
+	}
+	for i := range n {
+		got := map[string]float64{}
+		for name, col := range cols {
+			got[name] = col[i]
 		}
-		if len(rewards) != n {
-			t.Fatalf("/v1/reward: %d rewards", len(rewards))
+		sameScores(t, "/v1/reward item", got, route[i])
+		if got["pickscore_prob"] != route[i]["pickscore_prob"] {
+			t.Errorf("/v1/reward pickscore_prob %v, /v1/score %v", got["pickscore_prob"], route[i]["pickscore_prob"])
 		}
-		for i := range n {
-			got := map[string]float64{}
-			for name, col := range cols {
-				got[name] = col[i]
-			}
-			same("/v1/reward item", got, route[i])
-			if got["pickscore_prob"] != route[i]["pickscore_prob"] {
-				t.Errorf("/v1/reward pickscore_prob %v, /v1/score %v", got["pickscore_prob"], route[i]["pickscore_prob"])
-			}
-			want := 0.5*got["pickscore"] + got["hpsv2"] + 0.1*got["aesthetic"]
-			if math.Abs(rewards[i]-want) > 1e-12*math.Max(1, math.Abs(want)) {
-				t.Errorf("reward[%d] = %v, weighted sum of its components %v", i, rewards[i], want)
-			}
+		want := 0.5*got["pickscore"] + got["hpsv2"] + 0.1*got["aesthetic"]
+		if math.Abs(rewards[i]-want) > 1e-12*math.Max(1, math.Abs(want)) {
+			t.Errorf("reward[%d] = %v, weighted sum of its components %v", i, rewards[i], want)
 		}
-	})
+	}
 }
 
 // checkZooModels: /v1/models describes each model from its manifest (kind,
