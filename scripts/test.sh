@@ -14,6 +14,8 @@ go test -count=1 -timeout 30m ./...
 (cd deployments/check && go vet ./... && go test -count=1 -timeout 20m ./...)
 # Python client against a real icthp serve (stdlib only; numpy/PIL/torch tests skip when absent).
 if command -v python3 >/dev/null; then python3 -m unittest discover -s clients/python/tests -v; else echo "python3 not found: clients/python tests NOT run"; fi
+# Hostile-client probes, short mode (RELIABILITY.md; about 2 minutes): asserts the probes main meets.
+scripts/hostile.sh --short
 # Fuzz targets, briefly (go test runs one target per invocation).
 fuzztime=${FUZZTIME:-15s}
 for spec in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -41,6 +42,16 @@ const (
 // ErrJobNotFound is a job id that is unknown or whose result expired.
 var ErrJobNotFound = errors.New("no such job (unknown, or its result expired)")
 
+// ErrJobStoreUnavailable wraps every failure to reach the job store (Redis
+// down, stalled, refusing writes). The routes answer it 503 with
+// Retry-After and a message that names no address; the cause is logged.
+var ErrJobStoreUnavailable = errors.New("the job store is unavailable")
+
+// CodeStoreUnavailable is the error code of a 503 from the jobs routes when
+// the job store cannot be reached, and of a job whose result could not be
+// stored.
+const CodeStoreUnavailable = "store_unavailable"
+
 // Job is one asynchronous request and, once run, its answer: the body the
 // route would have answered (Result) and its HTTP status.
 type Job struct {
@@ -64,12 +75,15 @@ type JobStore interface {
 	Claim(ctx context.Context, key, digest, id string, ttl time.Duration) (existingID, existingDigest string, err error)
 }
 
-// memoryJobs is a JobStore in this process.
+// memoryJobs is a JobStore in this process. Expiry pops a min-heap of
+// deadlines, so a write costs O(log n) however many jobs are kept (a sweep
+// of every job under the lock made each write O(n)).
 type memoryJobs struct {
-	mu   sync.Mutex
-	jobs map[string]memJob
-	keys map[string]memKey
-	now  func() time.Time
+	mu     sync.Mutex
+	jobs   map[string]memJob
+	keys   map[string]memKey
+	expiry expiryHeap
+	now    func() time.Time
 }
 
 type memJob struct {
@@ -82,26 +96,56 @@ type memKey struct {
 	expires    time.Time
 }
 
+// expiryEntry says that a job (or an idempotency key, when key) may expire
+// at expires; a later Put of the same job leaves a stale entry that the
+// pop recognises by the map's later deadline.
+type expiryEntry struct {
+	expires time.Time
+	name    string
+	key     bool
+}
+
+type expiryHeap []expiryEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
 // NewMemoryJobs is a JobStore in this process's memory.
 func NewMemoryJobs() JobStore {
 	return &memoryJobs{jobs: map[string]memJob{}, keys: map[string]memKey{}, now: time.Now}
+}
+
+// expire drops what expired by now: only the heap's due entries are
+// looked at. The caller holds mu.
+func (m *memoryJobs) expire(now time.Time) {
+	for len(m.expiry) > 0 && now.After(m.expiry[0].expires) {
+		e := heap.Pop(&m.expiry).(expiryEntry)
+		if e.key {
+			if k, ok := m.keys[e.name]; ok && now.After(k.expires) {
+				delete(m.keys, e.name)
+			}
+		} else if j, ok := m.jobs[e.name]; ok && now.After(j.expires) {
+			delete(m.jobs, e.name)
+		}
+	}
 }
 
 func (m *memoryJobs) Put(_ context.Context, j *Job, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	for id, e := range m.jobs { // amortised sweep: Put is once or twice per job
-		if now.After(e.expires) {
-			delete(m.jobs, id)
-		}
-	}
-	for k, e := range m.keys {
-		if now.After(e.expires) {
-			delete(m.keys, k)
-		}
-	}
-	m.jobs[j.ID] = memJob{j: *j, expires: now.Add(ttl)}
+	m.expire(now)
+	exp := now.Add(ttl)
+	m.jobs[j.ID] = memJob{j: *j, expires: exp}
+	heap.Push(&m.expiry, expiryEntry{expires: exp, name: j.ID})
 	return nil
 }
 
@@ -119,10 +163,14 @@ func (m *memoryJobs) Get(_ context.Context, id string) (*Job, error) {
 func (m *memoryJobs) Claim(_ context.Context, key, digest, id string, ttl time.Duration) (string, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.keys[key]; ok && !m.now().After(e.expires) {
+	now := m.now()
+	m.expire(now)
+	if e, ok := m.keys[key]; ok && !now.After(e.expires) {
 		return e.id, e.digest, nil
 	}
-	m.keys[key] = memKey{id: id, digest: digest, expires: m.now().Add(ttl)}
+	exp := now.Add(ttl)
+	m.keys[key] = memKey{id: id, digest: digest, expires: exp}
+	heap.Push(&m.expiry, expiryEntry{expires: exp, name: key, key: true})
 	return id, digest, nil
 }
 
@@ -138,7 +186,10 @@ func (r redisJobs) Put(ctx context.Context, j *Job, ttl time.Duration) error {
 	if err != nil {
 		return err
 	}
-	return r.rdb.Set(ctx, "icthp:job:"+j.ID, b, ttl).Err()
+	if err := r.rdb.Set(ctx, "icthp:job:"+j.ID, b, ttl).Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrJobStoreUnavailable, err)
+	}
+	return nil
 }
 
 func (r redisJobs) Get(ctx context.Context, id string) (*Job, error) {
@@ -147,7 +198,7 @@ func (r redisJobs) Get(ctx context.Context, id string) (*Job, error) {
 		return nil, ErrJobNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("job store: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrJobStoreUnavailable, err)
 	}
 	var j Job
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -160,14 +211,14 @@ func (r redisJobs) Claim(ctx context.Context, key, digest, id string, ttl time.D
 	k := "icthp:jobkey:" + key
 	ok, err := r.rdb.SetNX(ctx, k, id+" "+digest, ttl).Result()
 	if err != nil {
-		return "", "", fmt.Errorf("job store: %w", err)
+		return "", "", fmt.Errorf("%w: %w", ErrJobStoreUnavailable, err)
 	}
 	if ok {
 		return id, digest, nil
 	}
 	v, err := r.rdb.Get(ctx, k).Result()
 	if err != nil {
-		return "", "", fmt.Errorf("job store: %w", err)
+		return "", "", fmt.Errorf("%w: %w", ErrJobStoreUnavailable, err)
 	}
 	eid, edig, _ := strings.Cut(v, " ")
 	return eid, edig, nil
@@ -180,13 +231,30 @@ type jobRunner struct {
 	max     int64
 	running atomic.Int64
 	wg      sync.WaitGroup // jobs in flight, for Run's drain
+	// unstored holds, in this process, the jobs whose result could not be
+	// written to store even as "failed": this replica still answers them.
+	unstored JobStore
+	retry    retryPolicy
 }
+
+// retryPolicy bounds the writes of a job's result: each attempt has its own
+// timeout (a stalled store costs at most that), and attempts are spaced by
+// a doubling backoff.
+type retryPolicy struct {
+	attempts int
+	timeout  time.Duration // per attempt
+	backoff  time.Duration // before the second attempt; doubles
+}
+
+// defaultResultRetry rides out a store stall or failover of a few seconds
+// (6 attempts over about 3 s of backoff) without holding a drain for long.
+var defaultResultRetry = retryPolicy{attempts: 6, timeout: 2 * time.Second, backoff: 100 * time.Millisecond}
 
 var jobRoutes = map[string]bool{"score": true, "rank": true, "reward": true, "embed": true}
 
 // jobRoutes registers POST /v1/jobs and GET /v1/jobs/:id on v1.
 func (s *Server) jobRoutes(v1 *gin.RouterGroup) {
-	r := &jobRunner{store: s.opts.Jobs, ttl: s.opts.JobTTL, max: int64(s.opts.MaxJobs)}
+	r := &jobRunner{store: s.opts.Jobs, ttl: s.opts.JobTTL, max: int64(s.opts.MaxJobs), unstored: NewMemoryJobs(), retry: defaultResultRetry}
 	if r.store == nil {
 		r.store = NewMemoryJobs()
 	}
@@ -231,7 +299,7 @@ func (s *Server) submitJob(c *gin.Context) {
 		j.digest = hex.EncodeToString(sum.Sum(nil))
 		id, digest, err := r.store.Claim(ctx, key, j.digest, j.ID, r.ttl)
 		if err != nil {
-			s.fail(c, err)
+			s.failStore(c, err)
 			return
 		}
 		if id != j.ID {
@@ -244,7 +312,7 @@ func (s *Server) submitJob(c *gin.Context) {
 				prev, err = &Job{ID: id, Route: route, Status: JobPending}, nil
 			}
 			if err != nil {
-				s.fail(c, err)
+				s.failStore(c, err)
 				return
 			}
 			c.JSON(http.StatusOK, prev)
@@ -260,7 +328,7 @@ func (s *Server) submitJob(c *gin.Context) {
 	}
 	if err := r.store.Put(ctx, j, r.ttl); err != nil {
 		r.running.Add(-1)
-		s.fail(c, err)
+		s.failStore(c, err)
 		return
 	}
 	hdr := http.Header{}
@@ -299,11 +367,52 @@ func (s *Server) runJob(ctx context.Context, j *Job, hdr http.Header, body []byt
 	if !json.Valid(j.Result) {
 		j.Result, _ = json.Marshal(map[string]any{"error": errorJSON{Code: CodeInternal, Message: "the route's answer was not JSON"}})
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := r.store.Put(pctx, j, r.ttl); err != nil {
-		s.log.Error("job result not stored", "job", j.ID, "err", err.Error())
+	s.storeResult(context.WithoutCancel(ctx), j)
+}
+
+// storeResult writes a finished job with retries. When the result cannot
+// be written, the job is written as failed with the reason (503,
+// store_unavailable) — in the store if it takes that smaller write, and in
+// this process in any case, so that no job reads pending until it expires
+// on the replica that ran it.
+func (s *Server) storeResult(ctx context.Context, j *Job) {
+	r := s.jobs
+	err := r.retry.do(ctx, func(ctx context.Context) error { return r.store.Put(ctx, j, r.ttl) })
+	if err == nil {
+		return
 	}
+	s.log.Error("job result not stored", "job", j.ID, "err", err.Error())
+	j.Status, j.HTTP = JobFailed, http.StatusServiceUnavailable
+	j.Result, _ = json.Marshal(map[string]any{"error": errorJSON{Code: CodeStoreUnavailable,
+		Message: "the job ran but its result could not be stored (the job store was unavailable); submit it again"}})
+	_ = r.unstored.Put(ctx, j, r.ttl)
+	failed := retryPolicy{attempts: 2, timeout: r.retry.timeout, backoff: r.retry.backoff}
+	if err := failed.do(ctx, func(ctx context.Context) error { return r.store.Put(ctx, j, r.ttl) }); err != nil {
+		s.log.Error("job failure not stored; only this replica answers it", "job", j.ID, "err", err.Error())
+	}
+}
+
+// do runs f until it succeeds or the attempts are spent; the last error.
+func (p retryPolicy) do(ctx context.Context, f func(context.Context) error) error {
+	var err error
+	wait := p.backoff
+	for i := 0; i < max(p.attempts, 1); i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return errors.Join(err, ctx.Err())
+			case <-time.After(wait):
+			}
+			wait *= 2
+		}
+		actx, cancel := context.WithTimeout(ctx, p.timeout)
+		err = f(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // waitJobs waits for the jobs in flight (their results stored) until ctx
@@ -322,16 +431,35 @@ func (s *Server) waitJobs(ctx context.Context) error {
 // getJob answers a job: pending, or done/failed with the route's answer in
 // "result" and its status in "http_status".
 func (s *Server) getJob(c *gin.Context) {
-	j, err := s.jobs.store.Get(c.Request.Context(), c.Param("id"))
+	id := c.Param("id")
+	if j, err := s.jobs.unstored.Get(c.Request.Context(), id); err == nil {
+		c.JSON(http.StatusOK, j)
+		return
+	}
+	j, err := s.jobs.store.Get(c.Request.Context(), id)
 	if errors.Is(err, ErrJobNotFound) {
-		s.fail(c, newError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("job %q: %v", c.Param("id"), err)))
+		s.fail(c, newError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("job %q: %v", id, err)))
 		return
 	}
 	if err != nil {
-		s.fail(c, err)
+		s.failStore(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, j)
+}
+
+// failStore answers a job store failure: 503 with Retry-After when the
+// store is unreachable, with a message that names no address (the cause,
+// which may, goes to the log).
+func (s *Server) failStore(c *gin.Context, err error) {
+	if !errors.Is(err, ErrJobStoreUnavailable) {
+		s.fail(c, err)
+		return
+	}
+	s.log.Warn("job store unavailable", "path", c.Request.URL.Path, "err", err.Error())
+	e := newError(http.StatusServiceUnavailable, CodeStoreUnavailable, "the job store is unavailable; retry later")
+	e.retryAfter = time.Second
+	s.fail(c, e)
 }
 
 func newJobID() string {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,5 +195,103 @@ func TestJobsDrain(t *testing.T) {
 	j, err := store.Get(context.Background(), r.body["id"].(string))
 	if err != nil || j.Status != server.JobDone || j.HTTP != 200 {
 		t.Errorf("the job after Run returned: %+v %v, want done", j, err)
+	}
+}
+
+// redisJobEnv is a server whose jobs live in a real redis-server, with the
+// HP model gated so that a test decides when a job's result is written.
+func redisJobEnv(t *testing.T) (*env, *redistest.Server, *gate) {
+	t.Helper()
+	rs := redistest.Start(t)
+	rdb, err := cache.NewRedis(rs.URL(), 100*time.Millisecond) // serve's --redis-timeout default
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	g := &gate{started: make(chan int, 8), release: make(chan struct{})}
+	e := newEnv(t, envConfig{noICT: true, hpGate: g, server: server.Options{Jobs: server.NewRedisJobs(rdb), JobTTL: time.Minute}}, true)
+	return e, rs, g
+}
+
+// TestJobsRedisStall: Redis stops answering (SIGSTOP) exactly when a job's
+// result is written and comes back 400 ms later; the retries store the
+// result, and the job reads done, not pending forever.
+func TestJobsRedisStall(t *testing.T) {
+	e, rs, g := redisJobEnv(t)
+	body := map[string]any{"images": []string{b64(pngBytes(t, 5, 16, 16))}}
+	r := submit(t, e, "score", body)
+	if r.status != 202 {
+		t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	<-g.started // the job is in the model
+	rs.Pause()
+	close(g.release) // the job finishes and writes its result into the stall
+	time.Sleep(400 * time.Millisecond)
+	rs.Resume()
+	j := e.waitJob(t, r.body["id"].(string))
+	if j["status"] != "done" || num(t, j["http_status"], "http_status") != 200 {
+		t.Errorf("job after a 400 ms stall at its result write: %v, want done", j)
+	}
+}
+
+// TestJobsRedisDown: with Redis killed, the jobs routes answer 503 with
+// Retry-After and a body that names no address; the job that was running
+// reads failed with the reason on this replica, also after Redis restarts
+// empty.
+func TestJobsRedisDown(t *testing.T) {
+	e, rs, g := redisJobEnv(t)
+	body := map[string]any{"images": []string{b64(pngBytes(t, 6, 16, 16))}}
+	r := submit(t, e, "score", body)
+	if r.status != 202 {
+		t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	id := r.body["id"].(string)
+	<-g.started
+	rs.Stop()
+	noAddress := func(what string, got *response) {
+		t.Helper()
+		if got.status != http.StatusServiceUnavailable || got.errCode() != server.CodeStoreUnavailable || got.header.Get("Retry-After") == "" {
+			t.Errorf("%s with Redis down: %d %v %s, want 503 %s with Retry-After", what, got.status, got.header, got.raw, server.CodeStoreUnavailable)
+		}
+		if s := string(got.raw); strings.Contains(s, "127.0.0.1") || strings.Contains(s, strconv.Itoa(rs.Port)) {
+			t.Errorf("%s: the error body names the store's address: %s", what, s)
+		}
+	}
+	noAddress("POST /v1/jobs", submit(t, e, "score", body))
+	noAddress("POST /v1/jobs with a key", submit(t, e, "score", body, server.IdempotencyKeyHeader, "k"))
+	noAddress("GET /v1/jobs/{id} while running", e.get(t, "/v1/jobs/"+id))
+	close(g.release)
+	var j *response
+	for range 200 { // the result write gives up after its retries (about 4 s)
+		if j = e.get(t, "/v1/jobs/"+id); j.status == http.StatusOK {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	check := func(when string) {
+		t.Helper()
+		if j.status != 200 || j.body["status"] != "failed" || num(t, j.body["http_status"], "http_status") != 503 {
+			t.Fatalf("%s: %d %s, want 200 with the job failed (503)", when, j.status, j.raw)
+		}
+		res, _ := j.body["result"].(map[string]any)
+		if code, _ := res["error"].(map[string]any)["code"].(string); code != server.CodeStoreUnavailable {
+			t.Errorf("%s: result %v, want error code %s", when, res, server.CodeStoreUnavailable)
+		}
+	}
+	check("Redis down")
+	rs.Restart() // empty: the pending record is gone too
+	j = e.get(t, "/v1/jobs/"+id)
+	check("Redis back, empty")
+	// The client redials in the background after failed dials (about a
+	// second apart): the routes answer again once it has.
+	var again *response
+	for range 100 {
+		if again = submit(t, e, "score", body); again.status != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if again.status != 202 {
+		t.Errorf("submit with Redis back: %d %s", again.status, again.raw)
 	}
 }

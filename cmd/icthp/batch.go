@@ -39,7 +39,9 @@ func runBatch(ctx context.Context, a *app, args []string) error {
 	var inputs stringList
 	fs.Var(&inputs, "input", "dataset to score: a folder, a .tar shard, a .jsonl/.csv manifest, an image, or a glob (repeatable; also as arguments)")
 	out := fs.String("out", "", "output file, .jsonl or .parquet (required); parts and the journal go to OUT.parts/")
-	shardFlag := fs.String("shard", "", "score only shard I of N (I/N, 0-based): the items whose key hashes to I mod N; output OUT-IIIII-of-NNNNN.EXT")
+	shardFlag := fs.String("shard", "", "score only shard I of N (I/N, 0-based): the items whose key hashes to I mod N. "+
+		"The shard writes --out with -IIIII-of-NNNNN before the extension (--out scores.parquet --shard 3/8: scores-00003-of-00008.parquet; "+
+		"its parts in scores-00003-of-00008.parquet.parts/, a JSONL's embeddings in scores-00003-of-00008.embeddings.npy); N = 1 writes --out itself")
 	partSize := fs.Int("part-size", batch.DefaultPartSize, "rows per committed part (what a crash can lose)")
 	inFlight := fs.Int("inflight", batch.DefaultInFlight, "batches in the encoders at once (1 is best on CPU; more can help a GPU)")
 	decoders := fs.Int("decoders", runtime.GOMAXPROCS(0), "goroutines decoding images ahead of the encoders (default: one per core)")

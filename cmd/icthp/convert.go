@@ -58,7 +58,7 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 		preset = fs.String("preset", "tiny", "architecture: tiny, vit-b-32, vit-l-14, vit-h-14 (imagereward, imagereward-tiny with --kind imagereward)")
 		rkind = fs.String("kind", "clip", "clip, hp, imagereward, or a zoo kind: pickscore, clipscore, clipscore-100, hpsv2, aesthetic (--preset real: the kind's own architecture and activation)")
 		seed = fs.Uint64("seed", 1, "random seed (same seed, same bytes, same version)")
-		tok = fs.String("tokenizer", "", "vocabulary file to include; default: a synthetic one")
+		tok = fs.String("tokenizer", "", "vocabulary file to include (CLIP BPE for clip and hp, WordPiece vocab.txt for imagereward); default: a synthetic one")
 	case "imagereward":
 		ckpt = fs.String("checkpoint", "", "ImageReward.pt")
 		medCfg = fs.String("med-config", "", "med_config.json (BERT sizes)")
@@ -123,7 +123,7 @@ func convertRandom(preset, kind string, seed uint64, tok, out string, build clip
 		return convertRandomZoo(preset, kind, seed, tok, out, build)
 	}
 	if k == models.KindImageReward || strings.HasPrefix(preset, "imagereward") {
-		return convertRandomImageReward(preset, seed, out, build)
+		return convertRandomImageReward(preset, seed, tok, out, build)
 	}
 	if k != models.KindCLIP && k != models.KindHP {
 		return nil, usagef("--kind %q: want clip, hp or imagereward", kind)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/icthp/icthp/models"
@@ -26,7 +27,9 @@ func convertImageReward(ckpt, med, vis, vocab, out, name string, b clip.BuildOpt
 	return blip.ConvertFiles(ckpt, med, vis, vocab, out, name, bo)
 }
 
-func convertRandomImageReward(preset string, seed uint64, out string, b clip.BuildOptions) (*models.Manifest, error) {
+// convertRandomImageReward writes a random ImageReward directory with the
+// vocab.txt in vocabPath, or the synthetic one when it is "".
+func convertRandomImageReward(preset string, seed uint64, vocabPath, out string, b clip.BuildOptions) (*models.Manifest, error) {
 	bo, err := irBuild(b)
 	if err != nil {
 		return nil, err
@@ -39,7 +42,14 @@ func convertRandomImageReward(preset string, seed uint64, out string, b clip.Bui
 	if _, err := blip.PresetConfig(p); err != nil {
 		return nil, usageError{err.Error()}
 	}
-	return blip.WriteRandomDir(p, seed, out, bo)
+	if vocabPath == "" {
+		return blip.WriteRandomDir(p, seed, out, bo)
+	}
+	vocab, err := os.ReadFile(vocabPath)
+	if err != nil {
+		return nil, err
+	}
+	return blip.WriteRandomDirVocab(p, seed, out, bo, vocab, baseName(vocabPath))
 }
 
 // wordPieceEncoder is `icthp tokenize` for an ImageReward model: the 35

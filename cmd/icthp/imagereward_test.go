@@ -8,6 +8,7 @@ package main
 // tensors and WordPiece ids.
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"os"
@@ -222,4 +223,39 @@ func parseIRLines(t *testing.T, out string) []irLine {
 		ls = append(ls, x)
 	}
 	return ls
+}
+
+// TestConvertRandomImageRewardVocab: `convert random --kind imagereward
+// --tokenizer FILE` writes the vocabulary it is given: a word placed on
+// line 2001 of an otherwise synthetic vocab.txt tokenizes to id 2000, as
+// one piece, and model.json no longer says synthetic.
+func TestConvertRandomImageRewardVocab(t *testing.T) {
+	d := t.TempDir()
+	lines := strings.Split(strings.TrimSuffix(string(blip.SyntheticVocab()), "\n"), "\n")
+	lines[2000] = "zebrafish"
+	vocab := []byte(strings.Join(lines, "\n") + "\n")
+	vf := filepath.Join(d, "vocab.txt")
+	if err := os.WriteFile(vf, vocab, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(d, "ir")
+	mustRun(t, "convert", "random", "--kind", "imagereward", "--preset", "tiny", "--tokenizer", vf, "--out", out)
+	got, err := os.ReadFile(filepath.Join(out, "vocab.txt"))
+	if err != nil || !bytes.Equal(got, vocab) {
+		t.Fatalf("the directory's vocab.txt is not the one given (%v)", err)
+	}
+	if m := mustManifest(t, out); m.Text == nil || m.Text.Synthetic {
+		t.Errorf("model.json text %+v, want a non-synthetic vocabulary", m.Text)
+	}
+	ids := mustRun(t, "tokenize", "--model", out, "zebrafish")
+	if !strings.HasPrefix(ids, "[101,2000,102,0") {
+		t.Errorf("tokenize zebrafish: %s, want [101,2000,102,0,...] ([CLS] zebrafish [SEP])", ids)
+	}
+	big := filepath.Join(d, "big.txt")
+	if err := os.WriteFile(big, []byte(strings.Repeat("x\n", 30600)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := icthp(t, "convert", "random", "--kind", "imagereward", "--preset", "tiny", "--tokenizer", big, "--out", filepath.Join(d, "big")); code != 1 || !strings.Contains(errOut, "vocabulary") {
+		t.Errorf("a vocabulary over the embedding: exit %d, %q; want 1 naming the vocabulary", code, errOut)
+	}
 }

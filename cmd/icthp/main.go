@@ -125,14 +125,69 @@ func printHelp(w io.Writer, cmds map[string]command) {
 // line (run prints it), not the error plus every flag's description.
 func newFlags(a *app, c string) *flag.FlagSet {
 	fs := flag.NewFlagSet("icthp "+c, flag.ContinueOnError)
-	fs.SetOutput(a.stderr)
+	fs.SetOutput(flagOutput{Writer: a.stderr, getenv: a.getenv})
 	fs.Usage = func() {}
 	return fs
 }
 
+// flagOutput is a FlagSet's output that also carries the app's environment
+// to parseFlags, so that every command's flags get their environment
+// variables (envName) with no change to the commands.
+type flagOutput struct {
+	io.Writer
+	getenv func(string) string
+}
+
+// envName is the environment variable of a flag: ICTHP_ and the flag's name
+// in upper case with - as _ (--queue-size: ICTHP_QUEUE_SIZE).
+func envName(flagName string) string {
+	return "ICTHP_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// envHelp ends every command's -h.
+const envHelp = "\nEvery flag can be set by its environment variable instead: ICTHP_ and the flag's name in\n" +
+	"upper case with - as _ (--queue-size: ICTHP_QUEUE_SIZE); a flag on the command line wins.\n"
+
+// applyEnv sets each flag the command line did not set from its
+// environment variable (when set and not empty): after parsing, so that a
+// repeatable flag given on the command line is not added to the variable's
+// value. A value the flag refuses is a usage error naming the variable.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var bad error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		v := getenv(name)
+		if v == "" || bad != nil || set[f.Name] {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			bad = usagef("$%s=%q: %v", name, v, err)
+		}
+	})
+	return bad
+}
+
 // parseFlags parses args, allowing flags after positional arguments (as
-// users type `icthp score img.png --hp dir`).
+// users type `icthp score img.png --hp dir`), then gives the flags not on
+// the command line their environment variables' values.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	out := fs.Output()
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if fo, ok := out.(flagOutput); ok && fo.getenv != nil {
+		if err := applyEnv(fs, fo.getenv); err != nil {
+			return nil, err
+		}
+	}
+	return pos, nil
+}
+
+// parseArgs is parseFlags without the environment.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	out := fs.Output()
 	fs.SetOutput(io.Discard) // the flag package would print the error too
@@ -143,6 +198,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 				fmt.Fprintf(out, "usage of %s:\n", fs.Name())
 				fs.SetOutput(out)
 				fs.PrintDefaults()
+				fmt.Fprint(out, envHelp)
 				return nil, err
 			}
 			return nil, usageError{err.Error()}

@@ -125,14 +125,27 @@ func ConvertFiles(checkpointPath, medPath, visionPath, vocabPath, out, name stri
 // weights and a synthetic vocabulary (for tests, demos and benchmarks at the
 // real size): the same seed gives the same bytes and version.
 func WriteRandomDir(p Preset, seed uint64, out string, b BuildOptions) (*models.Manifest, error) {
+	return WriteRandomDirVocab(p, seed, out, b, nil, "")
+}
+
+// WriteRandomDirVocab is WriteRandomDir with the vocab.txt given (named
+// vocabName in model.json's source), or the synthetic one when vocab is nil.
+func WriteRandomDirVocab(p Preset, seed uint64, out string, b BuildOptions, vocab []byte, vocabName string) (*models.Manifest, error) {
 	c, err := PresetConfig(p)
 	if err != nil {
 		return nil, err
 	}
+	random := map[string]any{"preset": p, "seed": seed}
+	synthetic := vocab == nil
+	if synthetic {
+		vocab = SyntheticVocab()
+	} else {
+		random["vocab"] = vocabName
+	}
 	return WriteDir(NewRandom(&c, seed), DirOptions{
-		Med: c.Text, Vision: c.Vision, Vocab: SyntheticVocab(), Synthetic: true, Out: out,
+		Med: c.Text, Vision: c.Vision, Vocab: vocab, Synthetic: synthetic, Out: out,
 		Name: fmt.Sprintf("random-%s", p), Build: b,
-		Source: map[string]any{"random": map[string]any{"preset": p, "seed": seed}},
+		Source: map[string]any{"random": random},
 		Notes:  []string{"random weights: scores are meaningless; for tests, demos and benchmarks"},
 	})
 }

@@ -119,15 +119,22 @@ func newBPEVocab(encoder map[string]int32, merges [][]string) (*bpeVocab, error)
 		}
 		v.merges[pairKey(a, b)] = mergeInfo{rank: int32(rank), id: id} // later duplicates win, as in dict(zip(merges, range))
 	}
+	// The vocabulary's names of the special tokens give their ids; the
+	// text that stands for them in a prompt is open_clip's names whatever
+	// the file's (open_clip's pattern starts <start_of_text>|<end_of_text>,
+	// so a prompt holding "<|startoftext|>" is ordinary text): the same
+	// prompt gives the same ids from every vocabulary format.
+	var sotKey, eotKey string
 	switch {
 	case hasKeys(encoder, sotName, eotName):
-		v.sotText, v.eotText = sotName, eotName
+		sotKey, eotKey = sotName, eotName
 	case hasKeys(encoder, sotNameAlt, eotNameAlt):
-		v.sotText, v.eotText = sotNameAlt, eotNameAlt
+		sotKey, eotKey = sotNameAlt, eotNameAlt
 	default:
 		return nil, errors.New("preprocess: vocabulary has no <|startoftext|>/<|endoftext|> tokens")
 	}
-	v.sot, v.eot = encoder[v.sotText], encoder[v.eotText]
+	v.sot, v.eot = encoder[sotKey], encoder[eotKey]
+	v.sotText, v.eotText = sotNameAlt, eotNameAlt
 	v.size = len(encoder)
 	return v, nil
 }

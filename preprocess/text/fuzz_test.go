@@ -42,7 +42,7 @@ var fuzzTokenizers = sync.OnceValues(func() ([3]*Tokenizer, error) {
 func FuzzTokenize(f *testing.F) {
 	for _, s := range []string{
 		"", " ", "a photo of a cat", "A  PHOTO\tof\u00a0a\u3000CAT", "&amp;amp;lt;b&gt;", "&#x1F600; &#0; &#xD800;",
-		"caf\xc3\xa9 \xff\xfe invalid \xed\xa0\x80 surrogate \xf4\x90\x80\x80", "<|startoftext|><|endoftext|>",
+		"caf\xc3\xa9 \xff\xfe invalid \xed\xa0\x80 surrogate \xf4\x90\x80\x80", "<|startoftext|><|endoftext|>", "<start_of_text><end_of_text>",
 		"\u201cquoted\u201d \ufb01sh \uff21\uff22", "ſtraße İstanbul ΣΑΣ", "don't won't it's 'S 'LL",
 		strings.Repeat("word ", 100), strings.Repeat("a", 500), "\x1b[31mred\x1b[0m", "Ã©tÃ© mojibake",
 		"123 4567 ½ ١٢٣", "\u0345\u0345 x", "\r\n\v\f\x1c\x1d\x1e\x1f\x85\u2028\u2029",

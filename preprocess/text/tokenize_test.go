@@ -59,6 +59,16 @@ func (c *localRefCase) input(t *testing.T) string {
 	return *c.Text
 }
 
+// openCLIPIDs are the ids open_clip gives the case's text: its special-token
+// names (<start_of_text>, <end_of_text>) are the ones its pattern matches in
+// a prompt, where the OpenAI names the reference's ids use differ.
+func (c localRefCase) openCLIPIDs() []int64 {
+	if c.IDsOpenCLIPNames != nil {
+		return c.IDsOpenCLIPNames
+	}
+	return c.IDs
+}
+
 func padded(ids []int64, n int) []int64 {
 	out := make([]int64, n)
 	copy(out, ids)
@@ -103,7 +113,7 @@ func TestTokenizeLocalReference(t *testing.T) {
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
-		if want := padded(c.IDs, ctx); !slices.Equal(got, want) {
+		if want := padded(c.openCLIPIDs(), ctx); !slices.Equal(got, want) {
 			t.Errorf("case %d (%s): Encode(%q)\n got %v\nwant %v", i, c.Note, in, trimPad(got), c.IDs)
 			bad++
 		}
@@ -211,8 +221,9 @@ func writeFiles(t *testing.T, dir string, files map[string][]byte) string {
 
 // TestVocabularyFormats: the open_clip .txt.gz, HF tokenizer.json (both merge notations)
 // and vocab.json + merges.txt, loaded from directories and from file paths, give the
-// reference ids for every reference text; vocabularies that name the special tokens the
-// open_clip way give the ids open_clip itself gives (ids_open_clip_names).
+// reference ids for every reference text, the ids open_clip itself gives
+// (ids_open_clip_names where the OpenAI names differ), however the file names
+// the special tokens.
 func TestVocabularyFormats(t *testing.T) {
 	gz := needRealVocab(t)
 	root := t.TempDir()
@@ -242,7 +253,6 @@ func TestVocabularyFormats(t *testing.T) {
 			if tok.SOT() != 49406 || tok.EOT() != 49407 || tok.VocabSize() != 49408 {
 				t.Fatalf("sot %d eot %d size %d", tok.SOT(), tok.EOT(), tok.VocabSize())
 			}
-			ocNames := strings.HasPrefix(name, "oc_")
 			cs := cases
 			if strings.Contains(name, "file:") { // the same files as a directory case
 				cs = cs[:100]
@@ -252,10 +262,7 @@ func TestVocabularyFormats(t *testing.T) {
 				if c.ContextLength > 0 {
 					continue
 				}
-				want := c.IDs
-				if ocNames && c.IDsOpenCLIPNames != nil {
-					want = c.IDsOpenCLIPNames
-				}
+				want := c.openCLIPIDs() // whatever the file's names for the special tokens
 				in := c.input(t)
 				got, err := tok.Encode(in)
 				if err != nil {
@@ -322,7 +329,16 @@ func TestTokenizeCases(t *testing.T) {
 		{"75 words fill the context", words(75), words(75), "", as(75)},
 		{"76 words are cut", words(76), words(76), "", append(as(75)[:76], eot)},
 		{"300 words are cut", words(300), words(300), "", append(as(75)[:76], eot)},
-		{"special token text", "a <|endoftext|> cat", "a <|endoftext|> cat", "", []int64{sot, 320, eot, 2368, eot}},
+		// open_clip's pattern starts <start_of_text>|<end_of_text> (IGNORECASE, on
+		// the lower-cased text): those names are the special ids mid-prompt, also
+		// glued to words or after HTML unescaping; OpenAI's names are plain text,
+		// split as symbols and letters ("<|", "endoftext", "|>").
+		{"open_clip special token text", "a <start_of_text> cat", "a <start_of_text> cat", "", []int64{sot, 320, sot, 2368, eot}},
+		{"open_clip special tokens glued", "a photo<end_of_text>of a cat", "a photo<end_of_text>of a cat", "", []int64{sot, 320, 1125, eot, 539, 320, 2368, eot}},
+		{"open_clip special token upper case", "A <START_OF_TEXT> CAT", "a <start_of_text> cat", "", []int64{sot, 320, sot, 2368, eot}},
+		{"open_clip special token escaped", "a&lt;end_of_text&gt;cat", "a<end_of_text>cat", "", []int64{sot, 320, eot, 2368, eot}},
+		{"OpenAI special token text is plain", "a <|endoftext|> cat", "a <|endoftext|> cat", "a <| endoftext |> cat", nil},
+		{"a broken special token is plain", "a <end_of_text cat", "a <end_of_text cat", "a < end _ of _ text cat", nil},
 		{"invalid utf-8 reads as U+FFFD", "a\xffcat", "a\ufffdcat", "a\ufffdcat", nil},
 	}
 	for _, c := range cases {

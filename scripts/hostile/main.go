@@ -1,0 +1,160 @@
+// Command hostile runs the hostile-client probes of RELIABILITY.md against a
+// real `icthp serve` with the demo models, on loopback only (127.0.0.1),
+// each bounded in count and time, and prints a table: each probe's figure,
+// its target, whether it met it, and whether this run asserts it (a failed
+// asserted probe exits 1). scripts/hostile.sh builds bin/icthp and runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// result is one row of the table.
+type result struct {
+	probe  string
+	figure string
+	target string
+	ok     bool
+	err    error // the probe could not run
+	skip   bool  // not run here (a tool is missing); says why in figure
+}
+
+// config is what every probe gets.
+type config struct {
+	bin     string        // the icthp binary
+	work    string        // scratch folder
+	short   bool          // CI's short mode: smaller counts, shorter times
+	soak    time.Duration // soak duration
+	verbose bool
+}
+
+type probe struct {
+	name string
+	run  func(ctx context.Context, c *config) []result
+	full bool // only in the full run (too slow or too big for CI)
+}
+
+var probes = []probe{
+	{name: "headers", run: probeHeldHeaders},
+	{name: "bomb", run: probeBomb, full: true},
+	{name: "overload", run: probeOverload},
+	{name: "badinput", run: probeBadInput},
+	{name: "contract", run: probeContract},
+	{name: "redis", run: probeRedis},
+	{name: "sigterm", run: probeSIGTERM},
+	{name: "batch", run: probeBatchKill},
+	{name: "slowloris", run: probeSlowloris},
+	{name: "soak", run: probeSoak},
+}
+
+// defaultAssert is what the short (CI) run asserts: the probes whose target
+// main meets. The others are reported only, until the fixes they wait for
+// are merged; then add them (or set HOSTILE_ASSERT).
+const defaultAssert = "badinput,redis,jobs,sigterm,batch,slowloris,soak"
+
+func main() {
+	var c config
+	var only, assert string
+	flag.StringVar(&c.bin, "bin", "bin/icthp", "the icthp binary")
+	flag.StringVar(&c.work, "work", "", "scratch folder (default: a new temporary one, removed at the end)")
+	flag.BoolVar(&c.short, "short", false, "CI mode: smaller counts and times; the bomb probe is skipped")
+	flag.DurationVar(&c.soak, "soak", 0, "soak duration (default 20s with --short, 2m otherwise; RELIABILITY.md's long run is 30m)")
+	flag.StringVar(&only, "probes", "", "comma-separated probes to run (default all: "+names()+")")
+	flag.StringVar(&assert, "assert", envOr("HOSTILE_ASSERT", defaultAssert), "comma-separated probe rows whose failure exits 1 ($HOSTILE_ASSERT; \"all\" or \"none\")")
+	flag.BoolVar(&c.verbose, "v", false, "log each step")
+	flag.Parse()
+	if c.soak == 0 {
+		c.soak = map[bool]time.Duration{true: 20 * time.Second, false: 2 * time.Minute}[c.short]
+	}
+	if c.work == "" {
+		d, err := os.MkdirTemp("", "icthp-hostile-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hostile:", err)
+			os.Exit(2)
+		}
+		defer os.RemoveAll(d)
+		c.work = d
+	} else if err := os.MkdirAll(c.work, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "hostile:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var rows []result
+	for _, p := range probes {
+		if (only != "" && !inList(only, p.name)) || (only == "" && p.full && c.short) {
+			continue
+		}
+		start := time.Now()
+		fmt.Fprintf(os.Stderr, "hostile: %s ...\n", p.name)
+		rows = append(rows, p.run(ctx, &c)...)
+		fmt.Fprintf(os.Stderr, "hostile: %s done in %s\n", p.name, time.Since(start).Round(time.Second))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	os.Exit(report(rows, assert))
+}
+
+// report prints the table and returns the exit status.
+func report(rows []result, assert string) int {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "probe\tfigure\ttarget\tmet\tasserted")
+	code := 0
+	for _, r := range rows {
+		met := map[bool]string{true: "yes", false: "NO"}[r.ok]
+		if r.err != nil {
+			met, r.figure = "ERROR", r.err.Error()
+		}
+		if r.skip {
+			met, r.ok = "SKIP", true
+		}
+		asserted := assert == "all" || inList(assert, strings.SplitN(r.probe, ":", 2)[0]) || inList(assert, r.probe)
+		a := map[bool]string{true: "yes", false: "no"}[asserted]
+		if asserted && (!r.ok || r.err != nil) {
+			code = 1
+			a = "yes: FAILED"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.probe, r.figure, r.target, met, a)
+	}
+	w.Flush()
+	return code
+}
+
+func names() string {
+	var n []string
+	for _, p := range probes {
+		n = append(n, p.name)
+	}
+	return strings.Join(n, ",")
+}
+
+func inList(list, name string) bool {
+	for _, x := range strings.Split(list, ",") {
+		if strings.TrimSpace(x) == name {
+			return true
+		}
+	}
+	return false
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func logf(c *config, format string, args ...any) {
+	if c.verbose {
+		fmt.Fprintf(os.Stderr, "  "+format+"\n", args...)
+	}
+}
