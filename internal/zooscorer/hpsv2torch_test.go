@@ -37,8 +37,10 @@ type hpsv2TorchFixture struct {
 // tensor, CenterCrop, Normalize; torch 1.13's ATen antialiased bicubic) on
 // sampled indices of up- and downscaled synthetic images and the sunset
 // demo, and over the whole tensor through its sum and sum of squares. Both
-// are float32 computations in the same tap order, so they should agree to
-// float32 rounding.
+// are float32 computations in the same tap order, so they agree to float32
+// rounding: 3.3e-6 here, all of it torch 1.13's own (its |x| < 1 cubic
+// branch in double, FMA in its AVX2 kernel; mirroring both gave 0). Weights
+// in float64 would be 8e-5 off, a = −0.75 far more.
 func TestHPSv2PixelsAgainstTorch(t *testing.T) {
 	dir := filepath.Join("testdata", "hpsv2torch")
 	raw, err := os.ReadFile(filepath.Join(dir, "index.json"))
@@ -92,9 +94,9 @@ func TestHPSv2PixelsAgainstTorch(t *testing.T) {
 	}
 	t.Logf("torch %s / torchvision %s: max |Go − torch float32| = %.3g, max |Go − torch float64| = %.3g", fx.Torch, fx.Torchvision, worst32, worst64)
 	// Normalised values span about ±2.2; float32 rounding after a few
-	// dozen taps and a division by std ≈ 0.27 stays near 1e-6.
-	if worst32 > 4e-6 {
-		t.Errorf("max |Go − torch float32| = %v, want float32 rounding (≤ 4e-6)", worst32)
+	// dozen taps and a division by std ≈ 0.27 stays within a few 1e-6.
+	if worst32 > 5e-6 {
+		t.Errorf("max |Go − torch float32| = %v, want float32 rounding (≤ 5e-6)", worst32)
 	}
 	if worst64 > 1e-4 {
 		t.Errorf("max |Go − torch float64| = %v, want ≤ 1e-4", worst64)
