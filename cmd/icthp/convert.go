@@ -73,23 +73,12 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	if *int8 && *fp16 {
-		return usagef("--int8 and --fp16 exclude each other")
-	}
-	build := clip.BuildOptions{Fused: !*unfused, FP16: *fp16, Int8: *int8}
-	if *fuse != "" {
-		kinds, err := clip.ParseFuse(*fuse)
-		if err != nil {
-			return usageError{err.Error()}
-		}
-		if *unfused || *int8 || kind == "imagereward" {
-			return usagef("--fuse goes without --unfused and --int8, for clip, hp and random")
-		}
-		build.Fused, build.Fuse = false, kinds
+	build, err := convertBuildOptions(kind, *fp16, *int8, *unfused, *fuse)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	var man *models.Manifest
-	var err error
 	switch kind {
 	case "clip":
 		if *ckpt == "" {
@@ -115,6 +104,26 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	fmt.Fprintf(a.stdout, "wrote %s: kind %s, version %s, embedding %d, %s, in %s\n",
 		*out, man.Kind, man.Version, man.EmbeddingDim, man.Precision, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// convertBuildOptions turns --fp16, --int8, --unfused and --fuse into the
+// builders' options, refusing the combinations that exclude each other.
+func convertBuildOptions(kind string, fp16, int8, unfused bool, fuse string) (clip.BuildOptions, error) {
+	if int8 && fp16 {
+		return clip.BuildOptions{}, usagef("--int8 and --fp16 exclude each other")
+	}
+	build := clip.BuildOptions{Fused: !unfused, FP16: fp16, Int8: int8}
+	if fuse != "" {
+		kinds, err := clip.ParseFuse(fuse)
+		if err != nil {
+			return build, usageError{err.Error()}
+		}
+		if unfused || int8 || kind == "imagereward" {
+			return build, usagef("--fuse goes without --unfused and --int8, for clip, hp and random")
+		}
+		build.Fused, build.Fuse = false, kinds
+	}
+	return build, nil
 }
 
 func convertRandom(preset, kind string, seed uint64, tok, out string, build clip.BuildOptions) (*models.Manifest, error) {

@@ -49,13 +49,12 @@ func runConvertZoo(_ context.Context, a *app, kind string, args []string) error 
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	if *int8 && *fp16 {
-		return usagef("--int8 and --fp16 exclude each other")
+	build, err := convertBuildOptions(kind, *fp16, *int8, *unfused, "")
+	if err != nil {
+		return err
 	}
-	build := clip.BuildOptions{Fused: !*unfused, FP16: *fp16, Int8: *int8}
 	start := time.Now()
 	var man *models.Manifest
-	var err error
 	switch kind {
 	case "pickscore", "clipscore", "clipscore-100":
 		if *ckpt == "" {
