@@ -32,6 +32,12 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	if slices.Contains(zooConvertKinds, kind) {
 		return runConvertZoo(ctx, a, kind, args)
 	}
+	return runConvertBuiltin(a, kind, args)
+}
+
+// runConvertBuiltin is convert for the kinds with their own converters:
+// clip, hp, random and imagereward.
+func runConvertBuiltin(a *app, kind string, args []string) error {
 	fs := newFlags(a, "convert "+kind)
 	out := fs.String("out", "", "model directory to write (required)")
 	fp16 := fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)")
