@@ -84,42 +84,7 @@ func TestPNGFastPath(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for i := 0; i < 40; i++ {
 		w, h := 1+rng.IntN(70), 1+rng.IntN(40)
-		var img image.Image
-		switch i % 4 {
-		case 0:
-			m := image.NewRGBA(image.Rect(0, 0, w, h))
-			for j := range m.Pix {
-				m.Pix[j] = uint8(rng.IntN(256))
-				if j%4 == 3 {
-					m.Pix[j] = 255 // opaque: image/png writes RGB
-				}
-			}
-			img = m
-		case 1:
-			m := image.NewNRGBA(image.Rect(0, 0, w, h))
-			for y := 0; y < h; y++ {
-				for x := 0; x < w; x++ {
-					m.Set(x, y, color.NRGBA{uint8(x * 3), uint8(y*5 + x), uint8(rng.IntN(16)), uint8(rng.IntN(256))})
-				}
-			}
-			img = m
-		case 2:
-			m := image.NewGray(image.Rect(0, 0, w, h))
-			for j := range m.Pix {
-				m.Pix[j] = uint8(j*7) + uint8(rng.IntN(3))
-			}
-			img = m
-		default:
-			pal := color.Palette{}
-			for j := 0; j < 200; j++ {
-				pal = append(pal, color.RGBA{uint8(rng.IntN(256)), uint8(j), uint8(rng.IntN(256)), 255})
-			}
-			m := image.NewPaletted(image.Rect(0, 0, w, h), pal)
-			for j := range m.Pix {
-				m.Pix[j] = uint8(rng.IntN(200))
-			}
-			img = m
-		}
+		img := filterTestImage(rng, i%4, w, h)
 		var buf bytes.Buffer
 		enc := png.Encoder{CompressionLevel: []png.CompressionLevel{png.DefaultCompression, png.BestSpeed, png.NoCompression}[i%3]}
 		if err := enc.Encode(&buf, img); err != nil {
@@ -132,6 +97,47 @@ func TestPNGFastPath(t *testing.T) {
 		if want := pngStd(t, buf.Bytes()); !bytes.Equal(got.Pix, want.Pix) {
 			t.Fatalf("case %d (%dx%d): fast path pixels differ", i, w, h)
 		}
+	}
+}
+
+// filterTestImage is a w×h image of one of four kinds (opaque RGBA, NRGBA
+// with alpha, gray, 200-colour palette) whose noisy and smooth parts make
+// image/png use every filter type.
+func filterTestImage(rng *rand.Rand, kind, w, h int) image.Image {
+	switch kind {
+	case 0:
+		m := image.NewRGBA(image.Rect(0, 0, w, h))
+		for j := range m.Pix {
+			m.Pix[j] = uint8(rng.IntN(256))
+			if j%4 == 3 {
+				m.Pix[j] = 255 // opaque: image/png writes RGB
+			}
+		}
+		return m
+	case 1:
+		m := image.NewNRGBA(image.Rect(0, 0, w, h))
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				m.Set(x, y, color.NRGBA{uint8(x * 3), uint8(y*5 + x), uint8(rng.IntN(16)), uint8(rng.IntN(256))})
+			}
+		}
+		return m
+	case 2:
+		m := image.NewGray(image.Rect(0, 0, w, h))
+		for j := range m.Pix {
+			m.Pix[j] = uint8(j*7) + uint8(rng.IntN(3))
+		}
+		return m
+	default:
+		pal := color.Palette{}
+		for j := 0; j < 200; j++ {
+			pal = append(pal, color.RGBA{uint8(rng.IntN(256)), uint8(j), uint8(rng.IntN(256)), 255})
+		}
+		m := image.NewPaletted(image.Rect(0, 0, w, h), pal)
+		for j := range m.Pix {
+			m.Pix[j] = uint8(rng.IntN(200))
+		}
+		return m
 	}
 }
 
