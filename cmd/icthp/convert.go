@@ -148,17 +148,24 @@ func convertRandom(preset, kind string, seed uint64, tok, out string, build clip
 	}
 	o := convert.RandomOptions{Preset: clip.Preset(preset), Kind: k, Seed: seed, Out: out, Build: build}
 	if k == models.KindCLIP {
-		if tok != "" {
-			data, err := os.ReadFile(tok)
-			if err != nil {
-				return nil, err
-			}
-			o.Vocab, o.VocabName = data, baseName(tok)
-		} else {
-			o.Vocab, o.Synthetic = text.SyntheticVocab(syntheticMerges), true
+		var err error
+		if o.Vocab, o.VocabName, o.Synthetic, err = randomVocab(tok); err != nil {
+			return nil, err
 		}
 	}
 	return convert.Random(o)
+}
+
+// randomVocab is the vocabulary of a random model: the file tok (with its
+// base name) if given, else the synthetic one.
+func randomVocab(tok string) (data []byte, name string, synthetic bool, err error) {
+	if tok == "" {
+		return text.SyntheticVocab(syntheticMerges), "", true, nil
+	}
+	if data, err = os.ReadFile(tok); err != nil {
+		return nil, "", false, err
+	}
+	return data, baseName(tok), false, nil
 }
 
 // syntheticMerges sizes the demo vocabulary: enough merges that common

@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
-	"github.com/icthp/icthp/preprocess/text"
 )
 
 // zooConvertKinds are the `convert` kinds of the reward zoo (SPEC §1).
@@ -102,14 +100,9 @@ func convertRandomZoo(preset, kind string, seed uint64, tok, out string, build c
 		o.Preset = clip.Preset(preset)
 	}
 	if kind != models.FormulaAesthetic {
-		if tok != "" {
-			data, err := os.ReadFile(tok)
-			if err != nil {
-				return nil, err
-			}
-			o.Vocab, o.VocabName = data, baseName(tok)
-		} else {
-			o.Vocab, o.Synthetic = text.SyntheticVocab(syntheticMerges), true
+		var err error
+		if o.Vocab, o.VocabName, o.Synthetic, err = randomVocab(tok); err != nil {
+			return nil, err
 		}
 	}
 	return convert.RandomZoo(o)
