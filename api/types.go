@@ -138,8 +138,28 @@ type ModelInfo struct {
 	EmbeddingDim int    `json:"embedding_dim,omitempty"`
 	Precision    string `json:"precision,omitempty"` // float32, float16, int8
 	MaxBatch     int    `json:"max_batch,omitempty"`
+	// Scores are the score names the model gives, in response order: the
+	// names of its columns in /v1/score, /v1/reward and batch, and what
+	// /v1/reward's weights take.
+	Scores []string `json:"scores,omitempty"`
+	// Formula is how the model makes its score from its outputs (the zoo
+	// models: PickScore, CLIPScore, HPSv2, aesthetic); absent for a model
+	// whose manifest records none.
+	Formula *ModelFormula `json:"formula,omitempty"`
+	// Source is what the model directory was converted from (the
+	// manifest's "source": checkpoint and format, or the random preset and
+	// seed), file paths reduced to their base names.
+	Source map[string]any `json:"source,omitempty"`
 	// Dir is the model directory on the server; never sent.
 	Dir string `json:"-"`
+}
+
+// ModelFormula is a model's formula: its name, the formula in words and
+// the original code it transcribes.
+type ModelFormula struct {
+	Name        string `json:"name"` // pickscore, clipscore, clipscore-100, hpsv2, aesthetic
+	Description string `json:"description"`
+	Reference   string `json:"reference,omitempty"`
 }
 
 // ModelsResponse answers GET /v1/models.

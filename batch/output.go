@@ -10,29 +10,30 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/icthp/icthp/scoring"
 )
 
 // Row is one image's result, the same columns in JSONL and Parquet. A nil
-// field was not computed (the model is not loaded, or the image failed:
-// then Error says why and no score is set).
+// field was not computed (the image failed: then Error says why and no
+// score is set). Scores and Versions are the loaded models' (see
+// newColumns), in registry order; JSON members and Parquet columns take
+// their names: "ict", "pickscore", "ict_version", ...
 type Row struct {
-	Key                string   `json:"key" parquet:"key"`
-	Source             string   `json:"source" parquet:"source"`
-	Prompt             *string  `json:"prompt,omitempty" parquet:"prompt,optional"`
-	ICT                *float64 `json:"ict,omitempty" parquet:"ict,optional"`
-	HP                 *float64 `json:"hp,omitempty" parquet:"hp,optional"`
-	HPLogit            *float64 `json:"hp_logit,omitempty" parquet:"hp_logit,optional"`
-	ImageReward        *float64 `json:"imagereward,omitempty" parquet:"imagereward,optional"`
-	Error              *string  `json:"error,omitempty" parquet:"error,optional"`
-	ICTVersion         *string  `json:"ict_version,omitempty" parquet:"ict_version,optional,dict"`
-	HPVersion          *string  `json:"hp_version,omitempty" parquet:"hp_version,optional,dict"`
-	ImageRewardVersion *string  `json:"imagereward_version,omitempty" parquet:"imagereward_version,optional,dict"`
+	Key    string
+	Source string
+	Prompt *string
+	Scores []scoring.Score
+	Error  *string
+	// Versions are the models that scored the image and their versions.
+	Versions []ModelVersion
 	// Embedding is the L2-normalised image embedding (with --embeddings):
 	// a list column in Parquet, a .npy file beside a JSONL output.
-	Embedding []float32 `json:"-" parquet:"embedding,list"`
+	Embedding []float32
 }
 
 // Format is an output file format.
@@ -125,10 +126,12 @@ func parquetOptions() []parquet.WriterOption {
 	return []parquet.WriterOption{parquet.Compression(&parquet.Zstd), parquet.CreatedBy("icthp", "batch", "")}
 }
 
-func writeParquet(w io.Writer, rows []Row) error {
-	pw := parquet.NewGenericWriter[Row](w, parquetOptions()...)
-	if _, err := pw.Write(rows); err != nil {
-		return err
+func writeParquet(w io.Writer, c *columns, rows []Row) error {
+	pw := parquet.NewWriter(w, append(parquetOptions(), c.schema)...)
+	for i := range rows {
+		if err := pw.Write(c.value(&rows[i])); err != nil {
+			return err
+		}
 	}
 	return pw.Close()
 }
@@ -140,42 +143,69 @@ func ReadParquet(path string) ([]Row, error) {
 		return nil, err
 	}
 	defer f.Close()
+	pf, err := openParquet(f)
+	if err != nil {
+		return nil, err
+	}
+	c, err := columnsOf(pf.Schema())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r := parquet.NewReader(pf, c.schema)
+	defer r.Close()
 	var rows []Row
-	err = readParquetRows(f, func(r []Row) error { rows = append(rows, r...); return nil })
-	return rows, err
+	for {
+		p := reflect.New(c.typ).Interface()
+		err := r.Read(p)
+		if err == io.EOF {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		rows = append(rows, c.row(p))
+	}
 }
 
-func readParquetRows(f *os.File, fn func([]Row) error) error {
+func openParquet(f *os.File) (*parquet.File, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pf, err := parquet.OpenFile(f, st.Size())
 	if err != nil {
-		return fmt.Errorf("%s: %w", f.Name(), err)
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
 	}
-	r := parquet.NewGenericReader[Row](pf)
+	return pf, nil
+}
+
+// copyParquetRows appends the rows of a part to pw, as they are: the part
+// has the run's columns.
+func copyParquetRows(pw *parquet.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pf, err := openParquet(f)
+	if err != nil {
+		return err
+	}
+	r := parquet.NewReader(pf)
 	defer r.Close()
-	buf := make([]Row, 1024)
+	buf := make([]parquet.Row, 256)
 	for {
-		n, err := r.Read(buf)
+		n, err := r.ReadRows(buf)
 		if n > 0 {
-			// Each call gets fresh rows: the reader reuses buf's backing
-			// arrays for strings and lists.
-			out := make([]Row, n)
-			copy(out, buf[:n])
-			for i := range buf[:n] {
-				buf[i] = Row{}
-			}
-			if ferr := fn(out); ferr != nil {
-				return ferr
+			if _, werr := pw.WriteRows(buf[:n]); werr != nil {
+				return werr
 			}
 		}
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", f.Name(), err)
+			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
 }
@@ -201,7 +231,7 @@ func ReadJSONL(path string) ([]Row, error) {
 }
 
 // mergeParts writes the parts, in order, into out.
-func mergeParts(f Format, out string, parts []string) (int64, error) {
+func mergeParts(f Format, c *columns, out string, parts []string) (int64, error) {
 	return writeAtomic(out, func(w io.Writer) error {
 		switch f {
 		case JSONL:
@@ -212,15 +242,9 @@ func mergeParts(f Format, out string, parts []string) (int64, error) {
 			}
 			return nil
 		default:
-			pw := parquet.NewGenericWriter[Row](w, parquetOptions()...)
+			pw := parquet.NewWriter(w, append(parquetOptions(), c.schema)...)
 			for _, p := range parts {
-				pf, err := os.Open(p)
-				if err != nil {
-					return err
-				}
-				err = readParquetRows(pf, func(rows []Row) error { _, err := pw.Write(rows); return err })
-				pf.Close()
-				if err != nil {
+				if err := copyParquetRows(pw, p); err != nil {
 					return err
 				}
 			}

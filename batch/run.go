@@ -197,8 +197,10 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 		prog = newProgress(o.Progress, now, 250*time.Millisecond, len(items), sum.Skipped, sum.Errors)
 		defer prog.stop()
 	}
+	specs := s.Specs()
+	cols := newColumns(specs)
 	r := &runner{s: s, o: o, format: format, dir: dir, j: j, npy: npyOut != "", prog: prog,
-		needPrompt: needsPrompt(s.Specs()), decodeAhead: s.TakesRGB()}
+		needPrompt: needsPrompt(specs), decodeAhead: s.TakesRGB(), specs: specs, cols: cols}
 	scored, errs, err := r.run(ctx, todo)
 	sum.Scored = scored
 	sum.Errors += errs
@@ -215,7 +217,7 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 		npys[i] = filepath.Join(dir, p.npyName())
 	}
 	m := mergedRecord{Rows: len(items)}
-	if m.Bytes, err = mergeParts(format, out, names); err != nil {
+	if m.Bytes, err = mergeParts(format, cols, out, names); err != nil {
 		return sum, fmt.Errorf("merge: %w", err)
 	}
 	if npyOut != "" {
@@ -256,6 +258,8 @@ type runner struct {
 	needPrompt  bool
 	decodeAhead bool
 	prog        *progress
+	specs       []scorer.Spec // the loaded models'
+	cols        *columns
 }
 
 // job is one batch: consecutive items of one part, read (and decoded when
@@ -435,12 +439,11 @@ func (r *runner) commit(p part, rows []Row) (int, error) {
 			rows[i].Embedding = nil // not in the JSONL itself
 		}
 	}
-	write := writeJSONL
-	if r.format == Parquet {
-		write = writeParquet
-	}
 	if rec.Bytes, err = writeAtomic(filepath.Join(r.dir, p.name(r.format)), func(w io.Writer) error {
-		return write(w, rows)
+		if r.format == Parquet {
+			return writeParquet(w, r.cols, rows)
+		}
+		return writeJSONL(w, rows)
 	}); err != nil {
 		return 0, err
 	}
@@ -503,7 +506,8 @@ func (r *runner) score(ctx context.Context, jb job) ([]Row, error) {
 			row.Error = errText(sc.Err)
 			continue
 		}
-		row.setScores(sc, v)
+		row.Scores = r.cols.scoresOf(sc)
+		row.Versions = versionsOf(r.specs, v)
 		if emb != nil && emb[k] != nil {
 			row.Embedding = slices.Clone(emb[k])
 		}
@@ -520,18 +524,16 @@ func needsPrompt(specs []scorer.Spec) bool {
 	return false
 }
 
-// setScores fills the row's score and version columns by name.
-func (r *Row) setScores(sc scoring.Scores, v map[string]string) {
-	r.ICT, r.HP, r.HPLogit, r.ImageReward = sc.Get("ict"), sc.Get("hp"), sc.Get("hp_logit"), sc.Get("imagereward")
-	r.ICTVersion, r.HPVersion, r.ImageRewardVersion = version(v, "ict"), version(v, "hp"), version(v, "imagereward")
-}
-
-func version(v map[string]string, name string) *string {
-	s, ok := v[name]
-	if !ok {
-		return nil
+// versionsOf are the versions of the models that gave v, in registry
+// order.
+func versionsOf(specs []scorer.Spec, v map[string]string) []ModelVersion {
+	var out []ModelVersion
+	for _, sp := range specs {
+		if s, ok := v[sp.Name]; ok {
+			out = append(out, ModelVersion{Model: sp.Name, Version: s})
+		}
 	}
-	return &s
+	return out
 }
 
 func errText(err error) *string {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -181,7 +182,7 @@ func checkRows(t *testing.T, dir string, keys []string, rows []Row, embeddings, 
 		fmt.Sscanf(r.Key[4:], "%d", &idx)
 		switch {
 		case idx == 5 || idx == 17:
-			if r.Error == nil || !strings.Contains(*r.Error, "no prompt") || r.ICT != nil || r.HP != nil {
+			if r.Error == nil || !strings.Contains(*r.Error, "no prompt") || len(r.Scores) != 0 {
 				t.Errorf("row %d (no prompt) = %+v, want a no-prompt error and no scores", i, r)
 			}
 		case idx == 9:
@@ -189,7 +190,7 @@ func checkRows(t *testing.T, dir string, keys []string, rows []Row, embeddings, 
 			if _, err := fileContent(t, data, ahead); err != nil {
 				want = err.Error() // the decoder's, ahead of the service
 			}
-			if r.Error == nil || *r.Error != want || r.ICT != nil {
+			if r.Error == nil || *r.Error != want || len(r.Scores) != 0 {
 				t.Errorf("row %d (damaged) = %+v, want error %q", i, r, want)
 			}
 		default:
@@ -199,9 +200,8 @@ func checkRows(t *testing.T, dir string, keys []string, rows []Row, embeddings, 
 				t.Fatal(err)
 			}
 			ict, logit := expected(want, data)
-			if r.Error != nil || r.Prompt == nil || *r.Prompt != want || r.ICT == nil || *r.ICT != ict ||
-				*r.HPLogit != logit || *r.HP != hp.Sigmoid(logit) || r.ICTVersion == nil || *r.ICTVersion != "clip-test" || *r.HPVersion != "hp-test" ||
-				r.ImageReward != nil || r.ImageRewardVersion != nil {
+			if r.Error != nil || r.Prompt == nil || *r.Prompt != want || !reflect.DeepEqual(r.Scores, []scoring.Score{{Name: "ict", Value: ict}, {Name: "hp", Value: hp.Sigmoid(logit)}, {Name: "hp_logit", Value: logit}}) ||
+				!reflect.DeepEqual(r.Versions, []ModelVersion{{"ict", "clip-test"}, {"hp", "hp-test"}}) {
 				t.Fatalf("row %d = %+v, want prompt %q ict %v hp_logit %v", i, r, want, ict, logit)
 			}
 			if embeddings && !reflect.DeepEqual(r.Embedding, fakeEmbed(data, 3)) {
@@ -270,10 +270,12 @@ func TestRunWithImageReward(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range rows {
-		if rows[i].Error == nil && (rows[i].ImageRewardVersion == nil || *rows[i].ImageRewardVersion != "ir-test") {
-			t.Fatalf("row %d has no imagereward version: %+v", i, rows[i])
+		if rows[i].Error == nil {
+			if v := rows[i].Version("imagereward"); v == nil || *v != "ir-test" {
+				t.Fatalf("row %d has no imagereward version: %+v", i, rows[i])
+			}
+			rows[i].Versions = slices.DeleteFunc(rows[i].Versions, func(v ModelVersion) bool { return v.Model == "imagereward" })
 		}
-		rows[i].ImageRewardVersion = nil
 	}
 	checkRows(t, dir, keys, rows, false, false)
 }

@@ -27,7 +27,7 @@ const Name = "pickscore"
 // share the prompt).
 var Entry = scorer.Entry{
 	Spec: scorer.Spec{Name: Name, Kind: models.KindCLIP, Help: "PickScore model directory (`icthp convert pickscore`)",
-		Outputs: []scorer.Output{{Name: "pickscore"}, {Name: "pickscore_prob"}}, RankBy: "pickscore", Prompt: true,
+		Outputs: []scorer.Output{{Name: "pickscore"}, {Name: "pickscore_prob", Relative: true}}, RankBy: "pickscore", Prompt: true,
 		ImageKind: cache.KindImage},
 	Open: Open,
 }

@@ -164,6 +164,11 @@ type Output struct {
 	// models' scores) multiplies this one in: a model's main score in
 	// [0, 1]-like units, not a logit.
 	Product bool
+	// Relative says the value depends on the request's other images
+	// (PickScore's probability: a softmax over the images that share the
+	// prompt). Batch leaves such outputs out: its batches are an accident
+	// of its settings, so the value would be too.
+	Relative bool
 }
 
 // Spec is what the service, the server, batch and the CLI know of a model

@@ -162,8 +162,10 @@ func TestCacheRedisParity(t *testing.T) {
 			if err := rdb.FlushAll(context.Background()).Err(); err != nil {
 				t.Fatal(err)
 			}
-			// No in-process tier, so the second request reads Redis.
-			c := newCache(t, cache.Options{Redis: rdb, Float16: f16})
+			// No in-process tier, so the second request reads Redis. The
+			// round-trip bound is generous: this test is about parity, and a
+			// loaded machine must not turn a slow write into a second encode.
+			c := newCache(t, cache.Options{Redis: rdb, Float16: f16, RedisTimeout: 10 * time.Second})
 			svc := withCache(t, f, c, scoring.Options{})
 			var got *scoring.ScoreResponse
 			for pass := 0; pass < 2; pass++ {

@@ -9,6 +9,9 @@ go vet ./...
 # staticcheck, pinned (go run fetches it through the module proxy on a clean machine).
 staticcheck_version=v0.8.2 # supports Go 1.26
 go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./...
+# The onnxruntime releases one binary must run with (1.29.0, 1.30.0, 1.31.1) and the ORT 1.29
+# CUDA plugin kit, so that their tests run here rather than skip (each fetched once, from npm).
+bash scripts/fetch-ort.sh --cuda-kit
 go test -count=1 -timeout 30m ./...
 # Deployment checks (chart, manifests, compose, Dockerfiles, dashboard): their own module.
 (cd deployments/check && go vet ./... && go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./... && go test -count=1 -timeout 20m ./...)

@@ -216,7 +216,11 @@ func (s *Server) modelInfo() []ModelInfo {
 	versions := s.svc.Versions()
 	for _, sp := range s.svc.Specs() {
 		if v, ok := versions[sp.Name]; ok {
-			out = append(out, ModelInfo{Name: sp.Name, Version: v})
+			info := ModelInfo{Name: sp.Name, Version: v, Kind: string(sp.Kind)}
+			for _, o := range sp.Outputs {
+				info.Scores = append(info.Scores, o.Name)
+			}
+			out = append(out, info)
 		}
 	}
 	return out

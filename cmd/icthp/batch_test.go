@@ -143,7 +143,8 @@ func checkWholeRun(t *testing.T, whole []batch.Row, keys []string) {
 			errRows++
 			continue
 		}
-		if r.ICT == nil || r.HP == nil || r.HPLogit == nil || *r.ICT < -1 || *r.ICT > 1 || *r.HP <= 0 || *r.HP >= 1 {
+		ict, hp, logit := r.Score("ict"), r.Score("hp"), r.Score("hp_logit")
+		if ict == nil || hp == nil || logit == nil || *ict < -1 || *ict > 1 || *hp <= 0 || *hp >= 1 {
 			t.Fatalf("row %d = %+v: scores missing or out of range", i, r)
 		}
 	}
@@ -164,7 +165,7 @@ func checkBatchMatchesScore(t *testing.T, bin, ict, hpDir string, whole []batch.
 		if err := json.Unmarshal([]byte(out), &s); err != nil {
 			t.Fatalf("score output %q: %v", out, err)
 		}
-		for name, pair := range map[string][2]*float64{"ict": {s.ICT, r.ICT}, "hp": {s.HP, r.HP}, "hp_logit": {s.HPLogit, r.HPLogit}} {
+		for name, pair := range map[string][2]*float64{"ict": {s.ICT, r.Score("ict")}, "hp": {s.HP, r.Score("hp")}, "hp_logit": {s.HPLogit, r.Score("hp_logit")}} {
 			if pair[0] == nil || pair[1] == nil || math.Abs(*pair[0]-*pair[1]) > 1e-6 {
 				t.Errorf("%s: batch %s %v, score %v", r.Source, name, deref(pair[1]), deref(pair[0]))
 			}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/icthp/icthp/api"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/scoring"
@@ -309,12 +311,42 @@ func modelInfo(svc *scoring.Service, so models.SessionOptions) []server.ModelInf
 		device = "cuda:" + strconv.Itoa(so.DeviceID)
 	}
 	var out []server.ModelInfo
-	add := func(name string, man *models.Manifest) {
-		out = append(out, server.ModelInfo{Name: name, Version: man.Version, Kind: string(man.Kind), Provider: string(so.Provider),
-			Device: device, EmbeddingDim: man.EmbeddingDim, Precision: man.Precision, MaxBatch: so.MaxBatch})
-	}
 	for _, m := range svc.Models() {
-		add(m.Name, m.Manifest())
+		man := m.Manifest()
+		info := server.ModelInfo{Name: m.Name, Version: man.Version, Kind: string(man.Kind), Provider: string(so.Provider),
+			Device: device, EmbeddingDim: man.EmbeddingDim, Precision: man.Precision, MaxBatch: so.MaxBatch,
+			Source: publicSource(man.Source)}
+		for _, o := range m.Outputs {
+			info.Scores = append(info.Scores, o.Name)
+		}
+		if f := man.Formula; f != nil {
+			info.Formula = &api.ModelFormula{Name: f.Name, Description: f.Describe(), Reference: f.Source}
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// publicSource is a manifest's source with every string that names a file
+// reduced to the file's base name: /v1/models tells what a model was made
+// from, not where the server keeps it.
+func publicSource(src map[string]any) map[string]any {
+	if src == nil {
+		return nil
+	}
+	out := make(map[string]any, len(src))
+	for k, v := range src {
+		switch v := v.(type) {
+		case string:
+			if strings.ContainsRune(v, '/') || strings.ContainsRune(v, os.PathSeparator) {
+				v = filepath.Base(v)
+			}
+			out[k] = v
+		case map[string]any:
+			out[k] = publicSource(v)
+		default:
+			out[k] = v
+		}
 	}
 	return out
 }

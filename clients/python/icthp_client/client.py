@@ -34,8 +34,10 @@ class TransportError(IcthpError):
 
 class RewardResult:
     """One reward per item in order (None for an item that failed), the
-    per-model columns (ict, hp, hp_logit, imagereward: those loaded), the
-    models' versions, and the failed items' errors ({index, code, message})."""
+    score columns by name (every score of the loaded models: ict, hp,
+    hp_logit, imagereward, pickscore, pickscore_prob, clipscore,
+    clipscore100, hpsv2, aesthetic: those loaded), the models' versions,
+    and the failed items' errors ({index, code, message})."""
 
     __slots__ = ("rewards", "scores", "models", "errors")
 
@@ -46,7 +48,13 @@ class RewardResult:
         return "RewardResult(rewards=%r, models=%r, errors=%r)" % (self.rewards, self.models, self.errors)
 
 
-_COLUMNS = ("ict", "hp", "hp_logit", "imagereward")
+# The members of a /v1/reward answer that are not score columns.
+_NOT_COLUMNS = ("rewards", "models", "errors")
+
+
+def _columns(res):
+    """The score columns of a /v1/reward answer: every other list member."""
+    return {k: v for k, v in res.items() if k not in _NOT_COLUMNS and isinstance(v, list)}
 
 
 class Client:
@@ -84,8 +92,9 @@ class Client:
     # ---- public API -------------------------------------------------
 
     def score(self, images, prompt=None, models=None):
-        """One dict per image, in order: {"ict", "hp", "hp_logit",
-        "imagereward"} as loaded (ict and imagereward need a prompt), or
+        """One dict per image, in order: each score of the loaded models
+        ("ict", "hp", "hp_logit", "imagereward", "pickscore", ...; those
+        with a text side need a prompt), or
         {"error": {"code", "message"}} for an image that failed."""
         imgs = to_images(images)
 
@@ -123,11 +132,15 @@ class Client:
         return ok + failed
 
     def reward(self, images, prompts, weights=None, reward=None):
-        """A RewardResult: one reward per (image, prompt). prompts is a list
-        as long as images, or one string for all. weights ({"ict": 1, "hp":
-        1, "imagereward": 0.5}) asks for that weighted sum; reward names
-        another combination (product, ict, hp, imagereward,
-        weighted:NAME=W,...); neither: the server's default."""
+        """A RewardResult: one reward per (image, prompt), each score of the
+        loaded models beside it. prompts is a list as long as images, or
+        one string for all. weights ({"ict": 1, "hp": 1, "imagereward": 0.5},
+        or any mix of the loaded models' scores: {"pickscore": 0.5, "hpsv2":
+        1, "aesthetic": 0.1}) asks for that weighted sum; reward names
+        another combination (product, a score name, weighted:NAME=W,...);
+        neither: the server's default. pickscore_prob is the softmax over
+        one request's items with the same prompt: with more items than
+        batch_size, over each request's share."""
         imgs = to_images(images)
         if isinstance(prompts, str):
             prompts = [prompts] * len(imgs)
@@ -150,10 +163,11 @@ class Client:
         for (lo, hi), part in zip(idx, parts):
             rewards += part["rewards"]
             models.update(part.get("models", {}))
-            for name in _COLUMNS:
-                if name in part:
-                    scores.setdefault(name, [None] * lo)
-                    scores[name] += part[name]
+            for name, col in _columns(part).items():
+                scores.setdefault(name, [None] * lo)
+                scores[name] += col
+            for name in scores:  # a column a chunk lacked
+                scores[name] += [None] * (hi - len(scores[name]))
             for e in part.get("errors", []):
                 errors.append(dict(e, index=e["index"] + lo))
         return RewardResult(rewards, scores, models, errors)
@@ -248,7 +262,7 @@ class Client:
             raise APIError(j.get("http_status", 500), err.get("code", "internal"), err.get("message", "job failed"), "job-" + job_id)
         route = j.get("route")
         if route == "reward":
-            return RewardResult(res["rewards"], {k: res[k] for k in _COLUMNS if k in res}, res.get("models", {}), res.get("errors", []))
+            return RewardResult(res["rewards"], _columns(res), res.get("models", {}), res.get("errors", []))
         if route == "score":
             return res["scores"]
         if route == "rank":

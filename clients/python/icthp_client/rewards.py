@@ -49,8 +49,10 @@ def ddpo_reward_fn(client, token=None, weights=None, reward=None, failed_value=f
     """reward_fn(images, prompts, prompt_metadata) -> (rewards, metadata) for
     TRL's DDPOTrainer(reward_function=...) and ddpo-pytorch. client is a
     Client or the server's URL; weights / reward choose the combination
-    (default: the server's, ict × hp). metadata carries the per-model
-    scores, the models' versions and per-item errors."""
+    (default: the server's, the product of the loaded models' main scores;
+    weights may mix any loaded models: {"pickscore": 0.5, "hpsv2": 1}).
+    metadata carries every loaded model's scores by name (each component
+    beside the reward), the models' versions and per-item errors."""
     c = _client(client, token)
 
     def reward_fn(images, prompts, prompt_metadata=None):
@@ -86,8 +88,9 @@ def ddpo_reward_fn_async(client, token=None, weights=None, reward=None, failed_v
 
 def multi_score(client, score_dict, token=None, failed_value=float("nan")):
     """Flow-GRPO's multi_score(device, score_dict) with the server in place of
-    the device: score_dict weighs the server's scores (ict, hp, hp_logit,
-    imagereward); fn(images, prompts, metadata, ref_images=None,
+    the device: score_dict weighs any mix of the loaded models' scores (ict,
+    hp, hp_logit, imagereward, pickscore, pickscore_prob, clipscore,
+    clipscore100, hpsv2, aesthetic); fn(images, prompts, metadata, ref_images=None,
     only_strict=True) returns ({name: scores, ..., "avg": weighted sum}, {})
     from one request per batch."""
     if not score_dict:

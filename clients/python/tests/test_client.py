@@ -60,11 +60,11 @@ def _binary():
     raise unittest.SkipTest("no Go to build icthp, no $ICTHP_BIN and no bin/icthp: client tests need a server")
 
 
-def setUpModule():
-    env = dict(os.environ, ICTHP_AUTH_TOKENS=TOKEN)
-    p = subprocess.Popen([_binary(), "serve", "--addr", "127.0.0.1:0", "--max-images", "8", "--drain-delay", "0s"],
+def _start(args, env):
+    """Starts `icthp serve` with args on a free loopback port; returns the
+    process and its URL once it is ready."""
+    p = subprocess.Popen([SERVER["bin"], "serve", "--addr", "127.0.0.1:0", "--drain-delay", "0s"] + args,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
-    SERVER["proc"] = p
     addr = None
     deadline = time.monotonic() + 120
     while addr is None:
@@ -79,24 +79,35 @@ def setUpModule():
             raise RuntimeError("icthp serve did not start")
     # Keep draining its log so that it never blocks on a full pipe.
     threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
-    SERVER["url"] = "http://" + addr
-    c = Client(SERVER["url"], token=TOKEN)
+    url = "http://" + addr
+    c = Client(url, token=env.get("ICTHP_AUTH_TOKENS"))
     while not c.ready():
         if time.monotonic() > deadline or p.poll() is not None:
             raise RuntimeError("icthp serve never became ready")
         time.sleep(0.1)
+    c.close()
+    return p, url
+
+
+def _stop(p):
+    p.terminate()
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def setUpModule():
+    SERVER["bin"] = _binary()
+    SERVER["proc"], SERVER["url"] = _start(["--max-images", "8"], dict(os.environ, ICTHP_AUTH_TOKENS=TOKEN))
 
 
 def tearDownModule():
     tearDownModule_clients()
     p = SERVER.get("proc")
     if p is not None:
-        p.terminate()
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        _stop(p)
     if "tmp" in SERVER:
         shutil.rmtree(SERVER["tmp"], ignore_errors=True)
 
@@ -315,6 +326,89 @@ class TestRewardFunctions(unittest.TestCase):
         with self.assertRaises(APIError) as cm:  # the demo server has no ImageReward
             icthp_client.multi_score(client(), {"hp_logit": 1, "imagereward": 1})(imgs, prompts, {})
         self.assertEqual(cm.exception.code, "bad_request")
+
+
+class TestRewardZoo(unittest.TestCase):
+    """A second server with tiny random zoo models (made by `icthp convert
+    random`) beside ICT: weights mixing them, each component beside the sum."""
+
+    WEIGHTS = {"pickscore": 0.5, "hpsv2": 1.0, "aesthetic": 0.1}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="icthp-zoo-")
+        args = []
+        for seed, (kind, name) in enumerate([("clip", "ict"), ("pickscore", "pickscore"), ("hpsv2", "hpsv2"), ("aesthetic", "aesthetic")]):
+            d = os.path.join(cls.tmp, name)
+            subprocess.run([SERVER["bin"], "convert", "random", "--kind", kind, "--preset", "tiny", "--seed", str(seed + 11), "--out", d],
+                           check=True, stdout=subprocess.DEVNULL)
+            args += ["--" + name, d]
+        env = {k: v for k, v in os.environ.items() if k != "ICTHP_AUTH_TOKENS"}
+        cls.proc, cls.url = _start(args, env)
+        cls.client = Client(cls.url, batch_size=4)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        _stop(cls.proc)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_weighted_mix_and_components(self):
+        imgs = [pattern(s, 20, 20) for s in range(4)]
+        c = self.client
+        r = c.reward(imgs, "a fox", weights=self.WEIGHTS)
+        self.assertEqual(set(r.models), {"ict", "pickscore", "hpsv2", "aesthetic"})
+        self.assertEqual(set(r.scores), {"ict", "pickscore", "pickscore_prob", "hpsv2", "aesthetic"})
+        alone = c.score(imgs, prompt="a fox")
+        for i in range(4):
+            for name in ("ict", "pickscore", "hpsv2", "aesthetic"):
+                self.assertAlmostEqual(r.scores[name][i], alone[i][name], places=9, msg=name)
+            want = 0.5 * r.scores["pickscore"][i] + r.scores["hpsv2"][i] + 0.1 * r.scores["aesthetic"][i]
+            self.assertAlmostEqual(r.rewards[i], want, places=12)
+        # PickScore's probability: the softmax of the request's pickscores.
+        m = max(r.scores["pickscore"])
+        z = sum(math.exp(p - m) for p in r.scores["pickscore"])
+        for i in range(4):
+            self.assertAlmostEqual(r.scores["pickscore_prob"][i], math.exp(r.scores["pickscore"][i] - m) / z, places=12)
+        # Over batch_size, the columns of each request line up with the items.
+        big = c.reward(imgs + [imgs[0], imgs[1], b"broken", imgs[3]], "a fox", weights=self.WEIGHTS)
+        self.assertEqual(len(big.rewards), 8)
+        self.assertEqual([e["index"] for e in big.errors], [6])
+        for name in ("pickscore", "hpsv2", "aesthetic"):
+            self.assertEqual(len(big.scores[name]), 8)
+            self.assertAlmostEqual(big.scores[name][5], r.scores[name][1], places=9)
+            self.assertIsNone(big.scores[name][6])
+
+    def test_reward_functions(self):
+        imgs = [pattern(s, 20, 20) for s in range(3)]
+        prompts = ["a fox", "a cat", "a fox"]
+        want = self.client.reward(imgs, prompts, weights=self.WEIGHTS)
+        details, meta = icthp_client.multi_score(self.client, self.WEIGHTS)(imgs, prompts, {})
+        self.assertEqual(meta, {})
+        self.assertEqual(set(details), {"pickscore", "hpsv2", "aesthetic", "avg"})
+        for i in range(3):
+            self.assertAlmostEqual(float(details["avg"][i]), float(_f32(want.rewards[i])), places=5)
+            for name in self.WEIGHTS:
+                self.assertEqual(float(details[name][i]), float(_f32(want.scores[name][i])))
+        rewards, meta = icthp_client.ddpo_reward_fn(self.client, weights=self.WEIGHTS)(imgs, prompts, None)
+        self.assertEqual([float(x) for x in rewards], [float(_f32(x)) for x in want.rewards])
+        for name in ("ict", "pickscore", "pickscore_prob", "hpsv2", "aesthetic"):
+            self.assertEqual([float(x) for x in meta[name]], [float(_f32(x)) for x in want.scores[name]])
+        # The prompts differ: "a cat" is alone in its group.
+        self.assertEqual(want.scores["pickscore_prob"][1], 1.0)
+        with self.assertRaises(APIError) as cm:  # not loaded here
+            icthp_client.multi_score(self.client, {"hp": 1, "pickscore": 1})(imgs, prompts, {})
+        self.assertEqual(cm.exception.code, "bad_request")
+
+    def test_models_lists_the_zoo(self):
+        ms = {m["name"]: m for m in self.client.models()}
+        self.assertEqual(set(ms), {"ict", "pickscore", "hpsv2", "aesthetic"})
+        self.assertEqual(ms["pickscore"]["scores"], ["pickscore", "pickscore_prob"])
+        self.assertEqual(ms["pickscore"]["formula"]["name"], "pickscore")
+        self.assertTrue(ms["hpsv2"]["formula"]["description"].startswith("hpsv2 = cos"))
+        self.assertEqual(ms["aesthetic"]["kind"], "aesthetic")
+        self.assertEqual(ms["aesthetic"]["source"]["random"]["preset"], "tiny")
+        self.assertNotIn("formula", ms["ict"])
 
 
 def _f32(x):
