@@ -181,7 +181,7 @@ func openParquet(f *os.File) (*parquet.File, error) {
 
 // copyParquetRows appends the rows of a part to pw, as they are: the part
 // has the run's columns.
-func copyParquetRows(pw *parquet.Writer, path string) error {
+func copyParquetRows(pw parquet.RowWriter, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err

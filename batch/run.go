@@ -104,9 +104,8 @@ type part struct {
 
 func (p part) name(f Format) string { return fmt.Sprintf("part-%05d.%s", p.index, f) }
 
-// Run scores the inputs into o.Out, resuming from what an earlier run of
-// the same inputs, models and settings committed.
-func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
+// setDefaults fills the options left zero with their defaults.
+func (o *Options) setDefaults() {
 	if o.BatchSize <= 0 {
 		o.BatchSize = DefaultBatchSize
 	}
@@ -125,6 +124,77 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 	if o.Shard.N == 0 {
 		o.Shard = Shard{0, 1}
 	}
+}
+
+// splitParts cuts the shard's items into parts of size items (the last
+// one shorter), each with the hash that identifies it in the journal.
+func splitParts(items []Item, size int) []part {
+	var parts []part
+	for lo := 0; lo < len(items); lo += size {
+		its := items[lo:min(lo+size, len(items))]
+		parts = append(parts, part{index: len(parts), first: lo, items: its, hash: itemsHash(its)})
+	}
+	return parts
+}
+
+// partsToDo returns the parts the journal does not name as committed with
+// the same items and files of the recorded sizes (the .npy too when npy is
+// set); the others count in sum as skipped, with their error rows.
+func partsToDo(parts []part, j *journal, dir string, format Format, npy bool, sum *Summary) []part {
+	var todo []part
+	for _, p := range parts {
+		r, ok := j.parts[p.index]
+		if ok && r.First == p.first && r.Count == len(p.items) && r.Hash == p.hash &&
+			sizeIs(filepath.Join(dir, p.name(format)), r.Bytes) &&
+			(!npy || sizeIs(filepath.Join(dir, p.npyName()), r.NpyBytes)) {
+			sum.Skipped += len(p.items)
+			sum.PartsSkipped++
+			sum.Errors += r.Errors
+			continue
+		}
+		todo = append(todo, p)
+	}
+	return todo
+}
+
+// mergeAll merges the parts' files in order into out (and their .npy files
+// into npyOut when set), journals the merge, and removes the parts unless
+// KeepParts.
+func (r *runner) mergeAll(parts []part, out, npyOut string, rows int) error {
+	names := make([]string, len(parts))
+	npys := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = filepath.Join(r.dir, p.name(r.format))
+		npys[i] = filepath.Join(r.dir, p.npyName())
+	}
+	var err error
+	m := mergedRecord{Rows: rows}
+	if m.Bytes, err = mergeParts(r.format, r.cols, out, names); err != nil {
+		return fmt.Errorf("merge: %w", err)
+	}
+	if npyOut != "" {
+		if m.NpyBytes, err = mergeNpy(npyOut, npys, r.o.EmbeddingDim); err != nil {
+			return fmt.Errorf("merge embeddings: %w", err)
+		}
+	}
+	if err := r.j.commitMerged(m); err != nil {
+		return err
+	}
+	if !r.o.KeepParts {
+		for i := range names {
+			os.Remove(names[i])
+			if npyOut != "" {
+				os.Remove(npys[i])
+			}
+		}
+	}
+	return nil
+}
+
+// Run scores the inputs into o.Out, resuming from what an earlier run of
+// the same inputs, models and settings committed.
+func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
+	o.setDefaults()
 	now := o.now
 	if now == nil {
 		now = time.Now
@@ -151,11 +221,7 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 	versions := s.Versions()
 	sum := &Summary{Out: out, Items: len(items), Models: versions}
 
-	var parts []part
-	for lo := 0; lo < len(items); lo += o.PartSize {
-		its := items[lo:min(lo+o.PartSize, len(items))]
-		parts = append(parts, part{index: len(parts), first: lo, items: its, hash: itemsHash(its)})
-	}
+	parts := splitParts(items, o.PartSize)
 	sum.Parts = len(parts)
 	dir := out + ".parts"
 	j, err := openJournal(dir, header{Journal: 1, Format: format, Shard: o.Shard.String(), PartSize: o.PartSize,
@@ -178,19 +244,7 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 		return sum, nil
 	}
 
-	var todo []part
-	for _, p := range parts {
-		r, ok := j.parts[p.index]
-		if ok && r.First == p.first && r.Count == len(p.items) && r.Hash == p.hash &&
-			sizeIs(filepath.Join(dir, p.name(format)), r.Bytes) &&
-			(npyOut == "" || sizeIs(filepath.Join(dir, p.npyName()), r.NpyBytes)) {
-			sum.Skipped += len(p.items)
-			sum.PartsSkipped++
-			sum.Errors += r.Errors
-			continue
-		}
-		todo = append(todo, p)
-	}
+	todo := partsToDo(parts, j, dir, format, npyOut != "", sum)
 
 	var prog *progress
 	if o.Progress != nil {
@@ -210,31 +264,8 @@ func Run(ctx context.Context, s Scorer, o Options) (*Summary, error) {
 	}
 
 	// Every part is on disk: merge them, in order.
-	names := make([]string, len(parts))
-	npys := make([]string, len(parts))
-	for i, p := range parts {
-		names[i] = filepath.Join(dir, p.name(format))
-		npys[i] = filepath.Join(dir, p.npyName())
-	}
-	m := mergedRecord{Rows: len(items)}
-	if m.Bytes, err = mergeParts(format, cols, out, names); err != nil {
-		return sum, fmt.Errorf("merge: %w", err)
-	}
-	if npyOut != "" {
-		if m.NpyBytes, err = mergeNpy(npyOut, npys, o.EmbeddingDim); err != nil {
-			return sum, fmt.Errorf("merge embeddings: %w", err)
-		}
-	}
-	if err := j.commitMerged(m); err != nil {
+	if err := r.mergeAll(parts, out, npyOut, len(items)); err != nil {
 		return sum, err
-	}
-	if !o.KeepParts {
-		for i := range names {
-			os.Remove(names[i])
-			if npyOut != "" {
-				os.Remove(npys[i])
-			}
-		}
 	}
 	sum.Elapsed = now().Sub(start)
 	return sum, nil
@@ -323,21 +354,7 @@ func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err
 	results := make(chan result, r.o.InFlight)
 	g.Go(func() error {
 		defer close(read)
-		for pi, p := range todo {
-			for lo := 0; lo < len(p.items); lo += r.o.BatchSize {
-				its := p.items[lo:min(lo+r.o.BatchSize, len(p.items))]
-				jb := job{part: pi, lo: lo, items: its, loads: make([]loaded, len(its))}
-				for i := range its {
-					jb.loads[i] = its[i].load(r.o.MaxImageBytes)
-				}
-				select {
-				case read <- jb:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-		}
-		return nil
+		return r.readBatches(ctx, todo, read)
 	})
 	var dwg sync.WaitGroup
 	for range r.o.Decoders {
@@ -378,43 +395,71 @@ func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err
 		})
 	}
 	go func() { wg.Wait(); close(results) }()
-	g.Go(func() error {
-		pending := map[int][]Row{}
-		filled := map[int]int{}
-		for res := range results {
-			p := todo[res.part]
-			rows := pending[res.part]
-			if rows == nil {
-				rows = make([]Row, len(p.items))
-				pending[res.part] = rows
-			}
-			copy(rows[res.lo:], res.rows)
-			filled[res.part] += len(res.rows)
-			e := 0
-			for i := range res.rows {
-				if res.rows[i].Error != nil {
-					e++
-				}
-			}
-			if r.prog != nil {
-				r.prog.add(len(res.rows), e)
-			}
-			if filled[res.part] < len(p.items) {
-				continue
-			}
-			delete(pending, res.part)
-			delete(filled, res.part)
-			n, err := r.commit(p, rows)
-			if err != nil {
-				return fmt.Errorf("part %d: %w", p.index, err)
-			}
-			scored += len(rows)
-			errRows += n
-		}
-		return nil
+	g.Go(func() (err error) {
+		scored, errRows, err = r.collect(todo, results)
+		return err
 	})
 	err = g.Wait()
 	return scored, errRows, err
+}
+
+// readBatches reads the parts' items (files and prompts, not yet decoded)
+// batch by batch into read, in order.
+func (r *runner) readBatches(ctx context.Context, todo []part, read chan<- job) error {
+	for pi, p := range todo {
+		for lo := 0; lo < len(p.items); lo += r.o.BatchSize {
+			its := p.items[lo:min(lo+r.o.BatchSize, len(p.items))]
+			jb := job{part: pi, lo: lo, items: its, loads: make([]loaded, len(its))}
+			for i := range its {
+				jb.loads[i] = its[i].load(r.o.MaxImageBytes)
+			}
+			select {
+			case read <- jb:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
+// collect gathers the scored batches into their parts and commits each part
+// as soon as all its rows are in. It returns the images committed and the
+// error rows among them.
+func (r *runner) collect(todo []part, results <-chan result) (scored, errRows int, err error) {
+	pending := map[int][]Row{}
+	filled := map[int]int{}
+	for res := range results {
+		p := todo[res.part]
+		rows := pending[res.part]
+		if rows == nil {
+			rows = make([]Row, len(p.items))
+			pending[res.part] = rows
+		}
+		copy(rows[res.lo:], res.rows)
+		filled[res.part] += len(res.rows)
+		e := 0
+		for i := range res.rows {
+			if res.rows[i].Error != nil {
+				e++
+			}
+		}
+		if r.prog != nil {
+			r.prog.add(len(res.rows), e)
+		}
+		if filled[res.part] < len(p.items) {
+			continue
+		}
+		delete(pending, res.part)
+		delete(filled, res.part)
+		n, err := r.commit(p, rows)
+		if err != nil {
+			return scored, errRows, fmt.Errorf("part %d: %w", p.index, err)
+		}
+		scored += len(rows)
+		errRows += n
+	}
+	return scored, errRows, nil
 }
 
 // commit writes a part's files atomically, then its journal line. It

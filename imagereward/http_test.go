@@ -32,37 +32,7 @@ import (
 // own.
 func TestHTTPImageRewardBesideHP(t *testing.T) {
 	needORT(t)
-	irDir, hpDir := t.TempDir(), t.TempDir()
-	if _, err := blip.WriteRandomDir(blip.PresetTiny, 2, irDir, blip.BuildOptions{Fused: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, err := testmodels.RandomDir(hpDir, models.KindHP, 3, nil, clip.BuildOptions{Fused: true}); err != nil {
-		t.Fatal(err)
-	}
-	ir, err := imagereward.Open(irDir, models.SessionOptions{}, imagereward.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ir.Close()
-	md, err := models.Open(hpDir, models.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer md.Close()
-	hpS, err := hp.New(hpDir, md.Manifest, md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := scoring.New([]scorer.Model{{Spec: hp.Entry.Spec, Scorer: hpS}, {Spec: imagereward.Entry.Spec, Scorer: ir}}, scoring.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(svc, server.Options{Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
+	ir, ts := imageRewardBesideHPServer(t)
 
 	images := readImages(t, "rgb8_100x80.png", "p8_310x215.gif")
 	const prompt = "a lighthouse at dusk"
@@ -71,24 +41,7 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 		t.Fatal(err, errs)
 	}
 	b64 := []string{base64.StdEncoding.EncodeToString(images[0].Data), base64.StdEncoding.EncodeToString(images[1].Data)}
-	post := func(path string, body any) map[string]json.RawMessage {
-		t.Helper()
-		data, _ := json.Marshal(body)
-		resp, err := http.Post(ts.URL+path, "application/json", bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			t.Fatalf("%s: %d %s", path, resp.StatusCode, raw)
-		}
-		var out map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &out); err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	post := func(path string, body any) map[string]json.RawMessage { return postOK(t, ts.URL+path, body) }
 	type score struct {
 		HP          *float64 `json:"hp"`
 		ImageReward *float64 `json:"imagereward"`
@@ -142,6 +95,83 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 		t.Errorf("weighted reward %g, want 2·%g + 0.5·%g = %g", rewards[0], want[0], hpv, w)
 	}
 
+	checkRankBesideHP(t, ts.URL, ir, prompt, images, b64, want)
+
+	resp, err := http.Get(ts.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), `"imagereward"`) || !strings.Contains(string(raw), ir.Version()) {
+		t.Errorf("/v1/models: %s", raw)
+	}
+}
+
+// imageRewardBesideHPServer serves tiny random ImageReward and HP models
+// on loopback; both close when the test ends.
+func imageRewardBesideHPServer(t *testing.T) (*imagereward.Scorer, *httptest.Server) {
+	t.Helper()
+	irDir, hpDir := t.TempDir(), t.TempDir()
+	if _, err := blip.WriteRandomDir(blip.PresetTiny, 2, irDir, blip.BuildOptions{Fused: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := testmodels.RandomDir(hpDir, models.KindHP, 3, nil, clip.BuildOptions{Fused: true}); err != nil {
+		t.Fatal(err)
+	}
+	ir, err := imagereward.Open(irDir, models.SessionOptions{}, imagereward.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ir.Close() })
+	md, err := models.Open(hpDir, models.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { md.Close() })
+	hpS, err := hp.New(hpDir, md.Manifest, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := scoring.New([]scorer.Model{{Spec: hp.Entry.Spec, Scorer: hpS}, {Spec: imagereward.Entry.Spec, Scorer: ir}}, scoring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(svc, server.Options{Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+
+	return ir, ts
+}
+
+// postOK posts body as JSON to url, requires 200 and returns the answer's
+// top-level fields.
+func postOK(t *testing.T, url string, body any) map[string]json.RawMessage {
+	t.Helper()
+	data, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: %d %s", url, resp.StatusCode, raw)
+	}
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkRankBesideHP: /v1/rank ranks by HP with ImageReward's score beside
+// it; a service with ImageReward alone ranks by its score (want).
+func checkRankBesideHP(t *testing.T, url string, ir *imagereward.Scorer, prompt string, images []scoring.Image, b64 []string, want []float64) {
+	t.Helper()
 	// /v1/rank: by HP here, ImageReward's score beside it.
 	type ranked struct {
 		Index       int      `json:"index"`
@@ -149,7 +179,7 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 		ImageReward *float64 `json:"imagereward"`
 	}
 	var ranking []ranked
-	if err := json.Unmarshal(post("/v1/rank", map[string]any{"prompt": prompt, "images": b64})["ranking"], &ranking); err != nil {
+	if err := json.Unmarshal(postOK(t, url+"/v1/rank", map[string]any{"prompt": prompt, "images": b64})["ranking"], &ranking); err != nil {
 		t.Fatal(err)
 	}
 	if len(ranking) != 2 || ranking[0].HP == nil || ranking[1].HP == nil || *ranking[0].HP < *ranking[1].HP ||
@@ -171,15 +201,5 @@ func TestHTTPImageRewardBesideHP(t *testing.T) {
 	}
 	if len(rk.Ranking) != 2 || rk.Ranking[0].Index != best || *rk.Ranking[0].Get("imagereward") != want[best] {
 		t.Errorf("rank by imagereward alone: %+v, scores %v", rk.Ranking, want)
-	}
-
-	resp, err := http.Get(ts.URL + "/v1/models")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(raw), `"imagereward"`) || !strings.Contains(string(raw), ir.Version()) {
-		t.Errorf("/v1/models: %s", raw)
 	}
 }

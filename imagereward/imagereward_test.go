@@ -91,35 +91,7 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 	names := []string{"rgba8_100x80.png", "junk", "p8_310x215.gif", "rgb8_227x224.png", "webp_alpha_lossy_330x250.webp"}
 	images := readImages(t, names...)
 
-	// The reference: the same preprocessing, the float64 equations.
-	pipe, err := preprocess.NewTorchvisionPipeline(preprocess.ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: models.CLIPMean, Std: models.CLIPStd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := text.LoadWordPiece(vocab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, mask, err := tok.Encode(prompt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var good []int
-	var px []float32
-	var allIDs, allMask []int64
-	for i, img := range images {
-		buf := make([]float32, pipe.TensorLen())
-		if err := pipe.Tensor(img.Data, buf); err != nil {
-			continue
-		}
-		good = append(good, i)
-		px = append(px, buf...)
-		allIDs, allMask = append(allIDs, ids...), append(allMask, mask...)
-	}
-	ref, _, err := blipref.Scores(&c, w, px, allIDs, allMask, len(good))
-	if err != nil {
-		t.Fatal(err)
-	}
+	good, ref := referenceScores(t, &c, w, vocab, prompt, images)
 
 	versions := map[bool]string{}
 	for _, fused := range []bool{false, true} {
@@ -180,26 +152,68 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 		}
 
 		// Through scoring.Service, the front doors' way in.
-		svc, err := scoring.New([]scorer.Model{{Spec: imagereward.Entry.Spec, Scorer: s}}, scoring.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := prompt
-		res, err := svc.Score(context.Background(), scoring.ScoreRequest{Prompt: &p, Images: images, Models: []string{"imagereward"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Versions["imagereward"] != man.Version {
-			t.Errorf("versions %v", res.Versions)
-		}
-		for i, sc := range res.Scores {
-			if (sc.Err != nil) != (errs[i] != nil) || (sc.Err == nil && (sc.Get("imagereward") == nil || *sc.Get("imagereward") != scores[i])) {
-				t.Errorf("service row %d: %+v, scorer %g / %v", i, sc, scores[i], errs[i])
-			}
-		}
+		checkServiceScores(t, s, man.Version, prompt, images, scores, errs)
 	}
 	if versions[true] == versions[false] {
 		t.Error("plain and fused directories have the same version")
+	}
+}
+
+// referenceScores is the float64 reference of ImageReward.score for the
+// images that the torchvision pipeline takes (good, their indices), fed
+// with the same tensors and WordPiece ids as the model.
+func referenceScores(t *testing.T, c *blip.Config, w blip.Weights, vocab, prompt string, images []scoring.Image) (good []int, ref []float64) {
+	t.Helper()
+	pipe, err := preprocess.NewTorchvisionPipeline(preprocess.ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: models.CLIPMean, Std: models.CLIPStd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := text.LoadWordPiece(vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, mask, err := tok.Encode(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var px []float32
+	var allIDs, allMask []int64
+	for i, img := range images {
+		buf := make([]float32, pipe.TensorLen())
+		if err := pipe.Tensor(img.Data, buf); err != nil {
+			continue
+		}
+		good = append(good, i)
+		px = append(px, buf...)
+		allIDs, allMask = append(allIDs, ids...), append(allMask, mask...)
+	}
+	ref, _, err = blipref.Scores(c, w, px, allIDs, allMask, len(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return good, ref
+}
+
+// checkServiceScores scores images through scoring.Service and checks that
+// it reports the scorer's version, scores and failures.
+func checkServiceScores(t *testing.T, s *imagereward.Scorer, version, prompt string, images []scoring.Image, scores []float64, errs []error) {
+	t.Helper()
+	svc, err := scoring.New([]scorer.Model{{Spec: imagereward.Entry.Spec, Scorer: s}}, scoring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := prompt
+	res, err := svc.Score(context.Background(), scoring.ScoreRequest{Prompt: &p, Images: images, Models: []string{"imagereward"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Versions["imagereward"] != version {
+		t.Errorf("versions %v", res.Versions)
+	}
+	for i, sc := range res.Scores {
+		if (sc.Err != nil) != (errs[i] != nil) || (sc.Err == nil && (sc.Get("imagereward") == nil || *sc.Get("imagereward") != scores[i])) {
+			t.Errorf("service row %d: %+v, scorer %g / %v", i, sc, scores[i], errs[i])
+		}
 	}
 }
 

@@ -557,6 +557,14 @@ func (l *lane[T]) runBatch(parts []part[T], rows int) {
 	} else {
 		l.perItem = (4*l.perItem + per) / 5
 	}
+	l.deliver(parts, outs, runRows, where)
+}
+
+// deliver copies each part's rows of the run's outputs (runRows rows each,
+// batch row i read from run row where[i] when deduplicated) into its
+// request, and finishes the requests all of whose rows have run. l.mu is
+// held.
+func (l *lane[T]) deliver(parts []part[T], outs [][]float32, runRows int, where []int) {
 	at := 0
 	for _, p := range parts {
 		r := p.r

@@ -36,76 +36,8 @@ func pngFast(data []byte, hd pngHeader) (*pixbuf, bool) {
 	default: // gray+alpha: rare; image/png handles it
 		return nil, false
 	}
-	// Chunk order and sizes as image/png enforces them (its parseChunk stages), so that
-	// this path never accepts a file image/png refuses.
-	const (
-		stIHDR = iota + 1
-		stPLTE
-		stTRNS
-		stIDAT
-		stIEND
-	)
-	var plte []byte
-	var idat [][]byte
-	stage, prevIDAT := 0, false
-	for p := 8; p < len(data) && stage != stIEND; {
-		if len(data)-p < 12 {
-			return nil, false
-		}
-		n := int(binary.BigEndian.Uint32(data[p:]))
-		if n < 0 || n > len(data)-p-12 {
-			return nil, false
-		}
-		typ := string(data[p+4 : p+8])
-		body := data[p+8 : p+8+n]
-		if crc32.ChecksumIEEE(data[p+4:p+8+n]) != binary.BigEndian.Uint32(data[p+8+n:]) {
-			return nil, false
-		}
-		isIDAT := false
-		switch typ {
-		case "IHDR":
-			if stage != 0 {
-				return nil, false
-			}
-			stage = stIHDR
-		case "PLTE":
-			if stage != stIHDR || n%3 != 0 || n == 0 || n > 768 || (hd.ctype != pngPalette && hd.ctype != pngRGB && hd.ctype != pngRGBA) {
-				return nil, false
-			}
-			plte, stage = body, stPLTE
-		case "tRNS":
-			ok := false
-			switch hd.ctype {
-			case pngPalette:
-				ok = stage == stPLTE && n <= 256
-			case pngRGB:
-				ok = (stage == stIHDR || stage == stPLTE) && n == 6
-			case pngGray:
-				ok = stage == stIHDR && n == 2
-			}
-			if !ok {
-				return nil, false
-			}
-			stage = stTRNS
-		case "IDAT":
-			if stage < stIHDR || (stage == stIHDR && hd.ctype == pngPalette) || (stage == stIDAT && !prevIDAT) {
-				return nil, false
-			}
-			idat, stage, isIDAT = append(idat, body), stIDAT, true
-		case "IEND":
-			if stage != stIDAT {
-				return nil, false
-			}
-			stage = stIEND
-		default:
-			if stage == 0 || typ[0]&0x20 == 0 { // before IHDR, or an unknown critical chunk
-				return nil, false
-			}
-		}
-		prevIDAT = isIDAT
-		p += 12 + n
-	}
-	if stage != stIEND || (hd.ctype == pngPalette && plte == nil) {
+	plte, idat, ok := pngChunks(data, hd.ctype)
+	if !ok {
 		return nil, false
 	}
 	w, h := hd.w, hd.h
@@ -119,14 +51,98 @@ func pngFast(data []byte, hd pngHeader) (*pixbuf, bool) {
 		ps := bpp
 		return &pixbuf{w: w, h: h, ps: ps, stride: stride, pix: (*buf)[1:], pooled: buf}, true
 	}
-	// p2rgb; indices past the palette read as black, as in expandPalette.
+	out := pngPaletteToRGB(*buf, stride, w, h, plte)
+	putBuf(buf)
+	return &pixbuf{w: w, h: h, ps: 3, stride: w * 3, pix: *out, pooled: out}, true
+}
+
+// pngChunks walks the chunks after the signature, checking each CRC and the
+// chunk order and sizes image/png enforces (its parseChunk stages), so that
+// the fast path never accepts a file image/png refuses. It returns the
+// palette (nil if none) and the IDAT bodies in order.
+func pngChunks(data []byte, ctype byte) (plte []byte, idat [][]byte, ok bool) {
+	const (
+		stIHDR = iota + 1
+		stPLTE
+		stTRNS
+		stIDAT
+		stIEND
+	)
+	stage, prevIDAT := 0, false
+	for p := 8; p < len(data) && stage != stIEND; {
+		if len(data)-p < 12 {
+			return nil, nil, false
+		}
+		n := int(binary.BigEndian.Uint32(data[p:]))
+		if n < 0 || n > len(data)-p-12 {
+			return nil, nil, false
+		}
+		typ := string(data[p+4 : p+8])
+		body := data[p+8 : p+8+n]
+		if crc32.ChecksumIEEE(data[p+4:p+8+n]) != binary.BigEndian.Uint32(data[p+8+n:]) {
+			return nil, nil, false
+		}
+		isIDAT := false
+		switch typ {
+		case "IHDR":
+			if stage != 0 {
+				return nil, nil, false
+			}
+			stage = stIHDR
+		case "PLTE":
+			if stage != stIHDR || n%3 != 0 || n == 0 || n > 768 || (ctype != pngPalette && ctype != pngRGB && ctype != pngRGBA) {
+				return nil, nil, false
+			}
+			plte, stage = body, stPLTE
+		case "tRNS":
+			allowed := false
+			switch ctype {
+			case pngPalette:
+				allowed = stage == stPLTE && n <= 256
+			case pngRGB:
+				allowed = (stage == stIHDR || stage == stPLTE) && n == 6
+			case pngGray:
+				allowed = stage == stIHDR && n == 2
+			}
+			if !allowed {
+				return nil, nil, false
+			}
+			stage = stTRNS
+		case "IDAT":
+			if stage < stIHDR || (stage == stIHDR && ctype == pngPalette) || (stage == stIDAT && !prevIDAT) {
+				return nil, nil, false
+			}
+			idat, stage, isIDAT = append(idat, body), stIDAT, true
+		case "IEND":
+			if stage != stIDAT {
+				return nil, nil, false
+			}
+			stage = stIEND
+		default:
+			if stage == 0 || typ[0]&0x20 == 0 { // before IHDR, or an unknown critical chunk
+				return nil, nil, false
+			}
+		}
+		prevIDAT = isIDAT
+		p += 12 + n
+	}
+	if stage != stIEND || (ctype == pngPalette && plte == nil) {
+		return nil, nil, false
+	}
+	return plte, idat, true
+}
+
+// pngPaletteToRGB expands the unfiltered palette rows (stride bytes each,
+// the filter byte first) to packed RGB in a pooled buffer; indices past the
+// palette read as black, as in expandPalette.
+func pngPaletteToRGB(rows []byte, stride, w, h int, plte []byte) *[]byte {
 	var lut [256][3]byte
 	for i := 0; i < len(plte)/3; i++ {
 		lut[i] = [3]byte{plte[3*i], plte[3*i+1], plte[3*i+2]}
 	}
 	out := getBuf(w * h * 3)
 	for y := 0; y < h; y++ {
-		s := (*buf)[y*stride+1 : (y+1)*stride]
+		s := rows[y*stride+1 : (y+1)*stride]
 		d := (*out)[y*w*3 : (y+1)*w*3]
 		for x, idx := range s {
 			e := &lut[idx]
@@ -134,8 +150,7 @@ func pngFast(data []byte, hd pngHeader) (*pixbuf, bool) {
 			q[0], q[1], q[2] = e[0], e[1], e[2]
 		}
 	}
-	putBuf(buf)
-	return &pixbuf{w: w, h: h, ps: 3, stride: w * 3, pix: *out, pooled: out}, true
+	return out
 }
 
 // zlib readers are reused: each holds a 32 KiB window and Huffman tables.

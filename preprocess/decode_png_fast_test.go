@@ -84,42 +84,7 @@ func TestPNGFastPath(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for i := 0; i < 40; i++ {
 		w, h := 1+rng.IntN(70), 1+rng.IntN(40)
-		var img image.Image
-		switch i % 4 {
-		case 0:
-			m := image.NewRGBA(image.Rect(0, 0, w, h))
-			for j := range m.Pix {
-				m.Pix[j] = uint8(rng.IntN(256))
-				if j%4 == 3 {
-					m.Pix[j] = 255 // opaque: image/png writes RGB
-				}
-			}
-			img = m
-		case 1:
-			m := image.NewNRGBA(image.Rect(0, 0, w, h))
-			for y := 0; y < h; y++ {
-				for x := 0; x < w; x++ {
-					m.Set(x, y, color.NRGBA{uint8(x * 3), uint8(y*5 + x), uint8(rng.IntN(16)), uint8(rng.IntN(256))})
-				}
-			}
-			img = m
-		case 2:
-			m := image.NewGray(image.Rect(0, 0, w, h))
-			for j := range m.Pix {
-				m.Pix[j] = uint8(j*7) + uint8(rng.IntN(3))
-			}
-			img = m
-		default:
-			pal := color.Palette{}
-			for j := 0; j < 200; j++ {
-				pal = append(pal, color.RGBA{uint8(rng.IntN(256)), uint8(j), uint8(rng.IntN(256)), 255})
-			}
-			m := image.NewPaletted(image.Rect(0, 0, w, h), pal)
-			for j := range m.Pix {
-				m.Pix[j] = uint8(rng.IntN(200))
-			}
-			img = m
-		}
+		img := filterTestImage(rng, i%4, w, h)
 		var buf bytes.Buffer
 		enc := png.Encoder{CompressionLevel: []png.CompressionLevel{png.DefaultCompression, png.BestSpeed, png.NoCompression}[i%3]}
 		if err := enc.Encode(&buf, img); err != nil {
@@ -132,6 +97,47 @@ func TestPNGFastPath(t *testing.T) {
 		if want := pngStd(t, buf.Bytes()); !bytes.Equal(got.Pix, want.Pix) {
 			t.Fatalf("case %d (%dx%d): fast path pixels differ", i, w, h)
 		}
+	}
+}
+
+// filterTestImage is a w×h image of one of four kinds (opaque RGBA, NRGBA
+// with alpha, gray, 200-colour palette) whose noisy and smooth parts make
+// image/png use every filter type.
+func filterTestImage(rng *rand.Rand, kind, w, h int) image.Image {
+	switch kind {
+	case 0:
+		m := image.NewRGBA(image.Rect(0, 0, w, h))
+		for j := range m.Pix {
+			m.Pix[j] = uint8(rng.IntN(256))
+			if j%4 == 3 {
+				m.Pix[j] = 255 // opaque: image/png writes RGB
+			}
+		}
+		return m
+	case 1:
+		m := image.NewNRGBA(image.Rect(0, 0, w, h))
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				m.Set(x, y, color.NRGBA{uint8(x * 3), uint8(y*5 + x), uint8(rng.IntN(16)), uint8(rng.IntN(256))})
+			}
+		}
+		return m
+	case 2:
+		m := image.NewGray(image.Rect(0, 0, w, h))
+		for j := range m.Pix {
+			m.Pix[j] = uint8(j*7) + uint8(rng.IntN(3))
+		}
+		return m
+	default:
+		pal := color.Palette{}
+		for j := 0; j < 200; j++ {
+			pal = append(pal, color.RGBA{uint8(rng.IntN(256)), uint8(j), uint8(rng.IntN(256)), 255})
+		}
+		m := image.NewPaletted(image.Rect(0, 0, w, h), pal)
+		for j := range m.Pix {
+			m.Pix[j] = uint8(rng.IntN(200))
+		}
+		return m
 	}
 }
 
@@ -159,6 +165,61 @@ func joinChunks(cs []rawChunk) []byte {
 	return out
 }
 
+// chunkOrderImages are small 9×7 palette (20 colours: image/png writes
+// 8-bit indices), gray and opaque RGBA images.
+func chunkOrderImages() (pal *image.Paletted, gray *image.Gray, rgb *image.RGBA) {
+	var colors color.Palette
+	for i := 0; i < 20; i++ {
+		colors = append(colors, color.RGBA{uint8(i * 12), uint8(200 - i), uint8(i * i), 255})
+	}
+	pal = image.NewPaletted(image.Rect(0, 0, 9, 7), colors)
+	for i := range pal.Pix {
+		pal.Pix[i] = uint8(i % 20)
+	}
+	gray = image.NewGray(image.Rect(0, 0, 9, 7))
+	rgb = image.NewRGBA(image.Rect(0, 0, 9, 7))
+	for i := range rgb.Pix {
+		rgb.Pix[i] = uint8(i * 37)
+		if i%4 == 3 {
+			rgb.Pix[i] = 255
+		}
+	}
+	for i := range gray.Pix {
+		gray.Pix[i] = uint8(i * 11)
+	}
+	return pal, gray, rgb
+}
+
+// chunkAt is the index of the first chunk of type typ.
+func chunkAt(t *testing.T, cs []rawChunk, typ string) int {
+	t.Helper()
+	for i, c := range cs {
+		if c.typ == typ {
+			return i
+		}
+	}
+	t.Fatalf("no %s", typ)
+	return -1
+}
+
+// insertChunk returns a copy of cs with c inserted at i.
+func insertChunk(cs []rawChunk, i int, c rawChunk) []rawChunk {
+	return append(append(append([]rawChunk{}, cs[:i]...), c), cs[i:]...)
+}
+
+// splitIDAT returns a copy of cs with its IDAT split in two halves, gap
+// (if not nil) between them.
+func splitIDAT(t *testing.T, cs []rawChunk, gap *rawChunk) []rawChunk {
+	i := chunkAt(t, cs, "IDAT")
+	d := cs[i].data
+	a, b := rawChunk{"IDAT", d[:len(d)/2]}, rawChunk{"IDAT", d[len(d)/2:]}
+	out := append(append([]rawChunk{}, cs[:i]...), a)
+	if gap != nil {
+		out = append(out, *gap)
+	}
+	return append(append(out, b), cs[i+1:]...)
+}
+
 // TestPNGFastPathChunkOrder: on reordered, split, extra and misplaced chunks, the direct
 // decoder accepts a file only if image/png does, with the same pixels.
 func TestPNGFastPathChunkOrder(t *testing.T) {
@@ -169,47 +230,9 @@ func TestPNGFastPathChunkOrder(t *testing.T) {
 		}
 		return splitChunks(t, buf.Bytes())
 	}
-	var colors color.Palette // more than 16 entries: image/png writes 8-bit indices
-	for i := 0; i < 20; i++ {
-		colors = append(colors, color.RGBA{uint8(i * 12), uint8(200 - i), uint8(i * i), 255})
-	}
-	pal := image.NewPaletted(image.Rect(0, 0, 9, 7), colors)
-	for i := range pal.Pix {
-		pal.Pix[i] = uint8(i % 20)
-	}
-	gray := image.NewGray(image.Rect(0, 0, 9, 7))
-	rgb := image.NewRGBA(image.Rect(0, 0, 9, 7))
-	for i := range rgb.Pix {
-		rgb.Pix[i] = uint8(i * 37)
-		if i%4 == 3 {
-			rgb.Pix[i] = 255
-		}
-	}
-	for i := range gray.Pix {
-		gray.Pix[i] = uint8(i * 11)
-	}
-	at := func(cs []rawChunk, typ string) int {
-		for i, c := range cs {
-			if c.typ == typ {
-				return i
-			}
-		}
-		t.Fatalf("no %s", typ)
-		return -1
-	}
-	insert := func(cs []rawChunk, i int, c rawChunk) []rawChunk {
-		return append(append(append([]rawChunk{}, cs[:i]...), c), cs[i:]...)
-	}
-	splitIDAT := func(cs []rawChunk, gap *rawChunk) []rawChunk {
-		i := at(cs, "IDAT")
-		d := cs[i].data
-		a, b := rawChunk{"IDAT", d[:len(d)/2]}, rawChunk{"IDAT", d[len(d)/2:]}
-		out := append(append([]rawChunk{}, cs[:i]...), a)
-		if gap != nil {
-			out = append(out, *gap)
-		}
-		return append(append(out, b), cs[i+1:]...)
-	}
+	pal, gray, rgb := chunkOrderImages()
+	at := func(cs []rawChunk, typ string) int { return chunkAt(t, cs, typ) }
+	insert := insertChunk
 	tEXt := rawChunk{"tEXt", []byte("Comment\x00hi")}
 	trnsPal := rawChunk{"tRNS", []byte{0, 128}}
 	trnsRGB := rawChunk{"tRNS", []byte{0, 1, 0, 2, 0, 3}}
@@ -230,8 +253,8 @@ func TestPNGFastPathChunkOrder(t *testing.T) {
 		"rgb tRNS":                  insert(encode(rgb), 1, trnsRGB),
 		"rgb suggested PLTE":        insert(encode(rgb), 1, rawChunk{"PLTE", []byte{1, 2, 3, 4, 5, 6}}),
 		"rgb tEXt before and after": insert(insert(encode(rgb), 1, tEXt), at(encode(rgb), "IEND")+1, tEXt),
-		"rgb split IDAT":            splitIDAT(encode(rgb), nil),
-		"rgb IDAT split by tEXt":    splitIDAT(encode(rgb), &tEXt),
+		"rgb split IDAT":            splitIDAT(t, encode(rgb), nil),
+		"rgb IDAT split by tEXt":    splitIDAT(t, encode(rgb), &tEXt),
 		"rgb unknown critical":      insert(encode(rgb), 1, rawChunk{"ABCD", []byte{1}}),
 		"rgb two IHDR":              insert(encode(rgb), 1, encode(rgb)[0]),
 		"rgb IEND first":            insert(encode(rgb), 1, rawChunk{"IEND", nil}),

@@ -69,12 +69,12 @@ func patchJPEGSize(t testing.TB, data []byte, w, h uint16) []byte {
 	return nil
 }
 
-func TestImageErrors(t *testing.T) {
-	opt := ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd}
-	jpg := readSrc(t, "jpeg_base_420.jpg")
-	pngSmall := readSrc(t, "png_rgb8_37x53.png")
-
-	webpBig := append([]byte(nil), readSrc(t, "webp_lossy_alpha.webp")...) // VP8X container
+// patchedHeaderFixtures are fixtures whose headers claim what the decoders
+// must refuse: a 16384² WebP canvas, a 65535² GIF screen, a 30000² BMP, and
+// jpg (a baseline JPEG) as 12-bit.
+func patchedHeaderFixtures(t *testing.T, jpg []byte) (webpBig, gifBig, bmpBig, jpeg12 []byte) {
+	t.Helper()
+	webpBig = append([]byte(nil), readSrc(t, "webp_lossy_alpha.webp")...) // VP8X container
 	if string(webpBig[12:16]) != "VP8X" {
 		t.Fatal("fixture is not VP8X")
 	}
@@ -82,14 +82,14 @@ func TestImageErrors(t *testing.T) {
 	webpBig[24], webpBig[25], webpBig[26] = 0xff, 0x3f, 0 // 16384
 	webpBig[27], webpBig[28], webpBig[29] = 0xff, 0x3f, 0
 
-	gifBig := append([]byte(nil), readSrc(t, "gif_gray.gif")...)
+	gifBig = append([]byte(nil), readSrc(t, "gif_gray.gif")...)
 	gifBig[6], gifBig[7], gifBig[8], gifBig[9] = 0xff, 0xff, 0xff, 0xff
 
-	bmpBig := append([]byte(nil), readSrc(t, "bmp_rgb24.bmp")...)
+	bmpBig = append([]byte(nil), readSrc(t, "bmp_rgb24.bmp")...)
 	binary.LittleEndian.PutUint32(bmpBig[18:], 30000)
 	binary.LittleEndian.PutUint32(bmpBig[22:], 30000)
 
-	jpeg12 := append([]byte(nil), jpg...)
+	jpeg12 = append([]byte(nil), jpg...)
 	for i := 2; i+4 < len(jpeg12); {
 		m, n := jpeg12[i+1], int(binary.BigEndian.Uint16(jpeg12[i+2:]))
 		if m == 0xc0 {
@@ -98,6 +98,15 @@ func TestImageErrors(t *testing.T) {
 		}
 		i += 2 + n
 	}
+	return webpBig, gifBig, bmpBig, jpeg12
+}
+
+func TestImageErrors(t *testing.T) {
+	opt := ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd}
+	jpg := readSrc(t, "jpeg_base_420.jpg")
+	pngSmall := readSrc(t, "png_rgb8_37x53.png")
+
+	webpBig, gifBig, bmpBig, jpeg12 := patchedHeaderFixtures(t, jpg)
 
 	cases := []struct {
 		name string

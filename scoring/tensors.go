@@ -82,7 +82,7 @@ func (s *Service) prepare(ctx context.Context, j *job, i int, need [][]bool, dst
 		return err
 	}
 	defer release()
-	src := scorer.Source{Data: img.Data, RGB: img.RGB}
+	src := scorer.Source(img)
 	if src.RGB == nil && s.needsRGB(j, i, need) {
 		start := time.Now()
 		if src.RGB, err = s.decode(img.Data, s.limits()); err != nil {
@@ -102,7 +102,7 @@ func (s *Service) prepare(ctx context.Context, j *job, i int, need [][]bool, dst
 		row, key := dst(mi), m.prep.Key()
 		in := src
 		if !m.prep.NeedsRGB() {
-			in = scorer.Source{Data: img.Data, RGB: img.RGB} // the file itself, not our decode
+			in = scorer.Source(img) // the file itself, not our decode
 		}
 		start := time.Now()
 		if prev, ok := done[key]; ok {

@@ -14,7 +14,7 @@ go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./...
 bash scripts/fetch-ort.sh --cuda-kit
 go test -count=1 -timeout 30m ./...
 # Deployment checks (chart, manifests, compose, Dockerfiles, dashboard): their own module.
-(cd deployments/check && go vet ./... && go test -count=1 -timeout 20m ./...)
+(cd deployments/check && go vet ./... && go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./... && go test -count=1 -timeout 20m ./...)
 # Python client against a real icthp serve (stdlib only; numpy/PIL/torch tests skip when absent).
 if command -v python3 >/dev/null; then python3 -m unittest discover -s clients/python/tests -v; else echo "python3 not found: clients/python tests NOT run"; fi
 # Hostile-client probes, short mode (RELIABILITY.md; about 2 minutes): asserts the probes main meets.

@@ -52,18 +52,7 @@ func TestClientRoutes(t *testing.T) {
 	if len(sc.Scores) != 2 || sc.Models[api.ModelICT] == "" || sc.Models[api.ModelHP] == "" {
 		t.Fatalf("score: %+v", sc)
 	}
-	for i, s := range sc.Scores {
-		// Every score the reference computed, in its (registry) order.
-		if len(s.Values) != len(ref.Scores[i].Values) {
-			t.Fatalf("image %d: scores %+v, want %+v", i, s.Values, ref.Scores[i].Values)
-		}
-		for k, v := range ref.Scores[i].Values {
-			if s.Values[k].Name != v.Name {
-				t.Errorf("image %d score %d: %q, want %q", i, k, s.Values[k].Name, v.Name)
-			}
-			ptrNear(t, v.Name, s.Get(v.Name), ref.Scores[i].Get(v.Name))
-		}
-	}
+	checkScoresLikeRef(t, sc.Scores, ref.Scores)
 
 	// "models" narrows by registry name: hp alone gives hp's outputs only.
 	only, err := c.Score(ctx, &api.ScoreRequest{Prompt: api.String(prompt), Images: imgs[:1], Models: []string{api.ModelHP}})
@@ -111,7 +100,23 @@ func TestClientRoutes(t *testing.T) {
 	if len(rw.Columns) != len(ref.Scores[0].Values) {
 		t.Errorf("reward columns %d, want one per score (%d)", len(rw.Columns), len(ref.Scores[0].Values))
 	}
+}
 
+// checkScoresLikeRef: each image has every score the reference computed, in
+// its (registry) order, with the reference's values.
+func checkScoresLikeRef(t *testing.T, got []api.Scores, ref []scoring.Scores) {
+	t.Helper()
+	for i, s := range got {
+		if len(s.Values) != len(ref[i].Values) {
+			t.Fatalf("image %d: scores %+v, want %+v", i, s.Values, ref[i].Values)
+		}
+		for k, v := range ref[i].Values {
+			if s.Values[k].Name != v.Name {
+				t.Errorf("image %d score %d: %q, want %q", i, k, s.Values[k].Name, v.Name)
+			}
+			ptrNear(t, v.Name, s.Get(v.Name), ref[i].Get(v.Name))
+		}
+	}
 }
 
 // TestClientEmbedModelsJobs: the other routes through api.Client.

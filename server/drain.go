@@ -147,9 +147,11 @@ func (c *lingerConn) Close() error {
 		c.CloseWrite()                          // FIN (again, harmlessly, after http.Server's own)
 		c.Conn.SetReadDeadline(time.Unix(1, 0)) // wake a read in progress
 		go func() {
-			c.reading.Lock() // the server's read has returned
-			c.reading.Unlock()
+			// Once the lock is ours the server's read has returned (and any
+			// later one fails on closed), so the deadline is the linger's own.
+			c.reading.Lock()
 			c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+			c.reading.Unlock()
 			io.Copy(io.Discard, io.LimitReader(c.Conn, lingerMaxBytes))
 			c.Conn.Close()
 		}()

@@ -256,15 +256,7 @@ func (s *Server) score(c *gin.Context) {
 			}
 		}
 	} else {
-		if req.Images == nil {
-			s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, `the request needs "images": [BASE64, ...]`))
-			return
-		}
-		if err := s.checkCount("images", len(req.Images)); err != nil {
-			s.fail(c, err)
-			return
-		}
-		if err := in.decodeImages(req.Images, s.opts.MaxImages); err != nil {
+		if err := s.requiredImages(in, req.Images); err != nil {
 			s.fail(c, err)
 			return
 		}
@@ -294,6 +286,18 @@ func (s *Server) score(c *gin.Context) {
 	s.writeJSON(c, http.StatusOK, api.ScoreResponse{Scores: out, Models: res.Versions})
 }
 
+// requiredImages decodes a JSON request's "images" into in, which score and
+// rank require: absent is a bad request, then the count and image limits.
+func (s *Server) requiredImages(in *input, images []api.Image) error {
+	if images == nil {
+		return newError(http.StatusBadRequest, CodeBadRequest, `the request needs "images": [BASE64, ...]`)
+	}
+	if err := s.checkCount("images", len(images)); err != nil {
+		return err
+	}
+	return in.decodeImages(images, s.opts.MaxImages)
+}
+
 func (s *Server) rank(c *gin.Context) {
 	var req api.RankRequest
 	in, err := s.decode(c, &req)
@@ -302,15 +306,7 @@ func (s *Server) rank(c *gin.Context) {
 		return
 	}
 	if in.json {
-		if req.Images == nil {
-			s.fail(c, newError(http.StatusBadRequest, CodeBadRequest, `the request needs "images": [BASE64, ...]`))
-			return
-		}
-		if err := s.checkCount("images", len(req.Images)); err != nil {
-			s.fail(c, err)
-			return
-		}
-		if err := in.decodeImages(req.Images, s.opts.MaxImages); err != nil {
+		if err := s.requiredImages(in, req.Images); err != nil {
 			s.fail(c, err)
 			return
 		}

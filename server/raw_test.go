@@ -84,6 +84,25 @@ func TestRawPixelsEqualPNG(t *testing.T) {
 		}
 	}
 
+	checkRawRewards(t, e, prompt, pixes, pngs, batch, w, h)
+
+	rank := e.post(t, "/v1/rank", tensorBody(t, map[string]any{"prompt": prompt, "shape": []int{3, h, w, 3}}, batch), ct...)
+	rankWant := e.post(t, "/v1/rank", map[string]any{"prompt": prompt, "images": []string{b64(pngs[0]), b64(pngs[1]), b64(pngs[2])}})
+	if rank.status != http.StatusOK || !reflect.DeepEqual(rank.body["ranking"], rankWant.body["ranking"]) {
+		t.Errorf("rank: %d %s, want %s", rank.status, rank.raw, rankWant.raw)
+	}
+	emb := e.post(t, "/v1/embed", map[string]any{"images": []any{tensorJSON(batch, 3, h, w, 3)}})
+	embWant := e.post(t, "/v1/embed", map[string]any{"images": []string{b64(pngs[0]), b64(pngs[1]), b64(pngs[2])}})
+	if emb.status != http.StatusOK || !reflect.DeepEqual(emb.body["image_embeddings"], embWant.body["image_embeddings"]) {
+		t.Errorf("embed: %d, want the PNG's embeddings (%d)", emb.status, embWant.status)
+	}
+}
+
+// checkRawRewards: /v1/reward of raw pixels (JSON items, binary body with
+// prompts, items or one prompt) equals /v1/reward of the same PNG files.
+func checkRawRewards(t *testing.T, e *env, prompt string, pixes, pngs [][]byte, batch []byte, w, h int) {
+	t.Helper()
+	ct := []string{"Content-Type", server.TensorContentType}
 	items := make([]map[string]any, 3)
 	for i := range items {
 		items[i] = map[string]any{"prompt": fmt.Sprint(prompt, i), "image": b64(pngs[i])}
@@ -120,17 +139,6 @@ func TestRawPixelsEqualPNG(t *testing.T) {
 		{"prompt": prompt, "image": b64(pngs[0])}, {"prompt": prompt, "image": b64(pngs[1])}, {"prompt": prompt, "image": b64(pngs[2])}}})
 	if same.status != http.StatusOK || !reflect.DeepEqual(same.body["rewards"], sameWant.body["rewards"]) {
 		t.Errorf("reward with one prompt: %d %s, want %s", same.status, same.raw, sameWant.raw)
-	}
-
-	rank := e.post(t, "/v1/rank", tensorBody(t, map[string]any{"prompt": prompt, "shape": []int{3, h, w, 3}}, batch), ct...)
-	rankWant := e.post(t, "/v1/rank", map[string]any{"prompt": prompt, "images": []string{b64(pngs[0]), b64(pngs[1]), b64(pngs[2])}})
-	if rank.status != http.StatusOK || !reflect.DeepEqual(rank.body["ranking"], rankWant.body["ranking"]) {
-		t.Errorf("rank: %d %s, want %s", rank.status, rank.raw, rankWant.raw)
-	}
-	emb := e.post(t, "/v1/embed", map[string]any{"images": []any{tensorJSON(batch, 3, h, w, 3)}})
-	embWant := e.post(t, "/v1/embed", map[string]any{"images": []string{b64(pngs[0]), b64(pngs[1]), b64(pngs[2])}})
-	if emb.status != http.StatusOK || !reflect.DeepEqual(emb.body["image_embeddings"], embWant.body["image_embeddings"]) {
-		t.Errorf("embed: %d, want the PNG's embeddings (%d)", emb.status, embWant.status)
 	}
 }
 

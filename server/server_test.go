@@ -259,6 +259,24 @@ func TestErrorStatuses(t *testing.T) {
 	}
 }
 
+// groupScores is the paper's group score in float64: ict × softmax(hp_logit)
+// over the group.
+func groupScores(ict, logit []float64) []float64 {
+	maxL := math.Inf(-1)
+	for _, l := range logit {
+		maxL = math.Max(maxL, l)
+	}
+	sum := 0.0
+	for _, l := range logit {
+		sum += math.Exp(l - maxL)
+	}
+	group := make([]float64, len(ict))
+	for i := range group {
+		group[i] = ict[i] * math.Exp(logit[i]-maxL) / sum
+	}
+	return group
+}
+
 func TestRank(t *testing.T) {
 	e := newEnv(t, envConfig{}, true)
 	var imgs []scoring.Image
@@ -279,18 +297,7 @@ func TestRank(t *testing.T) {
 	for _, s := range ref.Scores {
 		ictv, logit = append(ictv, *s.Get("ict")), append(logit, *s.Get("hp_logit"))
 	}
-	maxL := math.Inf(-1)
-	for _, l := range logit {
-		maxL = math.Max(maxL, l)
-	}
-	sum := 0.0
-	for _, l := range logit {
-		sum += math.Exp(l - maxL)
-	}
-	group := make([]float64, len(ictv))
-	for i := range group {
-		group[i] = ictv[i] * math.Exp(logit[i]-maxL) / sum
-	}
+	group := groupScores(ictv, logit)
 	for _, r := range []*response{
 		e.post(t, "/v1/rank", map[string]any{"prompt": prompt, "images": b64s}),
 	} {

@@ -70,16 +70,9 @@ func runBatch(ctx context.Context, a *app, args []string) error {
 	if *partSize <= 0 || *inFlight <= 0 || *decoders <= 0 {
 		return usagef("--part-size, --inflight and --decoders must be positive")
 	}
-	showProgress := false
-	switch *progressFlag {
-	case "auto":
-		f, ok := a.stderr.(*os.File)
-		showProgress = ok && term.IsTerminal(int(f.Fd()))
-	case "always":
-		showProgress = true
-	case "never":
-	default:
-		return usagef("--progress must be auto, always or never")
+	showProgress, err := progressWanted(a, *progressFlag)
+	if err != nil {
+		return err
 	}
 	for _, in := range inputs {
 		if _, err := os.Stat(in); err != nil && !strings.ContainsAny(in, "*?[") {
@@ -116,7 +109,29 @@ func runBatch(ctx context.Context, a *app, args []string) error {
 		}
 		return err
 	}
-	if *jsonSummary {
+	return reportBatch(a, sum, *jsonSummary)
+}
+
+// progressWanted resolves --progress: auto shows the progress line only when
+// stderr is a terminal.
+func progressWanted(a *app, flag string) (bool, error) {
+	switch flag {
+	case "auto":
+		f, ok := a.stderr.(*os.File)
+		return ok && term.IsTerminal(int(f.Fd())), nil
+	case "always":
+		return true, nil
+	case "never":
+		return false, nil
+	default:
+		return false, usagef("--progress must be auto, always or never")
+	}
+}
+
+// reportBatch prints the run's summary: one JSON object on stdout with --json,
+// and always the one-line human summary on stderr.
+func reportBatch(a *app, sum *batch.Summary, asJSON bool) error {
+	if asJSON {
 		if err := json.NewEncoder(a.stdout).Encode(struct {
 			*batch.Summary
 			ImagesPerSecond float64 `json:"images_per_s"`

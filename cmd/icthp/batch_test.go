@@ -84,59 +84,12 @@ func TestBatchKill9(t *testing.T) {
 	if len(whole) != n {
 		t.Fatalf("uninterrupted run: %d rows, want %d", len(whole), n)
 	}
-	errRows := 0
-	for i, r := range whole {
-		if r.Key != keys[i] {
-			t.Fatalf("row %d key %q, want %q", i, r.Key, keys[i])
-		}
-		if r.Error != nil {
-			errRows++
-			continue
-		}
-		ict, hp, logit := r.Score("ict"), r.Score("hp"), r.Score("hp_logit")
-		if ict == nil || hp == nil || logit == nil || *ict < -1 || *ict > 1 || *hp <= 0 || *hp >= 1 {
-			t.Fatalf("row %d = %+v: scores missing or out of range", i, r)
-		}
-	}
-	if errRows != 3 {
-		t.Errorf("%d error rows, want 3 (two without prompts, one damaged image)", errRows)
-	}
-	// batch decodes ahead and hands the service pixels; `score` hands it
-	// the file: both must give the same numbers.
-	for _, i := range []int{0, 1, 77, n - 1} {
-		r := whole[i]
-		out, _ := runBin(t, bin, "score", "--ict", ict, "--hp", hpDir, "--threads", "1", "--prompt", *r.Prompt, r.Source)
-		var s outLine
-		if err := json.Unmarshal([]byte(out), &s); err != nil {
-			t.Fatalf("score output %q: %v", out, err)
-		}
-		for name, pair := range map[string][2]*float64{"ict": {s.ICT, r.Score("ict")}, "hp": {s.HP, r.Score("hp")}, "hp_logit": {s.HPLogit, r.Score("hp_logit")}} {
-			if pair[0] == nil || pair[1] == nil || math.Abs(*pair[0]-*pair[1]) > 1e-6 {
-				t.Errorf("%s: batch %s %v, score %v", r.Source, name, deref(pair[1]), deref(pair[0]))
-			}
-		}
-	}
+	checkWholeRun(t, whole, keys)
+	checkBatchMatchesScore(t, bin, ict, hpDir, whole, []int{0, 1, 77, n - 1})
 
 	out := filepath.Join(d, "killed.jsonl")
-	cmd := exec.Command(bin, append(common, "--out", out)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	journal := filepath.Join(out+".parts", "journal.jsonl")
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		b, _ := os.ReadFile(journal)
-		if bytes.Count(b, []byte(`"part":{`)) >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no parts committed in 2 minutes: %s", stderr.String())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	cmd, stderr := startBatchUntilParts(t, bin, append(common, "--out", out), journal, 3)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -171,41 +124,108 @@ func TestBatchKill9(t *testing.T) {
 
 	// SIGTERM (what Kubernetes sends first) stops the run cleanly: exit 1,
 	// one line saying how to resume, and the rerun completes the output.
-	termOut := filepath.Join(d, "term.jsonl")
-	cmd = exec.Command(bin, append(common, "--out", termOut)...)
-	stderr.Reset()
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		b, _ := os.ReadFile(filepath.Join(termOut+".parts", "journal.jsonl"))
-		if bytes.Contains(b, []byte(`"part":{`)) {
-			break
+	checkSIGTERMResumes(t, bin, append(common, "--out", filepath.Join(d, "term.jsonl")), a)
+
+	// Three workers of an indexed job: one command line, --shard I/3.
+	checkShardsCoverOnce(t, bin, common, filepath.Join(d, "shards", "s.parquet"), whole)
+}
+
+// checkWholeRun: the rows are in key order, and all but the 3 error rows
+// (two without prompts, one damaged image) have every score in range.
+func checkWholeRun(t *testing.T, whole []batch.Row, keys []string) {
+	t.Helper()
+	errRows := 0
+	for i, r := range whole {
+		if r.Key != keys[i] {
+			t.Fatalf("row %d key %q, want %q", i, r.Key, keys[i])
 		}
-		if time.Now().After(deadline.Add(time.Minute)) {
-			cmd.Process.Kill()
-			t.Fatal("no part committed")
+		if r.Error != nil {
+			errRows++
+			continue
 		}
-		time.Sleep(2 * time.Millisecond)
+		ict, hp, logit := r.Score("ict"), r.Score("hp"), r.Score("hp_logit")
+		if ict == nil || hp == nil || logit == nil || *ict < -1 || *ict > 1 || *hp <= 0 || *hp >= 1 {
+			t.Fatalf("row %d = %+v: scores missing or out of range", i, r)
+		}
 	}
+	if errRows != 3 {
+		t.Errorf("%d error rows, want 3 (two without prompts, one damaged image)", errRows)
+	}
+}
+
+// checkBatchMatchesScore: batch decodes ahead and hands the service pixels;
+// `score` hands it the file: both must give the same numbers for the rows
+// at idx.
+func checkBatchMatchesScore(t *testing.T, bin, ict, hpDir string, whole []batch.Row, idx []int) {
+	t.Helper()
+	for _, i := range idx {
+		r := whole[i]
+		out, _ := runBin(t, bin, "score", "--ict", ict, "--hp", hpDir, "--threads", "1", "--prompt", *r.Prompt, r.Source)
+		var s outLine
+		if err := json.Unmarshal([]byte(out), &s); err != nil {
+			t.Fatalf("score output %q: %v", out, err)
+		}
+		for name, pair := range map[string][2]*float64{"ict": {s.ICT, r.Score("ict")}, "hp": {s.HP, r.Score("hp")}, "hp_logit": {s.HPLogit, r.Score("hp_logit")}} {
+			if pair[0] == nil || pair[1] == nil || math.Abs(*pair[0]-*pair[1]) > 1e-6 {
+				t.Errorf("%s: batch %s %v, score %v", r.Source, name, deref(pair[1]), deref(pair[0]))
+			}
+		}
+	}
+}
+
+// checkSIGTERMResumes: SIGTERM (what Kubernetes sends first) stops the
+// batch run of args (its --out last) cleanly: exit 1, one line saying how to
+// resume, and the rerun writes want.
+func checkSIGTERMResumes(t *testing.T, bin string, args []string, want []byte) {
+	t.Helper()
+	out := args[len(args)-1]
+	cmd, stderr := startBatchUntilParts(t, bin, args, filepath.Join(out+".parts", "journal.jsonl"), 1)
 	cmd.Process.Signal(syscall.SIGTERM)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "run the same command again to resume") || strings.Count(stderr.String(), "\n") != 1 {
 		t.Errorf("after SIGTERM: exit %d (%v), stderr %q; want 1 and one line on resuming", code, err, stderr.String())
 	}
-	runBin(t, bin, append(common, "--out", termOut)...)
-	if got, _ := os.ReadFile(termOut); !bytes.Equal(a, got) {
+	runBin(t, bin, args...)
+	if got, _ := os.ReadFile(out); !bytes.Equal(want, got) {
 		t.Error("output resumed after SIGTERM differs from the uninterrupted run's")
 	}
+}
 
-	// Three workers of an indexed job: one command line, --shard I/3.
+// startBatchUntilParts starts the binary with args and returns once its
+// journal names at least parts committed parts (failing the test after 2
+// minutes), with the process still running and its stderr.
+func startBatchUntilParts(t *testing.T, bin string, args []string, journal string, parts int) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(journal)
+		if bytes.Count(b, []byte(`"part":{`)) >= parts {
+			return cmd, stderr
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no %d parts committed in 2 minutes: %s", parts, stderr.String())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// checkShardsCoverOnce scores the dataset of common in 3 shards into
+// Parquet (pq) and checks that they cover it exactly once with the rows of
+// the whole run.
+func checkShardsCoverOnce(t *testing.T, bin string, common []string, pq string, whole []batch.Row) {
+	t.Helper()
 	byKey := map[string]batch.Row{}
 	for _, r := range whole {
 		byKey[r.Key] = r
 	}
 	seen := map[string]int{}
-	pq := filepath.Join(d, "shards", "s.parquet")
 	for i := 0; i < 3; i++ {
 		sh := batch.Shard{I: i, N: 3}
 		runBin(t, bin, append(common, "--out", pq, "--shard", sh.String())...)
@@ -222,8 +242,8 @@ func TestBatchKill9(t *testing.T) {
 			}
 		}
 	}
-	if len(seen) != n {
-		t.Errorf("the shards cover %d of %d images", len(seen), n)
+	if len(seen) != len(whole) {
+		t.Errorf("the shards cover %d of %d images", len(seen), len(whole))
 	}
 	for k, c := range seen {
 		if c != 1 {

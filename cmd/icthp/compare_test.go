@@ -315,6 +315,7 @@ func TestModelsCompare(t *testing.T) {
 		}
 		return m.Version, m.Precision
 	}
+	f := compareFixture{dir: dir, version: version, prompt: prompt, imgs: imgs, images: images}
 
 	for _, c := range []struct {
 		name   string
@@ -352,99 +353,122 @@ func TestModelsCompare(t *testing.T) {
 		})
 	}
 
-	t.Run("model against itself", func(t *testing.T) {
-		for _, c := range []struct {
-			d    string
-			args []string
-		}{{dir("hp8"), nil}, {dir("clip"), []string{"--prompt", prompt}}} {
-			got, _, code := compareJSON(t, append(append(c.args, c.d, c.d), images...)...)
-			n := len(imgs)
-			ok := code == 0 && got.ImagesCompared == n && *got.CosineMin == 1 && *got.CosineMean == 1 &&
-				*got.Spearman == 1 && got.Pairs == n*(n-1)/2 && got.PairsSameOrder == got.Pairs && *got.PairAgreement == 1 &&
-				(got.TextCosine == nil) == (c.args == nil) && (got.TextCosine == nil || *got.TextCosine == 1)
-			for _, d := range got.Deltas {
-				ok = ok && d.MaxAbs == 0 && d.MeanAbs == 0
-			}
-			if !ok {
-				b, _ := json.Marshal(got)
-				t.Errorf("%s against itself: exit %d, %s; want cosine 1, Δ 0, Spearman 1, every pair in order", c.d, code, b)
-			}
-		}
-	})
+	t.Run("model against itself", func(t *testing.T) { compareAgainstItself(t, f) })
 
-	t.Run("text output", func(t *testing.T) {
-		got, _, _ := compareJSON(t, dir("hp"), dir("hp8"), images[0])
-		out := mustRun(t, "models", "compare", dir("hp"), dir("hp8"), images[0])
-		va, _ := version(dir("hp"))
-		for _, want := range []string{
-			"images compared          3 (0 failed)\n",
-			fmt.Sprintf("image embedding cosine   min %.6f  mean %.6f\n", *got.CosineMin, *got.CosineMean),
-			fmt.Sprintf("hp_logit |Δ|             max %.4g  mean %.4g\n", got.Deltas["hp_logit"].MaxAbs, got.Deltas["hp_logit"].MeanAbs),
-			fmt.Sprintf("hp |Δ|                   max %.4g  mean %.4g\n", got.Deltas["hp"].MaxAbs, got.Deltas["hp"].MeanAbs),
-			fmt.Sprintf("Spearman (hp_logit)      %.6f\n", *got.Spearman),
-			fmt.Sprintf("pairs in the same order  %d of 3 (%.2f %%)\n", got.PairsSameOrder, 100**got.PairAgreement),
-			"version " + va + ", float32)",
-			"int8)",
-		} {
-			if !strings.Contains(out, want) {
-				t.Errorf("text output lacks %q:\n%s", want, out)
-			}
-		}
-	})
+	t.Run("text output", func(t *testing.T) { compareTextOutput(t, f) })
 
-	t.Run("bad images among good", func(t *testing.T) {
-		broken := dir("broken.png")
-		if err := os.WriteFile(broken, []byte("not a png"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		demo := []string{repoRoot + "/testdata/demo/apple.jpg", repoRoot + "/testdata/demo/checkers.webp", repoRoot + "/testdata/demo/sunset.png"}
-		missing := dir("missing.jpg")
-		clean, _, code := compareJSON(t, append([]string{dir("hp"), dir("hp8")}, demo...)...)
-		if code != 0 {
-			t.Fatalf("clean run: exit %d", code)
-		}
-		got, errOut, code := compareJSON(t, dir("hp"), dir("hp8"), demo[0], broken, demo[1], missing, demo[2])
-		lines := strings.Split(strings.TrimSpace(errOut), "\n")
-		if code != 1 || len(lines) != 3 || !strings.Contains(lines[0], broken) || !strings.Contains(lines[1], missing) ||
-			!strings.Contains(lines[2], "2 of 5 images failed") {
-			t.Errorf("exit %d, stderr:\n%s\nwant 1, a line naming %s, one naming %s, then the count", code, errOut, broken, missing)
-		}
-		clean.ImagesFailed = 2
-		checkCompare(t, got, clean)
-	})
+	t.Run("bad images among good", func(t *testing.T) { compareBadImages(t, f) })
 
-	t.Run("usage errors", func(t *testing.T) {
-		empty := dir("empty")
-		if err := os.MkdirAll(empty, 0o755); err != nil {
-			t.Fatal(err)
+	t.Run("usage errors", func(t *testing.T) { compareUsageErrors(t, f) })
+}
+
+// compareFixture is what TestModelsCompare's subtests share: the model
+// directories (dir), their manifests' version and precision, the prompt,
+// the reference images and the command's image arguments.
+type compareFixture struct {
+	dir     func(string) string
+	version func(string) (string, string)
+	prompt  string
+	imgs    []refImage
+	images  []string
+}
+
+// compareAgainstItself: a model compared with itself: cosine 1, every Δ 0, Spearman 1, every pair in order.
+func compareAgainstItself(t *testing.T, f compareFixture) {
+	for _, c := range []struct {
+		d    string
+		args []string
+	}{{f.dir("hp8"), nil}, {f.dir("clip"), []string{"--prompt", f.prompt}}} {
+		got, _, code := compareJSON(t, append(append(c.args, c.d, c.d), f.images...)...)
+		n := len(f.imgs)
+		ok := code == 0 && got.ImagesCompared == n && *got.CosineMin == 1 && *got.CosineMean == 1 &&
+			*got.Spearman == 1 && got.Pairs == n*(n-1)/2 && got.PairsSameOrder == got.Pairs && *got.PairAgreement == 1 &&
+			(got.TextCosine == nil) == (c.args == nil) && (got.TextCosine == nil || *got.TextCosine == 1)
+		for _, d := range got.Deltas {
+			ok = ok && d.MaxAbs == 0 && d.MeanAbs == 0
 		}
-		pf := dir("prompt.txt")
-		if err := os.WriteFile(pf, []byte(prompt+"\n"), 0o644); err != nil {
-			t.Fatal(err)
+		if !ok {
+			b, _ := json.Marshal(got)
+			t.Errorf("%s against itself: exit %d, %s; want cosine 1, Δ 0, Spearman 1, every pair in order", c.d, code, b)
 		}
-		demo := repoRoot + "/testdata/demo/*"
-		for _, c := range []struct {
-			args []string
-			want string
-		}{
-			{[]string{dir("hp"), dir("clip"), demo}, "of kind"},
-			{[]string{dir("clip"), dir("clip8"), demo}, "--prompt"},
-			{[]string{dir("nowhere"), dir("hp8"), demo}, "nowhere"},
-			{[]string{dir("hp"), dir("nowhere"), demo}, "nowhere"},
-			{[]string{dir("hp"), dir("hp8"), repoRoot + "/testdata/demo/apple.jpg"}, "at least 2"},
-			{[]string{dir("hp"), dir("hp8"), empty}, "at least 2"},
-			{[]string{dir("hp"), dir("hp8")}, "two model directories"},
-			{[]string{"--prompt", "x", "--prompt-file", pf, dir("clip"), dir("clip8"), demo}, "not both"},
-			{[]string{"--threads", "many", dir("hp"), dir("hp8"), demo}, "threads"},
-		} {
-			out, errOut, code := icthp(t, append([]string{"models", "compare"}, c.args...)...)
-			if code != 2 || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, c.want) {
-				t.Errorf("models compare %s: exit %d, stdout %q, stderr %q; want 2, one line with %q", strings.Join(c.args, " "), code, out, errOut, c.want)
-			}
+	}
+}
+
+// compareTextOutput: the text report prints the JSON report's figures.
+func compareTextOutput(t *testing.T, f compareFixture) {
+	got, _, _ := compareJSON(t, f.dir("hp"), f.dir("hp8"), f.images[0])
+	out := mustRun(t, "models", "compare", f.dir("hp"), f.dir("hp8"), f.images[0])
+	va, _ := f.version(f.dir("hp"))
+	for _, want := range []string{
+		"images compared          3 (0 failed)\n",
+		fmt.Sprintf("image embedding cosine   min %.6f  mean %.6f\n", *got.CosineMin, *got.CosineMean),
+		fmt.Sprintf("hp_logit |Δ|             max %.4g  mean %.4g\n", got.Deltas["hp_logit"].MaxAbs, got.Deltas["hp_logit"].MeanAbs),
+		fmt.Sprintf("hp |Δ|                   max %.4g  mean %.4g\n", got.Deltas["hp"].MaxAbs, got.Deltas["hp"].MeanAbs),
+		fmt.Sprintf("Spearman (hp_logit)      %.6f\n", *got.Spearman),
+		fmt.Sprintf("pairs in the same order  %d of 3 (%.2f %%)\n", got.PairsSameOrder, 100**got.PairAgreement),
+		"version " + va + ", float32)",
+		"int8)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text output lacks %q:\n%s", want, out)
 		}
-		// --prompt-file is the prompt: the same report as --prompt.
-		a, _, _ := compareJSON(t, "--prompt-file", pf, dir("clip"), dir("clip8"), demo)
-		b, _, _ := compareJSON(t, "--prompt", prompt, dir("clip"), dir("clip8"), demo)
-		checkCompare(t, a, b)
-	})
+	}
+}
+
+// compareBadImages: unreadable and missing images are named on stderr, counted, and the others compared as in a clean run.
+func compareBadImages(t *testing.T, f compareFixture) {
+	broken := f.dir("broken.png")
+	if err := os.WriteFile(broken, []byte("not a png"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	demo := []string{repoRoot + "/testdata/demo/apple.jpg", repoRoot + "/testdata/demo/checkers.webp", repoRoot + "/testdata/demo/sunset.png"}
+	missing := f.dir("missing.jpg")
+	clean, _, code := compareJSON(t, append([]string{f.dir("hp"), f.dir("hp8")}, demo...)...)
+	if code != 0 {
+		t.Fatalf("clean run: exit %d", code)
+	}
+	got, errOut, code := compareJSON(t, f.dir("hp"), f.dir("hp8"), demo[0], broken, demo[1], missing, demo[2])
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if code != 1 || len(lines) != 3 || !strings.Contains(lines[0], broken) || !strings.Contains(lines[1], missing) ||
+		!strings.Contains(lines[2], "2 of 5 images failed") {
+		t.Errorf("exit %d, stderr:\n%s\nwant 1, a line naming %s, one naming %s, then the count", code, errOut, broken, missing)
+	}
+	clean.ImagesFailed = 2
+	checkCompare(t, got, clean)
+}
+
+// compareUsageErrors: usage errors exit 2 with one line; --prompt-file is the prompt.
+func compareUsageErrors(t *testing.T, f compareFixture) {
+	empty := f.dir("empty")
+	if err := os.MkdirAll(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pf := f.dir("prompt.txt")
+	if err := os.WriteFile(pf, []byte(f.prompt+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	demo := repoRoot + "/testdata/demo/*"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{f.dir("hp"), f.dir("clip"), demo}, "of kind"},
+		{[]string{f.dir("clip"), f.dir("clip8"), demo}, "--prompt"},
+		{[]string{f.dir("nowhere"), f.dir("hp8"), demo}, "nowhere"},
+		{[]string{f.dir("hp"), f.dir("nowhere"), demo}, "nowhere"},
+		{[]string{f.dir("hp"), f.dir("hp8"), repoRoot + "/testdata/demo/apple.jpg"}, "at least 2"},
+		{[]string{f.dir("hp"), f.dir("hp8"), empty}, "at least 2"},
+		{[]string{f.dir("hp"), f.dir("hp8")}, "two model directories"},
+		{[]string{"--prompt", "x", "--prompt-file", pf, f.dir("clip"), f.dir("clip8"), demo}, "not both"},
+		{[]string{"--threads", "many", f.dir("hp"), f.dir("hp8"), demo}, "threads"},
+	} {
+		out, errOut, code := icthp(t, append([]string{"models", "compare"}, c.args...)...)
+		if code != 2 || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("models compare %s: exit %d, stdout %q, stderr %q; want 2, one line with %q", strings.Join(c.args, " "), code, out, errOut, c.want)
+		}
+	}
+	// --prompt-file is the prompt: the same report as --prompt.
+	a, _, _ := compareJSON(t, "--prompt-file", pf, f.dir("clip"), f.dir("clip8"), demo)
+	b, _, _ := compareJSON(t, "--prompt", f.prompt, f.dir("clip"), f.dir("clip8"), demo)
+	checkCompare(t, a, b)
 }

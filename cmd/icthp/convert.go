@@ -32,6 +32,12 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	if slices.Contains(zooConvertKinds, kind) {
 		return runConvertZoo(ctx, a, kind, args)
 	}
+	return runConvertBuiltin(a, kind, args)
+}
+
+// runConvertBuiltin is convert for the kinds with their own converters:
+// clip, hp, random and imagereward.
+func runConvertBuiltin(a *app, kind string, args []string) error {
 	fs := newFlags(a, "convert "+kind)
 	out := fs.String("out", "", "model directory to write (required)")
 	fp16 := fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)")
@@ -73,23 +79,12 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	if *int8 && *fp16 {
-		return usagef("--int8 and --fp16 exclude each other")
-	}
-	build := clip.BuildOptions{Fused: !*unfused, FP16: *fp16, Int8: *int8}
-	if *fuse != "" {
-		kinds, err := clip.ParseFuse(*fuse)
-		if err != nil {
-			return usageError{err.Error()}
-		}
-		if *unfused || *int8 || kind == "imagereward" {
-			return usagef("--fuse goes without --unfused and --int8, for clip, hp and random")
-		}
-		build.Fused, build.Fuse = false, kinds
+	build, err := convertBuildOptions(kind, *fp16, *int8, *unfused, *fuse)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	var man *models.Manifest
-	var err error
 	switch kind {
 	case "clip":
 		if *ckpt == "" {
@@ -117,6 +112,26 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
+// convertBuildOptions turns --fp16, --int8, --unfused and --fuse into the
+// builders' options, refusing the combinations that exclude each other.
+func convertBuildOptions(kind string, fp16, int8, unfused bool, fuse string) (clip.BuildOptions, error) {
+	if int8 && fp16 {
+		return clip.BuildOptions{}, usagef("--int8 and --fp16 exclude each other")
+	}
+	build := clip.BuildOptions{Fused: !unfused, FP16: fp16, Int8: int8}
+	if fuse != "" {
+		kinds, err := clip.ParseFuse(fuse)
+		if err != nil {
+			return build, usageError{err.Error()}
+		}
+		if unfused || int8 || kind == "imagereward" {
+			return build, usagef("--fuse goes without --unfused and --int8, for clip, hp and random")
+		}
+		build.Fused, build.Fuse = false, kinds
+	}
+	return build, nil
+}
+
 func convertRandom(preset, kind string, seed uint64, tok, out string, build clip.BuildOptions) (*models.Manifest, error) {
 	k := models.Kind(kind)
 	if isZooRandomKind(kind) {
@@ -133,17 +148,24 @@ func convertRandom(preset, kind string, seed uint64, tok, out string, build clip
 	}
 	o := convert.RandomOptions{Preset: clip.Preset(preset), Kind: k, Seed: seed, Out: out, Build: build}
 	if k == models.KindCLIP {
-		if tok != "" {
-			data, err := os.ReadFile(tok)
-			if err != nil {
-				return nil, err
-			}
-			o.Vocab, o.VocabName = data, baseName(tok)
-		} else {
-			o.Vocab, o.Synthetic = text.SyntheticVocab(syntheticMerges), true
+		var err error
+		if o.Vocab, o.VocabName, o.Synthetic, err = randomVocab(tok); err != nil {
+			return nil, err
 		}
 	}
 	return convert.Random(o)
+}
+
+// randomVocab is the vocabulary of a random model: the file tok (with its
+// base name) if given, else the synthetic one.
+func randomVocab(tok string) (data []byte, name string, synthetic bool, err error) {
+	if tok == "" {
+		return text.SyntheticVocab(syntheticMerges), "", true, nil
+	}
+	if data, err = os.ReadFile(tok); err != nil {
+		return nil, "", false, err
+	}
+	return data, baseName(tok), false, nil
 }
 
 // syntheticMerges sizes the demo vocabulary: enough merges that common

@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
-	"github.com/icthp/icthp/preprocess/text"
 )
 
 // zooConvertKinds are the `convert` kinds of the reward zoo (SPEC §1).
@@ -49,13 +47,12 @@ func runConvertZoo(_ context.Context, a *app, kind string, args []string) error 
 	if *out == "" {
 		return usagef("--out is required")
 	}
-	if *int8 && *fp16 {
-		return usagef("--int8 and --fp16 exclude each other")
+	build, err := convertBuildOptions(kind, *fp16, *int8, *unfused, "")
+	if err != nil {
+		return err
 	}
-	build := clip.BuildOptions{Fused: !*unfused, FP16: *fp16, Int8: *int8}
 	start := time.Now()
 	var man *models.Manifest
-	var err error
 	switch kind {
 	case "pickscore", "clipscore", "clipscore-100":
 		if *ckpt == "" {
@@ -103,14 +100,9 @@ func convertRandomZoo(preset, kind string, seed uint64, tok, out string, build c
 		o.Preset = clip.Preset(preset)
 	}
 	if kind != models.FormulaAesthetic {
-		if tok != "" {
-			data, err := os.ReadFile(tok)
-			if err != nil {
-				return nil, err
-			}
-			o.Vocab, o.VocabName = data, baseName(tok)
-		} else {
-			o.Vocab, o.Synthetic = text.SyntheticVocab(syntheticMerges), true
+		var err error
+		if o.Vocab, o.VocabName, o.Synthetic, err = randomVocab(tok); err != nil {
+			return nil, err
 		}
 	}
 	return convert.RandomZoo(o)

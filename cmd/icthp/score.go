@@ -164,29 +164,40 @@ func runScore(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		for i, sc := range res.Scores {
-			line := scoreLine{Image: chunk[i], Values: sc.Values}
-			switch {
-			case readErr[i] != nil:
-				line = scoreLine{Image: chunk[i], Error: readErr[i].Error()}
-			case sc.Err != nil:
-				line.Error = sc.Err.Error()
-			}
-			if line.Error != "" {
-				failed++
-			}
-			if *versions {
-				line.Models = res.Versions
-			}
-			if err := enc.Encode(line); err != nil {
-				return err
-			}
+		n, err := writeScoreLines(enc, chunk, readErr, res, *versions)
+		failed += n
+		if err != nil {
+			return err
 		}
 	}
 	if failed > 0 {
 		return exitError{code: 1, msg: fmt.Sprintf("%d of %d images failed (see their \"error\" fields)", failed, len(files))}
 	}
 	return nil
+}
+
+// writeScoreLines writes one JSON line per image of a chunk, an image that
+// could not be read or scored with its error, and returns how many failed.
+func writeScoreLines(enc *json.Encoder, chunk []string, readErr []error, res *scoring.ScoreResponse, versions bool) (failed int, err error) {
+	for i, sc := range res.Scores {
+		line := scoreLine{Image: chunk[i], Values: sc.Values}
+		switch {
+		case readErr[i] != nil:
+			line = scoreLine{Image: chunk[i], Error: readErr[i].Error()}
+		case sc.Err != nil:
+			line.Error = sc.Err.Error()
+		}
+		if line.Error != "" {
+			failed++
+		}
+		if versions {
+			line.Models = res.Versions
+		}
+		if err := enc.Encode(line); err != nil {
+			return failed, err
+		}
+	}
+	return failed, nil
 }
 
 // readImages reads each file with readImage: the images, and in the same

@@ -185,6 +185,46 @@ func (f *serveFlags) tokens(a *app) ([]string, error) {
 	return out, nil
 }
 
+// servePlan is what validate derives from the serve flags.
+type servePlan struct {
+	level slog.Level
+	comb  scoring.Combination
+	admit int // images admitted server-wide
+}
+
+// validate checks the serve flags that need more than parsing (usage errors)
+// and derives the log level, the reward combination and the admission limit.
+func (sf *serveFlags) validate() (servePlan, error) {
+	var p servePlan
+	if err := p.level.UnmarshalText([]byte(sf.logLevel)); err != nil {
+		return p, usagef("--log-level %q: want debug, info, warn or error", sf.logLevel)
+	}
+	comb, err := scoring.ParseCombination(sf.reward)
+	if err != nil {
+		return p, usagef("--reward: %v", err)
+	}
+	if err := knownScores(comb); err != nil {
+		return p, err
+	}
+	p.comb = comb
+	for name, v := range map[string]int{"--queue-size": sf.queueSize, "--batch-workers": sf.batchWorkers, "--max-images": sf.maxImages, "--max-prompt-bytes": sf.maxPrompt} {
+		if v <= 0 {
+			return p, usagef("%s must be positive", name)
+		}
+	}
+	if sf.maxBody <= 0 || sf.maxRawInFlight <= 0 {
+		return p, usagef("--max-body-bytes and --max-raw-bytes-in-flight must be positive")
+	}
+	if sf.admitImages < 0 || sf.pixelBudget < 0 {
+		return p, usagef("--admit-images and --pixel-budget cannot be negative")
+	}
+	p.admit = sf.admitImages
+	if p.admit == 0 {
+		p.admit = 2 * sf.queueSize
+	}
+	return p, nil
+}
+
 func runServe(ctx context.Context, a *app, args []string) error {
 	fs := newFlags(a, "serve")
 	var mf modelFlags
@@ -201,32 +241,11 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(sf.logLevel)); err != nil {
-		return usagef("--log-level %q: want debug, info, warn or error", sf.logLevel)
-	}
-	comb, err := scoring.ParseCombination(sf.reward)
+	v, err := sf.validate()
 	if err != nil {
-		return usagef("--reward: %v", err)
-	}
-	if err := knownScores(comb); err != nil {
 		return err
 	}
-	for name, v := range map[string]int{"--queue-size": sf.queueSize, "--batch-workers": sf.batchWorkers, "--max-images": sf.maxImages, "--max-prompt-bytes": sf.maxPrompt} {
-		if v <= 0 {
-			return usagef("%s must be positive", name)
-		}
-	}
-	if sf.maxBody <= 0 || sf.maxRawInFlight <= 0 {
-		return usagef("--max-body-bytes and --max-raw-bytes-in-flight must be positive")
-	}
-	if sf.admitImages < 0 || sf.pixelBudget < 0 {
-		return usagef("--admit-images and --pixel-budget cannot be negative")
-	}
-	admit := sf.admitImages
-	if admit == 0 {
-		admit = 2 * sf.queueSize
-	}
+	level, comb, admit := v.level, v.comb, v.admit
 	tokens, err := sf.tokens(a)
 	if err != nil {
 		return err

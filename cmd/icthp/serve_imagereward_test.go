@@ -130,25 +130,7 @@ func TestServeImageRewardBatched(t *testing.T) {
 		imgs[i] = irTestPNG(t, i)
 	}
 
-	// The reference: each image scored alone by the unbatched scorer.
-	ref, err := imagereward.Open(dir, models.SessionOptions{IntraOpThreads: 1}, imagereward.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	refSvc, err := scoring.New([]scorer.Model{{Spec: imagereward.Entry.Spec, Scorer: ref}}, scoring.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := make([]float64, n)
-	for i := range n {
-		p := prompt
-		res, err := refSvc.Score(context.Background(), scoring.ScoreRequest{Prompt: &p, Images: []scoring.Image{{Data: imgs[i]}}})
-		if err != nil || res.Scores[0].Err != nil {
-			t.Fatalf("unbatched image %d: %v %+v", i, err, res)
-		}
-		want[i] = *res.Scores[0].Get("imagereward")
-	}
-	ref.Close()
+	want := irScoresAlone(t, dir, prompt, imgs[:n])
 
 	// /readyz waits for the warm-up image, itself one batch of one.
 	url := serveInProcess(t, "--imagereward", dir, "--drain-delay", "0s", "--threads", "1",
@@ -213,4 +195,29 @@ func TestServeImageRewardBatched(t *testing.T) {
 	if v := metricValue(t, url, full); v != 1 {
 		t.Errorf("%s = %v, want 1", full, v)
 	}
+}
+
+// irScoresAlone is the reference: each image scored alone by the model in
+// dir without a batcher.
+func irScoresAlone(t *testing.T, dir, prompt string, imgs [][]byte) []float64 {
+	t.Helper()
+	ref, err := imagereward.Open(dir, models.SessionOptions{IntraOpThreads: 1}, imagereward.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refSvc, err := scoring.New([]scorer.Model{{Spec: imagereward.Entry.Spec, Scorer: ref}}, scoring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float64, len(imgs))
+	for i := range imgs {
+		p := prompt
+		res, err := refSvc.Score(context.Background(), scoring.ScoreRequest{Prompt: &p, Images: []scoring.Image{{Data: imgs[i]}}})
+		if err != nil || res.Scores[0].Err != nil {
+			t.Fatalf("unbatched image %d: %v %+v", i, err, res)
+		}
+		want[i] = *res.Scores[0].Get("imagereward")
+	}
+	ref.Close()
+	return want
 }

@@ -240,27 +240,8 @@ func imageTokens(cfg *blip.Config, w blip.Weights, pixels []float32, n int, lin 
 	out := make([][][]float64, n)
 	for b := 0; b < n; b++ {
 		img := pixels[b*3*S*S : (b+1)*3*S*S]
-		// PatchEmbed: Conv2d(3, D, kernel P, stride P, bias), flattened row
-		// by row; the class token in front; pos_embed added.
-		x := make([][]float64, T)
-		x[0] = slices.Clone(cls)
-		for gy := 0; gy < G; gy++ {
-			for gx := 0; gx < G; gx++ {
-				e := make([]float64, D)
-				for d := 0; d < D; d++ {
-					s := kbias[d]
-					for c := 0; c < 3; c++ {
-						for ky := 0; ky < P; ky++ {
-							for kx := 0; kx < P; kx++ {
-								s += kernel[((d*3+c)*P+ky)*P+kx] * float64(img[(c*S+gy*P+ky)*S+gx*P+kx])
-							}
-						}
-					}
-					e[d] = s
-				}
-				x[1+gy*G+gx] = e
-			}
-		}
+		// The class token in front of the patches; pos_embed added.
+		x := append([][]float64{slices.Clone(cls)}, patchEmbed(img, kernel, kbias, D, P, S)...)
 		for t := 0; t < T; t++ {
 			x[t] = add(x[t], pos[t*D:(t+1)*D])
 		}
@@ -288,6 +269,31 @@ func imageTokens(cfg *blip.Config, w blip.Weights, pixels []float32, n int, lin 
 		out[b] = rows(x, final.apply)
 	}
 	return out, nil
+}
+
+// patchEmbed is PatchEmbed: Conv2d(3, D, kernel P, stride P, bias) over one
+// 3×S×S image, its (S/P)² outputs flattened row by row.
+func patchEmbed(img []float32, kernel, kbias []float64, D, P, S int) [][]float64 {
+	G := S / P
+	x := make([][]float64, G*G)
+	for gy := 0; gy < G; gy++ {
+		for gx := 0; gx < G; gx++ {
+			e := make([]float64, D)
+			for d := 0; d < D; d++ {
+				s := kbias[d]
+				for c := 0; c < 3; c++ {
+					for ky := 0; ky < P; ky++ {
+						for kx := 0; kx < P; kx++ {
+							s += kernel[((d*3+c)*P+ky)*P+kx] * float64(img[(c*S+gy*P+ky)*S+gx*P+kx])
+						}
+					}
+				}
+				e[d] = s
+			}
+			x[gy*G+gx] = e
+		}
+	}
+	return x
 }
 
 // ---------------------------------------------------------------------------

@@ -248,7 +248,14 @@ func TestParams(t *testing.T) {
 	if ps[0].Name != "logit_scale" || !strings.HasPrefix(ps[1].Name, "text_model.") || ps[len(ps)-1].Name != "text_projection.weight" {
 		t.Errorf("unexpected order: %s, %s, ..., %s", ps[0].Name, ps[1].Name, ps[len(ps)-1].Name)
 	}
+}
 
+// TestRandomWeights: every parameter of Params in its shape, LayerNorm
+// scales near 1, logit_scale at its init, and the values a function of the
+// seed.
+func TestRandomWeights(t *testing.T) {
+	cfg := tinyConfig()
+	ps := Params(&cfg)
 	w := RandomWeights(&cfg, 7, 0.02)
 	if len(w) != len(ps) {
 		t.Errorf("RandomWeights has %d tensors, Params %d", len(w), len(ps))

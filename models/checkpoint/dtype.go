@@ -117,13 +117,6 @@ func decode(dst []float32, src []byte, d DType, order binary.ByteOrder) {
 // Integer and bool types require integral values in range.
 func encode(dst []byte, src []float32, d DType) error {
 	le := binary.LittleEndian
-	checkInt := func(v float32, lo, hi float64) error {
-		f := float64(v)
-		if f != math.Trunc(f) || f < lo || f > hi {
-			return fmt.Errorf("value %v does not fit %s", v, d)
-		}
-		return nil
-	}
 	switch d {
 	case F32:
 		for i, v := range src {
@@ -141,6 +134,34 @@ func encode(dst []byte, src []float32, d DType) error {
 		for i, v := range src {
 			le.PutUint64(dst[8*i:], math.Float64bits(float64(v)))
 		}
+	case I64, U64, I32, U32, I16, U16, I8, U8:
+		return encodeInt(dst, src, d)
+	case Bool:
+		for i, v := range src {
+			if v != 0 {
+				dst[i] = 1
+			} else {
+				dst[i] = 0
+			}
+		}
+	default:
+		return fmt.Errorf("unsupported dtype %q", d)
+	}
+	return nil
+}
+
+// encodeInt is encode for the integer dtypes: every value must be integral
+// and in the type's range.
+func encodeInt(dst []byte, src []float32, d DType) error {
+	le := binary.LittleEndian
+	checkInt := func(v float32, lo, hi float64) error {
+		f := float64(v)
+		if f != math.Trunc(f) || f < lo || f > hi {
+			return fmt.Errorf("value %v does not fit %s", v, d)
+		}
+		return nil
+	}
+	switch d {
 	case I64:
 		for i, v := range src {
 			if err := checkInt(v, -(1 << 63), (1<<63)-1); err != nil {
@@ -197,16 +218,6 @@ func encode(dst []byte, src []float32, d DType) error {
 			}
 			dst[i] = byte(v)
 		}
-	case Bool:
-		for i, v := range src {
-			if v != 0 {
-				dst[i] = 1
-			} else {
-				dst[i] = 0
-			}
-		}
-	default:
-		return fmt.Errorf("unsupported dtype %q", d)
 	}
 	return nil
 }

@@ -33,6 +33,31 @@ func allocated() uint64 {
 	return m.TotalAlloc
 }
 
+// writeCheckpointFile writes tensors to path as format ("safetensors" or
+// "torch", archive name "big").
+func writeCheckpointFile(t *testing.T, path, format string, tensors []NamedTensor) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	if format == "torch" {
+		err = WriteTorchZip(w, "big", tensors)
+	} else {
+		err = WriteSafetensors(w, tensors)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestLargeCheckpointIsReadLazily writes a 544 MB checkpoint in each format
 // (eight 64 MB F32 tensors and one 32 MB F16 tensor, in a temp dir removed
 // afterwards) and shows with the Go allocator's own counters that Open
@@ -56,25 +81,7 @@ func TestLargeCheckpointIsReadLazily(t *testing.T) {
 	dir := t.TempDir()
 	for _, format := range []string{"safetensors", "torch"} {
 		p := filepath.Join(dir, "big."+format)
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := bufio.NewWriterSize(f, 1<<20)
-		if format == "torch" {
-			err = WriteTorchZip(w, "big", tensors)
-		} else {
-			err = WriteSafetensors(w, tensors)
-		}
-		if err == nil {
-			err = w.Flush()
-		}
-		if err == nil {
-			err = f.Close()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		writeCheckpointFile(t, p, format, tensors)
 		st, _ := os.Stat(p)
 
 		runtime.GC()

@@ -187,15 +187,31 @@ func tensorPickle(storageClass, key string, numel, off int64, shape, stride []in
 	return p.Bytes()
 }
 
-func TestBadTorchZips(t *testing.T) {
-	f32x4 := make([]byte, 16)
+// floats1234 is the storage of float32 1, 2, 3, 4 in the given byte order.
+func floats1234(order binary.ByteOrder) []byte {
+	b := make([]byte, 16)
 	for i := range 4 {
-		binary.LittleEndian.PutUint32(f32x4[4*i:], math.Float32bits(float32(i+1)))
+		order.PutUint32(b[4*i:], math.Float32bits(float32(i+1)))
 	}
-	ok := func(pkl []byte) map[string][]byte {
-		return map[string][]byte{"a/data.pkl": pkl, "a/data/0": f32x4, "a/version": []byte("3\n")}
-	}
-	good := tensorPickle("FloatStorage", "0", 4, 0, []int64{2, 2}, []int64{2, 1})
+	return b
+}
+
+// goodTensorPickle is the 2×2 tensor t over storage "0" of 4 floats.
+func goodTensorPickle() []byte {
+	return tensorPickle("FloatStorage", "0", 4, 0, []int64{2, 2}, []int64{2, 1})
+}
+
+// oneStorageZip is a torch zip's entries with data.pkl and storage "0"
+// holding float32 1, 2, 3, 4.
+func oneStorageZip(pkl []byte) map[string][]byte {
+	return map[string][]byte{"a/data.pkl": pkl, "a/data/0": floats1234(binary.LittleEndian), "a/version": []byte("3\n")}
+}
+
+// TestTorchZipViews reads a tensor, a transposed view of its storage, and a
+// big-endian archive.
+func TestTorchZipViews(t *testing.T) {
+	ok := oneStorageZip
+	good := goodTensorPickle()
 	if s, err := openBytes(zipOf(t, ok(good)), "good"); err != nil {
 		t.Fatalf("good: %v", err)
 	} else if v, _ := s.Float32("t"); !slices.Equal(v, []float32{1, 2, 3, 4}) {
@@ -208,16 +224,18 @@ func TestBadTorchZips(t *testing.T) {
 		t.Fatalf("transpose: %v", v)
 	}
 	// Big-endian archives (byteorder record "big") are byte-swapped.
-	be := make([]byte, 16)
-	for i := range 4 {
-		binary.BigEndian.PutUint32(be[4*i:], math.Float32bits(float32(i+1)))
-	}
+	be := floats1234(binary.BigEndian)
 	if s, err := openBytes(zipOf(t, map[string][]byte{"a/data.pkl": good, "a/data/0": be, "a/byteorder": []byte("big")}), "be"); err != nil {
 		t.Fatal(err)
 	} else if v, _ := s.Float32("t"); !slices.Equal(v, []float32{1, 2, 3, 4}) {
 		t.Fatalf("big-endian: %v", v)
 	}
+}
 
+func TestBadTorchZips(t *testing.T) {
+	f32x4 := floats1234(binary.LittleEndian)
+	ok := oneStorageZip
+	good := goodTensorPickle()
 	var huge pickleBuf
 	huge.WriteString("\x80\x04\x8e")
 	huge.Write(binary.LittleEndian.AppendUint64(nil, 1<<60))
@@ -299,10 +317,7 @@ func mixedPickle() []byte {
 // do not: Parameters, _rebuild_from_type_v2, bytes via _codecs.encode,
 // the 7-argument _rebuild_tensor_v2 of torch 2, wrapped dicts.
 func TestPickleFeatures(t *testing.T) {
-	f32x4 := make([]byte, 16)
-	for i := range 4 {
-		binary.LittleEndian.PutUint32(f32x4[4*i:], math.Float32bits(float32(i+1)))
-	}
+	f32x4 := floats1234(binary.LittleEndian)
 	storage := func(p *pickleBuf) {
 		p.WriteString("(")
 		p.str("storage")

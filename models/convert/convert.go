@@ -275,21 +275,31 @@ func logNotes(w io.Writer, notes []string) {
 	}
 }
 
+// openCLIP opens a CLIP checkpoint (laid over base, if any) with its
+// config and image spec; the caller closes the source.
+func openCLIP(ckptPath, basePath string) (*source, clip.Config, *models.ImageSpec, error) {
+	src, err := open(ckptPath, basePath)
+	if err != nil {
+		return nil, clip.Config{}, nil, err
+	}
+	c, err := src.clipConfig()
+	if err == nil {
+		var img *models.ImageSpec
+		if img, err = src.imageSpec(&c); err == nil {
+			return src, c, img, nil
+		}
+	}
+	src.Close()
+	return nil, clip.Config{}, nil, err
+}
+
 // CLIP converts a CLIPModel checkpoint into a `clip` model directory.
 func CLIP(o CLIPOptions) (*models.Manifest, error) {
-	src, err := open(o.Checkpoint, o.Base)
+	src, c, img, err := openCLIP(o.Checkpoint, o.Base)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	c, err := src.clipConfig()
-	if err != nil {
-		return nil, err
-	}
-	img, err := src.imageSpec(&c)
-	if err != nil {
-		return nil, err
-	}
 	vocab := o.Tokenizer
 	if vocab == "" {
 		vocab = findVocab(o.Checkpoint, o.Base)
@@ -365,19 +375,11 @@ func reportMissing(has func(string) bool, params []clip.Param) []string {
 
 // HP converts the HP backbone and head into an `hp` model directory.
 func HP(o HPOptions) (*models.Manifest, error) {
-	src, err := open(o.Backbone, o.Base)
+	src, c, img, err := openCLIP(o.Backbone, o.Base)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	c, err := src.clipConfig()
-	if err != nil {
-		return nil, err
-	}
-	img, err := src.imageSpec(&c)
-	if err != nil {
-		return nil, err
-	}
 	head, err := checkpoint.Open(o.Head)
 	if err != nil {
 		return nil, fmt.Errorf("head: %w", err)

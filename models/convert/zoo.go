@@ -228,19 +228,11 @@ type AestheticOptions struct {
 // CLIP's transform (clip.load's preprocess in simple_inference.py): the
 // torchvision pipeline.
 func Aesthetic(o AestheticOptions) (*models.Manifest, error) {
-	src, err := open(o.CLIP, "")
+	src, c, img, err := openCLIP(o.CLIP, "")
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	c, err := src.clipConfig()
-	if err != nil {
-		return nil, err
-	}
-	img, err := src.imageSpec(&c)
-	if err != nil {
-		return nil, err
-	}
 	img.Pipeline = PipelineTorchvision
 	head, err := checkpoint.Open(o.Head)
 	if err != nil {

@@ -384,6 +384,15 @@ func (g *Graph) Save(path string) (SaveResult, error) {
 	}
 	res.Digest = hex.EncodeToString(h.Sum(nil))
 
+	if err := writeFileAtomic(path, g.modelProto(graph)); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// modelProto wraps the encoded graph in the ModelProto: IR version,
+// producer, opset imports and metadata.
+func (g *Graph) modelProto(graph msg) msg {
 	model := msg(nil).int64(modelIRVersion, currentIRVersion).
 		str(modelProducerName, "icthp").str(modelProducerVer, "1")
 	model = model.sub(modelGraph, graph)
@@ -401,10 +410,7 @@ func (g *Graph) Save(path string) (SaveResult, error) {
 	for _, kv := range g.metadata {
 		model = model.sub(modelMetadataProps, msg(nil).str(entryKey, kv[0]).str(entryValue, kv[1]))
 	}
-	if err := writeFileAtomic(path, model); err != nil {
-		return res, err
-	}
-	return res, nil
+	return model
 }
 
 // encode reads a streamed initializer and checks its size against its shape.

@@ -497,12 +497,34 @@ func SyntheticVocab(numMerges int) []byte {
 	numMerges = max(0, min(numMerges, MaxSyntheticMerges))
 	table, order := bytesToUnicode()
 	sym := func(b byte) string { return string(table[b]) }
+	m := synthMerges{used: map[synthPair]bool{}, produced: map[string]bool{}}
+	m.learn(syntheticWords(sym), numMerges)
+	m.fill(order[:], sym, numMerges)
 
-	// word -> weight; earlier corpus words weigh more.
-	type word struct {
-		syms   []string
-		weight int
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	// No trailing newline: open_clip would read an empty last line as an
+	// extra (empty) vocabulary entry and shift the special token ids.
+	io.WriteString(zw, "\"bpe_simple_vocab_synthetic.txt#version: 0.2")
+	for _, l := range m.lines {
+		io.WriteString(zw, "\n"+l)
 	}
+	zw.Close()
+	return buf.Bytes()
+}
+
+// synthWord is a corpus word as its current symbols, and its weight.
+type synthWord struct {
+	syms   []string
+	weight int
+}
+
+// synthPair is a pair of adjacent symbols, a merge candidate.
+type synthPair struct{ a, b string }
+
+// syntheticWords splits the built-in corpus into weighted words of byte
+// symbols (sym), sorted; earlier corpus words weigh more.
+func syntheticWords(sym func(byte) string) []synthWord {
 	fields := strings.Fields(syntheticCorpus)
 	weights := map[string]int{}
 	for i, f := range fields {
@@ -513,28 +535,37 @@ func SyntheticVocab(numMerges int) []byte {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	words := make([]word, 0, len(keys))
+	words := make([]synthWord, 0, len(keys))
 	for _, k := range keys {
 		s := make([]string, len(k))
 		for i := 0; i < len(k); i++ {
 			s[i] = sym(k[i])
 		}
 		s[len(s)-1] += wordEnd
-		words = append(words, word{syms: s, weight: weights[k]})
+		words = append(words, synthWord{syms: s, weight: weights[k]})
 	}
+	return words
+}
 
-	type pair struct{ a, b string }
-	var lines []string
-	usedPair := map[pair]bool{}
-	produced := map[string]bool{} // merged strings (so filler merges stay distinct)
-	for len(lines) < numMerges {
-		counts := map[pair]int{}
+// synthMerges collects the merge lines of a synthetic vocabulary.
+type synthMerges struct {
+	lines    []string
+	used     map[synthPair]bool
+	produced map[string]bool // merged strings (so filler merges stay distinct)
+}
+
+// learn adds merges by BPE training on words until there are numMerges or
+// no pair is left: each time the heaviest pair (ties: the smallest), merged
+// in every word.
+func (m *synthMerges) learn(words []synthWord, numMerges int) {
+	for len(m.lines) < numMerges {
+		counts := map[synthPair]int{}
 		for _, w := range words {
 			for i := 0; i+1 < len(w.syms); i++ {
-				counts[pair{w.syms[i], w.syms[i+1]}] += w.weight
+				counts[synthPair{w.syms[i], w.syms[i+1]}] += w.weight
 			}
 		}
-		var best pair
+		var best synthPair
 		bestN := 0
 		for p, c := range counts {
 			if c > bestN || (c == bestN && (p.a < best.a || (p.a == best.a && p.b < best.b))) {
@@ -542,11 +573,11 @@ func SyntheticVocab(numMerges int) []byte {
 			}
 		}
 		if bestN == 0 {
-			break
+			return
 		}
-		lines = append(lines, best.a+" "+best.b)
-		usedPair[best] = true
-		produced[best.a+best.b] = true
+		m.lines = append(m.lines, best.a+" "+best.b)
+		m.used[best] = true
+		m.produced[best.a+best.b] = true
 		for wi := range words {
 			s := words[wi].syms
 			out := s[:0]
@@ -562,44 +593,37 @@ func SyntheticVocab(numMerges int) []byte {
 			words[wi].syms = out
 		}
 	}
-	// Filler: pairs of byte symbols (letters first), each a new string.
-	if len(lines) < numMerges {
-		var letters, others []byte
-		for _, b := range order {
-			if ('a' <= b && b <= 'z') || ('0' <= b && b <= '9') {
-				letters = append(letters, b)
-			} else {
-				others = append(others, b)
-			}
-		}
-		all := append(append([]byte{}, letters...), others...)
-	fill:
-		for _, suffix := range []string{wordEnd, ""} {
-			for _, x := range all {
-				for _, y := range all {
-					if len(lines) >= numMerges {
-						break fill
-					}
-					p := pair{sym(x), sym(y) + suffix}
-					if usedPair[p] || produced[p.a+p.b] {
-						continue
-					}
-					usedPair[p] = true
-					produced[p.a+p.b] = true
-					lines = append(lines, p.a+" "+p.b)
-				}
-			}
-		}
-	}
+}
 
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	// No trailing newline: open_clip would read an empty last line as an
-	// extra (empty) vocabulary entry and shift the special token ids.
-	io.WriteString(zw, "\"bpe_simple_vocab_synthetic.txt#version: 0.2")
-	for _, l := range lines {
-		io.WriteString(zw, "\n"+l)
+// fill tops the merges up to numMerges with pairs of byte symbols (letters
+// and digits first, word-final pairs first), each making a new string.
+func (m *synthMerges) fill(order []byte, sym func(byte) string, numMerges int) {
+	if len(m.lines) >= numMerges {
+		return
 	}
-	zw.Close()
-	return buf.Bytes()
+	var letters, others []byte
+	for _, b := range order {
+		if ('a' <= b && b <= 'z') || ('0' <= b && b <= '9') {
+			letters = append(letters, b)
+		} else {
+			others = append(others, b)
+		}
+	}
+	all := append(append([]byte{}, letters...), others...)
+	for _, suffix := range []string{wordEnd, ""} {
+		for _, x := range all {
+			for _, y := range all {
+				if len(m.lines) >= numMerges {
+					return
+				}
+				p := synthPair{sym(x), sym(y) + suffix}
+				if m.used[p] || m.produced[p.a+p.b] {
+					continue
+				}
+				m.used[p] = true
+				m.produced[p.a+p.b] = true
+				m.lines = append(m.lines, p.a+" "+p.b)
+			}
+		}
+	}
 }

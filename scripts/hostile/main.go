@@ -152,9 +152,3 @@ func envOr(k, def string) string {
 	}
 	return def
 }
-
-func logf(c *config, format string, args ...any) {
-	if c.verbose {
-		fmt.Fprintf(os.Stderr, "  "+format+"\n", args...)
-	}
-}
