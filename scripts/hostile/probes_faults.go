@@ -9,6 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -118,21 +123,70 @@ func probeContract(ctx context.Context, c *config) []result {
 	cases := []struct {
 		name, path, ctype, body string
 		want                    int
+		code                    string // the error code the body must carry ("": any)
 	}{
-		{"text/plain", "/v1/score", "text/plain", "hello", 415},
-		{"form-urlencoded", "/v1/score", "application/x-www-form-urlencoded", "a=b", 415},
-		{"overflowing weights", "/v1/reward", "application/json", `{"items":[{"prompt":"a","image":` + img + `}],"weights":{"ict":1.79e308,"hp":1.79e308}}`, 422},
-		{"invalid UTF-8 prompt", "/v1/score", "application/json", "{\"prompt\":\"a\xff\",\"images\":[" + img + "]}", 400},
-		{"JSON key in another case", "/v1/score", "application/json", `{"Images":[` + img + `],"prompt":"a"}`, 400},
+		{"text/plain", "/v1/score", "text/plain", "hello", 415, "unsupported_media_type"},
+		{"form-urlencoded", "/v1/score", "application/x-www-form-urlencoded", "a=b", 415, "unsupported_media_type"},
+		{"overflowing weights", "/v1/reward", "application/json", overflowBody(ctx, s.url), 422, "reward_overflow"},
+		{"invalid UTF-8 prompt", "/v1/score", "application/json", "{\"prompt\":\"a\xff\",\"images\":[" + img + "]}", 400, "bad_request"},
+		{"JSON key in another case", "/v1/score", "application/json", `{"Images":[` + img + `],"prompt":"a"}`, 400, "bad_request"},
 	}
 	var rows []result
 	cl := &http.Client{Timeout: 30 * time.Second}
 	for _, k := range cases {
 		code, _, body, err := post(ctx, cl, s.url+k.path, k.ctype, []byte(k.body))
+		var e struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		_ = json.Unmarshal(body, &e)
 		rows = append(rows, result{probe: "contract: " + k.name, figure: fmt.Sprintf("%d %.60s %v", code, body, errOrNil(err)),
-			target: strconv.Itoa(k.want), ok: err == nil && code == k.want})
+			target: strconv.Itoa(k.want) + " " + k.code, ok: err == nil && code == k.want && (k.code == "" || e.Error.Code == k.code)})
 	}
 	return rows
+}
+
+// overflowBody is a /v1/reward body whose weighted sum overflows float64
+// with finite weights: an item's scores are asked first (the default
+// reward), and each score gets the largest finite weight of its sign, so
+// the sum is MaxFloat64 × Σ|score|, which is +Inf when Σ|score| > 1. With
+// the demo models every |score| < 1, so one score alone never overflows
+// (the earlier fixed {"ict":1.79e308,"hp":1.79e308} answered 200); their
+// sum over ict, hp and hp_logit does for a solid green image (1.37 with
+// the prompt "a"; most textured images stay under 1), so the candidates
+// are tried in turn. When none overflows, the body carries a field the
+// server refuses (400, not the 422 the row wants) naming the sums.
+func overflowBody(ctx context.Context, url string) string {
+	green := image.NewNRGBA(image.Rect(0, 0, 32, 32))
+	draw.Draw(green, green.Bounds(), &image.Uniform{color.NRGBA{0, 255, 0, 255}}, image.Point{}, draw.Src)
+	var gb bytes.Buffer
+	_ = png.Encode(&gb, green) // encoding to memory does not fail
+	cl := &http.Client{Timeout: 30 * time.Second}
+	var seen []string
+	for _, im := range [][]byte{gb.Bytes(), pngImage(32, 32, 9, true)} {
+		item := `{"items":[{"prompt":"a","image":"` + base64.StdEncoding.EncodeToString(im) + `"}]`
+		code, _, body, err := post(ctx, cl, url+"/v1/reward", "application/json", []byte(item+"}"))
+		var cols map[string]json.RawMessage
+		if err != nil || code != 200 || json.Unmarshal(body, &cols) != nil {
+			seen = append(seen, fmt.Sprintf("%d %v %.80s", code, err, body))
+			continue
+		}
+		weights := map[string]float64{}
+		sum := 0.0
+		for k, raw := range cols {
+			var v []float64
+			if k == "rewards" || json.Unmarshal(raw, &v) != nil || len(v) != 1 {
+				continue // not a score column (models, errors, the rewards themselves)
+			}
+			weights[k] = math.Copysign(math.MaxFloat64, v[0])
+			sum += math.Abs(v[0])
+		}
+		if sum > 1.001 {
+			w, _ := json.Marshal(weights)
+			return item + `,"weights":` + string(w) + `}`
+		}
+		seen = append(seen, fmt.Sprintf("sum of |scores| %.4f", sum))
+	}
+	return fmt.Sprintf(`{"items":[],"no_overflow_possible":%q}`, strings.Join(seen, "; "))
 }
 
 func errOrNil(err error) string {

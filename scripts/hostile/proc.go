@@ -213,3 +213,33 @@ func post(ctx context.Context, cl *http.Client, url, ctype string, body []byte) 
 func mb(b float64) string { return fmt.Sprintf("%.0f MB", b/1e6) }
 
 func failed(probe string, err error) []result { return []result{{probe: probe, err: err}} }
+
+// cpuTime is a process's user+system CPU time so far (from /proc/PID/stat,
+// in clock ticks of 10 ms); 0 when it cannot be read.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: fields count from after ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// loadAvg is the 1-minute load average (/proc/loadavg), as text.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
