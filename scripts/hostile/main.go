@@ -156,3 +156,10 @@ func envOr(k, def string) string {
 	}
 	return def
 }
+
+// logf writes one step of a probe to stderr with -v.
+func logf(c *config, format string, args ...any) {
+	if c.verbose {
+		fmt.Fprintf(os.Stderr, "  "+format+"\n", args...)
+	}
+}
