@@ -6,6 +6,7 @@ package redistest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -25,8 +26,17 @@ type Server struct {
 	dir  string
 	args []string
 	cmd  *exec.Cmd
-	t    testing.TB
+	// exited is closed when cmd has exited; only its waiter calls cmd.Wait.
+	exited chan struct{}
+	t      testing.TB
 }
+
+// errPortTaken is a start that lost its port to another process between
+// freePort's check and redis-server's bind (tests run in parallel).
+var errPortTaken = errors.New("port already in use")
+
+// startTries bounds the retries on a new port after errPortTaken.
+const startTries = 5
 
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
@@ -52,30 +62,60 @@ func binaries(t testing.TB) (server, cli string) {
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	binaries(t)
-	s := &Server{Port: freePort(t, false), dir: t.TempDir(), t: t}
-	s.args = append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(s.dir, "redis.log")}, extra...)
-	s.start()
-	t.Cleanup(s.Stop)
-	return s
+	return launch(t, false, func(s *Server) {
+		s.args = append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", s.dir, "--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(s.dir, "redis.log")}, extra...)
+	})
 }
 
-func (s *Server) start() {
-	s.t.Helper()
+// launch starts a server on a free port, with the arguments configure sets
+// for that port, and tries again on another port when the chosen one was
+// taken before redis-server could bind it.
+func launch(t testing.TB, bus bool, configure func(s *Server)) *Server {
+	t.Helper()
+	for try := 1; ; try++ {
+		s := &Server{Port: freePort(t, bus), dir: t.TempDir(), t: t}
+		configure(s)
+		err := s.start()
+		if err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+		if !errors.Is(err, errPortTaken) || try == startTries {
+			t.Fatalf("redistest: %v", err)
+		}
+		t.Logf("redistest: port %d was taken meanwhile; trying another", s.Port)
+	}
+}
+
+func (s *Server) start() error {
 	s.cmd = exec.Command("redis-server", s.args...)
 	s.cmd.Dir = s.dir
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("redistest: starting redis-server: %v", err)
+		return fmt.Errorf("starting redis-server: %w", err)
 	}
+	exited := make(chan struct{})
+	s.exited = exited
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(exited) }(s.cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if ping(s.Addr()) {
-			return
+			return nil
+		}
+		select {
+		case <-exited:
+			s.cmd = nil
+			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			if strings.Contains(string(log), "Address already in use") {
+				return fmt.Errorf("redis-server on port %d: %w", s.Port, errPortTaken)
+			}
+			return fmt.Errorf("redis-server on port %d exited at start; log:\n%s", s.Port, log)
+		default:
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 			s.Stop()
-			s.t.Fatalf("redistest: redis-server on port %d did not answer PING in 10 s; log:\n%s", s.Port, log)
+			return fmt.Errorf("redis-server on port %d did not answer PING in 10 s; log:\n%s", s.Port, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -89,15 +129,27 @@ func (s *Server) Stop() {
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGCONT) // in case it was paused
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	<-s.exited
 	s.cmd = nil
 }
 
 // Restart starts the server again on the same port, with the same options.
+// The port was just freed by the server itself, so a bind failure is
+// retried for a while rather than answered with another port (callers keep
+// the address).
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
-	s.start()
+	var err error
+	for try := 1; try <= startTries; try++ {
+		if err = s.start(); !errors.Is(err, errPortTaken) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		s.t.Fatalf("redistest: restart: %v", err)
+	}
 }
 
 // Pause stops the process (SIGSTOP): connections stay open but nothing is
@@ -126,17 +178,16 @@ func (s *Server) CLI(args ...string) (string, error) {
 func StartSentinel(t testing.TB, master *Server, name string) *Server {
 	t.Helper()
 	binaries(t)
-	s := &Server{Port: freePort(t, false), dir: t.TempDir(), t: t}
-	conf := filepath.Join(s.dir, "sentinel.conf")
-	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nlogfile %s\n"+
-		"sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
-		s.Port, s.dir, filepath.Join(s.dir, "redis.log"), name, master.Port, name)
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.args = []string{conf, "--sentinel"}
-	s.start()
-	t.Cleanup(s.Stop)
+	s := launch(t, false, func(s *Server) {
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nlogfile %s\n"+
+			"sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
+			s.Port, s.dir, filepath.Join(s.dir, "redis.log"), name, master.Port, name)
+		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s.args = []string{conf, "--sentinel"}
+	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, _ := s.CLI("sentinel", "get-master-addr-by-name", name)
@@ -188,13 +239,12 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	binaries(t)
 	c := &Cluster{}
 	for i := 0; i < n; i++ {
-		s := &Server{Port: freePort(t, true), dir: t.TempDir(), t: t}
-		s.args = []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", s.dir, "--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(s.dir, "redis.log"),
-			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"), "--cluster-node-timeout", "2000",
-			"--cluster-require-full-coverage", "no"}
-		s.start()
-		t.Cleanup(s.Stop)
+		s := launch(t, true, func(s *Server) {
+			s.args = []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+				"--dir", s.dir, "--protected-mode", "no", "--loglevel", "warning", "--logfile", filepath.Join(s.dir, "redis.log"),
+				"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"), "--cluster-node-timeout", "2000",
+				"--cluster-require-full-coverage", "no"}
+		})
 		c.Nodes = append(c.Nodes, s)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
