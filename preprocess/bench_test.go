@@ -72,10 +72,7 @@ func benchImage(b *testing.B, name string) []byte {
 
 func benchTensor(b *testing.B, name string) {
 	data := benchImage(b, name)
-	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := clipPipeline(b, 224, 224)
 	dst := make([]float32, p.TensorLen())
 	if err := p.Tensor(data, dst); err != nil { // warm the pools and the coefficient cache
 		b.Fatal(err)
@@ -115,10 +112,7 @@ func BenchmarkTensorPNG1024(b *testing.B) { benchTensor(b, "bench_1024.png") }
 // worker pool runs it: images/s here is for all cores together.
 func benchTensorParallel(b *testing.B, name string) {
 	data := benchImage(b, name)
-	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := clipPipeline(b, 224, 224)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -141,10 +135,7 @@ func BenchmarkTensorParallelPNG1024(b *testing.B) { benchTensorParallel(b, "benc
 // 1024×1024 pixels (no decoder garbage): it must not allocate at all.
 func BenchmarkTensorRGB(b *testing.B) {
 	src := formulaRGB(1024, 1024)
-	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := clipPipeline(b, 224, 224)
 	dst := make([]float32, p.TensorLen())
 	if err := p.TensorRGB(src, dst); err != nil {
 		b.Fatal(err)
@@ -166,10 +157,7 @@ func TestTensorRGBNoGarbage(t *testing.T) {
 		t.Skip("the race detector makes sync.Pool drop buffers on purpose")
 	}
 	src := formulaRGB(640, 480)
-	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := clipPipeline(t, 224, 224)
 	dst := make([]float32, p.TensorLen())
 	allocs := testing.AllocsPerRun(20, func() {
 		if err := p.TensorRGB(src, dst); err != nil {
@@ -185,10 +173,7 @@ func TestTensorRGBNoGarbage(t *testing.T) {
 // header (ErrTooLarge) without decoding or allocating pixels.
 func BenchmarkRefusePNGBomb(b *testing.B) {
 	data := pngBomb(50000, 50000)
-	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: clipMean, Std: clipStd})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := clipPipeline(b, 224, 224)
 	dst := make([]float32, p.TensorLen())
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {

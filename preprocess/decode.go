@@ -3,6 +3,8 @@ package preprocess
 import (
 	"bytes"
 	"fmt"
+	"image"
+	"io"
 	"sync"
 )
 
@@ -116,15 +118,22 @@ func sniff(data []byte) int {
 	return fmtUnknown
 }
 
+// sniffChecked refuses empty input and input over the byte limit, then identifies the
+// format (before anything is parsed).
+func sniffChecked(data []byte, lim limits) (int, error) {
+	if len(data) == 0 {
+		return fmtUnknown, fmt.Errorf("%w: empty input", ErrUndecodable)
+	}
+	return sniff(data), lim.checkBytes(len(data))
+}
+
 // decodePixels checks the limits, then decodes data into its native layout.
 func decodePixels(data []byte, lim limits) (*pixbuf, error) {
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty input", ErrUndecodable)
-	}
-	if err := lim.checkBytes(len(data)); err != nil {
+	format, err := sniffChecked(data, lim)
+	if err != nil {
 		return nil, err
 	}
-	switch sniff(data) {
+	switch format {
 	case fmtPNG:
 		return decodePNG(data, lim)
 	case fmtJPEG:
@@ -137,6 +146,44 @@ func decodePixels(data []byte, lim limits) (*pixbuf, error) {
 		return decodeBMP(data, lim)
 	}
 	return nil, fmt.Errorf("%w: not PNG, JPEG, WebP, GIF or BMP (starts with % x)", ErrUnsupportedFormat, head(data))
+}
+
+// stdCodec is one of the image.Decode-style decoders (the standard library's, x/image's)
+// and the format name its errors carry.
+type stdCodec struct {
+	format string
+	config func(io.Reader) (image.Config, error)
+	decode func(io.Reader) (image.Image, error)
+	fail   func(error) error // the decoder's error as ErrUnsupportedFormat or ErrUndecodable
+}
+
+// decodeChecked reads the header first, so that the limits refuse a huge image before a
+// pixel is allocated, then decodes the image and checks it has the size the header said.
+func (c stdCodec) decodeChecked(data []byte, lim limits) (image.Image, error) {
+	cfg, err := c.config(bytes.NewReader(data))
+	if err != nil {
+		return nil, c.fail(err)
+	}
+	if err := lim.checkDims(c.format, cfg.Width, cfg.Height); err != nil {
+		return nil, err
+	}
+	img, err := c.decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, c.fail(err)
+	}
+	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height {
+		return nil, fmt.Errorf("%w: %s: decoded bounds %v differ from header %dx%d", ErrUndecodable, c.format, b, cfg.Width, cfg.Height)
+	}
+	return img, nil
+}
+
+// codecError wraps a decoder's error: ErrUnsupportedFormat where unsupported says the
+// file is of a variant the decoder does not read, else ErrUndecodable.
+func codecError(format string, err error, unsupported bool) error {
+	if unsupported {
+		return fmt.Errorf("%w: %s: %v", ErrUnsupportedFormat, format, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUndecodable, format, err)
 }
 
 func head(b []byte) []byte {

@@ -1,9 +1,7 @@
 package preprocess
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 
 	"golang.org/x/image/bmp"
 )
@@ -15,23 +13,11 @@ import (
 // decoder leaves in place. RLE-compressed, 16-bit and other BMP variants Pillow reads are
 // refused as ErrUnsupportedFormat.
 func decodeBMP(data []byte, lim limits) (*pixbuf, error) {
-	cfg, err := bmp.DecodeConfig(bytes.NewReader(data))
+	img, err := stdCodec{"BMP", bmp.DecodeConfig, bmp.Decode, bmpError}.decodeChecked(data, lim)
 	if err != nil {
-		return nil, bmpError(err)
-	}
-	if err := lim.checkDims("BMP", cfg.Width, cfg.Height); err != nil {
 		return nil, err
-	}
-	img, err := bmp.Decode(bytes.NewReader(data))
-	if err != nil {
-		return nil, bmpError(err)
 	}
 	return pixbufOfImage(img, false)
 }
 
-func bmpError(err error) error {
-	if errors.Is(err, bmp.ErrUnsupported) {
-		return fmt.Errorf("%w: BMP: %v", ErrUnsupportedFormat, err)
-	}
-	return fmt.Errorf("%w: BMP: %v", ErrUndecodable, err)
-}
+func bmpError(err error) error { return codecError("BMP", err, errors.Is(err, bmp.ErrUnsupported)) }

@@ -125,10 +125,7 @@ func pngFixLateCRCs(data []byte) ([]byte, bool) {
 
 func pngError(err error) error {
 	var ue png.UnsupportedError
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%w: PNG: %v", ErrUnsupportedFormat, err)
-	}
-	return fmt.Errorf("%w: PNG: %v", ErrUndecodable, err)
+	return codecError("PNG", err, errors.As(err, &ue))
 }
 
 // pixbufOfImage wraps the pixel memory of the concrete image types the standard decoders

@@ -1,9 +1,9 @@
 package preprocess
 
 import (
-	"bytes"
 	"fmt"
 	"image"
+	"strings"
 
 	"golang.org/x/image/webp"
 )
@@ -18,20 +18,9 @@ import (
 // dropped by convert("RGB"). Animated WebP is not supported by x/image/webp (Pillow would
 // return the first frame): ErrUnsupportedFormat.
 func decodeWebP(data []byte, lim limits) (*pixbuf, error) {
-	cfg, err := webp.DecodeConfig(bytes.NewReader(data))
+	img, err := stdCodec{"WebP", webp.DecodeConfig, webp.Decode, webpError}.decodeChecked(data, lim)
 	if err != nil {
-		return nil, webpError(err)
-	}
-	if err := lim.checkDims("WebP", cfg.Width, cfg.Height); err != nil {
 		return nil, err
-	}
-	img, err := webp.Decode(bytes.NewReader(data))
-	if err != nil {
-		return nil, webpError(err)
-	}
-	b := img.Bounds()
-	if b.Dx() != cfg.Width || b.Dy() != cfg.Height {
-		return nil, fmt.Errorf("%w: WebP: decoded bounds %v differ from header %dx%d", ErrUndecodable, b, cfg.Width, cfg.Height)
 	}
 	switch m := img.(type) {
 	case *image.YCbCr:
@@ -39,17 +28,16 @@ func decodeWebP(data []byte, lim limits) (*pixbuf, error) {
 	case *image.NYCbCrA:
 		return yuvToRGBFancy(&m.YCbCr), nil
 	case *image.NRGBA:
+		b := m.Bounds()
 		return &pixbuf{w: b.Dx(), h: b.Dy(), ps: 4, stride: m.Stride, pix: m.Pix[m.PixOffset(b.Min.X, b.Min.Y):]}, nil
 	}
 	return nil, fmt.Errorf("%w: WebP: unexpected decoded image type %T", ErrUnsupportedFormat, img)
 }
 
+// webpError: x/image/webp has no error type; its messages name what it does not support.
 func webpError(err error) error {
 	msg := err.Error()
-	if bytes.Contains([]byte(msg), []byte("unsupported")) || bytes.Contains([]byte(msg), []byte("animat")) {
-		return fmt.Errorf("%w: WebP: %v", ErrUnsupportedFormat, err)
-	}
-	return fmt.Errorf("%w: WebP: %v", ErrUndecodable, err)
+	return codecError("WebP", err, strings.Contains(msg, "unsupported") || strings.Contains(msg, "animat"))
 }
 
 // libwebp's fixed-point YUV→RGB (yuv.h, YUV_FIX2 = 6).

@@ -27,17 +27,125 @@ type RGB struct {
 // ImagePipeline computes CLIPImageProcessor's output (transformers 4.27, Pillow 9.4) for
 // one set of options. It is safe for concurrent use; per-call buffers come from pools.
 type ImagePipeline struct {
-	opt ImageOptions
-	lim limits
-	lut [3][256]float32 // normalised value of each uint8 per channel
+	pipeline[*pixbuf]
 }
 
 // NewImagePipeline validates o and precomputes the normalisation tables.
 func NewImagePipeline(o ImageOptions) (*ImagePipeline, error) {
-	if err := o.validate(); err != nil {
+	p, err := newPipeline[*pixbuf](o, normalizeValue)
+	if err != nil {
 		return nil, err
 	}
-	return &ImagePipeline{opt: o, lim: o.limits(), lut: normTable(o, normalizeValue)}, nil
+	p.decode, p.ofRGB, p.crop = decodePixels, pixelsOfRGB, cropCLIP
+	return &ImagePipeline{p}, nil
+}
+
+// pipeline is what ImagePipeline and TorchvisionPipeline share: the options, the limits,
+// the normalisation table and the four entry points. S is how a pipeline holds decoded
+// pixels between the decoder and the crop (*pixbuf, *pilImage); the three functions are
+// where the two pipelines differ.
+type pipeline[S interface{ release() }] struct {
+	opt    ImageOptions
+	lim    limits
+	lut    [3][256]float32 // normalised value of each uint8 per channel
+	decode func(data []byte, lim limits) (S, error)
+	ofRGB  func(img *RGB, lim limits) (S, error)
+	crop   func(o ImageOptions, im S, out []byte) error // the CropSize² RGB crop into out
+}
+
+// newPipeline validates o and precomputes the normalisation table with norm.
+func newPipeline[S interface{ release() }](o ImageOptions, norm func(v uint8, mean, std float32) float32) (pipeline[S], error) {
+	if err := o.validate(); err != nil {
+		return pipeline[S]{}, err
+	}
+	return pipeline[S]{opt: o, lim: o.limits(), lut: normTable(o, norm)}, nil
+}
+
+// Options returns the options the pipeline was built with.
+func (p *pipeline[S]) Options() ImageOptions { return p.opt }
+
+// TensorLen is the number of float32 values Tensor writes: 3 × CropSize × CropSize.
+func (p *pipeline[S]) TensorLen() int { return 3 * p.opt.CropSize * p.opt.CropSize }
+
+// Crop decodes data and returns the CropSize × CropSize uint8 RGB crop that the pipeline
+// normalises (resize + center crop, before rescale).
+func (p *pipeline[S]) Crop(data []byte) (*RGB, error) {
+	im, err := p.decode(data, p.lim)
+	if err != nil {
+		return nil, err
+	}
+	defer im.release()
+	return p.cropRGB(im)
+}
+
+// CropRGB is Crop for already decoded pixels (e.g. a raw tensor input; Pillow mode "RGB").
+func (p *pipeline[S]) CropRGB(img *RGB) (*RGB, error) {
+	im, err := p.ofRGB(img, p.lim)
+	if err != nil {
+		return nil, err
+	}
+	return p.cropRGB(im)
+}
+
+func (p *pipeline[S]) cropRGB(im S) (*RGB, error) {
+	cs := p.opt.CropSize
+	out := &RGB{W: cs, H: cs, Pix: make([]uint8, cs*cs*3)}
+	if err := p.crop(p.opt, im, out.Pix); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Tensor decodes data and writes the normalised CHW float32 tensor (3 × CropSize ×
+// CropSize values, the model's pixel_values[0]) into dst.
+func (p *pipeline[S]) Tensor(data []byte, dst []float32) error {
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
+	}
+	im, err := p.decode(data, p.lim)
+	if err != nil {
+		return err
+	}
+	defer im.release()
+	return p.tensorOf(im, dst)
+}
+
+// TensorRGB is Tensor for already decoded pixels.
+func (p *pipeline[S]) TensorRGB(img *RGB, dst []float32) error {
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
+	}
+	im, err := p.ofRGB(img, p.lim)
+	if err != nil {
+		return err
+	}
+	return p.tensorOf(im, dst)
+}
+
+func (p *pipeline[S]) tensorOf(im S, dst []float32) error {
+	cs := p.opt.CropSize
+	sc := getScratch()
+	defer putScratch(sc)
+	crop := grow(&sc.crop, cs*cs*3)
+	if err := p.crop(p.opt, im, crop); err != nil {
+		return err
+	}
+	writePlanes(dst, crop, &p.lut)
+	return nil
+}
+
+// checkRGB refuses an RGB image that is nil, over the limits or shorter than W×H×3.
+func checkRGB(img *RGB, lim limits) error {
+	if img == nil {
+		return errors.New("preprocess: nil image")
+	}
+	if err := lim.checkDims("RGB", img.W, img.H); err != nil {
+		return err
+	}
+	if len(img.Pix) < img.W*img.H*3 {
+		return fmt.Errorf("%w: RGB buffer has %d bytes for %dx%d", ErrUndecodable, len(img.Pix), img.W, img.H)
+	}
+	return nil
 }
 
 // validate checks the sizes and the normalisation of o (both pipelines).
@@ -100,12 +208,6 @@ func normalizeValue(v uint8, mean, std float32) float32 {
 	return d / std
 }
 
-// Options returns the options the pipeline was built with.
-func (p *ImagePipeline) Options() ImageOptions { return p.opt }
-
-// TensorLen is the number of float32 values Tensor writes: 3 × CropSize × CropSize.
-func (p *ImagePipeline) TensorLen() int { return 3 * p.opt.CropSize * p.opt.CropSize }
-
 // DecodeRGB decodes data and converts it to RGB exactly as Pillow 9.4's
 // Image.open(...).convert("RGB") does (see IMAGES.md). Only MaxBytes and MaxPixels of lim
 // are used.
@@ -118,85 +220,11 @@ func DecodeRGB(data []byte, lim ImageOptions) (*RGB, error) {
 	return pb.toRGB(), nil
 }
 
-// Crop decodes data and returns the CropSize × CropSize uint8 RGB crop that
-// CLIPImageProcessor normalises (resize + center crop, before rescale).
-func (p *ImagePipeline) Crop(data []byte) (*RGB, error) {
-	pb, err := decodePixels(data, p.lim)
-	if err != nil {
-		return nil, err
-	}
-	defer pb.release()
-	cs := p.opt.CropSize
-	out := &RGB{W: cs, H: cs, Pix: make([]uint8, cs*cs*3)}
-	if err := p.cropInto(pb, out.Pix); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// CropRGB is Crop for already decoded pixels (e.g. a raw tensor input).
-func (p *ImagePipeline) CropRGB(img *RGB) (*RGB, error) {
-	pb, err := pixelsOfRGB(img, p.lim)
-	if err != nil {
-		return nil, err
-	}
-	cs := p.opt.CropSize
-	out := &RGB{W: cs, H: cs, Pix: make([]uint8, cs*cs*3)}
-	if err := p.cropInto(pb, out.Pix); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// Tensor decodes data and writes the normalised CHW float32 tensor (3 × CropSize ×
-// CropSize values, pixel_values[0] of CLIPImageProcessor) into dst.
-func (p *ImagePipeline) Tensor(data []byte, dst []float32) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	pb, err := decodePixels(data, p.lim)
-	if err != nil {
-		return err
-	}
-	defer pb.release()
-	return p.tensorOf(pb, dst)
-}
-
-// TensorRGB is Tensor for already decoded pixels.
-func (p *ImagePipeline) TensorRGB(img *RGB, dst []float32) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	pb, err := pixelsOfRGB(img, p.lim)
-	if err != nil {
-		return err
-	}
-	return p.tensorOf(pb, dst)
-}
-
 func pixelsOfRGB(img *RGB, lim limits) (*pixbuf, error) {
-	if img == nil {
-		return nil, errors.New("preprocess: nil image")
-	}
-	if err := lim.checkDims("RGB", img.W, img.H); err != nil {
+	if err := checkRGB(img, lim); err != nil {
 		return nil, err
-	}
-	if len(img.Pix) < img.W*img.H*3 {
-		return nil, fmt.Errorf("%w: RGB buffer has %d bytes for %dx%d", ErrUndecodable, len(img.Pix), img.W, img.H)
 	}
 	return &pixbuf{w: img.W, h: img.H, ps: 3, stride: img.W * 3, pix: img.Pix}, nil
-}
-
-func (p *ImagePipeline) tensorOf(pb *pixbuf, dst []float32) error {
-	cs := p.opt.CropSize
-	sc := getScratch()
-	defer putScratch(sc)
-	crop := grow(&sc.crop, cs*cs*3)
-	if err := p.cropInto(pb, crop); err != nil {
-		return err
-	}
-	writePlanes(dst, crop, &p.lut)
-	return nil
 }
 
 // resizedSize is transformers 4.27 get_resize_output_image_size(default_to_square=False)
@@ -259,10 +287,11 @@ func grow(b *[]byte, n int) []byte {
 	return (*b)[:n]
 }
 
-// cropInto computes the CropSize² RGB crop of pb into out (len CropSize²×3).
-func (p *ImagePipeline) cropInto(pb *pixbuf, out []byte) error {
-	cs := p.opt.CropSize
-	W, H, err := resizedSize(pb.w, pb.h, p.opt.ShortestEdge)
+// cropCLIP computes CLIPImageProcessor's CropSize² RGB crop of pb into out (len
+// CropSize²×3).
+func cropCLIP(o ImageOptions, pb *pixbuf, out []byte) error {
+	cs := o.CropSize
+	W, H, err := resizedSize(pb.w, pb.h, o.ShortestEdge)
 	if err != nil {
 		return err
 	}

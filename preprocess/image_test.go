@@ -44,16 +44,44 @@ type fixtureManifest struct {
 var clipMean = [3]float32{0.48145466, 0.4578275, 0.40821073}
 var clipStd = [3]float32{0.26862954, 0.26130258, 0.27577711}
 
-func loadManifest(t testing.TB) fixtureManifest {
+// readTestdata returns the file testdata/path... .
+func readTestdata(t testing.TB, path ...string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "images", "manifest.json"))
+	b, err := os.ReadFile(filepath.Join(append([]string{"testdata"}, path...)...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m fixtureManifest
-	if err := json.Unmarshal(b, &m); err != nil {
+	return b
+}
+
+// readTestJSON decodes the JSON file testdata/path... into v.
+func readTestJSON(t testing.TB, v any, path ...string) {
+	t.Helper()
+	if err := json.Unmarshal(readTestdata(t, path...), v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// readSrc returns the fixture source image testdata/images/src/name.
+func readSrc(t testing.TB, name string) []byte {
+	t.Helper()
+	return readTestdata(t, "images", "src", name)
+}
+
+// clipPipeline is the CLIP pipeline (OpenAI mean and std) for one resize and crop size.
+func clipPipeline(t testing.TB, shortestEdge, cropSize int) *ImagePipeline {
+	t.Helper()
+	p, err := NewImagePipeline(ImageOptions{ShortestEdge: shortestEdge, CropSize: cropSize, Mean: clipMean, Std: clipStd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func loadManifest(t testing.TB) fixtureManifest {
+	t.Helper()
+	var m fixtureManifest
+	readTestJSON(t, &m, "images", "manifest.json")
 	if len(m.Cases) == 0 {
 		t.Fatal("empty manifest")
 	}
@@ -83,12 +111,7 @@ func sha(b []byte) string {
 
 func readWantPNG(t *testing.T, name string) *RGB {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "images", "want", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
+	img, err := png.Decode(bytes.NewReader(readTestdata(t, "images", "want", name)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +157,7 @@ func TestImageFixtures(t *testing.T) {
 			if c.Formula != nil {
 				src = formulaRGB(c.Formula[0], c.Formula[1])
 			} else {
-				data, err = os.ReadFile(filepath.Join("testdata", "images", "src", c.Src))
-				if err != nil {
-					t.Fatal(err)
-				}
+				data = readSrc(t, c.Src)
 			}
 			if c.Error != "" {
 				_, err := DecodeRGB(data, opt)
@@ -204,12 +224,7 @@ func itoa(n int) string {
 
 func checkTensor(t *testing.T, p *ImagePipeline, data []byte, name string) {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "images", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	zr, err := gzip.NewReader(bytes.NewReader(readTestdata(t, "images", name)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,17 +257,11 @@ func checkTensor(t *testing.T, p *ImagePipeline, data []byte, name string) {
 // TestNormalizeBits checks rescale+normalize for all 256 values of every channel against
 // the float32 bit patterns numpy produced (transformers 4.27 order and dtypes).
 func TestNormalizeBits(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("testdata", "images", "normalize.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ref struct {
 		Mean, Std []float64
 		Bits      [][]uint32
 	}
-	if err := json.Unmarshal(b, &ref); err != nil {
-		t.Fatal(err)
-	}
+	readTestJSON(t, &ref, "images", "normalize.json")
 	var mean, std [3]float32
 	for c := 0; c < 3; c++ {
 		mean[c], std[c] = float32(ref.Mean[c]), float32(ref.Std[c])
@@ -272,10 +281,7 @@ func TestNormalizeBits(t *testing.T) {
 
 // TestTensorLayout checks Tensor = LUT(Crop) in CHW order for a non-square-friendly case.
 func TestTensorLayout(t *testing.T) {
-	p, err := NewImagePipeline(ImageOptions{ShortestEdge: 40, CropSize: 32, Mean: clipMean, Std: clipStd})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := clipPipeline(t, 40, 32)
 	src := formulaRGB(97, 61)
 	crop, err := p.CropRGB(src)
 	if err != nil {

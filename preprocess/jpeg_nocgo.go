@@ -3,9 +3,7 @@
 package preprocess
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -17,22 +15,13 @@ import (
 const jpegNative = false
 
 func decodeJPEG(data []byte, lim limits) (*pixbuf, error) {
-	cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
+	img, err := stdCodec{"JPEG", jpeg.DecodeConfig, jpeg.Decode, stdJPEGError}.decodeChecked(data, lim)
 	if err != nil {
-		return nil, stdJPEGError(err)
-	}
-	if err := lim.checkDims("JPEG", cfg.Width, cfg.Height); err != nil {
 		return nil, err
-	}
-	img, err := jpeg.Decode(bytes.NewReader(data))
-	if err != nil {
-		return nil, stdJPEGError(err)
 	}
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
 	switch m := img.(type) {
-	case *image.Gray:
-		return &pixbuf{w: w, h: h, ps: 1, stride: m.Stride, pix: m.Pix}, nil
 	case *image.CMYK:
 		buf := getBuf(w * h * 4)
 		for y := 0; y < h; y++ {
@@ -55,13 +44,10 @@ func decodeJPEG(data []byte, lim limits) (*pixbuf, error) {
 		}
 		return &pixbuf{w: w, h: h, ps: 3, stride: w * 3, pix: *buf, pooled: buf}, nil
 	}
-	return nil, fmt.Errorf("%w: JPEG: unexpected decoded image type %T", ErrUnsupportedFormat, img)
+	return pixbufOfImage(img, false) // *image.Gray
 }
 
 func stdJPEGError(err error) error {
 	var ue jpeg.UnsupportedError
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%w: JPEG: %v", ErrUnsupportedFormat, err)
-	}
-	return fmt.Errorf("%w: JPEG: %v", ErrUndecodable, err)
+	return codecError("JPEG", err, errors.As(err, &ue))
 }

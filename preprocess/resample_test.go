@@ -70,12 +70,9 @@ func TestResampleMatchesReference(t *testing.T) {
 		}
 		pb := &pixbuf{w: w, h: h, ps: ps, stride: w * ps, pix: pix}
 		o1, o2 := pb.offsets()
-		p, err := NewImagePipeline(ImageOptions{ShortestEdge: size, CropSize: crop, Mean: clipMean, Std: clipStd})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := clipPipeline(t, size, crop)
 		got := make([]byte, crop*crop*3)
-		if err := p.cropInto(pb, got); err != nil {
+		if err := cropCLIP(p.Options(), pb, got); err != nil {
 			t.Fatal(err)
 		}
 		W, H, _ := resizedSize(w, h, size)

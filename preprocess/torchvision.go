@@ -3,7 +3,6 @@ package preprocess
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"image"
 	"image/png"
@@ -39,22 +38,22 @@ import (
 // The resize target and crop size are ImageOptions.ShortestEdge and
 // CropSize; the decoders and limits are ImagePipeline's.
 type TorchvisionPipeline struct {
-	opt ImageOptions
-	lim limits
-	lut [3][256]float32
+	pipeline[*pilImage]
 }
 
 // NewTorchvisionPipeline validates o and precomputes the normalisation
 // tables.
 func NewTorchvisionPipeline(o ImageOptions) (*TorchvisionPipeline, error) {
-	if err := o.validate(); err != nil {
+	p, err := newPipeline[*pilImage](o, torchNormalize)
+	if err != nil {
 		return nil, err
 	}
 	if o.CropSize > o.ShortestEdge {
 		// torchvision would pad; ImageReward never asks for it.
 		return nil, fmt.Errorf("preprocess: torchvision pipeline: CropSize %d larger than the resize target %d is not supported", o.CropSize, o.ShortestEdge)
 	}
-	return &TorchvisionPipeline{opt: o, lim: o.limits(), lut: normTable(o, torchNormalize)}, nil
+	p.decode, p.ofRGB, p.crop = decodePIL, pilOfRGB, cropTorchvision
+	return &TorchvisionPipeline{p}, nil
 }
 
 // torchNormalize is ToTensor (byte tensor .to(float32).div(255)) then
@@ -63,70 +62,6 @@ func torchNormalize(v uint8, mean, std float32) float32 {
 	x := float32(v) / float32(255)
 	d := x - mean
 	return d / std
-}
-
-// Options returns the options the pipeline was built with.
-func (p *TorchvisionPipeline) Options() ImageOptions { return p.opt }
-
-// TensorLen is the number of float32 values Tensor writes: 3 × CropSize².
-func (p *TorchvisionPipeline) TensorLen() int { return 3 * p.opt.CropSize * p.opt.CropSize }
-
-// Crop decodes data and returns the CropSize² RGB crop, before ToTensor.
-func (p *TorchvisionPipeline) Crop(data []byte) (*RGB, error) {
-	im, err := decodePIL(data, p.lim)
-	if err != nil {
-		return nil, err
-	}
-	defer im.release()
-	cs := p.opt.CropSize
-	out := &RGB{W: cs, H: cs, Pix: make([]uint8, cs*cs*3)}
-	return out, p.cropInto(im, out.Pix)
-}
-
-// CropRGB is Crop for decoded RGB pixels (mode "RGB").
-func (p *TorchvisionPipeline) CropRGB(img *RGB) (*RGB, error) {
-	im, err := pilOfRGB(img, p.lim)
-	if err != nil {
-		return nil, err
-	}
-	cs := p.opt.CropSize
-	out := &RGB{W: cs, H: cs, Pix: make([]uint8, cs*cs*3)}
-	return out, p.cropInto(im, out.Pix)
-}
-
-// Tensor decodes data and writes the normalised CHW float32 tensor into dst.
-func (p *TorchvisionPipeline) Tensor(data []byte, dst []float32) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	im, err := decodePIL(data, p.lim)
-	if err != nil {
-		return err
-	}
-	defer im.release()
-	return p.tensorOf(im, dst)
-}
-
-// TensorRGB is Tensor for decoded RGB pixels (mode "RGB").
-func (p *TorchvisionPipeline) TensorRGB(img *RGB, dst []float32) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	im, err := pilOfRGB(img, p.lim)
-	if err != nil {
-		return err
-	}
-	return p.tensorOf(im, dst)
-}
-
-func (p *TorchvisionPipeline) tensorOf(im *pilImage, dst []float32) error {
-	cs := p.opt.CropSize
-	crop := make([]byte, cs*cs*3)
-	if err := p.cropInto(im, crop); err != nil {
-		return err
-	}
-	writePlanes(dst, crop, &p.lut)
-	return nil
 }
 
 // pilKind is how a Pillow mode behaves in resize and convert("RGB").
@@ -159,27 +94,19 @@ func (im *pilImage) release() {
 }
 
 func pilOfRGB(img *RGB, lim limits) (*pilImage, error) {
-	if img == nil {
-		return nil, errors.New("preprocess: nil image")
-	}
-	if err := lim.checkDims("RGB", img.W, img.H); err != nil {
+	if err := checkRGB(img, lim); err != nil {
 		return nil, err
-	}
-	if len(img.Pix) < img.W*img.H*3 {
-		return nil, fmt.Errorf("%w: RGB buffer has %d bytes for %dx%d", ErrUndecodable, len(img.Pix), img.W, img.H)
 	}
 	return &pilImage{w: img.W, h: img.H, kind: kindPlain, nch: 3, pix: img.Pix}, nil
 }
 
 // decodePIL decodes data into the Pillow mode Image.open gives it.
 func decodePIL(data []byte, lim limits) (*pilImage, error) {
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty input", ErrUndecodable)
-	}
-	if err := lim.checkBytes(len(data)); err != nil {
+	format, err := sniffChecked(data, lim)
+	if err != nil {
 		return nil, err
 	}
-	switch sniff(data) {
+	switch format {
 	case fmtJPEG:
 		return decodeJPEGPIL(data, lim)
 	case fmtWebP:
@@ -188,7 +115,7 @@ func decodePIL(data []byte, lim limits) (*pilImage, error) {
 	kind := kindPlain
 	alpha := false
 	int32Gray := false
-	switch sniff(data) {
+	switch format {
 	case fmtPNG:
 		hd, err := pngIHDR(data)
 		if err != nil {
@@ -413,11 +340,11 @@ func torchCropOffset(size, crop int) int {
 	return h + 1
 }
 
-// cropInto resizes (Resize(ShortestEdge)), center-crops and converts to RGB
-// into out (CropSize²·3 bytes).
-func (p *TorchvisionPipeline) cropInto(im *pilImage, out []byte) error {
-	cs := p.opt.CropSize
-	W, H, err := resizedSize(im.w, im.h, p.opt.ShortestEdge)
+// cropTorchvision resizes (Resize(ShortestEdge)), center-crops and converts to
+// RGB into out (CropSize²·3 bytes).
+func cropTorchvision(o ImageOptions, im *pilImage, out []byte) error {
+	cs := o.CropSize
+	W, H, err := resizedSize(im.w, im.h, o.ShortestEdge)
 	if err != nil {
 		return err
 	}

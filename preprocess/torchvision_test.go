@@ -2,17 +2,12 @@ package preprocess
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"image"
 	"image/color"
 	"image/gif"
 	"image/png"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"golang.org/x/image/bmp"
@@ -36,14 +31,8 @@ type torchvisionManifest struct {
 
 func readTorchvisionManifest(t *testing.T) torchvisionManifest {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "torchvision", "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var man torchvisionManifest
-	if err := json.Unmarshal(data, &man); err != nil {
-		t.Fatal(err)
-	}
+	readTestJSON(t, &man, "torchvision", "manifest.json")
 	return man
 }
 
@@ -64,17 +53,12 @@ func TestTorchvisionCropsMatchPillow(t *testing.T) {
 	}
 	modes := map[string]int{}
 	for _, c := range man.Cases {
-		src, err := os.ReadFile(filepath.Join("testdata", c.File))
-		if err != nil {
-			t.Fatal(err)
-		}
-		crop, err := p.Crop(src)
+		crop, err := p.Crop(readTestdata(t, c.File))
 		if err != nil {
 			t.Errorf("%s (%s %v): %v", c.File, c.Mode, c.Size, err)
 			continue
 		}
-		sum := sha256.Sum256(crop.Pix)
-		if hex.EncodeToString(sum[:]) != c.SHA256 {
+		if sha(crop.Pix) != c.SHA256 {
 			t.Errorf("%s (%s %v): crop differs from torchvision's", c.File, c.Mode, c.Size)
 			continue
 		}
@@ -90,16 +74,10 @@ func TestTorchvisionCropsMatchPillow(t *testing.T) {
 
 // ToTensor + Normalize equal torch's float32 values bit for bit.
 func TestTorchvisionNormalize(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "torchvision", "normalize.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ref struct {
 		Bits [3][256]uint32 `json:"bits"`
 	}
-	if err := json.Unmarshal(data, &ref); err != nil {
-		t.Fatal(err)
-	}
+	readTestJSON(t, &ref, "torchvision", "normalize.json")
 	p, err := NewTorchvisionPipeline(torchvisionOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -181,16 +159,11 @@ func TestTorchvisionDiffersFromCLIPPipeline(t *testing.T) {
 		"torchvision/src/p8_310x215.png",    // NEAREST for palette images
 		"torchvision/src/i16_260x300.png",   // resized before clipping
 	} {
-		src, err := os.ReadFile(filepath.Join("testdata", f))
+		crop, err := clip.Crop(readTestdata(t, f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		crop, err := clip.Crop(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(crop.Pix)
-		if hex.EncodeToString(sum[:]) == want[f] {
+		if sha(crop.Pix) == want[f] {
 			t.Errorf("%s: the CLIP pipeline gives torchvision's crop; the case tests nothing", f)
 		}
 	}
