@@ -101,40 +101,49 @@ func ftfyFixSegment(text string, unescape bool) string {
 // entity ending in ';' (or one of ftfy's all-caps variants), or, for
 // numeric ones, by html.unescape's result unless that still holds a ';'.
 func ftfyUnescapeHTML(s string) string {
-	i := strings.IndexByte(s, '&')
+	return replaceMatches(s, '&', func(m string) (int, string, bool) {
+		n := matchFtfyEntity(m)
+		if n == 0 {
+			return 0, "", false
+		}
+		m = m[:n]
+		name := m[1:]
+		if v, found := pyHTML5Entities[name]; found {
+			return n, v, true
+		} else if v, found := ftfyUpperEntities[name]; found {
+			return n, v, true
+		} else if strings.HasPrefix(m, "&#") {
+			if u := pyHTMLUnescape(m); strings.IndexByte(u, ';') < 0 {
+				return n, u, true
+			}
+		}
+		return n, "", false
+	})
+}
+
+// replaceMatches replaces the matches, left to right and not overlapping, of a pattern
+// whose matches start with the byte lead. At each lead byte, match(rest of s) gives the
+// length of the match there (0: none) and, when ok, its replacement (else the match
+// stays as it is). s itself comes back when nothing was replaced.
+func replaceMatches(s string, lead byte, match func(string) (n int, repl string, ok bool)) string {
+	i := strings.IndexByte(s, lead)
 	if i < 0 {
 		return s
 	}
 	var b strings.Builder
 	last := 0
-	for i >= 0 && i < len(s) {
-		n := matchFtfyEntity(s[i:])
-		if n > 0 {
-			m := s[i : i+n]
-			repl, ok := m, false
-			name := m[1:]
-			if v, found := pyHTML5Entities[name]; found {
-				repl, ok = v, true
-			} else if v, found := ftfyUpperEntities[name]; found {
-				repl, ok = v, true
-			} else if strings.HasPrefix(m, "&#") {
-				if u := pyHTMLUnescape(m); strings.IndexByte(u, ';') < 0 {
-					repl, ok = u, true
-				}
+	for i < len(s) {
+		n, repl, ok := match(s[i:])
+		if n > 0 && ok {
+			if b.Cap() == 0 {
+				b.Grow(len(s))
 			}
-			if ok {
-				if b.Cap() == 0 {
-					b.Grow(len(s))
-				}
-				b.WriteString(s[last:i])
-				b.WriteString(repl)
-				last = i + n
-			}
-			i += n
-		} else {
-			i++
+			b.WriteString(s[last:i])
+			b.WriteString(repl)
+			last = i + n
 		}
-		j := strings.IndexByte(s[i:], '&')
+		i += max(n, 1)
+		j := strings.IndexByte(s[i:], lead)
 		if j < 0 {
 			break
 		}
@@ -270,32 +279,7 @@ func ftfyFixLineBreaks(s string) string {
 // ftfyRemoveTerminalEscapes is remove_terminal_escapes: ANSI_RE =
 // \033\[((?:\d|;)*)([a-zA-Z]) (\d being any Unicode decimal digit) removed.
 func ftfyRemoveTerminalEscapes(s string) string {
-	i := strings.IndexByte(s, 0x1b)
-	if i < 0 {
-		return s
-	}
-	var b strings.Builder
-	last := 0
-	for i >= 0 {
-		n := matchANSI(s[i:])
-		if n > 0 {
-			b.WriteString(s[last:i])
-			last = i + n
-			i += n
-		} else {
-			i++
-		}
-		j := strings.IndexByte(s[i:], 0x1b)
-		if j < 0 {
-			break
-		}
-		i += j
-	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return replaceMatches(s, 0x1b, func(m string) (int, string, bool) { return matchANSI(m), "", true })
 }
 
 func matchANSI(s string) int {

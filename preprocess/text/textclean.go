@@ -309,6 +309,23 @@ func pyHTMLUnescape(s string) string {
 	return b.String()
 }
 
+// matchNumericCharref matches the digits (of base) that start at s[from:] and an
+// optional ';': the length of s up to there and the replacement text.
+func matchNumericCharref(s string, from, base int, isDigit func(byte) bool) (n int, repl string, ok bool) {
+	j := from
+	for j < len(s) && isDigit(s[j]) {
+		j++
+	}
+	if j == from {
+		return 0, "", false
+	}
+	num := parseCharrefNum(s[from:j], base)
+	if j < len(s) && s[j] == ';' {
+		j++
+	}
+	return j, numericCharref(num), true
+}
+
 func isASCIIDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isHexDigit(c byte) bool {
 	return isASCIIDigit(c) || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
@@ -321,31 +338,11 @@ func matchCharref(s string) (n int, repl string, ok bool) {
 		return 0, "", false
 	}
 	if s[0] == '#' {
-		// #[0-9]+;?
-		j := 1
-		for j < len(s) && isASCIIDigit(s[j]) {
-			j++
+		if n, repl, ok := matchNumericCharref(s, 1, 10, isASCIIDigit); ok { // #[0-9]+;?
+			return n, repl, ok
 		}
-		if j > 1 {
-			num := parseCharrefNum(s[1:j], 10)
-			if j < len(s) && s[j] == ';' {
-				j++
-			}
-			return j, numericCharref(num), true
-		}
-		// #[xX][0-9a-fA-F]+;?
-		if len(s) > 2 && (s[1] == 'x' || s[1] == 'X') {
-			j = 2
-			for j < len(s) && isHexDigit(s[j]) {
-				j++
-			}
-			if j > 2 {
-				num := parseCharrefNum(s[2:j], 16)
-				if j < len(s) && s[j] == ';' {
-					j++
-				}
-				return j, numericCharref(num), true
-			}
+		if len(s) > 2 && (s[1] == 'x' || s[1] == 'X') { // #[xX][0-9a-fA-F]+;?
+			return matchNumericCharref(s, 2, 16, isHexDigit)
 		}
 		return 0, "", false // the named alternative cannot start with '#'
 	}

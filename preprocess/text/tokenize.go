@@ -368,31 +368,11 @@ func preTokenize(s, sot, eot string, emit func(tok string) bool) {
 		var j int
 		switch {
 		case isRxLetter(r):
-			j = i + size
-			for j < len(s) {
-				r2, sz := rune(s[j]), 1
-				if r2 >= utf8.RuneSelf {
-					r2, sz = utf8.DecodeRuneInString(s[j:])
-				}
-				if !isRxLetter(r2) {
-					break
-				}
-				j += sz
-			}
+			j = runEnd(s, i+size, isRxLetter)
 		case isRxNumber(r):
 			j = i + size
 		case isRxSymbol(r):
-			j = i + size
-			for j < len(s) {
-				r2, sz := rune(s[j]), 1
-				if r2 >= utf8.RuneSelf {
-					r2, sz = utf8.DecodeRuneInString(s[j:])
-				}
-				if !isRxSymbol(r2) {
-					break
-				}
-				j += sz
-			}
+			j = runEnd(s, i+size, isRxSymbol)
 		default: // whitespace, U+0345: no alternative matches here
 			i += size
 			continue
@@ -402,6 +382,21 @@ func preTokenize(s, sot, eot string, emit func(tok string) bool) {
 		}
 		i = j
 	}
+}
+
+// runEnd is where the run of characters of one class (in) that goes on at s[j:] ends.
+func runEnd(s string, j int, in func(rune) bool) int {
+	for j < len(s) {
+		r, size := rune(s[j]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[j:])
+		}
+		if !in(r) {
+			break
+		}
+		j += size
+	}
+	return j
 }
 
 // matchFoldS matches the ASCII literal lit at the start of s, letting 's'

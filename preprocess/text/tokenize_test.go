@@ -286,6 +286,20 @@ func TestVocabularyFormats(t *testing.T) {
 // the common words come from the shared reference: a 320, photo 1125, of 539, cat 2368).
 func TestTokenizeCases(t *testing.T) {
 	tok := needRealTokenizer(t)
+	for _, c := range tokenizeCases() {
+		t.Run(c.name, func(t *testing.T) { c.check(t, tok) })
+	}
+}
+
+// tokenizeCase is one row of TestTokenizeCases.
+type tokenizeCase struct {
+	name, text string
+	clean      string  // CleanPrompt(text)
+	same       string  // a prompt with the same ids ("" = none)
+	ids        []int64 // unpadded ids (nil = not checked)
+}
+
+func tokenizeCases() []tokenizeCase {
 	const sot, eot = 49406, 49407
 	words := func(n int) string { return strings.TrimSpace(strings.Repeat("a ", n)) }
 	as := func(n int) []int64 { // <sot> a×n <eot>
@@ -295,12 +309,7 @@ func TestTokenizeCases(t *testing.T) {
 		}
 		return append(ids, eot)
 	}
-	cases := []struct {
-		name, text string
-		clean      string  // CleanPrompt(text)
-		same       string  // a prompt with the same ids ("" = none)
-		ids        []int64 // unpadded ids (nil = not checked)
-	}{
+	return []tokenizeCase{
 		{"plain", "a photo of a cat", "a photo of a cat", "", []int64{sot, 320, 1125, 539, 320, 2368, eot}},
 		{"upper ascii", "A PHOTO OF A CAT", "a photo of a cat", "a photo of a cat", nil},
 		{"empty", "", "", "", []int64{sot, eot}},
@@ -341,28 +350,27 @@ func TestTokenizeCases(t *testing.T) {
 		{"a broken special token is plain", "a <end_of_text cat", "a <end_of_text cat", "a < end _ of _ text cat", nil},
 		{"invalid utf-8 reads as U+FFFD", "a\xffcat", "a\ufffdcat", "a\ufffdcat", nil},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if got := CleanPrompt(c.text); got != c.clean {
-				t.Errorf("CleanPrompt(%q) = %q, want %q", c.text, got, c.clean)
-			}
-			ids, err := tok.Encode(c.text)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(ids) != 77 {
-				t.Fatalf("%d ids", len(ids))
-			}
-			if c.ids != nil && !slices.Equal(ids, padded(c.ids, 77)) {
-				t.Errorf("ids\n got %v\nwant %v", ids, c.ids)
-			}
-			if c.same != "" {
-				want, _ := tok.Encode(c.same)
-				if !slices.Equal(ids, want) {
-					t.Errorf("Encode(%q) = %v, Encode(%q) = %v", c.text, trimPad(ids), c.same, trimPad(want))
-				}
-			}
-		})
+}
+
+func (c tokenizeCase) check(t *testing.T, tok *Tokenizer) {
+	if got := CleanPrompt(c.text); got != c.clean {
+		t.Errorf("CleanPrompt(%q) = %q, want %q", c.text, got, c.clean)
+	}
+	ids, err := tok.Encode(c.text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 77 {
+		t.Fatalf("%d ids", len(ids))
+	}
+	if c.ids != nil && !slices.Equal(ids, padded(c.ids, 77)) {
+		t.Errorf("ids\n got %v\nwant %v", ids, c.ids)
+	}
+	if c.same != "" {
+		want, _ := tok.Encode(c.same)
+		if !slices.Equal(ids, want) {
+			t.Errorf("Encode(%q) = %v, Encode(%q) = %v", c.text, trimPad(ids), c.same, trimPad(want))
+		}
 	}
 }
 
