@@ -177,6 +177,15 @@ func (c stdCodec) decodeChecked(data []byte, lim limits) (image.Image, error) {
 	return img, nil
 }
 
+// pixbuf is decodeChecked for the image types pixbufOfImage reads.
+func (c stdCodec) pixbuf(data []byte, lim limits) (*pixbuf, error) {
+	img, err := c.decodeChecked(data, lim)
+	if err != nil {
+		return nil, err
+	}
+	return pixbufOfImage(img, false)
+}
+
 // codecError wraps a decoder's error: ErrUnsupportedFormat where unsupported says the
 // file is of a variant the decoder does not read, else ErrUndecodable.
 func codecError(format string, err error, unsupported bool) error {

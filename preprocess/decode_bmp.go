@@ -13,11 +13,7 @@ import (
 // decoder leaves in place. RLE-compressed, 16-bit and other BMP variants Pillow reads are
 // refused as ErrUnsupportedFormat.
 func decodeBMP(data []byte, lim limits) (*pixbuf, error) {
-	img, err := stdCodec{"BMP", bmp.DecodeConfig, bmp.Decode, bmpError}.decodeChecked(data, lim)
-	if err != nil {
-		return nil, err
-	}
-	return pixbufOfImage(img, false)
+	return stdCodec{"BMP", bmp.DecodeConfig, bmp.Decode, bmpError}.pixbuf(data, lim)
 }
 
 func bmpError(err error) error { return codecError("BMP", err, errors.Is(err, bmp.ErrUnsupported)) }

@@ -26,17 +26,14 @@ type RGB struct {
 
 // ImagePipeline computes CLIPImageProcessor's output (transformers 4.27, Pillow 9.4) for
 // one set of options. It is safe for concurrent use; per-call buffers come from pools.
-type ImagePipeline struct {
-	pipeline[*pixbuf]
-}
+type ImagePipeline struct{ pipeline[*pixbuf] }
 
 // NewImagePipeline validates o and precomputes the normalisation tables.
 func NewImagePipeline(o ImageOptions) (*ImagePipeline, error) {
-	p, err := newPipeline[*pixbuf](o, normalizeValue)
+	p, err := newPipeline(o, normalizeValue, decodePixels, pixelsOfRGB, cropCLIP)
 	if err != nil {
 		return nil, err
 	}
-	p.decode, p.ofRGB, p.crop = decodePixels, pixelsOfRGB, cropCLIP
 	return &ImagePipeline{p}, nil
 }
 
@@ -54,11 +51,13 @@ type pipeline[S interface{ release() }] struct {
 }
 
 // newPipeline validates o and precomputes the normalisation table with norm.
-func newPipeline[S interface{ release() }](o ImageOptions, norm func(v uint8, mean, std float32) float32) (pipeline[S], error) {
+func newPipeline[S interface{ release() }](o ImageOptions, norm func(v uint8, mean, std float32) float32,
+	decode func([]byte, limits) (S, error), ofRGB func(*RGB, limits) (S, error),
+	crop func(ImageOptions, S, []byte) error) (pipeline[S], error) {
 	if err := o.validate(); err != nil {
 		return pipeline[S]{}, err
 	}
-	return pipeline[S]{opt: o, lim: o.limits(), lut: normTable(o, norm)}, nil
+	return pipeline[S]{opt: o, lim: o.limits(), lut: normTable(o, norm), decode: decode, ofRGB: ofRGB, crop: crop}, nil
 }
 
 // Options returns the options the pipeline was built with.

@@ -254,6 +254,21 @@ func checkTensor(t *testing.T, p *ImagePipeline, data []byte, name string) {
 	}
 }
 
+// checkPlanes checks that the CHW tensor dst holds, bit for bit, want(c, v) for the value
+// v of channel c of each pixel of the packed RGB bytes pix.
+func checkPlanes(t *testing.T, dst []float32, pix []byte, want func(c int, v uint8) float32) {
+	t.Helper()
+	n := len(pix) / 3
+	for i := 0; i < n; i++ {
+		for c := 0; c < 3; c++ {
+			got, w := dst[c*n+i], want(c, pix[3*i+c])
+			if math.Float32bits(got) != math.Float32bits(w) {
+				t.Fatalf("tensor[%d][%d] = %v (%08x), want %v (%08x)", c, i, got, math.Float32bits(got), w, math.Float32bits(w))
+			}
+		}
+	}
+}
+
 // TestNormalizeBits checks rescale+normalize for all 256 values of every channel against
 // the float32 bit patterns numpy produced (transformers 4.27 order and dtypes).
 func TestNormalizeBits(t *testing.T) {
@@ -291,15 +306,7 @@ func TestTensorLayout(t *testing.T) {
 	if err := p.TensorRGB(src, dst); err != nil {
 		t.Fatal(err)
 	}
-	n := 32 * 32
-	for i := 0; i < n; i++ {
-		for c := 0; c < 3; c++ {
-			want := normalizeValue(crop.Pix[i*3+c], clipMean[c], clipStd[c])
-			if dst[c*n+i] != want {
-				t.Fatalf("dst[%d][%d] = %v, want %v", c, i, dst[c*n+i], want)
-			}
-		}
-	}
+	checkPlanes(t, dst, crop.Pix, func(c int, v uint8) float32 { return normalizeValue(v, clipMean[c], clipStd[c]) })
 	if err := p.TensorRGB(src, dst[:10]); err == nil {
 		t.Fatal("short dst accepted")
 	}

@@ -37,22 +37,19 @@ import (
 //
 // The resize target and crop size are ImageOptions.ShortestEdge and
 // CropSize; the decoders and limits are ImagePipeline's.
-type TorchvisionPipeline struct {
-	pipeline[*pilImage]
-}
+type TorchvisionPipeline struct{ pipeline[*pilImage] }
 
 // NewTorchvisionPipeline validates o and precomputes the normalisation
 // tables.
 func NewTorchvisionPipeline(o ImageOptions) (*TorchvisionPipeline, error) {
-	p, err := newPipeline[*pilImage](o, torchNormalize)
+	p, err := newPipeline(o, torchNormalize, decodePIL, pilOfRGB, cropTorchvision)
+	if err == nil && o.CropSize > o.ShortestEdge {
+		// torchvision would pad; ImageReward never asks for it.
+		err = fmt.Errorf("preprocess: torchvision pipeline: CropSize %d larger than the resize target %d is not supported", o.CropSize, o.ShortestEdge)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if o.CropSize > o.ShortestEdge {
-		// torchvision would pad; ImageReward never asks for it.
-		return nil, fmt.Errorf("preprocess: torchvision pipeline: CropSize %d larger than the resize target %d is not supported", o.CropSize, o.ShortestEdge)
-	}
-	p.decode, p.ofRGB, p.crop = decodePIL, pilOfRGB, cropTorchvision
 	return &TorchvisionPipeline{p}, nil
 }
 
@@ -106,20 +103,36 @@ func decodePIL(data []byte, lim limits) (*pilImage, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch format {
-	case fmtJPEG:
+	if format == fmtJPEG {
 		return decodeJPEGPIL(data, lim)
-	case fmtWebP:
+	} else if format == fmtWebP {
 		return decodeWebPPIL(data, lim)
 	}
-	kind := kindPlain
-	alpha := false
-	int32Gray := false
+	kind, alpha, int32Gray, err := pilModeOf(format, data)
+	if err != nil {
+		return nil, err
+	}
+	pb, err := decodePixels(data, lim)
+	if err != nil {
+		return nil, err
+	}
+	defer pb.release()
+	if int32Gray {
+		return decodePNGInt32(data, pb.w, pb.h)
+	}
+	return pilOfPixbuf(pb, kind, alpha), nil
+}
+
+// pilModeOf is how Image.open's mode for a PNG, GIF or BMP file behaves (the other
+// formats are decoded apart): its kind, whether it keeps alpha, and whether it is a
+// 16-bit gray "I".
+func pilModeOf(format int, data []byte) (kind pilKind, alpha, int32Gray bool, err error) {
+	kind = kindPlain
 	switch format {
 	case fmtPNG:
 		hd, err := pngIHDR(data)
 		if err != nil {
-			return nil, err
+			return kind, false, false, err
 		}
 		switch hd.ctype {
 		case pngGray:
@@ -137,7 +150,7 @@ func decodePIL(data []byte, lim limits) (*pilImage, error) {
 	case fmtGIF:
 		g, err := parseGIFFirst(data)
 		if err != nil {
-			return nil, err
+			return kind, false, false, err
 		}
 		if gifNeedsPalette(g.pal) {
 			kind = kindNearest
@@ -150,15 +163,7 @@ func decodePIL(data []byte, lim limits) (*pilImage, error) {
 			kind, alpha = kindAlpha, true
 		}
 	}
-	pb, err := decodePixels(data, lim)
-	if err != nil {
-		return nil, err
-	}
-	defer pb.release()
-	if int32Gray {
-		return decodePNGInt32(data, pb.w, pb.h)
-	}
-	return pilOfPixbuf(pb, kind, alpha), nil
+	return kind, alpha, int32Gray, nil
 }
 
 // pilOfPixbuf packs a decoded pixbuf into nch channels: 1 for gray, 4 when

@@ -91,15 +91,7 @@ func TestTorchvisionNormalize(t *testing.T) {
 	if err := p.TensorRGB(img, dst); err != nil {
 		t.Fatal(err)
 	}
-	plane := 224 * 224
-	for i := 0; i < plane; i++ {
-		for c := 0; c < 3; c++ {
-			v := img.Pix[3*i+c]
-			if got := math.Float32bits(dst[c*plane+i]); got != ref.Bits[c][v] {
-				t.Fatalf("channel %d value %d: %08x, torch %08x", c, v, got, ref.Bits[c][v])
-			}
-		}
-	}
+	checkPlanes(t, dst, img.Pix, func(c int, v uint8) float32 { return math.Float32frombits(ref.Bits[c][v]) })
 }
 
 func TestTorchCropOffset(t *testing.T) {

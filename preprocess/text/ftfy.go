@@ -192,20 +192,8 @@ func isC1(r rune) bool { return r >= 0x80 && r <= 0x9f }
 // per-character maps whose outputs the later ones map further, so the
 // composition is done character by character.
 func ftfyMapChars(s string) string {
-	i := 0
-	for i < len(s) {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if ftfyCharNeedsMap(r) {
-			break
-		}
-		i += size
-	}
-	if i == len(s) {
+	i := strings.IndexFunc(s, func(r rune) bool { return r >= utf8.RuneSelf && ftfyCharNeedsMap(r) })
+	if i < 0 {
 		return s
 	}
 	var b strings.Builder
@@ -315,15 +303,8 @@ func isFtfyControl(r rune) bool {
 // U+000E..U+001F, U+007F, U+206A..U+206F, U+FEFF and U+FFF9..U+FFFC are
 // deleted.
 func ftfyRemoveControlChars(s string) string {
-	i := 0
-	for i < len(s) {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if isFtfyControl(r) {
-			break
-		}
-		i += size
-	}
-	if i == len(s) {
+	i := strings.IndexFunc(s, isFtfyControl)
+	if i < 0 {
 		return s
 	}
 	var b strings.Builder
