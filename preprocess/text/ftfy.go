@@ -182,7 +182,7 @@ func matchFtfyEntity(s string) int {
 // c1ToWindows1252 is fix_c1_controls: U+0080..U+009F decoded as
 // sloppy-windows-1252 (the five undefined bytes stay as they are).
 func c1ToWindows1252(r rune) rune {
-	return ftfyCharmapTables[ftfySloppy1252][r]
+	return ftfyTables().charmaps[ftfySloppy1252][r]
 }
 
 func isC1(r rune) bool { return r >= 0x80 && r <= 0x9f }
@@ -326,9 +326,11 @@ const (
 )
 
 type ftfyData struct {
-	badness  *regexp.Regexp
-	detector *regexp.Regexp
-	encoders [len(ftfyCharmapNames)]map[rune]byte
+	badness    *regexp.Regexp
+	detector   *regexp.Regexp
+	charmaps   [len(ftfyCharmapNames)][256]rune // the characters of each encoding's bytes
+	encoders   [len(ftfyCharmapNames)]map[rune]byte
+	strict1252 [256]rune // Python's windows-1252 codec; -1 marks the undefined bytes
 }
 
 var ftfyTables = sync.OnceValue(func() *ftfyData {
@@ -336,15 +338,36 @@ var ftfyTables = sync.OnceValue(func() *ftfyData {
 		badness:  regexp.MustCompile(ftfyBadnessPattern),
 		detector: regexp.MustCompile(ftfyUTF8DetectorPattern),
 	}
-	for i := range ftfyCharmapTables {
+	for i := range d.charmaps {
+		d.charmaps[i] = expandCharmap(ftfyCharmapSUB[i], ftfyCharmapHigh[i])
 		m := make(map[rune]byte, 256)
-		for b, r := range ftfyCharmapTables[i] {
+		for b, r := range d.charmaps[i] {
 			m[r] = byte(b)
 		}
 		d.encoders[i] = m
 	}
+	d.strict1252 = d.charmaps[ftfySloppy1252]
+	d.strict1252[0x1a] = 0x1a
+	for i := 0; i < len(windows1252Undefined); i++ {
+		d.strict1252[windows1252Undefined[i]] = -1
+	}
 	return d
 })
+
+// expandCharmap spells out one encoding of the generated tables: ASCII below 0x80 but
+// for 0x1a, which decodes to sub, and the 128 characters of high from 0x80 on.
+func expandCharmap(sub rune, high string) (t [256]rune) {
+	for b := 0; b < 0x80; b++ {
+		t[b] = rune(b)
+	}
+	t[0x1a] = sub
+	b := 0x80
+	for _, r := range high {
+		t[b] = r
+		b++
+	}
+	return t
+}
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -440,13 +463,14 @@ func ftfyFixEncodingOneStep(text string, depth int) string {
 }
 
 func latin1ToWindows1252(text string) (string, bool) {
+	strict := &ftfyTables().strict1252
 	var b strings.Builder
 	b.Grow(len(text))
 	for _, r := range text {
 		if r > 0xff {
 			return "", false
 		}
-		w := strictWindows1252[r]
+		w := strict[r]
 		if w < 0 {
 			return "", false
 		}

@@ -13,10 +13,15 @@ places where Python and Go differ:
   * ftfy's character tables and regular expressions (ftfy 6.x: chardata.py,
     badness.py, bad_codecs/sloppy.py), translated to Go regexp syntax.
 
-Usage (from the repository root; needs CPython 3 and ftfy 6.x importable,
-e.g. PYTHONPATH=/path/to/python-ftfy checkout at tag v6.3.1):
+Usage (from the repository root; needs CPython 3 with the `regex` module and
+ftfy 6.x importable, e.g. PYTHONPATH=/path/to/python-ftfy checkout at tag
+v6.3.1):
 
     python3 preprocess/text/testdata/tokenizer/gen_tables.py
+
+The committed files come from Debian bookworm's /usr/bin/python3 (3.11.2) with
+its python3-regex and python3-wcwidth packages and ftfy v6.3.1 on PYTHONPATH;
+that setup writes them again byte for byte.
 
 CI never runs this; the generated Go files are committed.
 """
@@ -65,6 +70,27 @@ def gostr(s):
     return "".join(out)
 
 
+def gostr_visible(s):
+    """Like gostr, but printable non-ASCII characters stand as themselves."""
+    return '"%s"' % "".join(ch if ord(ch) > 0x7E and ch.isprintable() else gostr(ch)[1:-1] for ch in s)
+
+
+def comment(doc):
+    return "".join("// %s\n" % line for line in doc.split("\n"))
+
+
+def go_map(name, typ, doc, items, key=gostr, val=gostr):
+    """A Go map variable, one entry a line, in the order of items."""
+    lines = [comment(doc), "var %s = %s{\n" % (name, typ)]
+    lines += ["\t%s: %s,\n" % (key(k), val(v)) for k, v in items]
+    lines.append("}\n\n")
+    return "".join(lines)
+
+
+def gohex(c):
+    return "0x%x" % c
+
+
 def ranges(cps):
     cps = sorted(set(cps))
     out = []
@@ -77,7 +103,7 @@ def ranges(cps):
 
 
 def go_ranges(name, cps, doc):
-    lines = ["// %s\nvar %s = []runeRange{\n" % (doc, name)]
+    lines = [comment(doc), "var %s = []runeRange{\n" % name]
     row = []
     for lo, hi in ranges(cps):
         row.append("{0x%x, 0x%x}," % (lo, hi))
@@ -183,14 +209,10 @@ def gen_textclean():
 
     # html5 entities
     ents = html.entities.html5
-    src.append(
-        "// pyHTML5Entities is Python's html.entities.html5: entity name (with or\n"
-        "// without the trailing ';', exactly as listed) -> replacement text.\n"
-        "var pyHTML5Entities = map[string]string{\n"
-    )
-    for k in sorted(ents):
-        src.append("\t%s: %s,\n" % (gostr(k), gostr(ents[k])))
-    src.append("}\n\n")
+    src.append(go_map("pyHTML5Entities", "map[string]string",
+                      "pyHTML5Entities is Python's html.entities.html5: entity name (with or\n"
+                      "without the trailing ';', exactly as listed) -> replacement text.",
+                      [(k, ents[k]) for k in sorted(ents)]))
     nosemi = [k for k in ents if not k.endswith(";")]
     src.append(
         "// pyHTML5MaxLegacyLen is the longest entity name in pyHTML5Entities that has\n"
@@ -205,22 +227,13 @@ def gen_textclean():
         if lo != chr(c):
             pairs.append((c, lo))
     multi = [(c, lo) for c, lo in pairs if len(lo) != 1]
-    src.append(
-        "// pyLowerSingle maps code points whose Python str.lower() is a single\n"
-        "// different code point (the final-sigma rule is applied separately).\n"
-        "var pyLowerSingle = map[rune]rune{\n"
-    )
-    for c, lo in pairs:
-        if len(lo) == 1:
-            src.append("\t0x%x: 0x%x,\n" % (c, ord(lo)))
-    src.append("}\n\n")
-    src.append(
-        "// pyLowerMulti maps code points whose Python str.lower() has several code points.\n"
-        "var pyLowerMulti = map[rune]string{\n"
-    )
-    for c, lo in multi:
-        src.append("\t0x%x: %s,\n" % (c, gostr(lo)))
-    src.append("}\n\n")
+    src.append(go_map("pyLowerSingle", "map[rune]rune",
+                      "pyLowerSingle maps code points whose Python str.lower() is a single\n"
+                      "different code point (the final-sigma rule is applied separately).",
+                      [(c, ord(lo)) for c, lo in pairs if len(lo) == 1], key=gohex, val=gohex))
+    src.append(go_map("pyLowerMulti", "map[rune]string",
+                      "pyLowerMulti maps code points whose Python str.lower() has several code points.",
+                      multi, key=gohex))
 
     # final sigma classes, derived from str.lower() itself:
     #   (c + 'Σ').lower() ends in 'ς'      <=> cased(c) and not ignorable(c)
@@ -291,26 +304,14 @@ def gen_ftfy():
     for name, v in html.entities.html5.items():
         if name.endswith(";"):
             assert chardata.HTML_ENTITIES["&" + name] == v
-    src.append(
-        "// ftfyUpperEntities are the all-caps entity names (with ';') that ftfy's\n"
-        "// unescape_html decodes in addition to the html5 names ending in ';'.\n"
-        "var ftfyUpperEntities = map[string]string{\n"
-    )
-    for k in sorted(extra):
-        src.append("\t%s: %s,\n" % (gostr(k), gostr(extra[k])))
-    src.append("}\n\n")
-
-    # width map
-    src.append("// ftfyWidthMap is ftfy's WIDTH_MAP (fix_character_width).\nvar ftfyWidthMap = map[rune]string{\n")
-    for k in sorted(chardata.WIDTH_MAP):
-        src.append("\t0x%x: %s,\n" % (k, gostr(chardata.WIDTH_MAP[k])))
-    src.append("}\n\n")
-
-    # ligatures
-    src.append("// ftfyLigatures is ftfy's LIGATURES (fix_latin_ligatures).\nvar ftfyLigatures = map[rune]string{\n")
-    for k in sorted(chardata.LIGATURES):
-        src.append("\t0x%x: %s,\n" % (k, gostr(chardata.LIGATURES[k])))
-    src.append("}\n\n")
+    src.append(go_map("ftfyUpperEntities", "map[string]string",
+                      "ftfyUpperEntities are the all-caps entity names (with ';') that ftfy's\n"
+                      "unescape_html decodes in addition to the html5 names ending in ';'.",
+                      [(k, extra[k]) for k in sorted(extra)]))
+    src.append(go_map("ftfyWidthMap", "map[rune]string", "ftfyWidthMap is ftfy's WIDTH_MAP (fix_character_width).",
+                      sorted(chardata.WIDTH_MAP.items()), key=gohex))
+    src.append(go_map("ftfyLigatures", "map[rune]string", "ftfyLigatures is ftfy's LIGATURES (fix_latin_ligatures).",
+                      sorted(chardata.LIGATURES.items()), key=gohex))
 
     # control chars
     src.append(go_ranges("ftfyControlChars", sorted(chardata.CONTROL_CHARS),
@@ -327,11 +328,9 @@ def gen_ftfy():
         "var ftfyCharmapNames = [...]string{%s}\n\n"
         % ", ".join(gostr(e) for e in chardata.CHARMAP_ENCODINGS)
     )
-    src.append(
-        "// ftfyCharmapTables holds the 256 decoded characters of each encoding in\n"
-        "// ftfyCharmapNames (sloppy codecs: undefined bytes as Latin-1, 0x1A as U+FFFD).\n"
-        "var ftfyCharmapTables = [...][256]rune{\n"
-    )
+    # The 256 characters of each, as bytes 0x00-0x7f (ASCII in every one but for 0x1a,
+    # which the sloppy codecs decode as U+FFFD) and the characters of 0x80-0xff.
+    subs, highs = [], []
     for enc in chardata.CHARMAP_ENCODINGS:
         table = bytes(range(256)).decode(enc)
         assert len(table) == 256 and len(set(table)) == 256, enc
@@ -340,24 +339,39 @@ def gen_ftfy():
         charset = set(table)
         for ch in ["\x1a", "\ufffd", "\x00", "\x7f"] + list(table):
             assert bool(rx.match(ch)) == (ch in charset), (enc, hex(ord(ch)))
-        src.append("\t{ // %s\n" % enc)
-        for row in range(0, 256, 8):
-            src.append("\t\t" + " ".join("0x%04x," % ord(table[i]) for i in range(row, row + 8)) + "\n")
-        src.append("\t},\n")
+        assert all(table[b] == chr(b) for b in range(0x80) if b != 0x1A), enc
+        subs.append(ord(table[0x1A]))
+        highs.append(table[0x80:])
+    src.append(
+        "// ftfyCharmapSUB is the character byte 0x1a (ASCII SUB) decodes to in each encoding\n"
+        "// of ftfyCharmapNames; the other bytes below 0x80 are ASCII in all of them.\n"
+        "var ftfyCharmapSUB = [...]rune{%s}\n\n" % ", ".join(gohex(c) for c in subs)
+    )
+    src.append(
+        "// ftfyCharmapHigh holds the characters of bytes 0x80-0xff in each encoding of\n"
+        "// ftfyCharmapNames (sloppy codecs: undefined bytes as Latin-1), 16 bytes a line.\n"
+        "var ftfyCharmapHigh = [...]string{\n"
+    )
+    for enc, high in zip(chardata.CHARMAP_ENCODINGS, highs):
+        rows = [gostr_visible(high[i : i + 16]) for i in range(0, 128, 16)]
+        src.append("\t// %s\n\t%s,\n" % (enc, " +\n\t\t".join(rows)))
     src.append("}\n\n")
 
-    # strict windows-1252 (used by the "latin-1 but not windows-1252" branch)
-    w = []
+    # strict windows-1252 (used by the "latin-1 but not windows-1252" branch): ASCII, then
+    # sloppy-windows-1252's characters except for the bytes it does not define.
+    sloppy = bytes(range(256)).decode("sloppy-windows-1252")
+    undefined = []
     for b in range(256):
         try:
-            w.append(ord(bytes([b]).decode("windows-1252")))
+            c = bytes([b]).decode("windows-1252")
+            assert c == (chr(b) if b < 0x80 else sloppy[b]), b
         except UnicodeDecodeError:
-            w.append(-1)
-    src.append("// strictWindows1252 is Python's windows-1252 codec; -1 marks undefined bytes.\n"
-               "var strictWindows1252 = [256]rune{\n")
-    for row in range(0, 256, 8):
-        src.append("\t" + " ".join("%d," % w[i] for i in range(row, row + 8)) + "\n")
-    src.append("}\n\n")
+            undefined.append(b)
+    src.append(
+        "// windows1252Undefined lists the bytes Python's (strict) windows-1252 codec cannot\n"
+        "// decode. It decodes the others as ASCII below 0x80, above as sloppy-windows-1252.\n"
+        "const windows1252Undefined = \"%s\"\n\n" % "".join("\\x%02x" % b for b in undefined)
+    )
 
     # badness regex
     bad = py_verbose_to_go(badness.BADNESS_RE.pattern)
