@@ -349,11 +349,11 @@ def gen_ftfy():
     )
     src.append(
         "// ftfyCharmapHigh holds the characters of bytes 0x80-0xff in each encoding of\n"
-        "// ftfyCharmapNames (sloppy codecs: undefined bytes as Latin-1), 16 bytes a line.\n"
+        "// ftfyCharmapNames (sloppy codecs: undefined bytes as Latin-1), 32 bytes a line.\n"
         "var ftfyCharmapHigh = [...]string{\n"
     )
     for enc, high in zip(chardata.CHARMAP_ENCODINGS, highs):
-        rows = [gostr_visible(high[i : i + 16]) for i in range(0, 128, 16)]
+        rows = [gostr_visible(high[i : i + 32]) for i in range(0, 128, 32)]
         src.append("\t// %s\n\t%s,\n" % (enc, " +\n\t\t".join(rows)))
     src.append("}\n\n")
 
