@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/x448/float16"
 )
 
 // ImageOptions configures the image pipeline. ShortestEdge, CropSize, Mean and Std come
@@ -30,6 +32,9 @@ type ImagePipeline struct {
 	opt ImageOptions
 	lim limits
 	lut [3][256]float32 // normalised value of each uint8 per channel
+	// hlut is lut rounded to binary16 (to nearest-even, as onnxruntime's
+	// Cast): the half-precision tensors are written through it directly.
+	hlut [3][256]float16.Float16
 }
 
 // NewImagePipeline validates o and precomputes the normalisation tables.
@@ -37,7 +42,9 @@ func NewImagePipeline(o ImageOptions) (*ImagePipeline, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &ImagePipeline{opt: o, lim: o.limits(), lut: normTable(o, normalizeValue)}, nil
+	p := &ImagePipeline{opt: o, lim: o.limits(), lut: normTable(o, normalizeValue)}
+	p.hlut = halfTable(&p.lut)
+	return p, nil
 }
 
 // validate checks the sizes and the normalisation of o (both pipelines).
@@ -56,6 +63,16 @@ func (o ImageOptions) validate() error {
 	return nil
 }
 
+// halfTable is t rounded to binary16, to nearest-even (float16.Fromfloat32).
+func halfTable(t *[3][256]float32) (h [3][256]float16.Float16) {
+	for c := range t {
+		for v, x := range t[c] {
+			h[c][v] = float16.Fromfloat32(x)
+		}
+	}
+	return h
+}
+
 // normTable is the normalised value of each uint8 per channel, computed by norm.
 func normTable(o ImageOptions, norm func(v uint8, mean, std float32) float32) (t [3][256]float32) {
 	for c := 0; c < 3; c++ {
@@ -67,7 +84,7 @@ func normTable(o ImageOptions, norm func(v uint8, mean, std float32) float32) (t
 }
 
 // checkTensorBuf refuses a tensor buffer shorter than the n values a pipeline writes.
-func checkTensorBuf(dst []float32, n int) error {
+func checkTensorBuf[T float32 | float16.Float16](dst []T, n int) error {
 	if len(dst) < n {
 		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), n)
 	}
@@ -75,8 +92,8 @@ func checkTensorBuf(dst []float32, n int) error {
 }
 
 // writePlanes normalises an RGB crop (HWC bytes) through lut into the three CHW planes
-// at the start of dst.
-func writePlanes(dst []float32, crop []byte, lut *[3][256]float32) {
+// at the start of dst: float32 values, or binary16 ones through the rounded table.
+func writePlanes[T float32 | float16.Float16](dst []T, crop []byte, lut *[3][256]T) {
 	plane := len(crop) / 3
 	r, g, b := dst[0:plane], dst[plane:2*plane], dst[2*plane:3*plane]
 	lr, lg, lb := &lut[0], &lut[1], &lut[2]
@@ -159,7 +176,7 @@ func (p *ImagePipeline) Tensor(data []byte, dst []float32) error {
 		return err
 	}
 	defer pb.release()
-	return p.tensorOf(pb, dst)
+	return p.tensorOf(pb, func(crop []byte) { writePlanes(dst, crop, &p.lut) })
 }
 
 // TensorRGB is Tensor for already decoded pixels.
@@ -171,7 +188,22 @@ func (p *ImagePipeline) TensorRGB(img *RGB, dst []float32) error {
 	if err != nil {
 		return err
 	}
-	return p.tensorOf(pb, dst)
+	return p.tensorOf(pb, func(crop []byte) { writePlanes(dst, crop, &p.lut) })
+}
+
+// TensorRGBHalf is TensorRGB writing binary16 values (for --fp16 graphs that take
+// float16 pixel_values): each is TensorRGB's float32 value rounded to nearest-even, as
+// a Cast to float16 rounds it, written in the same single pass over the crop (a table
+// lookup per value, no float32 buffer). dst holds TensorLen values.
+func (p *ImagePipeline) TensorRGBHalf(img *RGB, dst []float16.Float16) error {
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
+	}
+	pb, err := pixelsOfRGB(img, p.lim)
+	if err != nil {
+		return err
+	}
+	return p.tensorOf(pb, func(crop []byte) { writePlanes(dst, crop, &p.hlut) })
 }
 
 func pixelsOfRGB(img *RGB, lim limits) (*pixbuf, error) {
@@ -187,7 +219,8 @@ func pixelsOfRGB(img *RGB, lim limits) (*pixbuf, error) {
 	return &pixbuf{w: img.W, h: img.H, ps: 3, stride: img.W * 3, pix: img.Pix}, nil
 }
 
-func (p *ImagePipeline) tensorOf(pb *pixbuf, dst []float32) error {
+// tensorOf crops pb and hands the crop to write (writePlanes into the caller's tensor).
+func (p *ImagePipeline) tensorOf(pb *pixbuf, write func(crop []byte)) error {
 	cs := p.opt.CropSize
 	sc := getScratch()
 	defer putScratch(sc)
@@ -195,7 +228,7 @@ func (p *ImagePipeline) tensorOf(pb *pixbuf, dst []float32) error {
 	if err := p.cropInto(pb, crop); err != nil {
 		return err
 	}
-	writePlanes(dst, crop, &p.lut)
+	write(crop)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"math"
 
+	"github.com/x448/float16"
 	"golang.org/x/image/webp"
 )
 
@@ -39,9 +40,10 @@ import (
 // The resize target and crop size are ImageOptions.ShortestEdge and
 // CropSize; the decoders and limits are ImagePipeline's.
 type TorchvisionPipeline struct {
-	opt ImageOptions
-	lim limits
-	lut [3][256]float32
+	opt  ImageOptions
+	lim  limits
+	lut  [3][256]float32
+	hlut [3][256]float16.Float16 // lut rounded to binary16, as ImagePipeline's
 }
 
 // NewTorchvisionPipeline validates o and precomputes the normalisation
@@ -54,7 +56,9 @@ func NewTorchvisionPipeline(o ImageOptions) (*TorchvisionPipeline, error) {
 		// torchvision would pad; ImageReward never asks for it.
 		return nil, fmt.Errorf("preprocess: torchvision pipeline: CropSize %d larger than the resize target %d is not supported", o.CropSize, o.ShortestEdge)
 	}
-	return &TorchvisionPipeline{opt: o, lim: o.limits(), lut: normTable(o, torchNormalize)}, nil
+	p := &TorchvisionPipeline{opt: o, lim: o.limits(), lut: normTable(o, torchNormalize)}
+	p.hlut = halfTable(&p.lut)
+	return p, nil
 }
 
 // torchNormalize is ToTensor (byte tensor .to(float32).div(255)) then
@@ -104,7 +108,20 @@ func (p *TorchvisionPipeline) Tensor(data []byte, dst []float32) error {
 		return err
 	}
 	defer im.release()
-	return p.tensorOf(im, dst)
+	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, &p.lut) })
+}
+
+// TensorHalf is Tensor writing binary16 values, as ImagePipeline.TensorRGBHalf.
+func (p *TorchvisionPipeline) TensorHalf(data []byte, dst []float16.Float16) error {
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
+	}
+	im, err := decodePIL(data, p.lim)
+	if err != nil {
+		return err
+	}
+	defer im.release()
+	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, &p.hlut) })
 }
 
 // TensorRGB is Tensor for decoded RGB pixels (mode "RGB").
@@ -116,16 +133,28 @@ func (p *TorchvisionPipeline) TensorRGB(img *RGB, dst []float32) error {
 	if err != nil {
 		return err
 	}
-	return p.tensorOf(im, dst)
+	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, &p.lut) })
 }
 
-func (p *TorchvisionPipeline) tensorOf(im *pilImage, dst []float32) error {
+// TensorRGBHalf is TensorRGB writing binary16 values, as ImagePipeline.TensorRGBHalf.
+func (p *TorchvisionPipeline) TensorRGBHalf(img *RGB, dst []float16.Float16) error {
+	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
+		return err
+	}
+	im, err := pilOfRGB(img, p.lim)
+	if err != nil {
+		return err
+	}
+	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, &p.hlut) })
+}
+
+func (p *TorchvisionPipeline) tensorOf(im *pilImage, write func(crop []byte)) error {
 	cs := p.opt.CropSize
 	crop := make([]byte, cs*cs*3)
 	if err := p.cropInto(im, crop); err != nil {
 		return err
 	}
-	writePlanes(dst, crop, &p.lut)
+	write(crop)
 	return nil
 }
 
