@@ -31,7 +31,7 @@ func halfClasses() []float32 {
 	}
 	half := func(h uint16) uint32 { return math.Float32bits(float16.Float16(h).Float32()) }
 	tie := func(h uint16) uint32 { return half(h) + 1<<12 } // h + half an ulp (h normal)
-	add(0, 1, 0x00400000, 0x007fffff) // zero, float32 subnormals
+	add(0, 1, 0x00400000, 0x007fffff)                       // zero, float32 subnormals
 	for _, h := range []uint16{0x0001, 0x0002, 0x0003, 0x01ff, 0x0200, 0x03ff, 0x0400, 0x0401, 0x3c00, 0x3c01, 0x3bff, 0x7bfe, 0x7bff} {
 		add(half(h))
 	}
