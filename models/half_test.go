@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/x448/float16"
@@ -175,18 +176,26 @@ func BenchmarkHalfConversion(b *testing.B) {
 		src[i] = float32(i%511-255) / 58.4 // the range of normalised pixels
 	}
 	dst := make([]float16.Float16, len(src))
-	b.Run("Fromfloat32", func(b *testing.B) {
-		b.SetBytes(int64(4 * len(src)))
+	// Process CPU time per run besides wall time: on a shared machine the
+	// wall time swings with the load.
+	cpu := func(b *testing.B, f func()) {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		c0 := ru.Utime.Nano() + ru.Stime.Nano()
 		for b.Loop() {
+			f()
+		}
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		b.ReportMetric(float64(ru.Utime.Nano()+ru.Stime.Nano()-c0)/1e3/float64(b.N), "cpu-µs/op")
+	}
+	b.Run("Fromfloat32", func(b *testing.B) {
+		cpu(b, func() {
 			for i, f := range src {
 				dst[i] = float16.Fromfloat32(f)
 			}
-		}
+		})
 	})
 	b.Run("HalfFromFloat32", func(b *testing.B) {
-		b.SetBytes(int64(4 * len(src)))
-		for b.Loop() {
-			HalfFromFloat32(dst, src)
-		}
+		cpu(b, func() { HalfFromFloat32(dst, src) })
 	})
 }

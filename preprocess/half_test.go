@@ -109,32 +109,36 @@ func BenchmarkTensorRGBHalf(b *testing.B) {
 	f := make([]float32, p.n)
 	h := make([]float16.Float16, p.n)
 	b.Run("float32", func(b *testing.B) {
-		for b.Loop() {
-			if err := p.float32(src, f); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(4*p.n), "tensor-B/op")
+		loopCPU(b, 4*p.n, func() error { return p.float32(src, f) })
 	})
 	b.Run("float16-direct", func(b *testing.B) {
-		for b.Loop() {
-			if err := p.half(src, h); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(2*p.n), "tensor-B/op")
+		loopCPU(b, 2*p.n, func() error { return p.half(src, h) })
 	})
 	b.Run("float32-then-Fromfloat32", func(b *testing.B) {
-		for b.Loop() {
+		loopCPU(b, 4*p.n+2*p.n, func() error {
 			if err := p.float32(src, f); err != nil {
-				b.Fatal(err)
+				return err
 			}
 			for i, v := range f {
 				h[i] = float16.Fromfloat32(v)
 			}
-		}
-		b.ReportMetric(float64(4*p.n+2*p.n), "tensor-B/op")
+			return nil
+		})
 	})
+}
+
+// loopCPU runs f b.N times and reports the process CPU time per run
+// ("cpu-µs/op": on a shared machine wall time swings with the load) and the
+// bytes of tensor it leaves ("tensor-B/op").
+func loopCPU(b *testing.B, tensorBytes int, f func() error) {
+	c0 := processCPU()
+	for b.Loop() {
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric((processCPU()-c0)*1e6/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(float64(tensorBytes), "tensor-B/op")
 }
 
 // BenchmarkWritePlanes is the normalising pass alone (a 224² crop through
@@ -148,13 +152,9 @@ func BenchmarkWritePlanes(b *testing.B) {
 	f := make([]float32, p.TensorLen())
 	h := make([]float16.Float16, p.TensorLen())
 	b.Run("float32", func(b *testing.B) {
-		for b.Loop() {
-			writePlanes(f, crop, &p.lut)
-		}
+		loopCPU(b, 4*len(f), func() error { writePlanes(f, crop, &p.lut); return nil })
 	})
 	b.Run("float16", func(b *testing.B) {
-		for b.Loop() {
-			writePlanes(h, crop, &p.hlut)
-		}
+		loopCPU(b, 2*len(h), func() error { writePlanes(h, crop, &p.hlut); return nil })
 	})
 }
