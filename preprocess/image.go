@@ -181,14 +181,7 @@ func (p *ImagePipeline) Tensor(data []byte, dst []float32) error {
 
 // TensorRGB is Tensor for already decoded pixels.
 func (p *ImagePipeline) TensorRGB(img *RGB, dst []float32) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	pb, err := pixelsOfRGB(img, p.lim)
-	if err != nil {
-		return err
-	}
-	return p.tensorOf(pb, func(crop []byte) { writePlanes(dst, crop, &p.lut) })
+	return tensorRGB(p, img, dst, &p.lut)
 }
 
 // TensorRGBHalf is TensorRGB writing binary16 values (for --fp16 graphs that take
@@ -196,6 +189,11 @@ func (p *ImagePipeline) TensorRGB(img *RGB, dst []float32) error {
 // a Cast to float16 rounds it, written in the same single pass over the crop (a table
 // lookup per value, no float32 buffer). dst holds TensorLen values.
 func (p *ImagePipeline) TensorRGBHalf(img *RGB, dst []float16.Float16) error {
+	return tensorRGB(p, img, dst, &p.hlut)
+}
+
+// tensorRGB writes img's tensor into dst through lut (TensorRGB, TensorRGBHalf).
+func tensorRGB[T float32 | float16.Float16](p *ImagePipeline, img *RGB, dst []T, lut *[3][256]T) error {
 	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
 		return err
 	}
@@ -203,7 +201,7 @@ func (p *ImagePipeline) TensorRGBHalf(img *RGB, dst []float16.Float16) error {
 	if err != nil {
 		return err
 	}
-	return p.tensorOf(pb, func(crop []byte) { writePlanes(dst, crop, &p.hlut) })
+	return p.tensorOf(pb, func(crop []byte) { writePlanes(dst, crop, lut) })
 }
 
 func pixelsOfRGB(img *RGB, lim limits) (*pixbuf, error) {

@@ -100,52 +100,36 @@ func (p *TorchvisionPipeline) CropRGB(img *RGB) (*RGB, error) {
 
 // Tensor decodes data and writes the normalised CHW float32 tensor into dst.
 func (p *TorchvisionPipeline) Tensor(data []byte, dst []float32) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	im, err := decodePIL(data, p.lim)
-	if err != nil {
-		return err
-	}
-	defer im.release()
-	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, &p.lut) })
+	return tvTensor(p, func() (*pilImage, error) { return decodePIL(data, p.lim) }, dst, &p.lut)
 }
 
 // TensorHalf is Tensor writing binary16 values, as ImagePipeline.TensorRGBHalf.
 func (p *TorchvisionPipeline) TensorHalf(data []byte, dst []float16.Float16) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	im, err := decodePIL(data, p.lim)
-	if err != nil {
-		return err
-	}
-	defer im.release()
-	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, &p.hlut) })
+	return tvTensor(p, func() (*pilImage, error) { return decodePIL(data, p.lim) }, dst, &p.hlut)
 }
 
 // TensorRGB is Tensor for decoded RGB pixels (mode "RGB").
 func (p *TorchvisionPipeline) TensorRGB(img *RGB, dst []float32) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	im, err := pilOfRGB(img, p.lim)
-	if err != nil {
-		return err
-	}
-	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, &p.lut) })
+	return tvTensor(p, func() (*pilImage, error) { return pilOfRGB(img, p.lim) }, dst, &p.lut)
 }
 
 // TensorRGBHalf is TensorRGB writing binary16 values, as ImagePipeline.TensorRGBHalf.
 func (p *TorchvisionPipeline) TensorRGBHalf(img *RGB, dst []float16.Float16) error {
+	return tvTensor(p, func() (*pilImage, error) { return pilOfRGB(img, p.lim) }, dst, &p.hlut)
+}
+
+// tvTensor writes the tensor of the image open gives into dst through lut
+// (Tensor, TensorRGB and their half-precision forms).
+func tvTensor[T float32 | float16.Float16](p *TorchvisionPipeline, open func() (*pilImage, error), dst []T, lut *[3][256]T) error {
 	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
 		return err
 	}
-	im, err := pilOfRGB(img, p.lim)
+	im, err := open()
 	if err != nil {
 		return err
 	}
-	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, &p.hlut) })
+	defer im.release()
+	return p.tensorOf(im, func(crop []byte) { writePlanes(dst, crop, lut) })
 }
 
 func (p *TorchvisionPipeline) tensorOf(im *pilImage, write func(crop []byte)) error {
