@@ -34,9 +34,16 @@ const (
 	PrecisionInt8 = "int8"
 )
 
-// FormatVersion is the manifest format this code writes; it reads any
-// version up to it.
-const FormatVersion = 1
+// FormatVersion is the newest manifest format this code reads (any version
+// up to it) and writes. Format 2 adds pixel_type: a directory whose image
+// graph takes float16 pixel_values is written as format 2, so that builds
+// that know only format 1 (and would feed it float32) refuse it by name at
+// start-up; every other directory is still written as format 1, byte for
+// byte as before.
+const FormatVersion = 2
+
+// formatPixelType is the first format with Manifest.PixelType.
+const formatPixelType = 2
 
 // ErrNoManifest means a directory has no model.json.
 var ErrNoManifest = errors.New("no " + ManifestFile)
@@ -67,6 +74,11 @@ type TextSpec struct {
 }
 
 // Manifest is model.json.
+//
+// PixelType is float16 for --fp16 directories written since format 2: their
+// image graph takes half-precision pixel_values, which the host writes
+// directly (models.Session checks the graph agrees). Empty means float32, as
+// in every format-1 directory, the fp16 ones included (they cast inside).
 type Manifest struct {
 	Format       int              `json:"format"`
 	Kind         Kind             `json:"kind"`
@@ -75,6 +87,7 @@ type Manifest struct {
 	EmbeddingDim int              `json:"embedding_dim"`
 	Precision    string           `json:"precision"` // PrecisionFloat32, PrecisionFloat16 or PrecisionInt8
 	Fused        bool             `json:"fused"`
+	PixelType    string           `json:"pixel_type,omitempty"` // pixel_values' element type: PrecisionFloat16, or "" for float32 (see below)
 	Image        *ImageSpec       `json:"image,omitempty"`
 	Text         *TextSpec        `json:"text,omitempty"`
 	Graphs       map[string]Graph `json:"graphs"`            // "vision", "text", ...
@@ -116,6 +129,12 @@ func (m *Manifest) validate(dir string) error {
 	if m.Version == "" {
 		return errors.New("manifest has no version")
 	}
+	switch {
+	case m.PixelType != "" && m.PixelType != PrecisionFloat16:
+		return fmt.Errorf("manifest pixel_type %q: want %q or none (float32)", m.PixelType, PrecisionFloat16)
+	case m.PixelType != "" && m.Format < formatPixelType:
+		return fmt.Errorf("manifest pixel_type needs format %d or later, it says %d", formatPixelType, m.Format)
+	}
 	need := map[Kind][]string{KindCLIP: {"vision", "text"}, KindHP: {"vision"}, KindImageReward: {"vision", "text"}, KindAesthetic: {"vision"}}[m.Kind]
 	if need == nil {
 		return fmt.Errorf("unknown model kind %q", m.Kind)
@@ -153,10 +172,14 @@ func (m *Manifest) validate(dir string) error {
 	return nil
 }
 
-// WriteManifest writes dir/model.json atomically.
+// WriteManifest writes dir/model.json atomically. A manifest without a
+// format gets the oldest one that holds it: 1, or 2 with a pixel_type.
 func WriteManifest(dir string, m *Manifest) error {
 	if m.Format == 0 {
-		m.Format = FormatVersion
+		m.Format = 1
+		if m.PixelType != "" {
+			m.Format = formatPixelType
+		}
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

@@ -47,6 +47,10 @@ func Open(dir string, o SessionOptions) (*Model, error) {
 		}
 		m.sessions[name] = s
 	}
+	if err := m.checkPixelType(); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
 	return m, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/x448/float16"
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/icthp/icthp/models/ortlib"
@@ -117,7 +118,8 @@ func (o SessionOptions) ortOptions() (*ort.SessionOptions, error) {
 	return so, nil
 }
 
-// Session runs one graph: one input, one or more float32 outputs.
+// Session runs one graph: one input (float32, float16 or int64), one or more
+// float32 outputs.
 type Session struct {
 	sess     *ort.DynamicAdvancedSession
 	input    ort.InputOutputInfo
@@ -147,6 +149,11 @@ func OpenSession(path, input string, outputs []string, o SessionOptions) (*Sessi
 	}
 	if !found || len(ins) != 1 {
 		return nil, fmt.Errorf("%s: graph inputs %v do not match the manifest's %q", path, names(ins), input)
+	}
+	switch s.input.DataType {
+	case ort.TensorElementDataTypeFloat, ort.TensorElementDataTypeFloat16, ort.TensorElementDataTypeInt64:
+	default:
+		return nil, fmt.Errorf("%s: input %s is %v, want float32, float16 or int64", path, input, s.input.DataType)
 	}
 	for _, want := range outputs {
 		found := false
@@ -218,12 +225,25 @@ func (s *Session) rowLen() int {
 }
 
 // RunFloat runs a float32 input of n items laid out row after row, and
-// returns each output as n rows.
+// returns each output as n rows. A graph whose input is float16 (an --fp16
+// image graph) gets each run's rows rounded to half precision first
+// (HalfFromFloat32, as the Cast inside older fp16 graphs rounds); RunHalf
+// spares that pass and the float32 buffer.
 func (s *Session) RunFloat(ctx context.Context, in []float32, n int) ([][]float32, error) {
 	return runBatches(ctx, s, n, func(lo, hi int) (ort.Value, error) {
-		shape := append(ort.Shape{int64(hi - lo)}, s.input.Dimensions[1:]...)
-		return ort.NewTensor(shape, in[lo*s.rowLen():hi*s.rowLen()])
+		rows := in[lo*s.rowLen() : hi*s.rowLen()]
+		if s.HalfInput() {
+			h := make([]float16.Float16, len(rows))
+			HalfFromFloat32(h, rows)
+			return ort.NewCustomDataTensor(s.batchShape(lo, hi), halfAsBytes(h), ort.TensorElementDataTypeFloat16)
+		}
+		return ort.NewTensor(s.batchShape(lo, hi), rows)
 	}, len(in))
+}
+
+// batchShape is the input shape of the run of items lo..hi.
+func (s *Session) batchShape(lo, hi int) ort.Shape {
+	return append(ort.Shape{int64(hi - lo)}, s.input.Dimensions[1:]...)
 }
 
 // RunInt64 is RunFloat for an int64 input (token ids).

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/x448/float16"
 )
 
 // ImageOptions configures the image pipeline. ShortestEdge, CropSize, Mean and Std come
@@ -42,9 +44,12 @@ func NewImagePipeline(o ImageOptions) (*ImagePipeline, error) {
 // pixels between the decoder and the crop (*pixbuf, *pilImage); the three functions are
 // where the two pipelines differ.
 type pipeline[S interface{ release() }] struct {
-	opt    ImageOptions
-	lim    limits
-	lut    [3][256]float32 // normalised value of each uint8 per channel
+	opt ImageOptions
+	lim limits
+	lut [3][256]float32 // normalised value of each uint8 per channel
+	// hlut is lut rounded to binary16 (to nearest-even, as onnxruntime's
+	// Cast): the half-precision tensors are written through it directly.
+	hlut   [3][256]float16.Float16
 	decode func(data []byte, lim limits) (S, error)
 	ofRGB  func(img *RGB, lim limits) (S, error)
 	crop   func(o ImageOptions, im S, out []byte) error // the CropSize² RGB crop into out
@@ -57,7 +62,9 @@ func newPipeline[S interface{ release() }](o ImageOptions, norm func(v uint8, me
 	if err := o.validate(); err != nil {
 		return pipeline[S]{}, err
 	}
-	return pipeline[S]{opt: o, lim: o.limits(), lut: normTable(o, norm), decode: decode, ofRGB: ofRGB, crop: crop}, nil
+	p := pipeline[S]{opt: o, lim: o.limits(), lut: normTable(o, norm), decode: decode, ofRGB: ofRGB, crop: crop}
+	p.hlut = halfTable(&p.lut)
+	return p, nil
 }
 
 // Options returns the options the pipeline was built with.
@@ -98,30 +105,46 @@ func (p *pipeline[S]) cropRGB(im S) (*RGB, error) {
 // Tensor decodes data and writes the normalised CHW float32 tensor (3 × CropSize ×
 // CropSize values, the model's pixel_values[0]) into dst.
 func (p *pipeline[S]) Tensor(data []byte, dst []float32) error {
-	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
-		return err
-	}
-	im, err := p.decode(data, p.lim)
-	if err != nil {
-		return err
-	}
-	defer im.release()
-	return p.tensorOf(im, dst)
+	return tensorOf(p, p.decoded(data), dst, &p.lut)
 }
 
 // TensorRGB is Tensor for already decoded pixels.
 func (p *pipeline[S]) TensorRGB(img *RGB, dst []float32) error {
+	return tensorOf(p, p.ofRGBFunc(img), dst, &p.lut)
+}
+
+// TensorHalf is Tensor writing binary16 values (for --fp16 graphs that take
+// float16 pixel_values): each is Tensor's float32 value rounded to nearest-even, as
+// a Cast to float16 rounds it, written in the same single pass over the crop (a table
+// lookup per value, no float32 buffer). dst holds TensorLen values.
+func (p *pipeline[S]) TensorHalf(data []byte, dst []float16.Float16) error {
+	return tensorOf(p, p.decoded(data), dst, &p.hlut)
+}
+
+// TensorRGBHalf is TensorRGB writing binary16 values, as TensorHalf.
+func (p *pipeline[S]) TensorRGBHalf(img *RGB, dst []float16.Float16) error {
+	return tensorOf(p, p.ofRGBFunc(img), dst, &p.hlut)
+}
+
+func (p *pipeline[S]) decoded(data []byte) func() (S, error) {
+	return func() (S, error) { return p.decode(data, p.lim) }
+}
+
+func (p *pipeline[S]) ofRGBFunc(img *RGB) func() (S, error) {
+	return func() (S, error) { return p.ofRGB(img, p.lim) }
+}
+
+// tensorOf writes the tensor of the pixels open gives into dst through lut
+// (float32 values, or binary16 through the rounded table).
+func tensorOf[S interface{ release() }, T float32 | float16.Float16](p *pipeline[S], open func() (S, error), dst []T, lut *[3][256]T) error {
 	if err := checkTensorBuf(dst, p.TensorLen()); err != nil {
 		return err
 	}
-	im, err := p.ofRGB(img, p.lim)
+	im, err := open()
 	if err != nil {
 		return err
 	}
-	return p.tensorOf(im, dst)
-}
-
-func (p *pipeline[S]) tensorOf(im S, dst []float32) error {
+	defer im.release() // frees only what the decoder pooled, never the caller's RGB
 	cs := p.opt.CropSize
 	sc := getScratch()
 	defer putScratch(sc)
@@ -129,7 +152,7 @@ func (p *pipeline[S]) tensorOf(im S, dst []float32) error {
 	if err := p.crop(p.opt, im, crop); err != nil {
 		return err
 	}
-	writePlanes(dst, crop, &p.lut)
+	writePlanes(dst, crop, lut)
 	return nil
 }
 
@@ -173,8 +196,18 @@ func normTable(o ImageOptions, norm func(v uint8, mean, std float32) float32) (t
 	return t
 }
 
+// halfTable is t rounded to binary16, to nearest-even (float16.Fromfloat32).
+func halfTable(t *[3][256]float32) (h [3][256]float16.Float16) {
+	for c := range t {
+		for v, x := range t[c] {
+			h[c][v] = float16.Fromfloat32(x)
+		}
+	}
+	return h
+}
+
 // checkTensorBuf refuses a tensor buffer shorter than the n values a pipeline writes.
-func checkTensorBuf(dst []float32, n int) error {
+func checkTensorBuf[T float32 | float16.Float16](dst []T, n int) error {
 	if len(dst) < n {
 		return fmt.Errorf("preprocess: tensor buffer has %d values, need %d", len(dst), n)
 	}
@@ -182,8 +215,8 @@ func checkTensorBuf(dst []float32, n int) error {
 }
 
 // writePlanes normalises an RGB crop (HWC bytes) through lut into the three CHW planes
-// at the start of dst.
-func writePlanes(dst []float32, crop []byte, lut *[3][256]float32) {
+// at the start of dst: float32 values, or binary16 ones through the rounded table.
+func writePlanes[T float32 | float16.Float16](dst []T, crop []byte, lut *[3][256]T) {
 	plane := len(crop) / 3
 	r, g, b := dst[0:plane], dst[plane:2*plane], dst[2*plane:3*plane]
 	lr, lg, lb := &lut[0], &lut[1], &lut[2]

@@ -102,6 +102,15 @@ bisect() {
 }
 mkdir -p "$w/forms"; : >"$w/forms/ok"
 left 60 && bisect || skip forms
+# --- fp16 pixels: the --fp16 graph takes float16 pixel_values (the host rounds them); the older form took float32
+# and cast inside. Same seeded weights: on CUDA the two give the same bits; on the CPU (dry run) they differ a
+# little, as README "GPUs" explains. Each form's images/s shows what halving the input bytes is worth. -----------
+if left 60; then
+	ppreset=${FORMS_PRESET:-vit-b-32} pbatch=64
+	[ $dry = 1 ] && ppreset=tiny pbatch=8
+	"$benchtool" pixels --preset "$ppreset" --batch $pbatch --provider $provider >>"$out/results.jsonl" 2>"$w/pixels.err" ||
+		fail fp16-pixels "$w/pixels.err"
+else skip fp16-pixels; fi
 # The ViT-H graphs use the most fused form that ran: fp16 prefers MultiHeadAttention (flash kernels).
 pick() { for f in "$@"; do grep -qx "$f $prec" "$w/forms/ok" && { echo "$f"; return; }; done; echo unfused; }
 prec=fp32 form32=$(pick fused attention,skiplayernorm,gelu skiplayernorm,gelu gelu skiplayernorm)

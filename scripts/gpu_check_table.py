@@ -84,7 +84,14 @@ def table(out):
                 r["check"], fmt(r["max_abs_d_hp_logit"], "%.2e"), fmt(r["max_abs_d_ict"], "%.2e"),
                 fmt(r["pair_agreement_hp"], "%.3f"),
                 "" if "pass" not in r else ("PASS (<= %g)" % r["bound"] if r["pass"] else "FAIL (> %g)" % r["bound"])))
-    batches = sorted({r["batch"] for r in rows if "batch" in r})
+    for r in rows:
+        if r.get("step") == "pixels":
+            print("\n-- fp16 pixel_values: float16 input (host-rounded) vs float32 cast inside (%s, batch %d) --" % (r["preset"], r["batch"]))
+            print("outputs %s (max|Δ| %.2e)%s; images/s float16 input %.1f, float32 input %.1f" % (
+                "identical" if r["identical"] else "differ", r["max_abs_diff"],
+                "" if r["identical"] or r["provider"] != "cpu" else " (expected on the CPU provider: README GPUs)",
+                r["float16_images_per_s"], r["float32_images_per_s"]))
+    batches = sorted({r["batch"] for r in rows if "batch" in r and r.get("step") != "pixels"})
     lines = {}
     for r in rows:
         if "engine" in r and "best_img_s" in r:  # torch_anchor.py time

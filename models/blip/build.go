@@ -32,8 +32,9 @@ import (
 //     are written in standard operators (the contrib Attention takes float weights) and
 //     the last text layer is computed at every position, so that plain and fused int8
 //     graphs still compute the same function.
-//   - FP16 stores every weight as float16 and computes in float16. The graphs' inputs and
-//     outputs keep their types (pixel_values and image_tokens float32, input_ids and
+//   - FP16 stores every weight as float16 and computes in float16. pixel_values is
+//     float16 (build.PixelInput; float32 with FP32Pixels, the older form); the other
+//     inputs and the outputs keep their types (image_tokens float32, input_ids and
 //     attention_mask int64, the score float32), so the vision graph still feeds the text
 //     graph and the scorer is unchanged. The padding mask's −10000 is exact in float16.
 type BuildOptions = build.Options
@@ -43,7 +44,7 @@ var ErrOptions = build.ErrOptions
 
 // Tensor names of the graphs' inputs and outputs, recorded in model.json.
 const (
-	InputPixels      = "pixel_values"   // vision.onnx input, float32 [B,3,S,S]
+	InputPixels      = "pixel_values"   // vision.onnx input, float32 [B,3,S,S] (float16 in FP16 graphs)
 	OutputTokens     = "image_tokens"   // vision.onnx output, float32 [B,N+1,Dv]
 	InputIDs         = "input_ids"      // text.onnx input, int64 [B,L]
 	InputMask        = "attention_mask" // text.onnx input, int64 [B,L] (1 = token, 0 = padding)
@@ -242,9 +243,9 @@ func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 	g, v := b.g, &c.Vision
 	D, P, S, T := v.Width, v.PatchSize, v.ImageSize, v.NumTokens()
 	p := VisionPrefix
-	px := g.Input(InputPixels, og.Float, og.P("batch"), og.D(3), og.D(int64(S)), og.D(int64(S)))
+	px := build.PixelInput(g, b.dt, b.opts, InputPixels, og.P("batch"), og.D(3), og.D(int64(S)), og.D(int64(S)))
 	kernel := g.Weight(p+"patch_embed.proj.weight", []int64{int64(D), 3, int64(P), int64(P)}, b.read(p+"patch_embed.proj.weight"))
-	x := g.Op("Conv", []string{b.toCompute(px), kernel, b.vec(p+"patch_embed.proj.bias", D)},
+	x := g.Op("Conv", []string{px, kernel, b.vec(p+"patch_embed.proj.bias", D)},
 		og.AttrInts("kernel_shape", int64(P), int64(P)), og.AttrInts("strides", int64(P), int64(P)))
 	x = g.Op("Reshape", []string{x, g.ConstInt64("shape", []int64{3}, 0, int64(D), -1)})
 	x = g.Op("Transpose", []string{x}, og.AttrInts("perm", 0, 2, 1))

@@ -61,7 +61,10 @@ func WriteDir(w Weights, o DirOptions) (*models.Manifest, error) {
 	for k, v := range o.Source {
 		src[k] = v
 	}
-	precision := models.PrecisionFloat32
+	precision, pixelType := models.PrecisionFloat32, ""
+	if o.Build.HalfPixels() {
+		pixelType = models.PrecisionFloat16
+	}
 	switch {
 	case o.Build.Int8:
 		precision = models.PrecisionInt8
@@ -70,7 +73,7 @@ func WriteDir(w Weights, o DirOptions) (*models.Manifest, error) {
 	}
 	m := &models.Manifest{
 		Kind: models.KindImageReward, Name: name, Version: "imagereward-" + res.Digest[:16],
-		EmbeddingDim: c.Vision.Width, Precision: precision, Fused: o.Build.Fused,
+		EmbeddingDim: c.Vision.Width, Precision: precision, PixelType: pixelType, Fused: o.Build.Fused,
 		Image: &models.ImageSpec{Pipeline: "torchvision", ShortestEdge: c.Vision.ImageSize, CropSize: c.Vision.ImageSize,
 			Mean: models.CLIPMean, Std: models.CLIPStd},
 		Text: &models.TextSpec{Tokenizer: "bert-wordpiece", Vocab: VocabFile, ContextLength: c.ContextLength, Synthetic: o.Synthetic},

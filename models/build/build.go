@@ -16,9 +16,17 @@ type Options struct {
 	// Fused uses onnxruntime's com.microsoft kernels (Attention, SkipLayerNormalization,
 	// BiasGelu, ...) instead of their decomposition into standard operators.
 	Fused bool
-	// FP16 stores weights and computes in half precision (for GPU execution providers);
-	// the graphs' inputs and outputs keep their types, the casts sit inside the graphs.
+	// FP16 stores weights and computes in half precision (for GPU execution providers).
+	// The image input (pixel_values) is float16 too, so the host hands the device half
+	// the bytes and no Cast runs on it; the other inputs (token ids, masks, ImageReward's
+	// image tokens) and every output keep their types (int64, float32), with the casts
+	// inside the graphs (PixelInput, Output).
 	FP16 bool
+	// FP32Pixels, with FP16, keeps pixel_values float32 and casts it inside the graph:
+	// the form --fp16 wrote before float16 inputs (a Cast rounds to nearest-even, as the
+	// host does when it writes float16 pixels, so both forms give the same outputs).
+	// Tests build it to check that; model directories of that form still run.
+	FP32Pixels bool
 	// Int8 stores the Linear weights inside the transformer layers as int8, symmetric per
 	// output column, and runs them with onnxruntime's DynamicQuantizeMatMul (activations
 	// quantised at run time, an integer GEMM, float32 everywhere else): an opt-in for CPU
@@ -29,6 +37,10 @@ type Options struct {
 	// reads it). Not with Fused or Int8.
 	Fuse []FusedKind
 }
+
+// HalfPixels says whether the graphs take pixel_values as float16 (FP16 without
+// FP32Pixels): what the model directory's manifest records as its pixel type.
+func (o Options) HalfPixels() bool { return o.FP16 && !o.FP32Pixels }
 
 // ErrOptions reports build options that cannot go together.
 var ErrOptions = errors.New("incompatible build options")

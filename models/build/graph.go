@@ -67,6 +67,16 @@ func ToCompute(g *og.Graph, dt og.DataType, x string) string {
 	return x
 }
 
+// PixelInput declares the image input name of a graph with compute type dt and returns
+// it in the compute type: a float16 input for FP16 graphs (nothing to cast), else a
+// float32 input, cast inside when the graph computes in float16 (FP32Pixels).
+func PixelInput(g *og.Graph, dt og.DataType, opts Options, name string, dims ...og.Dim) string {
+	if dt == og.Float16 && !opts.FP32Pixels {
+		return g.Input(name, og.Float16, dims...)
+	}
+	return ToCompute(g, dt, g.Input(name, og.Float, dims...))
+}
+
 // Output makes x, of the compute type dt, the float32 graph output name.
 func Output(g *og.Graph, dt og.DataType, x, name string, dims ...og.Dim) {
 	if dt == og.Float16 {

@@ -11,7 +11,8 @@ import (
 
 // BuildOptions choose how a graph is written (build.Options, shared with models/blip).
 // For CLIP: Fused writes onnxruntime's Attention, SkipLayerNormalization, BiasGelu and
-// QuickGelu; FP16 keeps the inputs and outputs float32/int64; Int8 quantises q/k/v,
+// QuickGelu; FP16 takes float16 pixel_values and keeps input_ids int64 and the outputs
+// float32 (casts inside); Int8 quantises q/k/v,
 // out_proj, fc1 and fc2 of every layer, per output channel, and on CPUs with AMX those
 // matmuls take a fifth of the time (see BENCHMARKS.md, "int8").
 type BuildOptions = build.Options
@@ -293,10 +294,10 @@ func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.g, b.d
 func (b *builder) vision(c *Config) string {
 	g, v := b.g, &c.Vision
 	h, p, n := v.HiddenSize, v.PatchSize, c.NumPatches()
-	px := g.Input(InputPixels, og.Float, og.P("batch"), og.D(int64(v.NumChannels)), og.D(int64(v.ImageSize)), og.D(int64(v.ImageSize)))
+	px := build.PixelInput(g, b.dt, b.opts, InputPixels, og.P("batch"), og.D(int64(v.NumChannels)), og.D(int64(v.ImageSize)), og.D(int64(v.ImageSize)))
 	patchW := g.Weight("vision_model.embeddings.patch_embedding.weight", []int64{int64(h), int64(v.NumChannels), int64(p), int64(p)},
 		b.read("vision_model.embeddings.patch_embedding.weight"))
-	x := g.Op("Conv", []string{b.toCompute(px), patchW}, og.AttrInts("kernel_shape", int64(p), int64(p)), og.AttrInts("strides", int64(p), int64(p)))
+	x := g.Op("Conv", []string{px, patchW}, og.AttrInts("kernel_shape", int64(p), int64(p)), og.AttrInts("strides", int64(p), int64(p)))
 	x = g.Op("Reshape", []string{x, g.ConstInt64("shape", []int64{3}, 0, int64(h), -1)})
 	x = g.Op("Transpose", []string{x}, og.AttrInts("perm", 0, 2, 1))
 	// A zero row in front of the patches, then one add of the position

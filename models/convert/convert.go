@@ -266,6 +266,15 @@ func precision(b clip.BuildOptions) string {
 	return models.PrecisionFloat32
 }
 
+// pixelType is the manifest's pixel_type: float16 when the image graph takes
+// half-precision pixels (build.Options.HalfPixels), else none (float32).
+func pixelType(b clip.BuildOptions) string {
+	if b.HalfPixels() {
+		return models.PrecisionFloat16
+	}
+	return ""
+}
+
 func logNotes(w io.Writer, notes []string) {
 	if w == nil {
 		return
@@ -344,7 +353,7 @@ func CLIP(o CLIPOptions) (*models.Manifest, error) {
 	}
 	m := &models.Manifest{
 		Kind: models.KindCLIP, Name: name, Version: version(models.KindCLIP, vd, td),
-		EmbeddingDim: c.ProjectionDim, Precision: precision(o.Build), Fused: o.Build.Fused,
+		EmbeddingDim: c.ProjectionDim, Precision: precision(o.Build), PixelType: pixelType(o.Build), Fused: o.Build.Fused,
 		Image:  img,
 		Text:   &models.TextSpec{Tokenizer: "clip-bpe", Vocab: vname, ContextLength: ctxLen},
 		Graphs: map[string]models.Graph{"vision": vis, "text": txt},
@@ -413,7 +422,7 @@ func HP(o HPOptions) (*models.Manifest, error) {
 	src.desc["head"] = o.Head
 	m := &models.Manifest{
 		Kind: models.KindHP, Name: name, Version: version(models.KindHP, vd),
-		EmbeddingDim: c.ProjectionDim, Precision: precision(o.Build), Fused: o.Build.Fused,
+		EmbeddingDim: c.ProjectionDim, Precision: precision(o.Build), PixelType: pixelType(o.Build), Fused: o.Build.Fused,
 		Image: img, Graphs: map[string]models.Graph{"vision": vis},
 		Source: src.desc, Notes: src.notes,
 	}
@@ -448,7 +457,7 @@ func Random(o RandomOptions) (*models.Manifest, error) {
 		Mean: models.CLIPMean, Std: models.CLIPStd}
 	m := &models.Manifest{
 		Kind: o.Kind, Name: fmt.Sprintf("random-%s-%s", o.Kind, o.Preset), EmbeddingDim: c.ProjectionDim,
-		Precision: precision(o.Build), Fused: o.Build.Fused, Image: img,
+		Precision: precision(o.Build), PixelType: pixelType(o.Build), Fused: o.Build.Fused, Image: img,
 		Source: map[string]any{"random": map[string]any{"preset": o.Preset, "seed": o.Seed}},
 		Notes:  []string{"random weights: scores are meaningless; for tests, demos and benchmarks"},
 	}

@@ -187,7 +187,7 @@ func writeDual(c *clip.Config, w clip.Weights, d dualOut) (*models.Manifest, err
 		pipeline = PipelineTorchvision // open_clip's eval transform
 	}
 	m := &models.Manifest{
-		Kind: models.KindCLIP, Name: d.name, EmbeddingDim: c.ProjectionDim, Precision: precision(d.build), Fused: d.build.Fused,
+		Kind: models.KindCLIP, Name: d.name, EmbeddingDim: c.ProjectionDim, Precision: precision(d.build), PixelType: pixelType(d.build), Fused: d.build.Fused,
 		Image: &models.ImageSpec{Pipeline: pipeline, ShortestEdge: c.Vision.ImageSize, CropSize: c.Vision.ImageSize,
 			Mean: models.CLIPMean, Std: models.CLIPStd},
 		Text:   &models.TextSpec{Tokenizer: "clip-bpe", Vocab: vname, ContextLength: ctxLen, Synthetic: d.synthetic},
@@ -265,7 +265,7 @@ func writeAesthetic(c *clip.Config, backbone, head clip.Weights, img *models.Ima
 	f, _ := models.NewFormula(models.FormulaAesthetic, 0)
 	m := &models.Manifest{
 		Kind: models.KindAesthetic, Name: name, Version: version(models.KindAesthetic, vd, img.Pipeline),
-		EmbeddingDim: c.ProjectionDim, Precision: precision(build), Fused: build.Fused,
+		EmbeddingDim: c.ProjectionDim, Precision: precision(build), PixelType: pixelType(build), Fused: build.Fused,
 		Image: img, Graphs: map[string]models.Graph{"vision": vis}, Formula: f,
 		Source: desc, Notes: notes,
 	}

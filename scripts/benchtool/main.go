@@ -14,7 +14,13 @@
 //	benchtool time --model DIR --batch N [--runs R] [--threads T] [--provider P] [--text]
 //	    one warm-up run, then R timed runs of the vision graph at batch N;
 //	    prints one JSON object with the seconds of each run and the best and
-//	    median images/s (--text: one line).
+//	    median images/s (--text: one line). An --fp16 model whose graph takes
+//	    float16 pixels is fed halves made before the runs (EncodeImagesHalf).
+//	benchtool pixels --preset P [--batch N] [--runs R] [--provider P]
+//	    an --fp16 HP graph of seeded random weights in both forms, float16
+//	    pixel_values and the older float32 one cast inside: whether they give
+//	    the same bits on the same (rounded) pixels, and each one's images/s;
+//	    one JSON object {"step": "pixels", ...}.
 package main
 
 import (
@@ -34,6 +40,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/x448/float16"
+
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
@@ -41,7 +49,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool hf|encode|time [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool hf|encode|time|pixels [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -52,8 +60,10 @@ func main() {
 		err = encode(os.Args[2:])
 	case "time":
 		err = timeRuns(os.Args[2:])
+	case "pixels":
+		err = comparePixels(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want hf, encode or time", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want hf, encode, time or pixels", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchtool:", err)
@@ -191,7 +201,13 @@ func timeRuns(args []string) error {
 		px[i] = float32(rng.NormFloat64())
 	}
 	ctx := context.Background()
-	if _, err := m.EncodeImages(ctx, px, *batch); err != nil { // warm-up
+	encode := func() error { _, err := m.EncodeImages(ctx, px, *batch); return err }
+	if m.HalfPixels() {
+		h := make([]float16.Float16, len(px))
+		models.HalfFromFloat32(h, px)
+		encode = func() error { _, err := m.EncodeImagesHalf(ctx, h, *batch); return err }
+	}
+	if err := encode(); err != nil { // warm-up
 		return err
 	}
 	// Wall-clock seconds, and the CPU seconds the process spent (every
@@ -200,7 +216,7 @@ func timeRuns(args []string) error {
 	secs, cpu := make([]float64, *runs), make([]float64, *runs)
 	for i := range secs {
 		start, c0 := time.Now(), cpuSeconds()
-		if _, err := m.EncodeImages(ctx, px, *batch); err != nil {
+		if err := encode(); err != nil {
 			return err
 		}
 		secs[i], cpu[i] = time.Since(start).Seconds(), cpuSeconds()-c0
@@ -216,7 +232,7 @@ func timeRuns(args []string) error {
 	}
 	return writeJSON(os.Stdout, map[string]any{
 		"engine": "icthp (onnxruntime)", "model": m.Manifest.Name, "fused": m.Manifest.Fused,
-		"precision": m.Manifest.Precision, "provider": *provider,
+		"precision": m.Manifest.Precision, "pixels": pixelType(m), "provider": *provider,
 		"batch": *batch, "threads": *threads, "cores": runtime.NumCPU(), "seconds": secs,
 		"best_images_per_s": best, "median_images_per_s": median,
 		"cpu_seconds": cpu, "cpu_seconds_per_image": cpuPerImage,
