@@ -25,23 +25,9 @@ var Entry = scorer.Entry{
 
 // Open opens an `hp` model directory; the closer releases its session.
 func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-	md, err := models.Open(dir, o.Session)
-	if err != nil {
-		return nil, nil, err
-	}
-	var enc Encoder = md
-	if o.Encoder != nil {
-		if enc, err = o.Encoder(Name, md); err != nil {
-			md.Close()
-			return nil, nil, err
-		}
-	}
-	s, err := New(dir, md.Manifest, enc)
-	if err != nil {
-		md.Close()
-		return nil, nil, err
-	}
-	return s, md, nil
+	return scorer.OpenGraphs(dir, o, Name, func(man *models.Manifest, enc models.BatchEncoder) (scorer.Scorer, error) {
+		return New(dir, man, enc)
+	})
 }
 
 // Image is the scorer's image side: CLIP preprocessing, then backbone and

@@ -8,13 +8,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"path/filepath"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/preprocess/text"
+	"github.com/icthp/icthp/scorer"
 )
+
+// Name is the model's name in requests, responses and flags.
+const Name = "ict"
+
+// Entry is ICT's registry entry: a `clip` model directory, scored as the
+// cosine of the text and image embeddings.
+var Entry = scorer.Entry{
+	Spec: scorer.Spec{Name: Name, Kind: models.KindCLIP, Help: "ICT model directory (clip kind)",
+		Outputs: []scorer.Output{{Name: Name, Product: true}}, RankBy: Name, Prompt: true,
+		ImageKind: cache.KindImage, Embeds: true},
+	Open: Open,
+}
+
+// Open opens a `clip` model directory as an ICT scorer; the closer
+// releases its sessions.
+func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
+	return scorer.OpenGraphs(dir, o, Name, func(man *models.Manifest, enc models.BatchEncoder) (scorer.Scorer, error) {
+		return New(dir, man, enc)
+	})
+}
 
 // Encoder runs the model's graphs; *models.Model is one, and so is a dynamic
 // batcher in front of it.

@@ -10,6 +10,7 @@ import (
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
@@ -32,7 +33,7 @@ func BenchmarkAgainstICTHP(b *testing.B) {
 	if irDir == "" || ictDir == "" || hpDir == "" {
 		b.Skip("set ICTHP_BENCH_IR, ICTHP_BENCH_ICT and ICTHP_BENCH_HP to model directories")
 	}
-	needORT(b)
+	orttest.Need(b)
 	var images []scoring.Image
 	for _, n := range []string{"apple.jpg", "sunset.png", "checkers.webp"} {
 		data, err := os.ReadFile(filepath.Join("..", "testdata", "demo", n))
@@ -124,7 +125,7 @@ func BenchmarkInt8(b *testing.B) {
 	if dirs[0] == "" || dirs[1] == "" {
 		b.Skip("set ICTHP_BENCH_IR and ICTHP_BENCH_IR8 to float32 and int8 ImageReward model directories")
 	}
-	needORT(b)
+	orttest.Need(b)
 	var images []scoring.Image
 	for _, n := range []string{"apple.jpg", "sunset.png", "checkers.webp"} {
 		data, err := os.ReadFile(filepath.Join("..", "testdata", "demo", n))

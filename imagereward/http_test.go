@@ -16,6 +16,7 @@ import (
 
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
@@ -31,7 +32,7 @@ import (
 // the only model), /v1/models lists it; every number equals the scorer's
 // own.
 func TestHTTPImageRewardBesideHP(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	ir, ts := imageRewardBesideHPServer(t)
 
 	images := readImages(t, "rgb8_100x80.png", "p8_310x215.gif")

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 )
@@ -30,7 +31,7 @@ func (c *countingEncoder) EncodeImages(ctx context.Context, px []float32, n int)
 // the scores are the unwrapped scorer's, and a batcher there gives the same
 // scores too; a failing Vision fails Open with its error.
 func TestVisionHook(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	dir := t.TempDir()
 	if _, err := blip.WriteRandomDir(blip.PresetTiny, 4, dir, blip.BuildOptions{Fused: true}); err != nil {
 		t.Fatal(err)
