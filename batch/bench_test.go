@@ -13,8 +13,8 @@ import (
 	"github.com/icthp/icthp/batch/batchtest"
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/scorer"
 )
@@ -57,9 +57,7 @@ func BenchmarkBatchAgainstRaw(b *testing.B) {
 	n, size := envInt("ICTHP_BENCH_IMAGES", 2000), envInt("ICTHP_BENCH_SIZE", 512)
 	bs, rounds := envInt("ICTHP_BENCH_BATCH", 16), envInt("ICTHP_BENCH_ROUNDS", 4)
 	inflight := envInt("ICTHP_BENCH_INFLIGHT", DefaultInFlight)
-	if _, err := ortlib.Init(""); err != nil {
-		b.Skip(err)
-	}
+	orttest.Need(b)
 	per := n / rounds
 	dirs := benchFolders(b, n, size, rounds)
 	set, err := modelset.Open(modelset.Options{Dirs: map[string]string{ict.Name: ictDir, hp.Name: hpDir},
