@@ -106,23 +106,22 @@ func (p part) name(f Format) string { return fmt.Sprintf("part-%05d.%s", p.index
 
 // setDefaults fills the options left zero with their defaults.
 func (o *Options) setDefaults() {
-	if o.BatchSize <= 0 {
-		o.BatchSize = DefaultBatchSize
-	}
-	if o.PartSize <= 0 {
-		o.PartSize = DefaultPartSize
-	}
-	if o.InFlight <= 0 {
-		o.InFlight = DefaultInFlight
-	}
-	if o.Decoders <= 0 {
-		// As many as there are cores: they only ever work a batch or two
-		// ahead, so on a CPU they cost no more than fewer would, and with
-		// the encoders on a GPU the CPU's cores are all theirs.
-		o.Decoders = runtime.GOMAXPROCS(0)
-	}
+	orDefault(&o.BatchSize, DefaultBatchSize)
+	orDefault(&o.PartSize, DefaultPartSize)
+	orDefault(&o.InFlight, DefaultInFlight)
+	// Decoders: as many as there are cores. They only ever work a batch or
+	// two ahead, so on a CPU they cost no more than fewer would, and with
+	// the encoders on a GPU the CPU's cores are all theirs.
+	orDefault(&o.Decoders, runtime.GOMAXPROCS(0))
 	if o.Shard.N == 0 {
 		o.Shard = Shard{0, 1}
+	}
+}
+
+// orDefault sets *v to def when it is not positive.
+func orDefault(v *int, def int) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 

@@ -7,12 +7,35 @@ package hp
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 )
+
+// Name is the model's name in requests, responses and flags.
+const Name = "hp"
+
+// Entry is HP's registry entry: an `hp` model directory (backbone + head),
+// scored without a prompt. Its cached features are the head's logit (as
+// Scalars[0]) and the backbone's embedding.
+var Entry = scorer.Entry{
+	Spec: scorer.Spec{Name: Name, Kind: models.KindHP, Help: "HP model directory (hp kind)",
+		Outputs: []scorer.Output{{Name: "hp", Product: true}, {Name: "hp_logit"}}, RankBy: "hp_logit",
+		ImageKind: cache.KindHP, Embeds: true},
+	Open: Open,
+}
+
+// Open opens an `hp` model directory; the closer releases its session.
+func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
+	return scorer.OpenGraphs(dir, o, Name, func(man *models.Manifest, enc models.BatchEncoder) (scorer.Scorer, error) {
+		return New(dir, man, enc)
+	})
+}
 
 // Encoder runs the HP graph; *models.Model is one, and so is a batcher.
 type Encoder interface {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -60,11 +59,7 @@ func TestScorerAgainstReference(t *testing.T) {
 				t.Errorf("version %q", s.Version())
 			}
 			const n = 3
-			rng := rand.New(rand.NewPCG(5, 6))
-			px := make([]float32, n*s.Images().TensorLen())
-			for i := range px {
-				px[i] = float32(rng.NormFloat64())
-			}
+			px := testmodels.NormalPixels(n*s.Images().TensorLen(), 5, 6)
 			res, err := s.Score(context.Background(), px, n)
 			if err != nil {
 				t.Fatal(err)

@@ -3,7 +3,6 @@ package ict_test
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -98,11 +97,7 @@ func TestScorerAgainstReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 2
-	rng := rand.New(rand.NewPCG(1, 2))
-	px := make([]float32, n*s.Images().TensorLen())
-	for i := range px {
-		px[i] = float32(rng.NormFloat64())
-	}
+	px := testmodels.NormalPixels(n*s.Images().TensorLen(), 1, 2)
 	images, err := s.EmbedImages(context.Background(), px, n)
 	if err != nil {
 		t.Fatal(err)

@@ -37,11 +37,7 @@ func (m imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]score
 	if err != nil {
 		return nil, err
 	}
-	out := make([]scorer.Features, len(emb))
-	for i, e := range emb {
-		out[i] = scorer.Features{Vec: e}
-	}
-	return out, nil
+	return scorer.Embeddings(emb), nil
 }
 
 // TextSide is the text side of a CLIP dual encoder, ICT's and the reward

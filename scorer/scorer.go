@@ -74,6 +74,16 @@ type Features struct {
 	Scalars []float64
 }
 
+// Embeddings are the features of images that are embeddings only (no
+// scalars): one Features per vector.
+func Embeddings(vecs [][]float32) []Features {
+	out := make([]Features, len(vecs))
+	for i, v := range vecs {
+		out[i] = Features{Vec: v}
+	}
+	return out
+}
+
 // ImageEncoder is a model's image side.
 type ImageEncoder interface {
 	// Preprocess is how one image becomes one row of Encode's input.

@@ -175,21 +175,18 @@ func (s imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]score
 	if err != nil {
 		return nil, err
 	}
-	feats := make([]scorer.Features, n)
 	if s.m.man.Kind == models.KindAesthetic {
 		// outputs: aesthetic [n], image_embeds [n, D]
 		if len(outs) != 2 || len(outs[0]) != n {
 			return nil, fmt.Errorf("aesthetic graph gave %d outputs, want the score and the embedding", len(outs))
 		}
+		feats := make([]scorer.Features, n)
 		for i, e := range ict.Rows(outs[1], n, true) {
 			feats[i] = scorer.Features{Vec: e, Scalars: []float64{float64(outs[0][i])}}
 		}
 		return feats, nil
 	}
-	for i, e := range ict.Rows(outs[0], n, true) {
-		feats[i] = scorer.Features{Vec: e}
-	}
-	return feats, nil
+	return scorer.Embeddings(ict.Rows(outs[0], n, true)), nil
 }
 
 // Cosines returns each pair's cosine: the dot product of its normalised

@@ -3,7 +3,6 @@ package zooscorer_test
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/icthp/icthp/hpsv2"
 	"github.com/icthp/icthp/internal/clipref"
 	"github.com/icthp/icthp/internal/orttest"
+	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
@@ -109,7 +109,7 @@ func TestEntriesMatchReference(t *testing.T) {
 				t.Errorf("NeedsRGB = %v, want %v (pipeline %s)", got, tc.needsRGB, s.Manifest().Image.Pipeline)
 			}
 			ref := tinyRef(t, tc.kind, preset, seed)
-			px := pixels(n)
+			px := testmodels.NormalPixels(n*3*224*224, 11, 12)
 			feats, err := s.Image().Encode(context.Background(), px, n)
 			if err != nil {
 				t.Fatal(err)
@@ -148,15 +148,6 @@ func TestEntriesMatchReference(t *testing.T) {
 			t.Logf("%s within %.2g of the float64 reference (scores %v)", tc.kind, worst, want)
 		})
 	}
-}
-
-func pixels(n int) []float32 {
-	rng := rand.New(rand.NewPCG(11, 12))
-	px := make([]float32, n*3*224*224)
-	for i := range px {
-		px[i] = float32(rng.NormFloat64())
-	}
-	return px
 }
 
 // encodePrompt tokenizes the prompt through the scorer (checking the
