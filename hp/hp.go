@@ -7,7 +7,6 @@ package hp
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 
 	"github.com/icthp/icthp/cache"
@@ -27,14 +26,9 @@ var Entry = scorer.Entry{
 	Spec: scorer.Spec{Name: Name, Kind: models.KindHP, Help: "HP model directory (hp kind)",
 		Outputs: []scorer.Output{{Name: "hp", Product: true}, {Name: "hp_logit"}}, RankBy: "hp_logit",
 		ImageKind: cache.KindHP, Embeds: true},
-	Open: Open,
-}
-
-// Open opens an `hp` model directory; the closer releases its session.
-func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-	return scorer.OpenGraphs(dir, o, Name, func(man *models.Manifest, enc models.BatchEncoder) (scorer.Scorer, error) {
-		return New(dir, man, enc)
-	})
+	Open: scorer.GraphOpener(Name, func(dir string, man *models.Manifest, enc models.BatchEncoder) (*Scorer, error) {
+		return New(dir, man, enc) // an HP graph needs only the image side of the encoder
+	}),
 }
 
 // Encoder runs the HP graph; *models.Model is one, and so is a batcher.

@@ -9,7 +9,9 @@ import (
 
 // Image is the scorer's image side: CLIP preprocessing, then backbone and
 // head.
-func (s *Scorer) Image() scorer.ImageEncoder { return imageSide{s} }
+func (s *Scorer) Image() scorer.ImageEncoder {
+	return scorer.ImageSide{Prep: scorer.CLIPPreprocess(s.images), Run: s.imageFeatures}
+}
 
 // Text is nil: HP needs no prompt.
 func (s *Scorer) Text() scorer.TextEncoder { return nil }
@@ -27,12 +29,9 @@ func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, erro
 	return out, nil
 }
 
-type imageSide struct{ s *Scorer }
-
-func (m imageSide) Preprocess() scorer.Preprocessor { return scorer.CLIPPreprocess(m.s.images) }
-
-func (m imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	res, err := m.s.Score(ctx, pixels, n)
+// imageFeatures are the logit (Scalars[0]) and the embedding of each image.
+func (s *Scorer) imageFeatures(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
+	res, err := s.Score(ctx, pixels, n)
 	if err != nil {
 		return nil, err
 	}

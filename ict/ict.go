@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"path/filepath"
 
@@ -28,23 +27,12 @@ var Entry = scorer.Entry{
 	Spec: scorer.Spec{Name: Name, Kind: models.KindCLIP, Help: "ICT model directory (clip kind)",
 		Outputs: []scorer.Output{{Name: Name, Product: true}}, RankBy: Name, Prompt: true,
 		ImageKind: cache.KindImage, Embeds: true},
-	Open: Open,
-}
-
-// Open opens a `clip` model directory as an ICT scorer; the closer
-// releases its sessions.
-func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-	return scorer.OpenGraphs(dir, o, Name, func(man *models.Manifest, enc models.BatchEncoder) (scorer.Scorer, error) {
-		return New(dir, man, enc)
-	})
+	Open: scorer.GraphOpener(Name, New),
 }
 
 // Encoder runs the model's graphs; *models.Model is one, and so is a dynamic
 // batcher in front of it.
-type Encoder interface {
-	EncodeImages(ctx context.Context, pixels []float32, n int) ([][]float32, error)
-	EncodeTexts(ctx context.Context, ids []int64, n int) ([][]float32, error)
-}
+type Encoder = models.BatchEncoder
 
 // Scorer holds the ICT model, its tokenizer and its image preprocessing.
 type Scorer struct {

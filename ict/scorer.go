@@ -10,7 +10,9 @@ import (
 
 // Image is the scorer's image side: CLIP preprocessing, then the
 // L2-normalised image embedding.
-func (s *Scorer) Image() scorer.ImageEncoder { return imageSide{s} }
+func (s *Scorer) Image() scorer.ImageEncoder {
+	return scorer.ImageSide{Prep: scorer.CLIPPreprocess(s.images), Run: s.imageFeatures}
+}
 
 // Text is the scorer's text side: the CLIP tokenizer, then the
 // L2-normalised text embedding.
@@ -28,12 +30,8 @@ func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, erro
 	return out, nil
 }
 
-type imageSide struct{ s *Scorer }
-
-func (m imageSide) Preprocess() scorer.Preprocessor { return scorer.CLIPPreprocess(m.s.images) }
-
-func (m imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	emb, err := m.s.EmbedImages(ctx, pixels, n)
+func (s *Scorer) imageFeatures(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
+	emb, err := s.EmbedImages(ctx, pixels, n)
 	if err != nil {
 		return nil, err
 	}

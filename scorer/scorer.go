@@ -96,6 +96,21 @@ type ImageEncoder interface {
 	Encode(ctx context.Context, pixels []float32, n int) ([]Features, error)
 }
 
+// ImageSide is an ImageEncoder made of its parts: the Preprocessor and
+// the function that encodes its rows (what a model's Image returns).
+type ImageSide struct {
+	Prep Preprocessor
+	Run  func(ctx context.Context, pixels []float32, n int) ([]Features, error)
+}
+
+// Preprocess is Prep.
+func (s ImageSide) Preprocess() Preprocessor { return s.Prep }
+
+// Encode calls Run.
+func (s ImageSide) Encode(ctx context.Context, pixels []float32, n int) ([]Features, error) {
+	return s.Run(ctx, pixels, n)
+}
+
 // Source is one image as the pipeline hands it to a Preprocessor: RGB is
 // set when the preprocessor takes decoded pixels (NeedsRGB) or the input was
 // raw pixels; Data is the encoded file otherwise.

@@ -66,13 +66,13 @@ func (k Kind) Spec() scorer.Spec {
 func (k Kind) Entry() scorer.Entry {
 	spec := k.Spec()
 	return scorer.Entry{Spec: spec, Open: func(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-		return scorer.OpenGraphs(dir, o, k.Name, func(man *models.Manifest, enc models.BatchEncoder) (scorer.Scorer, error) {
+		return scorer.GraphOpener(k.Name, func(dir string, man *models.Manifest, enc models.BatchEncoder) (*model, error) {
 			m, err := open(dir, man, enc, spec.Kind, k, o)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k.Name, err)
 			}
 			return m, nil
-		})
+		})(dir, o)
 	}}
 }
 
@@ -152,7 +152,9 @@ func (m *model) Manifest() *models.Manifest { return m.man }
 // Image is the image side: the manifest's preprocessing; Features.Vec the
 // L2-normalised image embedding, and for an aesthetic model Scalars[0] its
 // score (the graph's first output).
-func (m *model) Image() scorer.ImageEncoder { return imageSide{m} }
+func (m *model) Image() scorer.ImageEncoder {
+	return scorer.ImageSide{Prep: m.prep, Run: m.imageFeatures}
+}
 
 // Text is the text side of a dual encoder (ict.TextSide), nil for an
 // image-only model.
@@ -163,19 +165,15 @@ func (m *model) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, error
 	return m.head(m.man.Formula, pairs)
 }
 
-type imageSide struct{ m *model }
-
-func (s imageSide) Preprocess() scorer.Preprocessor { return s.m.prep }
-
-func (s imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
+func (m *model) imageFeatures(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	outs, err := s.m.enc.EncodeImages(ctx, pixels, n)
+	outs, err := m.enc.EncodeImages(ctx, pixels, n)
 	if err != nil {
 		return nil, err
 	}
-	if s.m.man.Kind == models.KindAesthetic {
+	if m.man.Kind == models.KindAesthetic {
 		// outputs: aesthetic [n], image_embeds [n, D]
 		if len(outs) != 2 || len(outs[0]) != n {
 			return nil, fmt.Errorf("aesthetic graph gave %d outputs, want the score and the embedding", len(outs))
