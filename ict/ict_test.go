@@ -98,6 +98,10 @@ func TestScorerAgainstReference(t *testing.T) {
 	}
 	const n = 2
 	px := testmodels.NormalPixels(n*s.Images().TensorLen(), 1, 2)
+	refI, err := clipref.ImageFeatures(&c, w, px, n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	images, err := s.EmbedImages(context.Background(), px, n)
 	if err != nil {
 		t.Fatal(err)
@@ -111,10 +115,6 @@ func TestScorerAgainstReference(t *testing.T) {
 		ids = append(ids, row...)
 	}
 	refT, err := clipref.TextFeatures(&c, w, ids, len(prompts))
-	if err != nil {
-		t.Fatal(err)
-	}
-	refI, err := clipref.ImageFeatures(&c, w, px, n)
 	if err != nil {
 		t.Fatal(err)
 	}
