@@ -7,41 +7,20 @@
 package aesthetic
 
 import (
-	"context"
 	"fmt"
-	"io"
 
-	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/internal/zooscorer"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scorer"
 )
 
-// Name is the model's name in requests, responses and flags.
-const Name = "aesthetic"
-
-// Entry is the aesthetic predictor's registry entry. Its cached image
-// features are the score and the embedding, as HP's are.
-var Entry = scorer.Entry{
-	Spec: scorer.Spec{Name: Name, Kind: models.KindAesthetic, Help: "LAION aesthetic predictor v2 model directory (`icthp convert aesthetic`)",
-		Outputs: []scorer.Output{{Name: Name}}, RankBy: Name, ImageKind: cache.KindHP},
-	Open: Open,
-}
-
-// Scorer is an opened aesthetic model.
-type Scorer struct{ *zooscorer.Base }
-
-// Open opens a directory written by `icthp convert aesthetic`.
-func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-	b, c, err := zooscorer.Open(dir, o, Name, models.KindAesthetic, models.FormulaAesthetic)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &Scorer{b}, c, nil
-}
+// Entry is the aesthetic predictor's registry entry: no prompt; its
+// cached image features are the score and the embedding, as HP's are.
+var Entry = zooscorer.Kind{Name: "aesthetic", Formula: models.FormulaAesthetic, Help: "LAION aesthetic predictor v2 model directory", ImageOnly: true,
+	Head: func(_ *models.Formula, pairs []scorer.Pair) ([][]float64, error) { return Head(pairs) }}.Entry()
 
 // Head is the graph's score, carried in the image features.
-func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, error) {
+func Head(pairs []scorer.Pair) ([][]float64, error) {
 	out := make([][]float64, len(pairs))
 	for i, p := range pairs {
 		if len(p.Image.Scalars) != 1 {
@@ -51,5 +30,3 @@ func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, erro
 	}
 	return out, nil
 }
-
-var _ scorer.Scorer = (*Scorer)(nil)

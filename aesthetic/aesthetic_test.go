@@ -1,7 +1,6 @@
 package aesthetic_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/icthp/icthp/aesthetic"
@@ -11,12 +10,11 @@ import (
 // Head returns the graph's score unchanged (no sigmoid) and refuses
 // features without it.
 func TestHead(t *testing.T) {
-	var s aesthetic.Scorer
-	out, err := s.Head(context.Background(), []scorer.Pair{{Image: scorer.Features{Scalars: []float64{6.25}}}})
+	out, err := aesthetic.Head([]scorer.Pair{{Image: scorer.Features{Scalars: []float64{6.25}}}})
 	if err != nil || out[0][0] != 6.25 {
 		t.Errorf("Head = %v, %v; want [[6.25]]", out, err)
 	}
-	if _, err := s.Head(context.Background(), []scorer.Pair{{Image: scorer.Features{Vec: []float32{1}}}}); err == nil {
+	if _, err := aesthetic.Head([]scorer.Pair{{Image: scorer.Features{Vec: []float32{1}}}}); err == nil {
 		t.Error("features without a score were scored")
 	}
 }

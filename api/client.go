@@ -46,26 +46,28 @@ func (c *Client) URL(path string) string { return c.base + path }
 
 // Score calls POST /v1/score.
 func (c *Client) Score(ctx context.Context, req *ScoreRequest) (*ScoreResponse, error) {
-	var out ScoreResponse
-	return &out, c.postJSON(ctx, PathScore, req, &out)
+	return post[ScoreResponse](ctx, c, PathScore, req)
 }
 
 // Rank calls POST /v1/rank.
 func (c *Client) Rank(ctx context.Context, req *RankRequest) (*RankResponse, error) {
-	var out RankResponse
-	return &out, c.postJSON(ctx, PathRank, req, &out)
+	return post[RankResponse](ctx, c, PathRank, req)
 }
 
 // Reward calls POST /v1/reward.
 func (c *Client) Reward(ctx context.Context, req *RewardRequest) (*RewardResponse, error) {
-	var out RewardResponse
-	return &out, c.postJSON(ctx, PathReward, req, &out)
+	return post[RewardResponse](ctx, c, PathReward, req)
 }
 
 // Embed calls POST /v1/embed.
 func (c *Client) Embed(ctx context.Context, req *EmbedRequest) (*EmbedResponse, error) {
-	var out EmbedResponse
-	return &out, c.postJSON(ctx, PathEmbed, req, &out)
+	return post[EmbedResponse](ctx, c, PathEmbed, req)
+}
+
+// post sends req as JSON to path and decodes the answer into a new Resp.
+func post[Resp any](ctx context.Context, c *Client, path string, req any) (*Resp, error) {
+	var out Resp
+	return &out, c.postJSON(ctx, path, req, &out)
 }
 
 // Models calls GET /v1/models.

@@ -210,14 +210,11 @@ func (r *RewardResponse) UnmarshalJSON(data []byte) error {
 // appendMember writes "key":value after b, with a comma unless b ends an
 // object's opening brace.
 func appendMember(b []byte, key string, v any) ([]byte, error) {
-	k, err := json.Marshal(key)
-	if err != nil {
-		return nil, err
-	}
 	val, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
+	k, _ := json.Marshal(key) // a string always marshals
 	if len(b) > 0 && b[len(b)-1] != '{' {
 		b = append(b, ',')
 	}

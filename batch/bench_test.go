@@ -13,10 +13,10 @@ import (
 	"github.com/icthp/icthp/batch/batchtest"
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/scorer"
-	"github.com/icthp/icthp/scoring"
 )
 
 // cpuTime is the CPU time (user + system) this process has used: unlike
@@ -57,95 +57,23 @@ func BenchmarkBatchAgainstRaw(b *testing.B) {
 	n, size := envInt("ICTHP_BENCH_IMAGES", 2000), envInt("ICTHP_BENCH_SIZE", 512)
 	bs, rounds := envInt("ICTHP_BENCH_BATCH", 16), envInt("ICTHP_BENCH_ROUNDS", 4)
 	inflight := envInt("ICTHP_BENCH_INFLIGHT", DefaultInFlight)
-	if _, err := ortlib.Init(""); err != nil {
-		b.Skip(err)
-	}
-	data := os.Getenv("ICTHP_BENCH_DATA")
-	if data == "" {
-		data = b.TempDir()
-	}
+	orttest.Need(b)
 	per := n / rounds
-	dirs := make([]string, rounds)
-	for r := range dirs {
-		dirs[r] = filepath.Join(data, fmt.Sprintf("n%d-s%d-r%d", n, size, r))
-		if _, err := os.Stat(filepath.Join(dirs[r], ".done")); err == nil {
-			continue
-		}
-		os.RemoveAll(dirs[r])
-		if _, err := batchtest.WriteFolder(dirs[r], per, batchtest.Options{Size: size, FirstIndex: r * per}); err != nil {
-			b.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dirs[r], ".done"), nil, 0o644)
-	}
-
-	so := models.SessionOptions{MaxBatch: bs}
-	im, err := models.Open(ictDir, so)
+	dirs := benchFolders(b, n, size, rounds)
+	set, err := modelset.Open(modelset.Options{Dirs: map[string]string{ict.Name: ictDir, hp.Name: hpDir},
+		Open: scorer.OpenOptions{Session: models.SessionOptions{MaxBatch: bs}}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer im.Close()
-	hm, err := models.Open(hpDir, so)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer hm.Close()
-	ictS, err := ict.New(ictDir, im.Manifest, im)
-	if err != nil {
-		b.Fatal(err)
-	}
-	hpS, err := hp.New(hpDir, hm.Manifest, hm)
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc, err := newService(ictS, hpS, scoring.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	defer set.Close()
 	ctx := context.Background()
-
-	// The raw encoders' input: bs real tensors, reused for every batch (the
-	// encoders' cost does not depend on the pixels).
-	pipe := ictS.Images()
-	l := pipe.TensorLen()
-	pixels := make([]float32, bs*l)
-	for i := 0; i < bs; i++ {
-		img, _, err := batchtest.Encode(i, batchtest.Options{Size: size})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pipe.Tensor(img, pixels[i*l:(i+1)*l]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	raw := func(first, count int) error {
-		for lo := 0; lo < count; lo += bs {
-			k := min(bs, count-lo)
-			var prompts []string
-			seen := map[string]bool{}
-			for i := first + lo; i < first+lo+k; i++ {
-				if p := batchtest.Prompt(i, 4); !seen[p] {
-					seen[p] = true
-					prompts = append(prompts, p)
-				}
-			}
-			if _, err := ictS.EmbedTexts(ctx, prompts); err != nil {
-				return err
-			}
-			if _, err := ictS.EmbedImages(ctx, pixels[:k*l], k); err != nil {
-				return err
-			}
-			if _, err := hpS.Score(ctx, pixels[:k*l], k); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	raw := rawEncoders(b, set.Models[0].Scorer.(*ict.Scorer), set.Models[1].Scorer.(*hp.Scorer), bs, size)
 	// Warm up both paths (first runs allocate onnxruntime's arenas).
-	if err := raw(0, bs); err != nil {
+	if err := raw(ctx, 0, bs); err != nil {
 		b.Fatal(err)
 	}
 	out := b.TempDir()
-	if _, err := Run(ctx, svc, Options{Inputs: []string{filepath.Join(dirs[0], "000")}, Out: filepath.Join(out, "warm.jsonl"), BatchSize: bs}); err != nil {
+	if _, err := Run(ctx, set.Service, Options{Inputs: []string{filepath.Join(dirs[0], "000")}, Out: filepath.Join(out, "warm.jsonl"), BatchSize: bs}); err != nil {
 		b.Fatal(err)
 	}
 
@@ -153,11 +81,11 @@ func BenchmarkBatchAgainstRaw(b *testing.B) {
 	b.ResetTimer()
 	for r := 0; r < rounds; r++ {
 		c0, t0 := cpuTime(), time.Now()
-		if err := raw(r*per, per); err != nil {
+		if err := raw(ctx, r*per, per); err != nil {
 			b.Fatal(err)
 		}
 		c1, t1 := cpuTime(), time.Now()
-		sum, err := Run(ctx, svc, Options{Inputs: []string{dirs[r]}, Out: filepath.Join(out, fmt.Sprintf("r%d.jsonl", r)), BatchSize: bs, InFlight: inflight})
+		sum, err := Run(ctx, set.Service, Options{Inputs: []string{dirs[r]}, Out: filepath.Join(out, fmt.Sprintf("r%d.jsonl", r)), BatchSize: bs, InFlight: inflight})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -183,14 +111,69 @@ func BenchmarkBatchAgainstRaw(b *testing.B) {
 	b.ReportMetric(100*rawCPU.Seconds()/batchCPU.Seconds(), "batch_%_of_raw_cpu")
 }
 
-// newService makes a Service over whichever of the scorers are not nil.
-func newService(ictS *ict.Scorer, hpS *hp.Scorer, o scoring.Options) (*scoring.Service, error) {
-	var ms []scorer.Model
-	if ictS != nil {
-		ms = append(ms, scorer.Model{Spec: ict.Entry.Spec, Scorer: ictS})
+// benchFolders writes (once, under $ICTHP_BENCH_DATA when set) the n
+// images of the benchmark, size pixels square, split into one folder per
+// round.
+func benchFolders(b *testing.B, n, size, rounds int) []string {
+	data := os.Getenv("ICTHP_BENCH_DATA")
+	if data == "" {
+		data = b.TempDir()
 	}
-	if hpS != nil {
-		ms = append(ms, scorer.Model{Spec: hp.Entry.Spec, Scorer: hpS})
+	per := n / rounds
+	dirs := make([]string, rounds)
+	for r := range dirs {
+		dirs[r] = filepath.Join(data, fmt.Sprintf("n%d-s%d-r%d", n, size, r))
+		if _, err := os.Stat(filepath.Join(dirs[r], ".done")); err == nil {
+			continue
+		}
+		os.RemoveAll(dirs[r])
+		if _, err := batchtest.WriteFolder(dirs[r], per, batchtest.Options{Size: size, FirstIndex: r * per}); err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dirs[r], ".done"), nil, 0o644)
 	}
-	return scoring.New(ms, o)
+	return dirs
+}
+
+// rawEncoders is the raw side of the comparison: for count images from
+// first, in batches of bs, the encoder calls the pipeline makes (ICT text
+// for each batch's distinct prompts, ICT vision, HP vision), on bs real
+// tensors made beforehand and reused for every batch (the encoders' cost
+// does not depend on the pixels).
+func rawEncoders(b *testing.B, ictS *ict.Scorer, hpS *hp.Scorer, bs, size int) func(ctx context.Context, first, count int) error {
+	pipe := ictS.Images()
+	l := pipe.TensorLen()
+	pixels := make([]float32, bs*l)
+	for i := 0; i < bs; i++ {
+		img, _, err := batchtest.Encode(i, batchtest.Options{Size: size})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pipe.Tensor(img, pixels[i*l:(i+1)*l]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return func(ctx context.Context, first, count int) error {
+		for lo := 0; lo < count; lo += bs {
+			k := min(bs, count-lo)
+			var prompts []string
+			seen := map[string]bool{}
+			for i := first + lo; i < first+lo+k; i++ {
+				if p := batchtest.Prompt(i, 4); !seen[p] {
+					seen[p] = true
+					prompts = append(prompts, p)
+				}
+			}
+			if _, err := ictS.EmbedTexts(ctx, prompts); err != nil {
+				return err
+			}
+			if _, err := ictS.EmbedImages(ctx, pixels[:k*l], k); err != nil {
+				return err
+			}
+			if _, err := hpS.Score(ctx, pixels[:k*l], k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }

@@ -24,15 +24,7 @@ type ModelVersion struct {
 }
 
 // Score returns the named score of the row, nil when it has none.
-func (r *Row) Score(name string) *float64 {
-	for _, s := range r.Scores {
-		if s.Name == name {
-			v := s.Value
-			return &v
-		}
-	}
-	return nil
-}
+func (r *Row) Score(name string) *float64 { return scoring.Scores{Values: r.Scores}.Get(name) }
 
 // Version returns the version of the named model that scored the row, nil
 // when none did.

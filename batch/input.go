@@ -146,25 +146,29 @@ func (it *Item) readPrompt() (*string, error) {
 // An input is classified by what it is: a directory is a folder tree, a
 // .tar a WebDataset shard, a .jsonl/.ndjson or .csv a manifest, anything
 // else a single image (with its sidecar .txt).
-func Enumerate(inputs []string) ([]Item, error) {
-	var items []Item
+func Enumerate(inputs []string) ([]Item, error) { return eachPath(inputs, true, enumerateOne) }
+
+// eachPath expands each input (expandGlob) and joins what one makes of
+// each path, in order; a glob that matches nothing is an error when strict.
+func eachPath[T any](inputs []string, strict bool, one func(p string) ([]T, error)) ([]T, error) {
+	var out []T
 	for _, in := range inputs {
 		paths, err := expandGlob(in)
 		if err != nil {
 			return nil, err
 		}
-		if len(paths) == 0 {
+		if strict && len(paths) == 0 {
 			return nil, inputErr("%q matches nothing", in)
 		}
 		for _, p := range paths {
-			got, err := enumerateOne(p)
+			got, err := one(p)
 			if err != nil {
 				return nil, err
 			}
-			items = append(items, got...)
+			out = append(out, got...)
 		}
 	}
-	return items, nil
+	return out, nil
 }
 
 // expandGlob turns one input into paths: a glob (an input that does not exist and has *,
@@ -208,25 +212,12 @@ func imageFiles(root string) ([]string, error) {
 // another ending, so that its problem is reported with it. A glob that matches nothing
 // gives no files; errors (a bad pattern, an unreadable folder) wrap ErrInput.
 func Files(args []string) ([]string, error) {
-	var out []string
-	for _, a := range args {
-		paths, err := expandGlob(a)
-		if err != nil {
-			return nil, err
+	return eachPath(args, false, func(p string) ([]string, error) {
+		if st, err := os.Stat(p); err != nil || !st.IsDir() {
+			return []string{p}, nil
 		}
-		for _, p := range paths {
-			if st, err := os.Stat(p); err != nil || !st.IsDir() {
-				out = append(out, p)
-				continue
-			}
-			files, err := imageFiles(p)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, files...)
-		}
-	}
-	return out, nil
+		return imageFiles(p)
+	})
 }
 
 func enumerateOne(p string) ([]Item, error) {

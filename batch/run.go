@@ -106,23 +106,22 @@ func (p part) name(f Format) string { return fmt.Sprintf("part-%05d.%s", p.index
 
 // setDefaults fills the options left zero with their defaults.
 func (o *Options) setDefaults() {
-	if o.BatchSize <= 0 {
-		o.BatchSize = DefaultBatchSize
-	}
-	if o.PartSize <= 0 {
-		o.PartSize = DefaultPartSize
-	}
-	if o.InFlight <= 0 {
-		o.InFlight = DefaultInFlight
-	}
-	if o.Decoders <= 0 {
-		// As many as there are cores: they only ever work a batch or two
-		// ahead, so on a CPU they cost no more than fewer would, and with
-		// the encoders on a GPU the CPU's cores are all theirs.
-		o.Decoders = runtime.GOMAXPROCS(0)
-	}
+	orDefault(&o.BatchSize, DefaultBatchSize)
+	orDefault(&o.PartSize, DefaultPartSize)
+	orDefault(&o.InFlight, DefaultInFlight)
+	// Decoders: as many as there are cores. They only ever work a batch or
+	// two ahead, so on a CPU they cost no more than fewer would, and with
+	// the encoders on a GPU the CPU's cores are all theirs.
+	orDefault(&o.Decoders, runtime.GOMAXPROCS(0))
 	if o.Shard.N == 0 {
 		o.Shard = Shard{0, 1}
+	}
+}
+
+// orDefault sets *v to def when it is not positive.
+func orDefault(v *int, def int) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
@@ -338,6 +337,32 @@ type result struct {
 	rows     []Row
 }
 
+// stage runs n goroutines in g that take what in gives, apply f and send
+// the result on (until ctx ends or f fails), and closes out when all of
+// them are done.
+func stage[I, O any](ctx context.Context, g *errgroup.Group, n int, in <-chan I, out chan<- O, f func(I) (O, error)) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		g.Go(func() error {
+			defer wg.Done()
+			for x := range in {
+				y, err := f(x)
+				if err != nil {
+					return err
+				}
+				select {
+				case out <- y:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	go func() { wg.Wait(); close(out) }()
+}
+
 // run scores the parts: a reader goroutine reads batches ahead, Decoders
 // goroutines decode them, InFlight goroutines score them, and a collector
 // commits each part as soon as all its rows are in. It returns the images scored and the
@@ -356,45 +381,16 @@ func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err
 		defer close(read)
 		return r.readBatches(ctx, todo, read)
 	})
-	var dwg sync.WaitGroup
-	for range r.o.Decoders {
-		dwg.Add(1)
-		g.Go(func() error {
-			defer dwg.Done()
-			for jb := range read {
-				if r.decodeAhead {
-					r.decode(&jb)
-				}
-				select {
-				case jobs <- jb:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			return nil
-		})
-	}
-	go func() { dwg.Wait(); close(jobs) }()
-	var wg sync.WaitGroup
-	for range r.o.InFlight {
-		wg.Add(1)
-		g.Go(func() error {
-			defer wg.Done()
-			for jb := range jobs {
-				rows, err := r.score(ctx, jb)
-				if err != nil {
-					return err
-				}
-				select {
-				case results <- result{part: jb.part, lo: jb.lo, rows: rows}:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			return nil
-		})
-	}
-	go func() { wg.Wait(); close(results) }()
+	stage(ctx, g, r.o.Decoders, read, jobs, func(jb job) (job, error) {
+		if r.decodeAhead {
+			r.decode(&jb)
+		}
+		return jb, nil
+	})
+	stage(ctx, g, r.o.InFlight, jobs, results, func(jb job) (result, error) {
+		rows, err := r.score(ctx, jb)
+		return result{part: jb.part, lo: jb.lo, rows: rows}, err
+	})
 	g.Go(func() (err error) {
 		scored, errRows, err = r.collect(todo, results)
 		return err

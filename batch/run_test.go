@@ -312,18 +312,7 @@ func TestRunResume(t *testing.T) {
 			if committed < 2 || committed >= 8 {
 				t.Fatalf("%d parts committed before the failure, want 2..7", committed)
 			}
-			// What a kill -9 can leave: a half-written temporary file, a
-			// part on disk that the journal does not name yet, and a torn
-			// journal line.
-			os.WriteFile(filepath.Join(pdir, "part-00007."+format+".tmp"), []byte("half"), 0o644)
-			free := 0
-			for bytes.Contains(j, []byte(fmt.Sprintf(`"part":{"part":%d,`, free))) {
-				free++
-			}
-			os.WriteFile(filepath.Join(pdir, fmt.Sprintf("part-%05d.%s", free, format)), []byte("uncommitted garbage"), 0o644)
-			jf, _ := os.OpenFile(filepath.Join(pdir, journalName), os.O_APPEND|os.O_WRONLY, 0)
-			jf.WriteString(`{"part":{"part":99,"fir`)
-			jf.Close()
+			crashDebris(pdir, format, j)
 
 			f2 := newFake()
 			sum, err := Run(context.Background(), f2, part)
@@ -336,48 +325,72 @@ func TestRunResume(t *testing.T) {
 			if f2.images > 61-committed*8 {
 				t.Errorf("the rerun scored %d images, more than the %d missing", f2.images, 61-committed*8)
 			}
-			var rows []Row
-			if format == "jsonl" {
-				a, _ := os.ReadFile(whole.Out)
-				b, _ := os.ReadFile(part.Out)
-				if !bytes.Equal(a, b) {
-					t.Errorf("resumed JSONL differs from the uninterrupted run's")
-				}
-				na, _ := os.ReadFile(NpyPath(whole.Out))
-				nb, _ := os.ReadFile(NpyPath(part.Out))
-				if !bytes.Equal(na, nb) {
-					t.Errorf("resumed .npy differs from the uninterrupted run's")
-				}
-				rows, err = ReadJSONL(part.Out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				emb, n, d, err := ReadNpy(NpyPath(part.Out))
-				if err != nil || n != len(rows) || d != 3 {
-					t.Fatalf("npy: %d×%d, %v", n, d, err)
-				}
-				for i := range rows {
-					if rows[i].Error == nil {
-						rows[i].Embedding = emb[i*3 : i*3+3]
-					} else if !math.IsNaN(float64(emb[i*3])) {
-						t.Errorf("npy row %d of a failed image is %v, want NaN", i, emb[i*3:i*3+3])
-					}
-				}
-			} else {
-				a, err := ReadParquet(whole.Out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if rows, err = ReadParquet(part.Out); err != nil {
-					t.Fatal(err)
-				}
-				if !reflect.DeepEqual(normal(a), normal(rows)) {
-					t.Errorf("resumed Parquet rows differ from the uninterrupted run's")
-				}
-			}
-			checkRows(t, dir, keys, rows, true, true)
+			checkRows(t, dir, keys, sameOutput(t, format, whole.Out, part.Out), true, true)
 		})
 	}
+}
+
+// crashDebris leaves in the parts folder pdir (whose journal reads j) what
+// a kill -9 can: a half-written temporary file, a part on disk that the
+// journal does not name yet, and a torn journal line.
+func crashDebris(pdir, format string, j []byte) {
+	os.WriteFile(filepath.Join(pdir, "part-00007."+format+".tmp"), []byte("half"), 0o644)
+	free := 0
+	for bytes.Contains(j, []byte(fmt.Sprintf(`"part":{"part":%d,`, free))) {
+		free++
+	}
+	os.WriteFile(filepath.Join(pdir, fmt.Sprintf("part-%05d.%s", free, format)), []byte("uncommitted garbage"), 0o644)
+	jf, _ := os.OpenFile(filepath.Join(pdir, journalName), os.O_APPEND|os.O_WRONLY, 0)
+	jf.WriteString(`{"part":{"part":99,"fir`)
+	jf.Close()
+}
+
+// sameOutput checks that the resumed run's output (and a JSONL's .npy)
+// equals the uninterrupted run's, and returns its rows, embeddings
+// included.
+func sameOutput(t *testing.T, format, whole, resumed string) []Row {
+	t.Helper()
+	var rows []Row
+	var err error
+	if format == "jsonl" {
+		a, _ := os.ReadFile(whole)
+		b, _ := os.ReadFile(resumed)
+		if !bytes.Equal(a, b) {
+			t.Errorf("resumed JSONL differs from the uninterrupted run's")
+		}
+		na, _ := os.ReadFile(NpyPath(whole))
+		nb, _ := os.ReadFile(NpyPath(resumed))
+		if !bytes.Equal(na, nb) {
+			t.Errorf("resumed .npy differs from the uninterrupted run's")
+		}
+		rows, err = ReadJSONL(resumed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		emb, n, d, err := ReadNpy(NpyPath(resumed))
+		if err != nil || n != len(rows) || d != 3 {
+			t.Fatalf("npy: %d×%d, %v", n, d, err)
+		}
+		for i := range rows {
+			if rows[i].Error == nil {
+				rows[i].Embedding = emb[i*3 : i*3+3]
+			} else if !math.IsNaN(float64(emb[i*3])) {
+				t.Errorf("npy row %d of a failed image is %v, want NaN", i, emb[i*3:i*3+3])
+			}
+		}
+	} else {
+		a, err := ReadParquet(whole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows, err = ReadParquet(resumed); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(normal(a), normal(rows)) {
+			t.Errorf("resumed Parquet rows differ from the uninterrupted run's")
+		}
+	}
+	return rows
 }
 
 // normal makes rows comparable with DeepEqual (nil and empty lists alike).

@@ -16,11 +16,8 @@
 package clipscore
 
 import (
-	"context"
-	"io"
 	"math"
 
-	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/internal/zooscorer"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scorer"
@@ -32,53 +29,30 @@ const (
 	Name100 = "clipscore100"
 )
 
-// Entry is Hessel's CLIPScore.
-var Entry = scorer.Entry{
-	Spec: scorer.Spec{Name: Name, Kind: models.KindCLIP, Help: "CLIPScore model directory, Hessel's 2.5·max(cos,0) (`icthp convert clipscore`)",
-		Outputs: []scorer.Output{{Name: Name}}, RankBy: Name, Prompt: true, ImageKind: cache.KindImage},
-	Open: func(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-		return open(dir, o, Name, models.FormulaCLIPScore)
-	},
+// Entry is Hessel's CLIPScore, Entry100 torchmetrics'. They differ in
+// name and in the weight and prefix their manifests record.
+var (
+	Entry    = kind(Name, models.FormulaCLIPScore, "CLIPScore model directory, Hessel's 2.5·max(cos,0)")
+	Entry100 = kind(Name100, models.FormulaCLIPScore100, "CLIPScore model directory, torchmetrics' 100·max(cos,0)")
+)
+
+func kind(name, formula, help string) scorer.Entry {
+	return zooscorer.Kind{Name: name, Formula: formula, Help: help,
+		Head: func(f *models.Formula, pairs []scorer.Pair) ([][]float64, error) { return Head(name, f.Weight, pairs) }}.Entry()
 }
 
-// Entry100 is torchmetrics' CLIPScore.
-var Entry100 = scorer.Entry{
-	Spec: scorer.Spec{Name: Name100, Kind: models.KindCLIP, Help: "CLIPScore model directory, torchmetrics' 100·max(cos,0) (`icthp convert clipscore-100`)",
-		Outputs: []scorer.Output{{Name: Name100}}, RankBy: Name100, Prompt: true, ImageKind: cache.KindImage},
-	Open: func(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-		return open(dir, o, Name100, models.FormulaCLIPScore100)
-	},
-}
-
-// Scorer is an opened CLIPScore model.
-type Scorer struct {
-	*zooscorer.Base
-	name   string
-	weight float64
-}
-
-func open(dir string, o scorer.OpenOptions, name, formula string) (scorer.Scorer, io.Closer, error) {
-	b, c, err := zooscorer.Open(dir, o, name, models.KindCLIP, formula)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &Scorer{Base: b, name: name, weight: b.Manifest().Formula.Weight}, c, nil
-}
-
-// Head is weight × max(cos, 0) per pair.
-func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, error) {
-	cos, err := zooscorer.Cosines(s.name, pairs)
+// Head is w × max(cos, 0) per pair; name names the model in errors.
+func Head(name string, w float64, pairs []scorer.Pair) ([][]float64, error) {
+	cos, err := zooscorer.Cosines(name, pairs)
 	if err != nil {
 		return nil, err
 	}
 	out := make([][]float64, len(pairs))
 	for i, c := range cos {
-		out[i] = []float64{Score(s.weight, c)}
+		out[i] = []float64{Score(w, c)}
 	}
 	return out, nil
 }
 
 // Score is w × max(cos, 0).
 func Score(w, cos float64) float64 { return w * math.Max(cos, 0) }
-
-var _ scorer.Scorer = (*Scorer)(nil)

@@ -1,7 +1,6 @@
 package clipscore_test
 
 import (
-	"context"
 	"math"
 	"testing"
 
@@ -21,9 +20,8 @@ func TestFormula(t *testing.T) {
 
 // Head on unit embeddings: cos 0.6 → 1.5, cos −0.6 → 0.
 func TestHead(t *testing.T) {
-	s := clipscore.NewForTest(2.5)
 	txt := &scorer.Text{Embed: []float32{1, 0}}
-	out, err := s.Head(context.Background(), []scorer.Pair{
+	out, err := clipscore.Head(clipscore.Name, 2.5, []scorer.Pair{
 		{Text: txt, Image: scorer.Features{Vec: []float32{0.6, 0.8}}},
 		{Text: txt, Image: scorer.Features{Vec: []float32{-0.6, 0.8}}},
 	})

@@ -9,10 +9,27 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
+	"github.com/icthp/icthp/scorer"
 )
+
+// Name is the model's name in requests, responses and flags.
+const Name = "hp"
+
+// Entry is HP's registry entry: an `hp` model directory (backbone + head),
+// scored without a prompt. Its cached features are the head's logit (as
+// Scalars[0]) and the backbone's embedding.
+var Entry = scorer.Entry{
+	Spec: scorer.Spec{Name: Name, Kind: models.KindHP, Help: "HP model directory (hp kind)",
+		Outputs: []scorer.Output{{Name: "hp", Product: true}, {Name: "hp_logit"}}, RankBy: "hp_logit",
+		ImageKind: cache.KindHP, Embeds: true},
+	Open: scorer.GraphOpener(Name, func(dir string, man *models.Manifest, enc models.BatchEncoder) (*Scorer, error) {
+		return New(dir, man, enc) // an HP graph needs only the image side of the encoder
+	}),
+}
 
 // Encoder runs the HP graph; *models.Model is one, and so is a batcher.
 type Encoder interface {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,8 +11,6 @@ import (
 	"github.com/icthp/icthp/internal/clipref"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/models/clip"
-	"github.com/icthp/icthp/models/ortlib"
 )
 
 func TestSigmoid(t *testing.T) {
@@ -45,24 +41,6 @@ func TestSigmoid(t *testing.T) {
 	}
 }
 
-func open(t *testing.T, kind models.Kind, seed uint64) (string, *models.Model, clip.Config, clip.Weights) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-	dir := filepath.Join(t.TempDir(), string(kind))
-	_, c, w, err := testmodels.RandomDir(dir, kind, seed, nil, clip.BuildOptions{Fused: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.Open(dir, models.SessionOptions{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return dir, m, c, w
-}
-
 // The scorer's hp_logit, hp and embedding equal the float64 reference's
 // head(get_image_features(pixels)) on the same weights.
 func TestScorerAgainstReference(t *testing.T) {
@@ -72,19 +50,7 @@ func TestScorerAgainstReference(t *testing.T) {
 			name = "unfused"
 		}
 		t.Run(name, func(t *testing.T) {
-			if _, err := ortlib.Init(""); err != nil {
-				t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-			}
-			dir := filepath.Join(t.TempDir(), "hp")
-			_, c, w, err := testmodels.RandomDir(dir, models.KindHP, 11, nil, clip.BuildOptions{Fused: fused})
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := models.Open(dir, models.SessionOptions{IntraOpThreads: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			dir, m, c, w := testmodels.OpenTiny(t, models.KindHP, 11, fused)
 			s, err := hp.New(dir, m.Manifest, m)
 			if err != nil {
 				t.Fatal(err)
@@ -93,11 +59,7 @@ func TestScorerAgainstReference(t *testing.T) {
 				t.Errorf("version %q", s.Version())
 			}
 			const n = 3
-			rng := rand.New(rand.NewPCG(5, 6))
-			px := make([]float32, n*s.Images().TensorLen())
-			for i := range px {
-				px[i] = float32(rng.NormFloat64())
-			}
+			px := testmodels.NormalPixels(n*s.Images().TensorLen(), 5, 6)
 			res, err := s.Score(context.Background(), px, n)
 			if err != nil {
 				t.Fatal(err)
@@ -131,7 +93,7 @@ func TestScorerAgainstReference(t *testing.T) {
 }
 
 func TestNewRefusesOtherKinds(t *testing.T) {
-	dir, m, _, _ := open(t, models.KindCLIP, 3)
+	dir, m, _, _ := testmodels.OpenTiny(t, models.KindCLIP, 3, true)
 	if _, err := hp.New(dir, m.Manifest, m); err == nil || !strings.Contains(err.Error(), `"clip"`) {
 		t.Fatalf("hp.New on a clip model: %v", err)
 	}
@@ -151,7 +113,7 @@ func (f fakeEncoder) EncodeImages(ctx context.Context, pixels []float32, n int) 
 // refuses a graph that returns too few outputs rather than indexing past
 // them.
 func TestScoreReadsOutputs(t *testing.T) {
-	dir, m, _, _ := open(t, models.KindHP, 3)
+	dir, m, _, _ := testmodels.OpenTiny(t, models.KindHP, 3, true)
 	mk := func(enc hp.Encoder) *hp.Scorer {
 		s, err := hp.New(dir, m.Manifest, enc)
 		if err != nil {

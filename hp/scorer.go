@@ -3,50 +3,15 @@ package hp
 import (
 	"context"
 	"fmt"
-	"io"
 
-	"github.com/icthp/icthp/cache"
-	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scorer"
 )
 
-// Name is the model's name in requests, responses and flags.
-const Name = "hp"
-
-// Entry is HP's registry entry: an `hp` model directory (backbone + head),
-// scored without a prompt. Its cached features are the head's logit (as
-// Scalars[0]) and the backbone's embedding.
-var Entry = scorer.Entry{
-	Spec: scorer.Spec{Name: Name, Kind: models.KindHP, Help: "HP model directory (hp kind)",
-		Outputs: []scorer.Output{{Name: "hp", Product: true}, {Name: "hp_logit"}}, RankBy: "hp_logit",
-		ImageKind: cache.KindHP, Embeds: true},
-	Open: Open,
-}
-
-// Open opens an `hp` model directory; the closer releases its session.
-func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-	md, err := models.Open(dir, o.Session)
-	if err != nil {
-		return nil, nil, err
-	}
-	var enc Encoder = md
-	if o.Encoder != nil {
-		if enc, err = o.Encoder(Name, md); err != nil {
-			md.Close()
-			return nil, nil, err
-		}
-	}
-	s, err := New(dir, md.Manifest, enc)
-	if err != nil {
-		md.Close()
-		return nil, nil, err
-	}
-	return s, md, nil
-}
-
 // Image is the scorer's image side: CLIP preprocessing, then backbone and
 // head.
-func (s *Scorer) Image() scorer.ImageEncoder { return imageSide{s} }
+func (s *Scorer) Image() scorer.ImageEncoder {
+	return scorer.ImageSide{Prep: scorer.CLIPPreprocess(s.images), Run: s.imageFeatures}
+}
 
 // Text is nil: HP needs no prompt.
 func (s *Scorer) Text() scorer.TextEncoder { return nil }
@@ -64,12 +29,9 @@ func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, erro
 	return out, nil
 }
 
-type imageSide struct{ s *Scorer }
-
-func (m imageSide) Preprocess() scorer.Preprocessor { return scorer.CLIPPreprocess(m.s.images) }
-
-func (m imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	res, err := m.s.Score(ctx, pixels, n)
+// imageFeatures are the logit (Scalars[0]) and the embedding of each image.
+func (s *Scorer) imageFeatures(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
+	res, err := s.Score(ctx, pixels, n)
 	if err != nil {
 		return nil, err
 	}

@@ -7,10 +7,6 @@
 package hpsv2
 
 import (
-	"context"
-	"io"
-
-	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/internal/zooscorer"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scorer"
@@ -20,26 +16,11 @@ import (
 const Name = "hpsv2"
 
 // Entry is HPSv2's registry entry.
-var Entry = scorer.Entry{
-	Spec: scorer.Spec{Name: Name, Kind: models.KindCLIP, Help: "HPSv2 / HPSv2.1 model directory (`icthp convert hpsv2`)",
-		Outputs: []scorer.Output{{Name: Name}}, RankBy: Name, Prompt: true, ImageKind: cache.KindImage},
-	Open: Open,
-}
-
-// Scorer is an opened HPSv2 model.
-type Scorer struct{ *zooscorer.Base }
-
-// Open opens a directory written by `icthp convert hpsv2`.
-func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-	b, c, err := zooscorer.Open(dir, o, Name, models.KindCLIP, models.FormulaHPSv2)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &Scorer{b}, c, nil
-}
+var Entry = zooscorer.Kind{Name: Name, Formula: models.FormulaHPSv2, Help: "HPSv2 / HPSv2.1 model directory",
+	Head: func(_ *models.Formula, pairs []scorer.Pair) ([][]float64, error) { return Head(pairs) }}.Entry()
 
 // Head is the cosine of each pair's normalised text and image features.
-func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, error) {
+func Head(pairs []scorer.Pair) ([][]float64, error) {
 	cos, err := zooscorer.Cosines(Name, pairs)
 	if err != nil {
 		return nil, err
@@ -50,5 +31,3 @@ func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, erro
 	}
 	return out, nil
 }
-
-var _ scorer.Scorer = (*Scorer)(nil)

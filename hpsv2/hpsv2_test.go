@@ -1,7 +1,6 @@
 package hpsv2_test
 
 import (
-	"context"
 	"math"
 	"testing"
 
@@ -12,9 +11,8 @@ import (
 // Head is the plain cosine: 0.6 and −0.8 for these unit vectors (no clamp,
 // no scale, as img_score.py's diagonal of image_features @ text_features.T).
 func TestHead(t *testing.T) {
-	var s hpsv2.Scorer
 	txt := &scorer.Text{Embed: []float32{1, 0}}
-	out, err := s.Head(context.Background(), []scorer.Pair{
+	out, err := hpsv2.Head([]scorer.Pair{
 		{Text: txt, Image: scorer.Features{Vec: []float32{0.6, 0.8}}},
 		{Text: txt, Image: scorer.Features{Vec: []float32{-0.8, 0.6}}},
 	})

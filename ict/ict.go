@@ -11,17 +11,28 @@ import (
 	"math"
 	"path/filepath"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/preprocess/text"
+	"github.com/icthp/icthp/scorer"
 )
+
+// Name is the model's name in requests, responses and flags.
+const Name = "ict"
+
+// Entry is ICT's registry entry: a `clip` model directory, scored as the
+// cosine of the text and image embeddings.
+var Entry = scorer.Entry{
+	Spec: scorer.Spec{Name: Name, Kind: models.KindCLIP, Help: "ICT model directory (clip kind)",
+		Outputs: []scorer.Output{{Name: Name, Product: true}}, RankBy: Name, Prompt: true,
+		ImageKind: cache.KindImage, Embeds: true},
+	Open: scorer.GraphOpener(Name, New),
+}
 
 // Encoder runs the model's graphs; *models.Model is one, and so is a dynamic
 // batcher in front of it.
-type Encoder interface {
-	EncodeImages(ctx context.Context, pixels []float32, n int) ([][]float32, error)
-	EncodeTexts(ctx context.Context, ids []int64, n int) ([][]float32, error)
-}
+type Encoder = models.BatchEncoder
 
 // Scorer holds the ICT model, its tokenizer and its image preprocessing.
 type Scorer struct {

@@ -3,8 +3,6 @@ package ict_test
 import (
 	"context"
 	"math"
-	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,8 +10,6 @@ import (
 	"github.com/icthp/icthp/internal/clipref"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/models/clip"
-	"github.com/icthp/icthp/models/ortlib"
 )
 
 func TestNormalize(t *testing.T) {
@@ -84,33 +80,10 @@ func TestRows(t *testing.T) {
 	}
 }
 
-func needORT(t *testing.T) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
-
-func openTiny(t *testing.T, kind models.Kind, seed uint64) (string, *models.Model, clip.Config, clip.Weights) {
-	t.Helper()
-	needORT(t)
-	dir := filepath.Join(t.TempDir(), string(kind))
-	_, c, w, err := testmodels.RandomDir(dir, kind, seed, nil, clip.BuildOptions{Fused: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.Open(dir, models.SessionOptions{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return dir, m, c, w
-}
-
 // The scorer's ICT equals the cosine of the float64 reference's text and
 // image features of the same weights, ids and pixels.
 func TestScorerAgainstReference(t *testing.T) {
-	dir, m, c, w := openTiny(t, models.KindCLIP, 7)
+	dir, m, c, w := testmodels.OpenTiny(t, models.KindCLIP, 7, true)
 	s, err := ict.New(dir, m.Manifest, m)
 	if err != nil {
 		t.Fatal(err)
@@ -124,10 +97,10 @@ func TestScorerAgainstReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 2
-	rng := rand.New(rand.NewPCG(1, 2))
-	px := make([]float32, n*s.Images().TensorLen())
-	for i := range px {
-		px[i] = float32(rng.NormFloat64())
+	px := testmodels.NormalPixels(n*s.Images().TensorLen(), 1, 2)
+	refI, err := clipref.ImageFeatures(&c, w, px, n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	images, err := s.EmbedImages(context.Background(), px, n)
 	if err != nil {
@@ -142,10 +115,6 @@ func TestScorerAgainstReference(t *testing.T) {
 		ids = append(ids, row...)
 	}
 	refT, err := clipref.TextFeatures(&c, w, ids, len(prompts))
-	if err != nil {
-		t.Fatal(err)
-	}
-	refI, err := clipref.ImageFeatures(&c, w, px, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,14 +144,14 @@ func norm(v []float32) float64 {
 }
 
 func TestNewRefusesOtherKinds(t *testing.T) {
-	dir, m, _, _ := openTiny(t, models.KindHP, 3)
+	dir, m, _, _ := testmodels.OpenTiny(t, models.KindHP, 3, true)
 	if _, err := ict.New(dir, m.Manifest, m); err == nil || !strings.Contains(err.Error(), `"hp"`) {
 		t.Fatalf("ict.New on an hp model: %v", err)
 	}
 }
 
 func TestEmptyBatches(t *testing.T) {
-	dir, m, _, _ := openTiny(t, models.KindCLIP, 7)
+	dir, m, _, _ := testmodels.OpenTiny(t, models.KindCLIP, 7, true)
 	s, err := ict.New(dir, m.Manifest, m)
 	if err != nil {
 		t.Fatal(err)

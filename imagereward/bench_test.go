@@ -10,7 +10,9 @@ import (
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
+	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
@@ -32,45 +34,16 @@ func BenchmarkAgainstICTHP(b *testing.B) {
 	if irDir == "" || ictDir == "" || hpDir == "" {
 		b.Skip("set ICTHP_BENCH_IR, ICTHP_BENCH_ICT and ICTHP_BENCH_HP to model directories")
 	}
-	needORT(b)
-	var images []scoring.Image
-	for _, n := range []string{"apple.jpg", "sunset.png", "checkers.webp"} {
-		data, err := os.ReadFile(filepath.Join("..", "testdata", "demo", n))
-		if err != nil {
-			b.Fatal(err)
-		}
-		images = append(images, scoring.Image{Data: data})
-	}
+	orttest.Need(b)
+	images := demoImages(b)
 	prompt := "a red apple on a wooden table, studio lighting"
-	so := models.SessionOptions{MaxBatch: 1}
-	irS, err := imagereward.Open(irDir, so, imagereward.Options{})
+	set, err := modelset.Open(modelset.Options{Dirs: map[string]string{ict.Name: ictDir, hp.Name: hpDir, imagereward.Name: irDir},
+		Open: scorer.OpenOptions{Session: models.SessionOptions{MaxBatch: 1}}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer irS.Close()
-	ictM, err := models.Open(ictDir, so)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ictM.Close()
-	ictS, err := ict.New(ictDir, ictM.Manifest, ictM)
-	if err != nil {
-		b.Fatal(err)
-	}
-	hpM, err := models.Open(hpDir, so)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer hpM.Close()
-	hpS, err := hp.New(hpDir, hpM.Manifest, hpM)
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc, err := scoring.New([]scorer.Model{{Spec: ict.Entry.Spec, Scorer: ictS}, {Spec: hp.Entry.Spec, Scorer: hpS},
-		{Spec: imagereward.Entry.Spec, Scorer: irS}}, scoring.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	defer set.Close()
+	svc := set.Service
 	configs := []struct {
 		name   string
 		models []string
@@ -124,15 +97,8 @@ func BenchmarkInt8(b *testing.B) {
 	if dirs[0] == "" || dirs[1] == "" {
 		b.Skip("set ICTHP_BENCH_IR and ICTHP_BENCH_IR8 to float32 and int8 ImageReward model directories")
 	}
-	needORT(b)
-	var images []scoring.Image
-	for _, n := range []string{"apple.jpg", "sunset.png", "checkers.webp"} {
-		data, err := os.ReadFile(filepath.Join("..", "testdata", "demo", n))
-		if err != nil {
-			b.Fatal(err)
-		}
-		images = append(images, scoring.Image{Data: data})
-	}
+	orttest.Need(b)
+	images := demoImages(b)
 	const prompt = "a red apple on a wooden table, studio lighting"
 	names := []string{"float32", "int8"}
 	scorers := make([]*imagereward.Scorer, len(dirs))
@@ -173,4 +139,17 @@ func BenchmarkInt8(b *testing.B) {
 		b.ReportMetric(spent[k].Seconds()*1000/float64(b.N), n+"-ms/image")
 		b.ReportMetric(float64(b.N)/spent[k].Seconds(), n+"-images/s")
 	}
+}
+
+// demoImages are the demo images, as files.
+func demoImages(b *testing.B) []scoring.Image {
+	var images []scoring.Image
+	for _, n := range []string{"apple.jpg", "sunset.png", "checkers.webp"} {
+		data, err := os.ReadFile(filepath.Join("..", "testdata", "demo", n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		images = append(images, scoring.Image{Data: data})
+	}
+	return images
 }

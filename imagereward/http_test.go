@@ -16,10 +16,12 @@ import (
 
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/clip"
+	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
@@ -31,7 +33,7 @@ import (
 // the only model), /v1/models lists it; every number equals the scorer's
 // own.
 func TestHTTPImageRewardBesideHP(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	ir, ts := imageRewardBesideHPServer(t)
 
 	images := readImages(t, "rgb8_100x80.png", "p8_310x215.gif")
@@ -119,32 +121,18 @@ func imageRewardBesideHPServer(t *testing.T) (*imagereward.Scorer, *httptest.Ser
 	if _, _, _, err := testmodels.RandomDir(hpDir, models.KindHP, 3, nil, clip.BuildOptions{Fused: true}); err != nil {
 		t.Fatal(err)
 	}
-	ir, err := imagereward.Open(irDir, models.SessionOptions{}, imagereward.Options{})
+	set, err := modelset.Open(modelset.Options{Dirs: map[string]string{hp.Name: hpDir, imagereward.Name: irDir}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ir.Close() })
-	md, err := models.Open(hpDir, models.SessionOptions{})
+	srv, err := server.New(set.Service, server.Options{Registry: prometheus.NewRegistry()})
 	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { md.Close() })
-	hpS, err := hp.New(hpDir, md.Manifest, md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := scoring.New([]scorer.Model{{Spec: hp.Entry.Spec, Scorer: hpS}, {Spec: imagereward.Entry.Spec, Scorer: ir}}, scoring.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(svc, server.Options{Registry: prometheus.NewRegistry()})
-	if err != nil {
+		set.Close()
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-
-	return ir, ts
+	t.Cleanup(func() { ts.Close(); set.Close() })
+	return set.Models[1].Scorer.(*imagereward.Scorer), ts
 }
 
 // postOK posts body as JSON to url, requires 200 and returns the answer's

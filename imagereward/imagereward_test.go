@@ -12,22 +12,15 @@ import (
 	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/internal/blipref"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/checkpoint"
-	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
-
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
 
 // original writes a tiny ImageReward checkpoint in the original layout
 // (ImageReward.pt as torch zip-pickle, with position_ids, the unused
@@ -80,7 +73,7 @@ func readImages(t *testing.T, names ...string) []scoring.Image {
 // a prompt, agrees with the float64 reference of ImageReward.score fed with
 // the same torchvision tensors and WordPiece ids, to 1e-5; plain and fused.
 func TestScoreMatchesFloat64Reference(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	c, err := blip.PresetConfig(blip.PresetTiny)
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +213,7 @@ func checkServiceScores(t *testing.T, s *imagereward.Scorer, version, prompt str
 // A different prompt, a different image: different scores; the prompt's
 // padding is masked (trailing spaces change nothing).
 func TestScoreDependsOnPromptAndImage(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	out := t.TempDir()
 	if _, err := blip.WriteRandomDir(blip.PresetTiny, 3, out, blip.BuildOptions{Fused: true}); err != nil {
 		t.Fatal(err)
@@ -256,7 +249,7 @@ func TestScoreDependsOnPromptAndImage(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	out := t.TempDir()
 	man, err := blip.WriteRandomDir(blip.PresetTiny, 1, out, blip.BuildOptions{Fused: true})
 	if err != nil {

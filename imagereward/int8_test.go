@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 )
@@ -19,7 +20,7 @@ import (
 // activation code now and then (see README, int8), so only random inputs
 // agree to 1e-4.
 func TestInt8ScoresAloneAndAmongOthers(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	out := t.TempDir()
 	man, err := blip.WriteRandomDir(blip.PresetTiny, 4, out, blip.BuildOptions{Fused: true, Int8: true})
 	if err != nil {

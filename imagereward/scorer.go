@@ -33,7 +33,9 @@ var Entry = scorer.Entry{
 
 // Image is the scorer's image side: torchvision preprocessing over
 // Pillow's decode, then the ViT's image token sequence.
-func (s *Scorer) Image() scorer.ImageEncoder { return imageSide{s} }
+func (s *Scorer) Image() scorer.ImageEncoder {
+	return scorer.ImageSide{Prep: scorer.TorchvisionPreprocess(s.images), Run: s.imageTokens}
+}
 
 // Text is the scorer's text side: the BERT WordPiece tokenizer. The text
 // is read inside the head, with cross-attention to the image tokens, so it
@@ -72,17 +74,13 @@ func (s *Scorer) Head(ctx context.Context, pairs []scorer.Pair) ([][]float64, er
 	return out, nil
 }
 
-type imageSide struct{ s *Scorer }
-
-func (m imageSide) Preprocess() scorer.Preprocessor { return scorer.TorchvisionPreprocess(m.s.images) }
-
-// Encode runs the image encoder once over n preprocessed images.
-func (m imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	out, err := m.s.vision.EncodeImages(ctx, pixels, n)
+// imageTokens runs the image encoder once over n preprocessed images.
+func (s *Scorer) imageTokens(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
+	out, err := s.vision.EncodeImages(ctx, pixels, n)
 	if err != nil {
 		return nil, fmt.Errorf("imagereward image encoder: %w", err)
 	}
-	T := m.s.TokenLen()
+	T := s.TokenLen()
 	if len(out[0]) != n*T {
 		return nil, fmt.Errorf("imagereward: image encoder gave %d values for %d images of %d", len(out[0]), n, T)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 )
@@ -21,7 +22,7 @@ import (
 // scored here from the same files and prompts, the ids are the same and the
 // scores agree with PyTorch's float32 to 1e-5, plain and fused.
 func TestMatchesPyTorch(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	dir := filepath.Join("testdata", "torch")
 	var ref struct {
 		Images []string `json:"images"`

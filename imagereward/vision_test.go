@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/imagereward"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
+	"github.com/icthp/icthp/scoring"
 )
 
 // countingEncoder passes runs through to the model and counts their images.
@@ -30,22 +32,14 @@ func (c *countingEncoder) EncodeImages(ctx context.Context, px []float32, n int)
 // the scores are the unwrapped scorer's, and a batcher there gives the same
 // scores too; a failing Vision fails Open with its error.
 func TestVisionHook(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	dir := t.TempDir()
 	if _, err := blip.WriteRandomDir(blip.PresetTiny, 4, dir, blip.BuildOptions{Fused: true}); err != nil {
 		t.Fatal(err)
 	}
 	imgs := readImages(t, "rgba8_300x200.png", "junk", "gray_310x230.gif")
 	const prompt = "a lighthouse at dusk"
-	plain, err := imagereward.Open(dir, models.SessionOptions{}, imagereward.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
-	want, _, err := score(context.Background(), plain, prompt, imgs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want, _ := openAndScore(t, dir, imagereward.Options{}, prompt, imgs)
 
 	var batchers []*models.Batcher
 	defer func() {
@@ -68,20 +62,12 @@ func TestVisionHook(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c *countingEncoder
-			s, err := imagereward.Open(dir, models.SessionOptions{}, imagereward.Options{
+			got, errs := openAndScore(t, dir, imagereward.Options{
 				Vision: func(md *models.Model) (imagereward.ImageEncoder, error) {
 					next, err := tc.wrap(md)
 					c = &countingEncoder{next: next}
 					return c, err
-				}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			got, errs, err := score(context.Background(), s, prompt, imgs)
-			if err != nil {
-				t.Fatal(err)
-			}
+				}}, prompt, imgs)
 			if errs[0] != nil || errs[1] == nil || errs[2] != nil {
 				t.Fatalf("per-image errors %v, want only the junk image's", errs)
 			}
@@ -97,9 +83,25 @@ func TestVisionHook(t *testing.T) {
 	}
 
 	errWrap := errors.New("no batcher today")
-	_, err = imagereward.Open(dir, models.SessionOptions{}, imagereward.Options{
+	_, err := imagereward.Open(dir, models.SessionOptions{}, imagereward.Options{
 		Vision: func(*models.Model) (imagereward.ImageEncoder, error) { return nil, errWrap }})
 	if !errors.Is(err, errWrap) {
 		t.Errorf("Open with a failing Vision: %v, want it wrapping %v", err, errWrap)
 	}
+}
+
+// openAndScore opens dir with o, scores the images for prompt, closes it
+// and returns the scores and per-image errors.
+func openAndScore(t *testing.T, dir string, o imagereward.Options, prompt string, imgs []scoring.Image) ([]float64, []error) {
+	t.Helper()
+	s, err := imagereward.Open(dir, models.SessionOptions{}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	scores, errs, err := score(context.Background(), s, prompt, imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scores, errs
 }

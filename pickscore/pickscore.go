@@ -9,11 +9,8 @@
 package pickscore
 
 import (
-	"context"
-	"io"
 	"math"
 
-	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/internal/zooscorer"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scorer"
@@ -25,38 +22,20 @@ const Name = "pickscore"
 // Entry is PickScore's registry entry. Outputs: pickscore (the scaled
 // cosine) and pickscore_prob (its softmax over the request's images that
 // share the prompt).
-var Entry = scorer.Entry{
-	Spec: scorer.Spec{Name: Name, Kind: models.KindCLIP, Help: "PickScore model directory (`icthp convert pickscore`)",
-		Outputs: []scorer.Output{{Name: "pickscore"}, {Name: "pickscore_prob", Relative: true}}, RankBy: "pickscore", Prompt: true,
-		ImageKind: cache.KindImage},
-	Open: Open,
-}
+var Entry = zooscorer.Kind{Name: Name, Formula: models.FormulaPickScore, Help: "PickScore model directory",
+	Outputs: []scorer.Output{{Name: "pickscore"}, {Name: "pickscore_prob", Relative: true}},
+	Head:    func(f *models.Formula, pairs []scorer.Pair) ([][]float64, error) { return Head(f.LogitScale, pairs) }}.Entry()
 
-// Scorer is an opened PickScore model.
-type Scorer struct {
-	*zooscorer.Base
-	logitScale float64
-}
-
-// Open opens a directory written by `icthp convert pickscore`.
-func Open(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
-	b, c, err := zooscorer.Open(dir, o, Name, models.KindCLIP, models.FormulaPickScore)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &Scorer{Base: b, logitScale: b.Manifest().Formula.LogitScale}, c, nil
-}
-
-// Head gives each pair its score and its preference probability among the
-// pairs of the same prompt.
-func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, error) {
+// Head gives each pair its score with that logit scale and its preference
+// probability among the pairs of the same prompt.
+func Head(logitScale float64, pairs []scorer.Pair) ([][]float64, error) {
 	cos, err := zooscorer.Cosines(Name, pairs)
 	if err != nil {
 		return nil, err
 	}
 	scores := make([]float64, len(pairs))
 	for i, c := range cos {
-		scores[i] = Score(s.logitScale, c)
+		scores[i] = Score(logitScale, c)
 	}
 	probs := GroupSoftmax(pairs, scores)
 	out := make([][]float64, len(pairs))
@@ -99,5 +78,3 @@ func GroupSoftmax(pairs []scorer.Pair, scores []float64) []float64 {
 	}
 	return probs
 }
-
-var _ scorer.Scorer = (*Scorer)(nil)

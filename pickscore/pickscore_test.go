@@ -1,7 +1,6 @@
 package pickscore_test
 
 import (
-	"context"
 	"math"
 	"testing"
 
@@ -36,10 +35,9 @@ func TestFormula(t *testing.T) {
 // Head on unit embeddings: cos 0.6 and 0.8 with logit_scale ln 10 give 6
 // and 8, and probabilities 1/(1+e²), e²/(1+e²).
 func TestHead(t *testing.T) {
-	s := pickscore.NewForTest(math.Log(10))
 	txt := &scorer.Text{Embed: []float32{1, 0}}
 	pairs := []scorer.Pair{{Text: txt, Image: scorer.Features{Vec: []float32{0.6, 0.8}}}, {Text: txt, Image: scorer.Features{Vec: []float32{0.8, 0.6}}}}
-	out, err := s.Head(context.Background(), pairs)
+	out, err := pickscore.Head(math.Log(10), pairs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +49,7 @@ func TestHead(t *testing.T) {
 			}
 		}
 	}
-	if _, err := s.Head(context.Background(), []scorer.Pair{{Image: scorer.Features{Vec: []float32{1}}}}); err == nil {
+	if _, err := pickscore.Head(math.Log(10), []scorer.Pair{{Image: scorer.Features{Vec: []float32{1}}}}); err == nil {
 		t.Error("a pair without text embedding was scored")
 	}
 }

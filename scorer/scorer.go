@@ -74,6 +74,16 @@ type Features struct {
 	Scalars []float64
 }
 
+// Embeddings are the features of images that are embeddings only (no
+// scalars): one Features per vector.
+func Embeddings(vecs [][]float32) []Features {
+	out := make([]Features, len(vecs))
+	for i, v := range vecs {
+		out[i] = Features{Vec: v}
+	}
+	return out
+}
+
 // ImageEncoder is a model's image side.
 type ImageEncoder interface {
 	// Preprocess is how one image becomes one row of Encode's input.
@@ -84,6 +94,21 @@ type ImageEncoder interface {
 	// image that missed the cache; a dynamic batcher behind it may gather
 	// rows of several requests into one run.
 	Encode(ctx context.Context, pixels []float32, n int) ([]Features, error)
+}
+
+// ImageSide is an ImageEncoder made of its parts: the Preprocessor and
+// the function that encodes its rows (what a model's Image returns).
+type ImageSide struct {
+	Prep Preprocessor
+	Run  func(ctx context.Context, pixels []float32, n int) ([]Features, error)
+}
+
+// Preprocess is Prep.
+func (s ImageSide) Preprocess() Preprocessor { return s.Prep }
+
+// Encode calls Run.
+func (s ImageSide) Encode(ctx context.Context, pixels []float32, n int) ([]Features, error) {
+	return s.Run(ctx, pixels, n)
 }
 
 // Source is one image as the pipeline hands it to a Preprocessor: RGB is

@@ -20,6 +20,7 @@ import (
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/ortlib"
+	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
 
@@ -96,7 +97,7 @@ func BenchmarkCachedAgainstUncached(b *testing.B) {
 	defer remote.Close()
 	svcs := map[string]*scoring.Service{}
 	for name, c := range map[string]*cache.Cache{"uncached": nil, "local": local, "redis": remote} {
-		s, err := newService(is, hs, scoring.Options{Cache: c})
+		s, err := scoring.New([]scorer.Model{{Spec: ict.Entry.Spec, Scorer: is}, {Spec: hp.Entry.Spec, Scorer: hs}}, scoring.Options{Cache: c})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -40,7 +40,7 @@ func newCache(t *testing.T, o cache.Options) *cache.Cache {
 func withCache(t *testing.T, f *fixture, c *cache.Cache, o scoring.Options) *scoring.Service {
 	t.Helper()
 	o.Cache = c
-	svc, err := newService(f.ictS, f.hpS, o)
+	svc, err := scoring.New(f.models, o)
 	if err != nil {
 		t.Fatal(err)
 	}

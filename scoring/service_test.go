@@ -49,6 +49,7 @@ type fixture struct {
 	ict, hp       *counting
 	ictS          *ict.Scorer
 	hpS           *hp.Scorer
+	models        []scorer.Model // the loaded ones, for scoring.New
 	cfg           clip.Config
 	ictW, hpW     clip.Weights
 	ictVer, hpVer string
@@ -58,16 +59,7 @@ type fixture struct {
 
 func open(t *testing.T, kind models.Kind, seed uint64) (string, *counting, clip.Config, clip.Weights) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), string(kind))
-	_, c, w, err := testmodels.RandomDir(dir, kind, seed, nil, clip.BuildOptions{Fused: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := models.Open(dir, models.SessionOptions{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	dir, m, c, w := testmodels.OpenTiny(t, kind, seed, true)
 	return dir, &counting{m: m}, c, w
 }
 
@@ -85,6 +77,7 @@ func newFixture(t *testing.T, withICT, withHP bool, o scoring.Options) *fixture 
 		}
 		f.ict, f.cfg, f.ictW, f.ictVer = enc, c, w, enc.m.Manifest.Version
 		f.tok, f.pipe = f.ictS.Tokenizer(), f.ictS.Images()
+		f.models = append(f.models, scorer.Model{Spec: ict.Entry.Spec, Scorer: f.ictS})
 	}
 	if withHP {
 		dir, enc, c, w := open(t, models.KindHP, 32)
@@ -93,8 +86,9 @@ func newFixture(t *testing.T, withICT, withHP bool, o scoring.Options) *fixture 
 		}
 		f.hp, f.cfg, f.hpW, f.hpVer = enc, c, w, enc.m.Manifest.Version
 		f.pipe = f.hpS.Images()
+		f.models = append(f.models, scorer.Model{Spec: hp.Entry.Spec, Scorer: f.hpS})
 	}
-	if f.svc, err = newService(f.ictS, f.hpS, o); err != nil {
+	if f.svc, err = scoring.New(f.models, o); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -293,10 +287,10 @@ func TestScoreBadRequests(t *testing.T) {
 	if res.Scores[0].Get("ict") != nil || res.Scores[0].Get("hp") == nil || len(res.Versions) != 1 {
 		t.Errorf("narrowed to hp: %+v, versions %v", res.Scores[0], res.Versions)
 	}
-	if _, err := newService(nil, nil, scoring.Options{}); err == nil {
+	if _, err := scoring.New(nil, scoring.Options{}); err == nil {
 		t.Error("a service without models was made")
 	}
-	if _, err := newService(both.ictS, nil, scoring.Options{Reward: scoring.Combination{Kind: "weighted"}}); err == nil {
+	if _, err := scoring.New(both.models[:1], scoring.Options{Reward: scoring.Combination{Kind: "weighted"}}); err == nil {
 		t.Error("a service with an invalid default reward was made")
 	}
 	// No images: an empty, successful answer.
@@ -496,16 +490,4 @@ func TestCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want context.Canceled", err)
 	}
-}
-
-// newService makes a Service over whichever of the scorers are not nil.
-func newService(ictS *ict.Scorer, hpS *hp.Scorer, o scoring.Options) (*scoring.Service, error) {
-	var ms []scorer.Model
-	if ictS != nil {
-		ms = append(ms, scorer.Model{Spec: ict.Entry.Spec, Scorer: ictS})
-	}
-	if hpS != nil {
-		ms = append(ms, scorer.Model{Spec: hp.Entry.Spec, Scorer: hpS})
-	}
-	return scoring.New(ms, o)
 }

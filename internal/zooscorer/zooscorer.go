@@ -2,9 +2,9 @@
 // hpsv2, aesthetic) share: opening a model directory whose manifest names
 // their formula, the image side (the preprocessing the manifest names, the
 // L2-normalised image embedding, and for image-only models the graph's
-// score), and the CLIP text side (the BPE tokenizer with the formula's
-// prefix, the L2-normalised text embedding). Each scorer package adds its
-// Entry and its Head (the formula).
+// score), the CLIP text side (ict.TextSide with the formula's prefix), and
+// the registry Entry. Each scorer package declares its Kind (Spec, formula,
+// Head) and computes its formula.
 package zooscorer
 
 import (
@@ -13,6 +13,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/ict"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
@@ -20,65 +21,99 @@ import (
 	"github.com/icthp/icthp/scorer"
 )
 
-// Base is one opened zoo model: the manifest, the encoder in front of its
-// graphs, its image preprocessing and (dual encoders) its tokenizer. It
-// implements every scorer.Scorer method but Head.
-type Base struct {
-	man    *models.Manifest
-	enc    models.BatchEncoder
-	prep   scorer.Preprocessor
-	tok    *text.Tokenizer // nil for an image-only model
-	prefix string
+// Kind is what a zoo package declares; its Entry does the rest.
+type Kind struct {
+	// Name selects the model in requests, names it in responses and
+	// flags, and (without Outputs) names its one output.
+	Name string
+	// Formula is what a directory's manifest must record (models.Formula*),
+	// and the `icthp convert` command that writes such directories: a
+	// plain `clip` directory records none, and its scores would not be
+	// this model's.
+	Formula string
+	// Help is the flag's usage text; "(`icthp convert Formula`)" follows.
+	Help string
+	// ImageOnly is a model without a prompt whose graph computes the
+	// score (models.KindAesthetic directories): its features are cached
+	// with the score, as HP's are. Otherwise it is a dual encoder of a
+	// models.KindCLIP directory.
+	ImageOnly bool
+	// Outputs are the scores it gives, the first its main score and rank
+	// key; nil: one, named Name.
+	Outputs []scorer.Output
+	// Head is the kind's formula over one request's pairs, given the
+	// manifest's formula record (its constants: logit scale, weight).
+	Head func(f *models.Formula, pairs []scorer.Pair) ([][]float64, error)
 }
 
-// Open opens dir for the scorer named name, which computes formula on a
-// directory of kind: the manifest must record that formula (a plain `clip`
-// directory has none, and its scores would not be this model's).
-func Open(dir string, o scorer.OpenOptions, name string, kind models.Kind, formula string) (*Base, io.Closer, error) {
-	md, err := models.Open(dir, o.Session)
-	if err != nil {
-		return nil, nil, err
+// Spec is the kind's registry Spec.
+func (k Kind) Spec() scorer.Spec {
+	s := scorer.Spec{Name: k.Name, Kind: models.KindCLIP, Help: fmt.Sprintf("%s (`icthp convert %s`)", k.Help, k.Formula),
+		Outputs: k.Outputs, Prompt: true, ImageKind: cache.KindImage}
+	if s.Outputs == nil {
+		s.Outputs = []scorer.Output{{Name: k.Name}}
 	}
-	b, err := newBase(dir, md.Manifest, kind, formula, o)
-	if err != nil {
-		md.Close()
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	s.RankBy = s.Outputs[0].Name
+	if k.ImageOnly {
+		s.Kind, s.Prompt, s.ImageKind = models.KindAesthetic, false, cache.KindHP
 	}
-	b.enc = md
-	if o.Encoder != nil {
-		if b.enc, err = o.Encoder(name, md); err != nil {
-			md.Close()
-			return nil, nil, err
-		}
-	}
-	return b, md, nil
+	return s
 }
 
-func newBase(dir string, man *models.Manifest, kind models.Kind, formula string, o scorer.OpenOptions) (*Base, error) {
+// Entry is the kind's registry entry: Open checks the manifest, builds
+// the image side the manifest names and (dual encoders) the CLIP text side
+// with the formula's prefix, and scores with Head.
+func (k Kind) Entry() scorer.Entry {
+	spec := k.Spec()
+	return scorer.Entry{Spec: spec, Open: func(dir string, o scorer.OpenOptions) (scorer.Scorer, io.Closer, error) {
+		return scorer.GraphOpener(k.Name, func(dir string, man *models.Manifest, enc models.BatchEncoder) (*model, error) {
+			m, err := open(dir, man, enc, spec.Kind, k, o)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k.Name, err)
+			}
+			return m, nil
+		})(dir, o)
+	}}
+}
+
+// model is one opened zoo model: the manifest, the encoder in front of its
+// graphs, its image preprocessing, its text side (nil for an image-only
+// model) and its kind's head.
+type model struct {
+	man  *models.Manifest
+	enc  models.BatchEncoder
+	prep scorer.Preprocessor
+	text scorer.TextEncoder
+	head func(f *models.Formula, pairs []scorer.Pair) ([][]float64, error)
+}
+
+func open(dir string, man *models.Manifest, enc models.BatchEncoder, kind models.Kind, k Kind, o scorer.OpenOptions) (*model, error) {
 	if man.Kind != kind {
 		return nil, fmt.Errorf("model %s is of kind %q, want %q", dir, man.Kind, kind)
 	}
-	if man.Formula == nil || man.Formula.Name != formula {
+	if man.Formula == nil || man.Formula.Name != k.Formula {
 		got := "none"
 		if man.Formula != nil {
 			got = man.Formula.Name
 		}
-		return nil, fmt.Errorf("model %s records formula %s, want %s (convert it with `icthp convert %s`)", dir, got, formula, formula)
+		return nil, fmt.Errorf("model %s records formula %s, want %s (convert it with `icthp convert %s`)", dir, got, k.Formula, k.Formula)
 	}
-	b := &Base{man: man, prefix: man.Formula.Prefix}
+	m := &model{man: man, enc: enc, head: k.Head}
 	var err error
-	if b.prep, err = Preprocessor(man, o.MaxImageBytes, o.MaxImagePixels); err != nil {
+	if m.prep, err = Preprocessor(man, o.MaxImageBytes, o.MaxImagePixels); err != nil {
 		return nil, err
 	}
-	if kind == models.KindCLIP {
-		if b.tok, err = text.LoadTokenizer(filepath.Join(dir, man.Text.Vocab)); err != nil {
+	if !k.ImageOnly {
+		tok, err := text.LoadTokenizer(filepath.Join(dir, man.Text.Vocab))
+		if err != nil {
 			return nil, err
 		}
-		if b.tok.ContextLength() != man.Text.ContextLength {
-			b.tok.SetContextLength(man.Text.ContextLength)
+		if tok.ContextLength() != man.Text.ContextLength {
+			tok.SetContextLength(man.Text.ContextLength)
 		}
+		m.text = ict.TextSide{Label: man.Formula.Name, Prefix: man.Formula.Prefix, Tok: tok, Enc: enc}
 	}
-	return b, nil
+	return m, nil
 }
 
 // Preprocessor is the image preprocessing a manifest names: "clip"
@@ -109,83 +144,47 @@ func Preprocessor(man *models.Manifest, maxBytes, maxPixels int64) (scorer.Prepr
 }
 
 // Version is the model's version string.
-func (b *Base) Version() string { return b.man.Version }
+func (m *model) Version() string { return m.man.Version }
 
 // Manifest is the model directory's manifest.
-func (b *Base) Manifest() *models.Manifest { return b.man }
+func (m *model) Manifest() *models.Manifest { return m.man }
 
 // Image is the image side: the manifest's preprocessing; Features.Vec the
 // L2-normalised image embedding, and for an aesthetic model Scalars[0] its
 // score (the graph's first output).
-func (b *Base) Image() scorer.ImageEncoder { return imageSide{b} }
-
-// Text is the text side of a dual encoder, nil for an image-only model.
-func (b *Base) Text() scorer.TextEncoder {
-	if b.tok == nil {
-		return nil
-	}
-	return textSide{b}
+func (m *model) Image() scorer.ImageEncoder {
+	return scorer.ImageSide{Prep: m.prep, Run: m.imageFeatures}
 }
 
-type imageSide struct{ b *Base }
+// Text is the text side of a dual encoder (ict.TextSide), nil for an
+// image-only model.
+func (m *model) Text() scorer.TextEncoder { return m.text }
 
-func (m imageSide) Preprocess() scorer.Preprocessor { return m.b.prep }
+// Head is the kind's formula.
+func (m *model) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, error) {
+	return m.head(m.man.Formula, pairs)
+}
 
-func (m imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
+func (m *model) imageFeatures(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	outs, err := m.b.enc.EncodeImages(ctx, pixels, n)
+	outs, err := m.enc.EncodeImages(ctx, pixels, n)
 	if err != nil {
 		return nil, err
 	}
-	feats := make([]scorer.Features, n)
-	if m.b.man.Kind == models.KindAesthetic {
+	if m.man.Kind == models.KindAesthetic {
 		// outputs: aesthetic [n], image_embeds [n, D]
 		if len(outs) != 2 || len(outs[0]) != n {
 			return nil, fmt.Errorf("aesthetic graph gave %d outputs, want the score and the embedding", len(outs))
 		}
+		feats := make([]scorer.Features, n)
 		for i, e := range ict.Rows(outs[1], n, true) {
 			feats[i] = scorer.Features{Vec: e, Scalars: []float64{float64(outs[0][i])}}
 		}
 		return feats, nil
 	}
-	for i, e := range ict.Rows(outs[0], n, true) {
-		feats[i] = scorer.Features{Vec: e}
-	}
-	return feats, nil
-}
-
-type textSide struct{ b *Base }
-
-// Tokenize reads prefix + prompt (CLIPScore's "A photo depicts ").
-func (t textSide) Tokenize(prompt string) (scorer.Tokens, error) {
-	ids, err := t.b.tok.Encode(t.b.prefix + prompt)
-	if err != nil {
-		return scorer.Tokens{}, fmt.Errorf("%s text: %w", t.b.man.Formula.Name, err)
-	}
-	return scorer.Tokens{IDs: ids}, nil
-}
-
-// EncodeTexts runs the text graph over tokenized prompts and L2-normalises
-// each embedding.
-func (t textSide) EncodeTexts(ctx context.Context, toks []scorer.Tokens) ([][]float32, error) {
-	if len(toks) == 0 {
-		return nil, nil
-	}
-	L := t.b.tok.ContextLength()
-	ids := make([]int64, 0, len(toks)*L)
-	for i, tk := range toks {
-		if len(tk.IDs) != L {
-			return nil, fmt.Errorf("prompt %d has %d token ids, want %d", i, len(tk.IDs), L)
-		}
-		ids = append(ids, tk.IDs...)
-	}
-	out, err := t.b.enc.EncodeTexts(ctx, ids, len(toks))
-	if err != nil {
-		return nil, err
-	}
-	return ict.Rows(out[0], len(toks), true), nil
+	return scorer.Embeddings(ict.Rows(outs[0], n, true)), nil
 }
 
 // Cosines returns each pair's cosine: the dot product of its normalised
@@ -204,4 +203,4 @@ func Cosines(name string, pairs []scorer.Pair) ([]float64, error) {
 	return out, nil
 }
 
-var _ scorer.TextEmbedder = textSide{}
+var _ scorer.Scorer = (*model)(nil)

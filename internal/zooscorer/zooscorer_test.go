@@ -3,7 +3,6 @@ package zooscorer_test
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,22 +13,16 @@ import (
 	"github.com/icthp/icthp/clipscore"
 	"github.com/icthp/icthp/hpsv2"
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/orttest"
+	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/models/openclip"
-	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/pickscore"
 	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 )
-
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
 
 // reference computes a zoo model's score in float64 from the weights the
 // directory was built from: clipref's features, then the published formula.
@@ -78,7 +71,7 @@ func tinyRef(t *testing.T, kind string, preset clip.Preset, seed uint64) referen
 // prompt is tokenized with the formula's prefix; the pipeline is the one the
 // original code uses.
 func TestEntriesMatchReference(t *testing.T) {
-	needORT(t)
+	orttest.Need(t)
 	preset := clip.PresetTiny
 	if p := os.Getenv("ICTHP_ZOO_PRESET"); p != "" {
 		// A real size, run by hand: ICTHP_ZOO_PRESET=vit-b-32 (each model at
@@ -116,7 +109,7 @@ func TestEntriesMatchReference(t *testing.T) {
 				t.Errorf("NeedsRGB = %v, want %v (pipeline %s)", got, tc.needsRGB, s.Manifest().Image.Pipeline)
 			}
 			ref := tinyRef(t, tc.kind, preset, seed)
-			px := pixels(n)
+			px := testmodels.NormalPixels(n*3*224*224, 11, 12)
 			feats, err := s.Image().Encode(context.Background(), px, n)
 			if err != nil {
 				t.Fatal(err)
@@ -155,15 +148,6 @@ func TestEntriesMatchReference(t *testing.T) {
 			t.Logf("%s within %.2g of the float64 reference (scores %v)", tc.kind, worst, want)
 		})
 	}
-}
-
-func pixels(n int) []float32 {
-	rng := rand.New(rand.NewPCG(11, 12))
-	px := make([]float32, n*3*224*224)
-	for i := range px {
-		px[i] = float32(rng.NormFloat64())
-	}
-	return px
 }
 
 // encodePrompt tokenizes the prompt through the scorer (checking the

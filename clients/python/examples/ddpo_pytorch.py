@@ -17,7 +17,6 @@ overlaps the scoring of batch i.
     python3 examples/ddpo_pytorch.py --url http://127.0.0.1:8080
 """
 
-import argparse
 import os
 import sys
 
@@ -25,13 +24,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from icthp_client import ddpo_reward_fn_async  # noqa: E402
 
-from _fake import fake_batch  # noqa: E402
+from _example import example_parser, fake_batch  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", default=os.environ.get("ICTHP_URL", "http://127.0.0.1:8080"))
-    ap.add_argument("--token", default=os.environ.get("ICTHP_TOKEN"))
+    ap = example_parser()
     ap.add_argument("--batches", type=int, default=3)
     args = ap.parse_args()
 

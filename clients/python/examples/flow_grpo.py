@@ -13,7 +13,6 @@ One request per batch computes every score and the weighted sum.
     python3 examples/flow_grpo.py --url http://127.0.0.1:8080
 """
 
-import argparse
 import concurrent.futures
 import os
 import sys
@@ -22,13 +21,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from icthp_client import multi_score  # noqa: E402
 
-from _fake import fake_batch  # noqa: E402
+from _example import example_parser, fake_batch  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", default=os.environ.get("ICTHP_URL", "http://127.0.0.1:8080"))
-    ap.add_argument("--token", default=os.environ.get("ICTHP_TOKEN"))
+    ap = example_parser()
     ap.add_argument("--weights", default="ict=1,hp=1", help="NAME=W,... over ict, hp, hp_logit, imagereward")
     args = ap.parse_args()
     score_dict = {k: float(v) for k, v in (kv.split("=") for kv in args.weights.split(","))}

@@ -11,7 +11,6 @@ Without trl installed, this script makes one fake batch and calls the
 function the way the trainer does.
 """
 
-import argparse
 import os
 import sys
 
@@ -19,13 +18,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from icthp_client import ddpo_reward_fn  # noqa: E402
 
-from _fake import fake_batch  # noqa: E402
+from _example import example_parser, fake_batch  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", default=os.environ.get("ICTHP_URL", "http://127.0.0.1:8080"))
-    ap.add_argument("--token", default=os.environ.get("ICTHP_TOKEN"))
+    ap = example_parser()
     args = ap.parse_args()
 
     # ICT × HP, the paper's reward; weights={"ict": 1, "hp": 1} would sum them instead.
