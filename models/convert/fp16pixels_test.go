@@ -140,7 +140,7 @@ func TestFP16FormsScoreImages(t *testing.T) {
 		build clip.BuildOptions
 	}{{"new", clip.BuildOptions{FP16: true, Fused: true}}, {"old", clip.BuildOptions{FP16: true, Fused: true, FP32Pixels: true}}} {
 		dir := randomHP(t, form.build)
-		sc, closer, err := hp.Open(dir, scorer.OpenOptions{})
+		sc, closer, err := hp.Entry.Open(dir, scorer.OpenOptions{})
 		if err != nil {
 			t.Fatalf("%s form: %v", form.name, err)
 		}
