@@ -351,96 +351,128 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// modelBuilder writes tiny random checkpoints under root and converts them
+// with icthp convert; each method makes one of the four end-to-end models.
+type modelBuilder struct {
+	c    clip.Config
+	all  []string // every tensor name of a whole CLIPModel
+	root string
+}
+
 func buildModels(root string) (*e2eModels, error) {
 	c, err := clip.PresetConfig(clip.PresetTiny)
 	if err != nil {
 		return nil, err
 	}
-	all := testmodels.Names(c.Params())
-	only := func(keep func(string) bool) []string {
-		var out []string
-		for _, n := range all {
-			if keep(n) {
-				out = append(out, n)
-			}
-		}
-		return out
-	}
-	ref := func(w clip.Weights) *refModel {
-		return &refModel{cfg: c, w: testmodels.Cached(w), img: map[string][]float64{}, txt: map[string][]float64{}}
-	}
+	b := &modelBuilder{c: c, all: testmodels.Names(c.Params()), root: root}
 	m := &e2eModels{}
-	dir := func(n string) string { return filepath.Join(root, n) }
-	positionIDs := checkpoint.NamedTensor{Name: "text_model.embeddings.position_ids", DType: "I64", Shape: []int64{1, 77}, Data: make([]float32, 77)}
-	cmd := func(args ...string) error {
-		var o, e bytes.Buffer
-		if code := run(context.Background(), &app{stdout: &o, stderr: &e, getenv: func(string) string { return "" }}, args); code != 0 {
-			return fmt.Errorf("icthp %s: exit %d: %s", strings.Join(args, " "), code, e.String())
+	for _, step := range []func(*e2eModels) error{b.ictSafetensors, b.ictTorchOverBase, b.hpSafetensors, b.hpTorchOverBase} {
+		if err := step(m); err != nil {
+			return nil, err
 		}
-		return nil
 	}
+	return m, nil
+}
 
-	// ICT, safetensors, a whole CLIPModel (plus the position_ids buffer
-	// hub files carry), no base.
-	ictFine := clip.NewRandom(&c, 101, false)
-	if err := testmodels.WriteFolder(dir("hf-ict-st"), c, ictFine, all, testmodels.Safetensors, "F32", positionIDs); err != nil {
-		return nil, err
-	}
-	if err := cmd("convert", "clip", "--checkpoint", dir("hf-ict-st"), "--tokenizer", realVocab, "--out", dir("ict-st")); err != nil {
-		return nil, err
-	}
-	m.ictST, m.refICTST = dir("ict-st"), ref(ictFine)
+func (b *modelBuilder) dir(n string) string { return filepath.Join(b.root, n) }
 
-	// ICT, torch zip pickle, the fine-tuned tensors without the text tower,
-	// laid over a base (itself a torch file) that supplies it.
-	ictFine2, ictBase := clip.NewRandom(&c, 102, false), clip.NewRandom(&c, 103, false)
+// only lists the tensor names keep keeps.
+func (b *modelBuilder) only(keep func(string) bool) []string {
+	var out []string
+	for _, n := range b.all {
+		if keep(n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (b *modelBuilder) ref(w clip.Weights) *refModel {
+	return &refModel{cfg: b.c, w: testmodels.Cached(w), img: map[string][]float64{}, txt: map[string][]float64{}}
+}
+
+func (b *modelBuilder) icthp(args ...string) error {
+	var o, e bytes.Buffer
+	if code := run(context.Background(), &app{stdout: &o, stderr: &e, getenv: func(string) string { return "" }}, args); code != 0 {
+		return fmt.Errorf("icthp %s: exit %d: %s", strings.Join(args, " "), code, e.String())
+	}
+	return nil
+}
+
+// ictSafetensors: ICT, safetensors, a whole CLIPModel (plus the
+// position_ids buffer hub files carry), no base.
+func (b *modelBuilder) ictSafetensors(m *e2eModels) error {
+	positionIDs := checkpoint.NamedTensor{Name: "text_model.embeddings.position_ids", DType: "I64", Shape: []int64{1, 77}, Data: make([]float32, 77)}
+	ictFine := clip.NewRandom(&b.c, 101, false)
+	if err := testmodels.WriteFolder(b.dir("hf-ict-st"), b.c, ictFine, b.all, testmodels.Safetensors, "F32", positionIDs); err != nil {
+		return err
+	}
+	if err := b.icthp("convert", "clip", "--checkpoint", b.dir("hf-ict-st"), "--tokenizer", realVocab, "--out", b.dir("ict-st")); err != nil {
+		return err
+	}
+	m.ictST, m.refICTST = b.dir("ict-st"), b.ref(ictFine)
+	return nil
+}
+
+// ictTorchOverBase: ICT, torch zip pickle, the fine-tuned tensors without
+// the text tower, laid over a base (itself a torch file) that supplies it.
+func (b *modelBuilder) ictTorchOverBase(m *e2eModels) error {
+	ictFine2, ictBase := clip.NewRandom(&b.c, 102, false), clip.NewRandom(&b.c, 103, false)
 	textFromBase := func(n string) bool { return strings.HasPrefix(n, "text_model.") }
-	if err := testmodels.WriteFolder(dir("hf-base"), c, ictBase, all, testmodels.Torch, "F32"); err != nil {
-		return nil, err
+	if err := testmodels.WriteFolder(b.dir("hf-base"), b.c, ictBase, b.all, testmodels.Torch, "F32"); err != nil {
+		return err
 	}
-	if err := testmodels.WriteFolder(dir("hf-ict-pt"), c, ictFine2, only(func(n string) bool { return !textFromBase(n) }), testmodels.Torch, "F32"); err != nil {
-		return nil, err
+	if err := testmodels.WriteFolder(b.dir("hf-ict-pt"), b.c, ictFine2, b.only(func(n string) bool { return !textFromBase(n) }), testmodels.Torch, "F32"); err != nil {
+		return err
 	}
-	if err := cmd("convert", "clip", "--checkpoint", dir("hf-ict-pt"), "--base", dir("hf-base"), "--tokenizer", realVocab, "--out", dir("ict-pt")); err != nil {
-		return nil, err
+	if err := b.icthp("convert", "clip", "--checkpoint", b.dir("hf-ict-pt"), "--base", b.dir("hf-base"), "--tokenizer", realVocab, "--out", b.dir("ict-pt")); err != nil {
+		return err
 	}
-	m.ictPT, m.refICTPT = dir("ict-pt"), ref(layered{fine: ictFine2, base: ictBase, fromBase: textFromBase})
+	m.ictPT, m.refICTPT = b.dir("ict-pt"), b.ref(layered{fine: ictFine2, base: ictBase, fromBase: textFromBase})
+	return nil
+}
 
-	// HP, safetensors backbone, the head as a bare torch state dict, no base.
-	hpFine := clip.NewRandom(&c, 104, true)
-	if err := testmodels.WriteFolder(dir("hf-hp-st/hp_backbone"), c, hpFine, all, testmodels.Safetensors, "F32"); err != nil {
-		return nil, err
+// hpSafetensors: HP, safetensors backbone, the head as a bare torch state
+// dict, no base.
+func (b *modelBuilder) hpSafetensors(m *e2eModels) error {
+	hpFine := clip.NewRandom(&b.c, 104, true)
+	if err := testmodels.WriteFolder(b.dir("hf-hp-st/hp_backbone"), b.c, hpFine, b.all, testmodels.Safetensors, "F32"); err != nil {
+		return err
 	}
-	head := dir("hf-hp-st/hp_scorer/mlp_pytorch_model.bin")
+	head := b.dir("hf-hp-st/hp_scorer/mlp_pytorch_model.bin")
 	if err := os.MkdirAll(filepath.Dir(head), 0o755); err != nil {
-		return nil, err
+		return err
 	}
-	if err := testmodels.WriteHead(head, c, hpFine); err != nil {
-		return nil, err
+	if err := testmodels.WriteHead(head, b.c, hpFine); err != nil {
+		return err
 	}
-	if err := cmd("convert", "hp", "--backbone", dir("hf-hp-st/hp_backbone"), "--head", head, "--out", dir("hp-st")); err != nil {
-		return nil, err
+	if err := b.icthp("convert", "hp", "--backbone", b.dir("hf-hp-st/hp_backbone"), "--head", head, "--out", b.dir("hp-st")); err != nil {
+		return err
 	}
-	m.hpST, m.refHPST = dir("hp-st"), ref(hpFine)
+	m.hpST, m.refHPST = b.dir("hp-st"), b.ref(hpFine)
+	return nil
+}
 
-	// HP, torch backbone without its post-layernorm and text tower, over the
-	// base: the base's post-layernorm is part of the score.
-	hpFine2 := clip.NewRandom(&c, 105, true)
+// hpTorchOverBase: HP, torch backbone without its post-layernorm and text
+// tower, over the base (written by ictTorchOverBase): the base's
+// post-layernorm is part of the score.
+func (b *modelBuilder) hpTorchOverBase(m *e2eModels) error {
+	hpFine2 := clip.NewRandom(&b.c, 105, true)
 	hpFromBase := func(n string) bool {
 		return strings.HasPrefix(n, "text_model.") || strings.HasPrefix(n, "vision_model.post_layernorm.")
 	}
-	if err := testmodels.WriteFolder(dir("hf-hp-pt/hp_backbone"), c, hpFine2, only(func(n string) bool { return !hpFromBase(n) }), testmodels.Torch, "F32"); err != nil {
-		return nil, err
+	if err := testmodels.WriteFolder(b.dir("hf-hp-pt/hp_backbone"), b.c, hpFine2, b.only(func(n string) bool { return !hpFromBase(n) }), testmodels.Torch, "F32"); err != nil {
+		return err
 	}
-	head2 := dir("hf-hp-pt/mlp_pytorch_model.bin")
-	if err := testmodels.WriteHead(head2, c, hpFine2); err != nil {
-		return nil, err
+	head2 := b.dir("hf-hp-pt/mlp_pytorch_model.bin")
+	if err := testmodels.WriteHead(head2, b.c, hpFine2); err != nil {
+		return err
 	}
-	if err := cmd("convert", "hp", "--backbone", dir("hf-hp-pt/hp_backbone"), "--head", head2, "--base", dir("hf-base"), "--out", dir("hp-pt")); err != nil {
-		return nil, err
+	if err := b.icthp("convert", "hp", "--backbone", b.dir("hf-hp-pt/hp_backbone"), "--head", head2, "--base", b.dir("hf-base"), "--out", b.dir("hp-pt")); err != nil {
+		return err
 	}
-	m.hpPT, m.refHPPT = dir("hp-pt"), ref(layered{fine: hpFine2, base: clip.NewRandom(&c, 103, true), fromBase: hpFromBase})
-	return m, nil
+	m.hpPT, m.refHPPT = b.dir("hp-pt"), b.ref(layered{fine: hpFine2, base: clip.NewRandom(&b.c, 103, true), fromBase: hpFromBase})
+	return nil
 }
 
 // ---------------------------------------------------------------------------
