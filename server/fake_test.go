@@ -73,16 +73,13 @@ func postJSON(t *testing.T, url string, body any) fakeReply {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fakeReply{resp.StatusCode, string(out), resp.Header.Get("Retry-After")}
+	req.Header.Set("Content-Type", "application/json")
+	r := send(t, http.DefaultClient, req)
+	return fakeReply{r.status, string(r.raw), r.header.Get("Retry-After")}
 }
 
 func TestFakeHTTPScoreAndModels(t *testing.T) {

@@ -253,7 +253,14 @@ func (r *response) errCode() string {
 
 func (e *env) do(t *testing.T, req *http.Request) *response {
 	t.Helper()
-	res, err := e.client.Do(req)
+	return send(t, e.client, req)
+}
+
+// send does req with client and reads the answer; a JSON answer that does
+// not decode fails the test.
+func send(t *testing.T, client *http.Client, req *http.Request) *response {
+	t.Helper()
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
