@@ -353,10 +353,12 @@ func TestEndToEnd(t *testing.T) {
 
 // modelBuilder writes tiny random checkpoints under root and converts them
 // with icthp convert; each method makes one of the four end-to-end models.
+// The first error sticks (err), and every later step does nothing.
 type modelBuilder struct {
 	c    clip.Config
 	all  []string // every tensor name of a whole CLIPModel
 	root string
+	err  error
 }
 
 func buildModels(root string) (*e2eModels, error) {
@@ -366,10 +368,12 @@ func buildModels(root string) (*e2eModels, error) {
 	}
 	b := &modelBuilder{c: c, all: testmodels.Names(c.Params()), root: root}
 	m := &e2eModels{}
-	for _, step := range []func(*e2eModels) error{b.ictSafetensors, b.ictTorchOverBase, b.hpSafetensors, b.hpTorchOverBase} {
-		if err := step(m); err != nil {
-			return nil, err
-		}
+	b.ictSafetensors(m)
+	b.ictTorchOverBase(m)
+	b.hpSafetensors(m)
+	b.hpTorchOverBase(m)
+	if b.err != nil {
+		return nil, b.err
 	}
 	return m, nil
 }
@@ -391,100 +395,95 @@ func (b *modelBuilder) ref(w clip.Weights) *refModel {
 	return &refModel{cfg: b.c, w: testmodels.Cached(w), img: map[string][]float64{}, txt: map[string][]float64{}}
 }
 
-func (b *modelBuilder) icthp(args ...string) error {
+// write saves the named tensors of w, as float32, in the folder n.
+func (b *modelBuilder) write(n string, w clip.Weights, names []string, f testmodels.Format, extra ...checkpoint.NamedTensor) {
+	if b.err == nil {
+		b.err = testmodels.WriteFolder(b.dir(n), b.c, w, names, f, "F32", extra...)
+	}
+}
+
+// head saves w's HP head as a bare torch state dict at path, a file under
+// root, and returns its full path.
+func (b *modelBuilder) head(path string, w clip.Weights) string {
+	full := b.dir(path)
+	if b.err == nil {
+		b.err = os.MkdirAll(filepath.Dir(full), 0o755)
+	}
+	if b.err == nil {
+		b.err = testmodels.WriteHead(full, b.c, w)
+	}
+	return full
+}
+
+// convert runs `icthp convert KIND ARGS --out OUT`, OUT a folder under root.
+func (b *modelBuilder) convert(kind, out string, args ...string) {
+	if b.err != nil {
+		return
+	}
+	args = append(append([]string{"convert", kind}, args...), "--out", b.dir(out))
 	var o, e bytes.Buffer
 	if code := run(context.Background(), &app{stdout: &o, stderr: &e, getenv: func(string) string { return "" }}, args); code != 0 {
-		return fmt.Errorf("icthp %s: exit %d: %s", strings.Join(args, " "), code, e.String())
+		b.err = fmt.Errorf("icthp %s: exit %d: %s", strings.Join(args, " "), code, e.String())
 	}
-	return nil
 }
 
 // ictSafetensors: ICT, safetensors, a whole CLIPModel (plus the
 // position_ids buffer hub files carry), no base.
-func (b *modelBuilder) ictSafetensors(m *e2eModels) error {
+func (b *modelBuilder) ictSafetensors(m *e2eModels) {
 	positionIDs := checkpoint.NamedTensor{Name: "text_model.embeddings.position_ids", DType: "I64", Shape: []int64{1, 77}, Data: make([]float32, 77)}
 	ictFine := clip.NewRandom(&b.c, 101, false)
-	if err := testmodels.WriteFolder(b.dir("hf-ict-st"), b.c, ictFine, b.all, testmodels.Safetensors, "F32", positionIDs); err != nil {
-		return err
-	}
-	if err := b.icthp("convert", "clip", "--checkpoint", b.dir("hf-ict-st"), "--tokenizer", realVocab, "--out", b.dir("ict-st")); err != nil {
-		return err
-	}
+	b.write("hf-ict-st", ictFine, b.all, testmodels.Safetensors, positionIDs)
+	b.convert("clip", "ict-st", "--checkpoint", b.dir("hf-ict-st"), "--tokenizer", realVocab)
 	m.ictST, m.refICTST = b.dir("ict-st"), b.ref(ictFine)
-	return nil
 }
 
 // ictTorchOverBase: ICT, torch zip pickle, the fine-tuned tensors without
 // the text tower, laid over a base (itself a torch file) that supplies it.
-func (b *modelBuilder) ictTorchOverBase(m *e2eModels) error {
+func (b *modelBuilder) ictTorchOverBase(m *e2eModels) {
 	ictFine2, ictBase := clip.NewRandom(&b.c, 102, false), clip.NewRandom(&b.c, 103, false)
 	textFromBase := func(n string) bool { return strings.HasPrefix(n, "text_model.") }
-	if err := testmodels.WriteFolder(b.dir("hf-base"), b.c, ictBase, b.all, testmodels.Torch, "F32"); err != nil {
-		return err
-	}
-	if err := testmodels.WriteFolder(b.dir("hf-ict-pt"), b.c, ictFine2, b.only(func(n string) bool { return !textFromBase(n) }), testmodels.Torch, "F32"); err != nil {
-		return err
-	}
-	if err := b.icthp("convert", "clip", "--checkpoint", b.dir("hf-ict-pt"), "--base", b.dir("hf-base"), "--tokenizer", realVocab, "--out", b.dir("ict-pt")); err != nil {
-		return err
-	}
+	b.write("hf-base", ictBase, b.all, testmodels.Torch)
+	b.write("hf-ict-pt", ictFine2, b.only(func(n string) bool { return !textFromBase(n) }), testmodels.Torch)
+	b.convert("clip", "ict-pt", "--checkpoint", b.dir("hf-ict-pt"), "--base", b.dir("hf-base"), "--tokenizer", realVocab)
 	m.ictPT, m.refICTPT = b.dir("ict-pt"), b.ref(layered{fine: ictFine2, base: ictBase, fromBase: textFromBase})
-	return nil
 }
 
 // hpSafetensors: HP, safetensors backbone, the head as a bare torch state
 // dict, no base.
-func (b *modelBuilder) hpSafetensors(m *e2eModels) error {
+func (b *modelBuilder) hpSafetensors(m *e2eModels) {
 	hpFine := clip.NewRandom(&b.c, 104, true)
-	if err := testmodels.WriteFolder(b.dir("hf-hp-st/hp_backbone"), b.c, hpFine, b.all, testmodels.Safetensors, "F32"); err != nil {
-		return err
-	}
-	head := b.dir("hf-hp-st/hp_scorer/mlp_pytorch_model.bin")
-	if err := os.MkdirAll(filepath.Dir(head), 0o755); err != nil {
-		return err
-	}
-	if err := testmodels.WriteHead(head, b.c, hpFine); err != nil {
-		return err
-	}
-	if err := b.icthp("convert", "hp", "--backbone", b.dir("hf-hp-st/hp_backbone"), "--head", head, "--out", b.dir("hp-st")); err != nil {
-		return err
-	}
+	b.write("hf-hp-st/hp_backbone", hpFine, b.all, testmodels.Safetensors)
+	head := b.head("hf-hp-st/hp_scorer/mlp_pytorch_model.bin", hpFine)
+	b.convert("hp", "hp-st", "--backbone", b.dir("hf-hp-st/hp_backbone"), "--head", head)
 	m.hpST, m.refHPST = b.dir("hp-st"), b.ref(hpFine)
-	return nil
 }
 
 // hpTorchOverBase: HP, torch backbone without its post-layernorm and text
 // tower, over the base (written by ictTorchOverBase): the base's
 // post-layernorm is part of the score.
-func (b *modelBuilder) hpTorchOverBase(m *e2eModels) error {
+func (b *modelBuilder) hpTorchOverBase(m *e2eModels) {
 	hpFine2 := clip.NewRandom(&b.c, 105, true)
 	hpFromBase := func(n string) bool {
 		return strings.HasPrefix(n, "text_model.") || strings.HasPrefix(n, "vision_model.post_layernorm.")
 	}
-	if err := testmodels.WriteFolder(b.dir("hf-hp-pt/hp_backbone"), b.c, hpFine2, b.only(func(n string) bool { return !hpFromBase(n) }), testmodels.Torch, "F32"); err != nil {
-		return err
-	}
-	head2 := b.dir("hf-hp-pt/mlp_pytorch_model.bin")
-	if err := testmodels.WriteHead(head2, b.c, hpFine2); err != nil {
-		return err
-	}
-	if err := b.icthp("convert", "hp", "--backbone", b.dir("hf-hp-pt/hp_backbone"), "--head", head2, "--base", b.dir("hf-base"), "--out", b.dir("hp-pt")); err != nil {
-		return err
-	}
+	b.write("hf-hp-pt/hp_backbone", hpFine2, b.only(func(n string) bool { return !hpFromBase(n) }), testmodels.Torch)
+	head := b.head("hf-hp-pt/mlp_pytorch_model.bin", hpFine2)
+	b.convert("hp", "hp-pt", "--backbone", b.dir("hf-hp-pt/hp_backbone"), "--head", head, "--base", b.dir("hf-base"))
 	m.hpPT, m.refHPPT = b.dir("hp-pt"), b.ref(layered{fine: hpFine2, base: clip.NewRandom(&b.c, 103, true), fromBase: hpFromBase})
-	return nil
 }
 
 // ---------------------------------------------------------------------------
 // Output
 
+// outLine is a line of score's JSON output, for every model kind.
 type outLine struct {
-	Image   string            `json:"image"`
-	ICT     *float64          `json:"ict"`
-	HP      *float64          `json:"hp"`
-	HPLogit *float64          `json:"hp_logit"`
-	Error   string            `json:"error"`
-	Models  map[string]string `json:"models"`
+	Image       string            `json:"image"`
+	ICT         *float64          `json:"ict"`
+	HP          *float64          `json:"hp"`
+	HPLogit     *float64          `json:"hp_logit"`
+	ImageReward *float64          `json:"imagereward"`
+	Error       string            `json:"error"`
+	Models      map[string]string `json:"models"`
 }
 
 func parseLines(t *testing.T, out string) []outLine {
