@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/imagereward"
 	"github.com/icthp/icthp/internal/testmodels"
@@ -22,7 +20,7 @@ import (
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
-	"github.com/icthp/icthp/server"
+	"github.com/icthp/icthp/server/servertest"
 )
 
 // The HTTP front door over loopback, ImageReward beside HP: /v1/score has
@@ -133,17 +131,7 @@ func imageRewardBesideHPServer(t *testing.T) (*imagereward.Scorer, *httptest.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := scoring.New([]scorer.Model{{Spec: hp.Entry.Spec, Scorer: hpS}, {Spec: imagereward.Entry.Spec, Scorer: ir}}, scoring.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(svc, server.Options{Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-
+	ts := servertest.Start(t, []scorer.Model{{Spec: hp.Entry.Spec, Scorer: hpS}, {Spec: imagereward.Entry.Spec, Scorer: ir}}, scoring.Options{})
 	return ir, ts
 }
 
