@@ -127,7 +127,7 @@ type chart struct {
 	cm   *corev1.ConfigMap
 }
 
-func renderChart(t *testing.T, rc renderCase) chart {
+func loadChart(t *testing.T, rc renderCase) chart {
 	t.Helper()
 	ch := chart{rc: rc, objs: render(t, rc)}
 	for _, o := range ch.objs {
@@ -164,7 +164,7 @@ var chartChecks = []struct {
 func TestChartRenders(t *testing.T) {
 	for _, rc := range renderCases {
 		t.Run(rc.name, func(t *testing.T) {
-			ch := renderChart(t, rc)
+			ch := loadChart(t, rc)
 			for _, cc := range chartChecks {
 				t.Run(cc.name, func(t *testing.T) { cc.check(t, ch) })
 			}
