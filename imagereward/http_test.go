@@ -1,7 +1,6 @@
 package imagereward_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -139,20 +138,8 @@ func imageRewardBesideHPServer(t *testing.T) (*imagereward.Scorer, *httptest.Ser
 // top-level fields.
 func postOK(t *testing.T, url string, body any) map[string]json.RawMessage {
 	t.Helper()
-	data, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("%s: %d %s", url, resp.StatusCode, raw)
-	}
 	var out map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatal(err)
-	}
+	servertest.PostOK(t, url, body, &out)
 	return out
 }
 

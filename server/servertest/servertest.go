@@ -1,9 +1,14 @@
 // Package servertest serves models through the real icthp HTTP server
 // (gin, middleware, error mapping) on a loopback httptest.Server, for the
-// HTTP tests of the scorer packages and of server itself.
+// HTTP tests of the scorer packages, the CLI and server itself, and posts
+// JSON to it.
 package servertest
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -30,4 +35,26 @@ func Start(t testing.TB, models []scorer.Model, o scoring.Options) *httptest.Ser
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return ts
+}
+
+// PostOK posts body as JSON to url, fails the test unless the answer is
+// 200, and decodes the answer into out.
+func PostOK(t testing.TB, url string, body, out any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("%s: status %d: %s", url, res.StatusCode, raw)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		t.Fatalf("%s: %s: %v", url, raw, err)
+	}
 }
