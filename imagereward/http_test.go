@@ -1,7 +1,6 @@
 package imagereward_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,8 +10,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/imagereward"
@@ -24,7 +21,7 @@ import (
 	"github.com/icthp/icthp/modelset"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
-	"github.com/icthp/icthp/server"
+	"github.com/icthp/icthp/server/servertest"
 )
 
 // The HTTP front door over loopback, ImageReward beside HP: /v1/score has
@@ -125,34 +122,16 @@ func imageRewardBesideHPServer(t *testing.T) (*imagereward.Scorer, *httptest.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(set.Service, server.Options{Registry: prometheus.NewRegistry()})
-	if err != nil {
-		set.Close()
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { ts.Close(); set.Close() })
-	return set.Models[1].Scorer.(*imagereward.Scorer), ts
+	t.Cleanup(func() { set.Close() })
+	return set.Models[1].Scorer.(*imagereward.Scorer), servertest.Serve(t, set.Service)
 }
 
 // postOK posts body as JSON to url, requires 200 and returns the answer's
 // top-level fields.
 func postOK(t *testing.T, url string, body any) map[string]json.RawMessage {
 	t.Helper()
-	data, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("%s: %d %s", url, resp.StatusCode, raw)
-	}
 	var out map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatal(err)
-	}
+	servertest.PostOK(t, url, body, &out)
 	return out
 }
 

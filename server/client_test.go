@@ -224,19 +224,12 @@ func TestClientErrors(t *testing.T) {
 // the client exposes.
 func TestClientRetryAfter(t *testing.T) {
 	e := newEnv(t, envConfig{noICT: true, server: server.Options{DrainDelay: 5 * time.Second, Grace: time.Second}}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.url = "http://" + ln.Addr().String()
-	ctx, stop := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- e.srv.Run(ctx, ln) }()
+	stop, ran := e.run(t)
 	waitFor(t, e.srv.Ready)
 	stop()
 	waitFor(t, func() bool { return !e.srv.Ready() })
 	c := newClient(t, e.url)
-	_, err = c.Score(context.Background(), &api.ScoreRequest{Images: []api.Image{api.File(pngBytes(t, 1, 8, 8))}})
+	_, err := c.Score(context.Background(), &api.ScoreRequest{Images: []api.Image{api.File(pngBytes(t, 1, 8, 8))}})
 	var ae *api.Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != api.CodeDraining || ae.RetryAfter != time.Second || !ae.Temporary() {
 		t.Errorf("while draining: %v (%+v), want 503 draining with RetryAfter 1s", err, ae)

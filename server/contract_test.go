@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/icthp/icthp/internal/logbuf"
 	"github.com/icthp/icthp/scoring"
 	"github.com/icthp/icthp/server"
 )
@@ -219,7 +220,7 @@ func (f failingScorer) Score(context.Context, scoring.ScoreRequest) (*scoring.Sc
 // log line has it, under the request id the answer carries.
 func TestInternalErrorHidesDetail(t *testing.T) {
 	e := newEnv(t, envConfig{noICT: true}, false)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	srv, err := server.New(failingScorer{e.ref}, server.Options{Logger: slogTo(logs)})
 	if err != nil {
 		t.Fatal(err)

@@ -3,11 +3,11 @@ package server_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,16 +24,8 @@ import (
 // never a reset.
 func TestShutdownResetsNothing(t *testing.T) {
 	e := newEnv(t, envConfig{noICT: true, server: server.Options{Grace: 10 * time.Second}}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	e.url = "http://" + addr
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	ran := make(chan error, 1)
-	go func() { ran <- e.srv.Run(ctx, ln) }()
+	stop, ran := e.run(t)
+	addr := strings.TrimPrefix(e.url, "http://")
 	waitFor(t, e.srv.Ready)
 
 	// A keep-alive connection, answered once, then half-way through its

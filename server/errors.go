@@ -65,33 +65,41 @@ var (
 	errTooMany   = errors.New("too many items")
 )
 
+// callerErrors are the typed errors of a bad request whose text goes to
+// the client as it is, in the order classify tries them.
+var callerErrors = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{preprocess.ErrTooLarge, http.StatusRequestEntityTooLarge, CodeTooLarge},
+	{errTooMany, http.StatusRequestEntityTooLarge, CodeTooManyItems},
+	{preprocess.ErrUnsupportedFormat, http.StatusUnsupportedMediaType, CodeUnsupportedImage},
+	{preprocess.ErrUndecodable, http.StatusUnprocessableEntity, CodeUndecodable},
+	{errBadBase64, http.StatusBadRequest, CodeBadBase64},
+	{text.ErrPromptTooLong, http.StatusBadRequest, CodePromptTooLong},
+	{scoring.ErrOverflow, http.StatusUnprocessableEntity, CodeRewardOverflow},
+	{scoring.ErrBadRequest, http.StatusBadRequest, CodeBadRequest},
+}
+
 // classify maps an error to its status and code: the one place where typed
 // errors from preprocess, models and scoring become HTTP.
 func classify(err error) *apiError {
 	var ae *apiError
 	var mbe *http.MaxBytesError
 	var oe *models.OverloadError
-	switch {
-	case errors.As(err, &ae):
+	if errors.As(err, &ae) {
 		return ae
-	case errors.As(err, &mbe):
+	}
+	if errors.As(err, &mbe) {
 		return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over the limit of "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
-	case errors.Is(err, preprocess.ErrTooLarge):
-		return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, err.Error())
-	case errors.Is(err, errTooMany):
-		return newError(http.StatusRequestEntityTooLarge, CodeTooManyItems, err.Error())
-	case errors.Is(err, preprocess.ErrUnsupportedFormat):
-		return newError(http.StatusUnsupportedMediaType, CodeUnsupportedImage, err.Error())
-	case errors.Is(err, preprocess.ErrUndecodable):
-		return newError(http.StatusUnprocessableEntity, CodeUndecodable, err.Error())
-	case errors.Is(err, errBadBase64):
-		return newError(http.StatusBadRequest, CodeBadBase64, err.Error())
-	case errors.Is(err, text.ErrPromptTooLong):
-		return newError(http.StatusBadRequest, CodePromptTooLong, err.Error())
-	case errors.Is(err, scoring.ErrOverflow):
-		return newError(http.StatusUnprocessableEntity, CodeRewardOverflow, err.Error())
-	case errors.Is(err, scoring.ErrBadRequest):
-		return newError(http.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	for _, ce := range callerErrors {
+		if errors.Is(err, ce.err) {
+			return newError(ce.status, ce.code, err.Error())
+		}
+	}
+	switch {
 	case errors.As(err, &oe):
 		e := newError(http.StatusTooManyRequests, CodeOverloaded, err.Error())
 		e.retryAfter, e.reason = max(oe.RetryAfter, time.Second), oe.Reason

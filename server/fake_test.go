@@ -11,16 +11,13 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scorer/scorertest"
 	"github.com/icthp/icthp/scoring"
-	"github.com/icthp/icthp/server"
+	"github.com/icthp/icthp/server/servertest"
 )
 
 // These tests drive the real gin server over loopback with fake models
@@ -32,17 +29,7 @@ func fakeServer(t *testing.T, o scoring.Options, fakes ...*scorertest.Fake) stri
 	for _, f := range fakes {
 		ms = append(ms, f.Model())
 	}
-	svc, err := scoring.New(ms, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(svc, server.Options{Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	return hs.URL
+	return servertest.Start(t, ms, o).URL
 }
 
 func solid(t *testing.T, c color.RGBA) (string, [3]float32) {
@@ -73,16 +60,13 @@ func postJSON(t *testing.T, url string, body any) fakeReply {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fakeReply{resp.StatusCode, string(out), resp.Header.Get("Retry-After")}
+	req.Header.Set("Content-Type", "application/json")
+	r := send(t, http.DefaultClient, req)
+	return fakeReply{r.status, string(r.raw), r.header.Get("Retry-After")}
 }
 
 func TestFakeHTTPScoreAndModels(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -252,15 +251,7 @@ func TestGracefulShutdown(t *testing.T) {
 	e := newEnv(t, envConfig{noICT: true, hpGate: g, batch: models.BatcherOptions{MaxBatch: 4, MaxWait: -1},
 		server: server.Options{DrainDelay: 3 * time.Second, Grace: time.Minute,
 			Warmup: func(context.Context) error { <-warmed; return nil }}}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.url = "http://" + ln.Addr().String()
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	ran := make(chan error, 1)
-	go func() { ran <- e.srv.Run(ctx, ln) }()
+	stop, ran := e.run(t)
 
 	body := map[string]any{"images": []string{b64(pngBytes(t, 9, 32, 32))}}
 	if r := e.get(t, "/readyz"); r.status != 503 || r.errCode() != server.CodeNotReady {
@@ -315,14 +306,7 @@ func TestShutdownGraceExpires(t *testing.T) {
 	defer close(g.release)
 	e := newEnv(t, envConfig{noICT: true, hpGate: g, batch: models.BatcherOptions{MaxBatch: 4, MaxWait: -1},
 		server: server.Options{Grace: 200 * time.Millisecond}}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.url = "http://" + ln.Addr().String()
-	ctx, stop := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
-	go func() { ran <- e.srv.Run(ctx, ln) }()
+	stop, ran := e.run(t)
 	waitFor(t, e.srv.Ready)
 	inflight := make(chan error, 1)
 	go func() {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/icthp/icthp/hp"
 	"github.com/icthp/icthp/ict"
+	"github.com/icthp/icthp/internal/logbuf"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/modelset"
@@ -122,25 +124,8 @@ type env struct {
 	reg    *prometheus.Registry
 	ref    *scoring.Service
 	hpB    *models.Batcher
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	client *http.Client
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newEnv builds the service and server; with listen false the caller
@@ -150,7 +135,7 @@ func newEnv(t testing.TB, cfg envConfig, listen bool) *env {
 	ictDir, hpDir := tinyModels(t)
 	so := models.SessionOptions{IntraOpThreads: 1, MaxBatch: 64}
 	reg := prometheus.NewRegistry()
-	e := &env{reg: reg, logs: &syncBuffer{}, client: &http.Client{}}
+	e := &env{reg: reg, logs: &logbuf.Buffer{}, client: &http.Client{}}
 	var ictS, ictRef *ict.Scorer
 	if !cfg.noICT {
 		m, err := models.Open(ictDir, so)
@@ -268,7 +253,14 @@ func (r *response) errCode() string {
 
 func (e *env) do(t *testing.T, req *http.Request) *response {
 	t.Helper()
-	res, err := e.client.Do(req)
+	return send(t, e.client, req)
+}
+
+// send does req with client and reads the answer; a JSON answer that does
+// not decode fails the test.
+func send(t *testing.T, client *http.Client, req *http.Request) *response {
+	t.Helper()
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,4 +400,21 @@ func newService(ictS *ict.Scorer, hpS *hp.Scorer, o scoring.Options) (*scoring.S
 		ms = append(ms, scorer.Model{Spec: hp.Entry.Spec, Scorer: hpS})
 	}
 	return scoring.New(ms, o)
+}
+
+// run serves e through Run on a loopback listener, as icthp serve does, and
+// sets e.url. stop ends Run's context (what SIGTERM does); Run's result
+// comes on ran. The context also ends with the test.
+func (e *env) run(t testing.TB) (stop context.CancelFunc, ran <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.url = "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Run(ctx, ln) }()
+	return stop, done
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -171,15 +170,7 @@ func TestJobsDrain(t *testing.T) {
 	g := &gate{started: make(chan int, 4), release: make(chan struct{})}
 	store := server.NewMemoryJobs()
 	e := newEnv(t, envConfig{noICT: true, hpGate: g, server: server.Options{Jobs: store, Grace: time.Minute}}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.url = "http://" + ln.Addr().String()
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	ran := make(chan error, 1)
-	go func() { ran <- e.srv.Run(ctx, ln) }()
+	stop, ran := e.run(t)
 	waitFor(t, e.srv.Ready)
 	r := submit(t, e, "score", map[string]any{"images": []string{b64(pngBytes(t, 4, 16, 16))}})
 	if r.status != 202 {
@@ -198,9 +189,19 @@ func TestJobsDrain(t *testing.T) {
 	}
 }
 
-// redisJobEnv is a server whose jobs live in a real redis-server, with the
-// HP model gated so that a test decides when a job's result is written.
-func redisJobEnv(t *testing.T) (*env, *redistest.Server, *gate) {
+// redisJob is a job submitted to a server whose jobs live in a real
+// redis-server, with the HP model behind a gate; the job is in the model.
+type redisJob struct {
+	e    *env
+	rs   *redistest.Server
+	g    *gate
+	body map[string]any // the job's request
+	id   string
+}
+
+// startRedisJob submits a score job of one seeded image and waits until the
+// model has it.
+func startRedisJob(t *testing.T, seed int) redisJob {
 	t.Helper()
 	rs := redistest.Start(t)
 	rdb, err := cache.NewRedis(rs.URL(), 100*time.Millisecond) // serve's --redis-timeout default
@@ -210,25 +211,25 @@ func redisJobEnv(t *testing.T) (*env, *redistest.Server, *gate) {
 	t.Cleanup(func() { rdb.Close() })
 	g := &gate{started: make(chan int, 8), release: make(chan struct{})}
 	e := newEnv(t, envConfig{noICT: true, hpGate: g, server: server.Options{Jobs: server.NewRedisJobs(rdb), JobTTL: time.Minute}}, true)
-	return e, rs, g
+	body := map[string]any{"images": []string{b64(pngBytes(t, seed, 16, 16))}}
+	r := submit(t, e, "score", body)
+	if r.status != 202 {
+		t.Fatalf("submit: %d %s", r.status, r.raw)
+	}
+	<-g.started // the job is in the model
+	return redisJob{e: e, rs: rs, g: g, body: body, id: r.body["id"].(string)}
 }
 
 // TestJobsRedisStall: Redis stops answering (SIGSTOP) exactly when a job's
 // result is written and comes back 400 ms later; the retries store the
 // result, and the job reads done, not pending forever.
 func TestJobsRedisStall(t *testing.T) {
-	e, rs, g := redisJobEnv(t)
-	body := map[string]any{"images": []string{b64(pngBytes(t, 5, 16, 16))}}
-	r := submit(t, e, "score", body)
-	if r.status != 202 {
-		t.Fatalf("submit: %d %s", r.status, r.raw)
-	}
-	<-g.started // the job is in the model
-	rs.Pause()
-	close(g.release) // the job finishes and writes its result into the stall
+	job := startRedisJob(t, 5)
+	job.rs.Pause()
+	close(job.g.release) // the job finishes and writes its result into the stall
 	time.Sleep(400 * time.Millisecond)
-	rs.Resume()
-	j := e.waitJob(t, r.body["id"].(string))
+	job.rs.Resume()
+	j := job.e.waitJob(t, job.id)
 	if j["status"] != "done" || num(t, j["http_status"], "http_status") != 200 {
 		t.Errorf("job after a 400 ms stall at its result write: %v, want done", j)
 	}
@@ -239,14 +240,8 @@ func TestJobsRedisStall(t *testing.T) {
 // reads failed with the reason on this replica, also after Redis restarts
 // empty.
 func TestJobsRedisDown(t *testing.T) {
-	e, rs, g := redisJobEnv(t)
-	body := map[string]any{"images": []string{b64(pngBytes(t, 6, 16, 16))}}
-	r := submit(t, e, "score", body)
-	if r.status != 202 {
-		t.Fatalf("submit: %d %s", r.status, r.raw)
-	}
-	id := r.body["id"].(string)
-	<-g.started
+	job := startRedisJob(t, 6)
+	e, rs, g, body, id := job.e, job.rs, job.g, job.body, job.id
 	rs.Stop()
 	noAddress := func(what string, got *response) {
 		t.Helper()

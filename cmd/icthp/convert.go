@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -39,12 +40,7 @@ func runConvert(ctx context.Context, a *app, args []string) error {
 // clip, hp, random and imagereward.
 func runConvertBuiltin(a *app, kind string, args []string) error {
 	fs := newFlags(a, "convert "+kind)
-	out := fs.String("out", "", "model directory to write (required)")
-	fp16 := fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)")
-	int8 := fs.Bool("int8", false, "store the transformer layers' weights as int8 and run them as integer GEMMs (CPU throughput; outside the float32 parity target, see BENCHMARKS.md)")
-	unfused := fs.Bool("unfused", false, "write standard ONNX operators only, without onnxruntime's fused contrib kernels")
-	fuse := fs.String("fuse", "", "fuse only these contrib kernel kinds, the rest as standard operators: some of attention, mha, skiplayernorm, gelu (graph forms per provider; README: GPUs)")
-	name := fs.String("name", "", "name recorded in model.json")
+	cf := newConvertFlags(fs, false)
 	var (
 		ckpt, base, tok, backbone, head *string
 		preset, rkind                   *string
@@ -73,42 +69,85 @@ func runConvertBuiltin(a *app, kind string, args []string) error {
 	default:
 		return usagef("unknown kind %q: want clip, hp, random or imagereward", kind)
 	}
+	return cf.run(a, fs, kind, args, func(build clip.BuildOptions) (*models.Manifest, error) {
+		switch kind {
+		case "clip":
+			if *ckpt == "" {
+				return nil, usagef("--checkpoint is required")
+			}
+			return convert.CLIP(convert.CLIPOptions{Checkpoint: *ckpt, Base: *base, Tokenizer: *tok, Out: *cf.out, Name: *cf.name, Build: build, Log: a.stderr})
+		case "hp":
+			if *backbone == "" || *head == "" {
+				return nil, usagef("--backbone and --head are required")
+			}
+			return convert.HP(convert.HPOptions{Backbone: *backbone, Head: *head, Base: *base, Out: *cf.out, Name: *cf.name, Build: build, Log: a.stderr})
+		case "random":
+			return convertRandom(*preset, *rkind, *seed, *tok, *cf.out, build)
+		default: // imagereward
+			if *ckpt == "" || *medCfg == "" || *vocab == "" {
+				return nil, usagef("--checkpoint, --med-config and --vocab are required")
+			}
+			return convertImageReward(*ckpt, *medCfg, *visCfg, *vocab, *cf.out, *cf.name, build)
+		}
+	})
+}
+
+// convertFlags are the flags of every convert kind: where to write, the
+// graph's precision and operators, and the name recorded in model.json.
+type convertFlags struct {
+	out, fuse, name     *string // fuse is nil for the zoo kinds, which have no --fuse
+	fp16, int8, unfused *bool
+	formula             bool // a zoo kind: its output line names the score formula
+}
+
+// newConvertFlags registers the common flags; zoo is for the zoo kinds.
+func newConvertFlags(fs *flag.FlagSet, zoo bool) convertFlags {
+	cf := convertFlags{
+		out:     fs.String("out", "", "model directory to write (required)"),
+		fp16:    fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)"),
+		int8:    fs.Bool("int8", false, "store the transformer layers' weights as int8 and run them as integer GEMMs (CPU throughput; outside the float32 parity target, see BENCHMARKS.md)"),
+		unfused: fs.Bool("unfused", false, "write standard ONNX operators only, without onnxruntime's fused contrib kernels"),
+		name:    fs.String("name", "", "name recorded in model.json"),
+	}
+	cf.formula = zoo
+	if !zoo {
+		cf.fuse = fs.String("fuse", "", "fuse only these contrib kernel kinds, the rest as standard operators: some of attention, mha, skiplayernorm, gelu (graph forms per provider; README: GPUs)")
+	}
+	return cf
+}
+
+// run parses args, converts with do (given the build options the flags
+// ask for) and prints what it wrote and how long it took; the zoo kinds
+// (formula set) print their score formula too.
+func (cf convertFlags) run(a *app, fs *flag.FlagSet, kind string, args []string, do func(clip.BuildOptions) (*models.Manifest, error)) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *out == "" {
+	if *cf.out == "" {
 		return usagef("--out is required")
 	}
-	build, err := convertBuildOptions(kind, *fp16, *int8, *unfused, *fuse)
+	fuse := ""
+	if cf.fuse != nil {
+		fuse = *cf.fuse
+	}
+	build, err := convertBuildOptions(kind, *cf.fp16, *cf.int8, *cf.unfused, fuse)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	var man *models.Manifest
-	switch kind {
-	case "clip":
-		if *ckpt == "" {
-			return usagef("--checkpoint is required")
-		}
-		man, err = convert.CLIP(convert.CLIPOptions{Checkpoint: *ckpt, Base: *base, Tokenizer: *tok, Out: *out, Name: *name, Build: build, Log: a.stderr})
-	case "hp":
-		if *backbone == "" || *head == "" {
-			return usagef("--backbone and --head are required")
-		}
-		man, err = convert.HP(convert.HPOptions{Backbone: *backbone, Head: *head, Base: *base, Out: *out, Name: *name, Build: build, Log: a.stderr})
-	case "random":
-		man, err = convertRandom(*preset, *rkind, *seed, *tok, *out, build)
-	case "imagereward":
-		if *ckpt == "" || *medCfg == "" || *vocab == "" {
-			return usagef("--checkpoint, --med-config and --vocab are required")
-		}
-		man, err = convertImageReward(*ckpt, *medCfg, *visCfg, *vocab, *out, *name, build)
-	}
+	man, err := do(build)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "wrote %s: kind %s, version %s, embedding %d, %s, in %s\n",
-		*out, man.Kind, man.Version, man.EmbeddingDim, man.Precision, time.Since(start).Round(time.Millisecond))
+	formula := ""
+	if cf.formula {
+		formula = "formula none, "
+		if man.Formula != nil {
+			formula = "formula " + man.Formula.Name + ", "
+		}
+	}
+	fmt.Fprintf(a.stdout, "wrote %s: kind %s, %sversion %s, embedding %d, %s, in %s\n",
+		*cf.out, man.Kind, formula, man.Version, man.EmbeddingDim, man.Precision, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"time"
 
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
@@ -20,11 +18,7 @@ var zooConvertKinds = []string{"pickscore", "clipscore", "clipscore-100", "openc
 // `convert aesthetic` (OpenAI CLIP ViT-L/14 folder + the MLP head).
 func runConvertZoo(_ context.Context, a *app, kind string, args []string) error {
 	fs := newFlags(a, "convert "+kind)
-	out := fs.String("out", "", "model directory to write (required)")
-	fp16 := fs.Bool("fp16", false, "store weights and compute in float16 (for the cuda and tensorrt providers)")
-	int8 := fs.Bool("int8", false, "int8 transformer weights (CPU throughput; outside the float32 parity target)")
-	unfused := fs.Bool("unfused", false, "write standard ONNX operators only")
-	name := fs.String("name", "", "name recorded in model.json")
+	cf := newConvertFlags(fs, true)
 	var ckpt, base, tok, modelCfg, clipDir, head *string
 	var quick *bool
 	switch kind {
@@ -41,51 +35,31 @@ func runConvertZoo(_ context.Context, a *app, kind string, args []string) error 
 		clipDir = fs.String("clip", "", "Hugging Face openai/clip-vit-large-patch14 folder")
 		head = fs.String("head", "", "sac+logos+ava1-l14-linearMSE.pth (keys layers.0/2/4/6/7)")
 	}
-	if _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *out == "" {
-		return usagef("--out is required")
-	}
-	build, err := convertBuildOptions(kind, *fp16, *int8, *unfused, "")
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	var man *models.Manifest
-	switch kind {
-	case "pickscore", "clipscore", "clipscore-100":
-		if *ckpt == "" {
-			return usagef("--checkpoint is required")
+	return cf.run(a, fs, kind, args, func(build clip.BuildOptions) (*models.Manifest, error) {
+		switch kind {
+		case "pickscore", "clipscore", "clipscore-100":
+			if *ckpt == "" {
+				return nil, usagef("--checkpoint is required")
+			}
+			return convert.CLIPWithFormula(convert.CLIPOptions{Checkpoint: *ckpt, Base: *base, Tokenizer: *tok, Out: *cf.out, Name: *cf.name,
+				Build: build, Log: a.stderr}, kind)
+		case "openclip", "hpsv2":
+			if *ckpt == "" {
+				return nil, usagef("--checkpoint is required")
+			}
+			formula := ""
+			if kind == "hpsv2" {
+				formula = models.FormulaHPSv2
+			}
+			return convert.OpenCLIP(convert.OpenCLIPOptions{Checkpoint: *ckpt, ModelConfig: *modelCfg, QuickGELU: *quick, Tokenizer: *tok,
+				Formula: formula, Out: *cf.out, Name: *cf.name, Build: build, Log: a.stderr})
+		default: // aesthetic
+			if *clipDir == "" || *head == "" {
+				return nil, usagef("--clip and --head are required")
+			}
+			return convert.Aesthetic(convert.AestheticOptions{CLIP: *clipDir, Head: *head, Out: *cf.out, Name: *cf.name, Build: build, Log: a.stderr})
 		}
-		man, err = convert.CLIPWithFormula(convert.CLIPOptions{Checkpoint: *ckpt, Base: *base, Tokenizer: *tok, Out: *out, Name: *name,
-			Build: build, Log: a.stderr}, kind)
-	case "openclip", "hpsv2":
-		if *ckpt == "" {
-			return usagef("--checkpoint is required")
-		}
-		formula := ""
-		if kind == "hpsv2" {
-			formula = models.FormulaHPSv2
-		}
-		man, err = convert.OpenCLIP(convert.OpenCLIPOptions{Checkpoint: *ckpt, ModelConfig: *modelCfg, QuickGELU: *quick, Tokenizer: *tok,
-			Formula: formula, Out: *out, Name: *name, Build: build, Log: a.stderr})
-	case "aesthetic":
-		if *clipDir == "" || *head == "" {
-			return usagef("--clip and --head are required")
-		}
-		man, err = convert.Aesthetic(convert.AestheticOptions{CLIP: *clipDir, Head: *head, Out: *out, Name: *name, Build: build, Log: a.stderr})
-	}
-	if err != nil {
-		return err
-	}
-	formula := "none"
-	if man.Formula != nil {
-		formula = man.Formula.Name
-	}
-	fmt.Fprintf(a.stdout, "wrote %s: kind %s, formula %s, version %s, embedding %d, %s, in %s\n",
-		*out, man.Kind, formula, man.Version, man.EmbeddingDim, man.Precision, time.Since(start).Round(time.Millisecond))
-	return nil
+	})
 }
 
 // convertRandomZoo is `convert random --kind pickscore|clipscore|

@@ -351,108 +351,139 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// modelBuilder writes tiny random checkpoints under root and converts them
+// with icthp convert; each method makes one of the four end-to-end models.
+// The first error sticks (err), and every later step does nothing.
+type modelBuilder struct {
+	c    clip.Config
+	all  []string // every tensor name of a whole CLIPModel
+	root string
+	err  error
+}
+
 func buildModels(root string) (*e2eModels, error) {
 	c, err := clip.PresetConfig(clip.PresetTiny)
 	if err != nil {
 		return nil, err
 	}
-	all := testmodels.Names(c.Params())
-	only := func(keep func(string) bool) []string {
-		var out []string
-		for _, n := range all {
-			if keep(n) {
-				out = append(out, n)
-			}
-		}
-		return out
-	}
-	ref := func(w clip.Weights) *refModel {
-		return &refModel{cfg: c, w: testmodels.Cached(w), img: map[string][]float64{}, txt: map[string][]float64{}}
-	}
+	b := &modelBuilder{c: c, all: testmodels.Names(c.Params()), root: root}
 	m := &e2eModels{}
-	dir := func(n string) string { return filepath.Join(root, n) }
-	positionIDs := checkpoint.NamedTensor{Name: "text_model.embeddings.position_ids", DType: "I64", Shape: []int64{1, 77}, Data: make([]float32, 77)}
-	cmd := func(args ...string) error {
-		var o, e bytes.Buffer
-		if code := run(context.Background(), &app{stdout: &o, stderr: &e, getenv: func(string) string { return "" }}, args); code != 0 {
-			return fmt.Errorf("icthp %s: exit %d: %s", strings.Join(args, " "), code, e.String())
+	b.ictSafetensors(m)
+	b.ictTorchOverBase(m)
+	b.hpSafetensors(m)
+	b.hpTorchOverBase(m)
+	if b.err != nil {
+		return nil, b.err
+	}
+	return m, nil
+}
+
+func (b *modelBuilder) dir(n string) string { return filepath.Join(b.root, n) }
+
+// only lists the tensor names keep keeps.
+func (b *modelBuilder) only(keep func(string) bool) []string {
+	var out []string
+	for _, n := range b.all {
+		if keep(n) {
+			out = append(out, n)
 		}
-		return nil
 	}
+	return out
+}
 
-	// ICT, safetensors, a whole CLIPModel (plus the position_ids buffer
-	// hub files carry), no base.
-	ictFine := clip.NewRandom(&c, 101, false)
-	if err := testmodels.WriteFolder(dir("hf-ict-st"), c, ictFine, all, testmodels.Safetensors, "F32", positionIDs); err != nil {
-		return nil, err
-	}
-	if err := cmd("convert", "clip", "--checkpoint", dir("hf-ict-st"), "--tokenizer", realVocab, "--out", dir("ict-st")); err != nil {
-		return nil, err
-	}
-	m.ictST, m.refICTST = dir("ict-st"), ref(ictFine)
+func (b *modelBuilder) ref(w clip.Weights) *refModel {
+	return &refModel{cfg: b.c, w: testmodels.Cached(w), img: map[string][]float64{}, txt: map[string][]float64{}}
+}
 
-	// ICT, torch zip pickle, the fine-tuned tensors without the text tower,
-	// laid over a base (itself a torch file) that supplies it.
-	ictFine2, ictBase := clip.NewRandom(&c, 102, false), clip.NewRandom(&c, 103, false)
+// write saves the named tensors of w, as float32, in the folder n.
+func (b *modelBuilder) write(n string, w clip.Weights, names []string, f testmodels.Format, extra ...checkpoint.NamedTensor) {
+	if b.err == nil {
+		b.err = testmodels.WriteFolder(b.dir(n), b.c, w, names, f, "F32", extra...)
+	}
+}
+
+// head saves w's HP head as a bare torch state dict at path, a file under
+// root, and returns its full path.
+func (b *modelBuilder) head(path string, w clip.Weights) string {
+	full := b.dir(path)
+	if b.err == nil {
+		b.err = os.MkdirAll(filepath.Dir(full), 0o755)
+	}
+	if b.err == nil {
+		b.err = testmodels.WriteHead(full, b.c, w)
+	}
+	return full
+}
+
+// convert runs `icthp convert KIND ARGS --out OUT`, OUT a folder under root.
+func (b *modelBuilder) convert(kind, out string, args ...string) {
+	if b.err != nil {
+		return
+	}
+	args = append(append([]string{"convert", kind}, args...), "--out", b.dir(out))
+	var o, e bytes.Buffer
+	if code := run(context.Background(), &app{stdout: &o, stderr: &e, getenv: func(string) string { return "" }}, args); code != 0 {
+		b.err = fmt.Errorf("icthp %s: exit %d: %s", strings.Join(args, " "), code, e.String())
+	}
+}
+
+// ictSafetensors: ICT, safetensors, a whole CLIPModel (plus the
+// position_ids buffer hub files carry), no base.
+func (b *modelBuilder) ictSafetensors(m *e2eModels) {
+	positionIDs := checkpoint.NamedTensor{Name: "text_model.embeddings.position_ids", DType: "I64", Shape: []int64{1, 77}, Data: make([]float32, 77)}
+	ictFine := clip.NewRandom(&b.c, 101, false)
+	b.write("hf-ict-st", ictFine, b.all, testmodels.Safetensors, positionIDs)
+	b.convert("clip", "ict-st", "--checkpoint", b.dir("hf-ict-st"), "--tokenizer", realVocab)
+	m.ictST, m.refICTST = b.dir("ict-st"), b.ref(ictFine)
+}
+
+// ictTorchOverBase: ICT, torch zip pickle, the fine-tuned tensors without
+// the text tower, laid over a base (itself a torch file) that supplies it.
+func (b *modelBuilder) ictTorchOverBase(m *e2eModels) {
+	ictFine2, ictBase := clip.NewRandom(&b.c, 102, false), clip.NewRandom(&b.c, 103, false)
 	textFromBase := func(n string) bool { return strings.HasPrefix(n, "text_model.") }
-	if err := testmodels.WriteFolder(dir("hf-base"), c, ictBase, all, testmodels.Torch, "F32"); err != nil {
-		return nil, err
-	}
-	if err := testmodels.WriteFolder(dir("hf-ict-pt"), c, ictFine2, only(func(n string) bool { return !textFromBase(n) }), testmodels.Torch, "F32"); err != nil {
-		return nil, err
-	}
-	if err := cmd("convert", "clip", "--checkpoint", dir("hf-ict-pt"), "--base", dir("hf-base"), "--tokenizer", realVocab, "--out", dir("ict-pt")); err != nil {
-		return nil, err
-	}
-	m.ictPT, m.refICTPT = dir("ict-pt"), ref(layered{fine: ictFine2, base: ictBase, fromBase: textFromBase})
+	b.write("hf-base", ictBase, b.all, testmodels.Torch)
+	b.write("hf-ict-pt", ictFine2, b.only(func(n string) bool { return !textFromBase(n) }), testmodels.Torch)
+	b.convert("clip", "ict-pt", "--checkpoint", b.dir("hf-ict-pt"), "--base", b.dir("hf-base"), "--tokenizer", realVocab)
+	m.ictPT, m.refICTPT = b.dir("ict-pt"), b.ref(layered{fine: ictFine2, base: ictBase, fromBase: textFromBase})
+}
 
-	// HP, safetensors backbone, the head as a bare torch state dict, no base.
-	hpFine := clip.NewRandom(&c, 104, true)
-	if err := testmodels.WriteFolder(dir("hf-hp-st/hp_backbone"), c, hpFine, all, testmodels.Safetensors, "F32"); err != nil {
-		return nil, err
-	}
-	head := dir("hf-hp-st/hp_scorer/mlp_pytorch_model.bin")
-	if err := os.MkdirAll(filepath.Dir(head), 0o755); err != nil {
-		return nil, err
-	}
-	if err := testmodels.WriteHead(head, c, hpFine); err != nil {
-		return nil, err
-	}
-	if err := cmd("convert", "hp", "--backbone", dir("hf-hp-st/hp_backbone"), "--head", head, "--out", dir("hp-st")); err != nil {
-		return nil, err
-	}
-	m.hpST, m.refHPST = dir("hp-st"), ref(hpFine)
+// hpSafetensors: HP, safetensors backbone, the head as a bare torch state
+// dict, no base.
+func (b *modelBuilder) hpSafetensors(m *e2eModels) {
+	hpFine := clip.NewRandom(&b.c, 104, true)
+	b.write("hf-hp-st/hp_backbone", hpFine, b.all, testmodels.Safetensors)
+	head := b.head("hf-hp-st/hp_scorer/mlp_pytorch_model.bin", hpFine)
+	b.convert("hp", "hp-st", "--backbone", b.dir("hf-hp-st/hp_backbone"), "--head", head)
+	m.hpST, m.refHPST = b.dir("hp-st"), b.ref(hpFine)
+}
 
-	// HP, torch backbone without its post-layernorm and text tower, over the
-	// base: the base's post-layernorm is part of the score.
-	hpFine2 := clip.NewRandom(&c, 105, true)
+// hpTorchOverBase: HP, torch backbone without its post-layernorm and text
+// tower, over the base (written by ictTorchOverBase): the base's
+// post-layernorm is part of the score.
+func (b *modelBuilder) hpTorchOverBase(m *e2eModels) {
+	hpFine2 := clip.NewRandom(&b.c, 105, true)
 	hpFromBase := func(n string) bool {
 		return strings.HasPrefix(n, "text_model.") || strings.HasPrefix(n, "vision_model.post_layernorm.")
 	}
-	if err := testmodels.WriteFolder(dir("hf-hp-pt/hp_backbone"), c, hpFine2, only(func(n string) bool { return !hpFromBase(n) }), testmodels.Torch, "F32"); err != nil {
-		return nil, err
-	}
-	head2 := dir("hf-hp-pt/mlp_pytorch_model.bin")
-	if err := testmodels.WriteHead(head2, c, hpFine2); err != nil {
-		return nil, err
-	}
-	if err := cmd("convert", "hp", "--backbone", dir("hf-hp-pt/hp_backbone"), "--head", head2, "--base", dir("hf-base"), "--out", dir("hp-pt")); err != nil {
-		return nil, err
-	}
-	m.hpPT, m.refHPPT = dir("hp-pt"), ref(layered{fine: hpFine2, base: clip.NewRandom(&c, 103, true), fromBase: hpFromBase})
-	return m, nil
+	b.write("hf-hp-pt/hp_backbone", hpFine2, b.only(func(n string) bool { return !hpFromBase(n) }), testmodels.Torch)
+	head := b.head("hf-hp-pt/mlp_pytorch_model.bin", hpFine2)
+	b.convert("hp", "hp-pt", "--backbone", b.dir("hf-hp-pt/hp_backbone"), "--head", head, "--base", b.dir("hf-base"))
+	m.hpPT, m.refHPPT = b.dir("hp-pt"), b.ref(layered{fine: hpFine2, base: clip.NewRandom(&b.c, 103, true), fromBase: hpFromBase})
 }
 
 // ---------------------------------------------------------------------------
 // Output
 
+// outLine is a line of score's JSON output, for every model kind.
 type outLine struct {
-	Image   string            `json:"image"`
-	ICT     *float64          `json:"ict"`
-	HP      *float64          `json:"hp"`
-	HPLogit *float64          `json:"hp_logit"`
-	Error   string            `json:"error"`
-	Models  map[string]string `json:"models"`
+	Image       string            `json:"image"`
+	ICT         *float64          `json:"ict"`
+	HP          *float64          `json:"hp"`
+	HPLogit     *float64          `json:"hp_logit"`
+	ImageReward *float64          `json:"imagereward"`
+	Error       string            `json:"error"`
+	Models      map[string]string `json:"models"`
 }
 
 func parseLines(t *testing.T, out string) []outLine {

@@ -28,14 +28,6 @@ import (
 
 const bertVocab = repoRoot + "/../shared/vocab/bert-base-uncased-vocab.txt"
 
-type irLine struct {
-	Image       string   `json:"image"`
-	ImageReward *float64 `json:"imagereward"`
-	HP          *float64 `json:"hp"`
-	ICT         *float64 `json:"ict"`
-	Error       string   `json:"error"`
-}
-
 func TestImageRewardCommands(t *testing.T) {
 	needORT(t)
 	if _, err := os.Stat(bertVocab); err != nil {
@@ -78,7 +70,7 @@ func TestImageRewardCommands(t *testing.T) {
 	for _, others := range [][]string{nil, {"--hp", hpDir}, {"--ict", ictDir, "--hp", hpDir}} {
 		withHP, withICT := len(others) > 0, len(others) > 2
 		args := append([]string{"score", "--imagereward", dir, "--prompt", prompt, "--batch-size", "2"}, others...)
-		got := parseIRLines(t, mustRun(t, append(args, imgs...)...))
+		got := parseLines(t, mustRun(t, append(args, imgs...)...))
 		if len(got) != len(imgs) {
 			t.Fatalf("%d lines for %d images", len(got), len(imgs))
 		}
@@ -97,7 +89,7 @@ func TestImageRewardCommands(t *testing.T) {
 
 	// The command's image limits reach ImageReward's own decoding.
 	stdout, errOut, code := icthp(t, "score", "--imagereward", dir, "--prompt", prompt, "--max-image-pixels", "1000", imgs[0])
-	if l := parseIRLines(t, stdout); code != 1 || len(l) != 1 || !strings.Contains(l[0].Error, "too large") {
+	if l := parseLines(t, stdout); code != 1 || len(l) != 1 || !strings.Contains(l[0].Error, "too large") {
 		t.Errorf("--max-image-pixels 1000: exit %d, %q, stderr %q", code, stdout, errOut)
 	}
 
@@ -113,19 +105,6 @@ func version(convertOut string) string {
 	_, v, _ := strings.Cut(convertOut, "version ")
 	v, _, _ = strings.Cut(v, ",")
 	return v
-}
-
-func parseIRLines(t *testing.T, out string) []irLine {
-	t.Helper()
-	var ls []irLine
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		var x irLine
-		if err := json.Unmarshal([]byte(l), &x); err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-		ls = append(ls, x)
-	}
-	return ls
 }
 
 // TestConvertRandomImageRewardVocab: `convert random --kind imagereward
@@ -258,7 +237,7 @@ func checkFP16ImageReward(t *testing.T, d string, src []string, dir, prompt stri
 	if m := mustManifest(t, halfDir); !strings.Contains(out, "float16") || m.Precision != models.PrecisionFloat16 || m.Version == mustManifest(t, dir).Version {
 		t.Errorf("convert --fp16 printed %q, manifest precision %q version %q (float %q)", out, m.Precision, m.Version, mustManifest(t, dir).Version)
 	}
-	got := parseIRLines(t, mustRun(t, append([]string{"score", "--imagereward", halfDir, "--prompt", prompt, "--batch-size", "2"}, imgs...)...))
+	got := parseLines(t, mustRun(t, append([]string{"score", "--imagereward", halfDir, "--prompt", prompt, "--batch-size", "2"}, imgs...)...))
 	if len(got) != len(imgs) {
 		t.Fatalf("fp16: %d lines for %d images", len(got), len(imgs))
 	}

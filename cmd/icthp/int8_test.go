@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,20 +19,9 @@ func TestInt8Models(t *testing.T) {
 	needORT(t)
 	root := t.TempDir()
 	dir := func(n string) string { return filepath.Join(root, n) }
-	out := mustRun(t, "convert", "random", "--preset", "tiny", "--kind", "hp", "--seed", "3", "--int8", "--out", dir("hp8"))
-	if !strings.Contains(out, "int8") {
-		t.Errorf("convert says %q, want the precision int8 in it", out)
-	}
-	mustRun(t, "convert", "random", "--preset", "tiny", "--kind", "hp", "--seed", "3", "--out", dir("hp"))
+	convertRandomTwins(t, root, "hp", "tiny", "hp", "3")
 	mustRun(t, "convert", "random", "--preset", "tiny", "--kind", "clip", "--seed", "4", "--int8", "--out", dir("clip8"))
-	m8, err := models.ReadManifest(dir("hp8"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mf, err := models.ReadManifest(dir("hp"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m8, mf := mustManifest(t, dir("hp8")), mustManifest(t, dir("hp"))
 	if m8.Precision != models.PrecisionInt8 || mf.Precision != models.PrecisionFloat32 || m8.Version == mf.Version {
 		t.Errorf("int8 manifest: precision %s version %s; float: %s %s", m8.Precision, m8.Version, mf.Precision, mf.Version)
 	}
@@ -74,11 +62,7 @@ func TestInt8ImageReward(t *testing.T) {
 	needORT(t)
 	root := t.TempDir()
 	dir := func(n string) string { return filepath.Join(root, n) }
-	out := mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--seed", "2", "--int8", "--out", dir("ir8"))
-	if !strings.Contains(out, "int8") {
-		t.Errorf("convert says %q, want the precision int8 in it", out)
-	}
-	mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--seed", "2", "--out", dir("ir"))
+	convertRandomTwins(t, root, "ir", "imagereward-tiny", "imagereward", "2")
 
 	c, err := blip.PresetConfig(blip.PresetTiny)
 	if err != nil {
@@ -105,15 +89,13 @@ func TestInt8ImageReward(t *testing.T) {
 	}
 
 	imgs := []string{"../../testdata/demo/sunset.png", "../../testdata/demo/checkers.webp", "../../testdata/demo/apple.jpg"}
-	score := func(model string, images ...string) []irLine {
+	score := func(model string, images ...string) []outLine {
 		args := append([]string{"score", "--prompt", "a red fox", "--imagereward=" + dir(model)}, images...)
-		var lines []irLine
-		for _, l := range strings.Split(strings.TrimSpace(mustRun(t, args...)), "\n") {
-			var v irLine
-			if err := json.Unmarshal([]byte(l), &v); err != nil || v.ImageReward == nil {
-				t.Fatalf("score line %q: %v", l, err)
+		lines := parseLines(t, mustRun(t, args...))
+		for _, l := range lines {
+			if l.ImageReward == nil {
+				t.Fatalf("score line %+v has no imagereward", l)
 			}
-			lines = append(lines, v)
 		}
 		return lines
 	}
@@ -127,6 +109,19 @@ func TestInt8ImageReward(t *testing.T) {
 	if f, q := *score("ir", imgs[0])[0].ImageReward, *score("ir8", imgs[0])[0].ImageReward; f == q {
 		t.Errorf("int8 and float imagereward are identical (%v): is the int8 model quantised?", q)
 	}
+}
+
+// convertRandomTwins writes `convert random` models of one preset, kind and
+// seed under root: NAME8 with --int8 (convert's output must name the
+// precision) and NAME without.
+func convertRandomTwins(t *testing.T, root, name, preset, kind, seed string) {
+	t.Helper()
+	args := []string{"convert", "random", "--preset", preset, "--kind", kind, "--seed", seed}
+	out := mustRun(t, append(args, "--int8", "--out", filepath.Join(root, name+"8"))...)
+	if !strings.Contains(out, "int8") {
+		t.Errorf("convert says %q, want the precision int8 in it", out)
+	}
+	mustRun(t, append(args, "--out", filepath.Join(root, name))...)
 }
 
 func mustManifest(t *testing.T, dir string) *models.Manifest {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/icthp/icthp/internal/logbuf"
 	"github.com/icthp/icthp/models/ortlib"
 )
 
@@ -223,24 +224,6 @@ func TestLoadtestErrors(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the server's concurrent logging.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serveInProcess runs `icthp serve --addr A ARGS...` in this process on a
 // free loopback port until the test ends, waits for /readyz (the warm-up
 // image has run) and returns the base URL. At the end it stops the server
@@ -254,7 +237,7 @@ func serveInProcess(t *testing.T, args ...string) string {
 	addr := l.Addr().String()
 	l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	var serveLog lockedBuffer
+	var serveLog logbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		a := &app{stdout: io.Discard, stderr: &serveLog, getenv: func(string) string { return "" }}

@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"github.com/icthp/icthp/cache"
 	"path/filepath"
 	"testing"
 
+	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scoring"
 )
@@ -42,10 +42,7 @@ func TestModelInfo(t *testing.T) {
 		}{m.Kind, m.Precision, m.Version, m.EmbeddingDim}
 	}
 	for name, dir := range map[string]string{"hp": hpDir, "imagereward": irDir} {
-		man, err := models.ReadManifest(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		man := mustManifest(t, dir)
 		g, ok := got[name]
 		if !ok {
 			t.Errorf("%s missing from %v", name, got)

@@ -76,55 +76,38 @@ func (e *envFlags) badEnv(name, v string, err error) {
 	}
 }
 
-func (e *envFlags) str(p *string, flagName, env, def, usage string) {
+// envVar registers a flag of type T: define is the FlagSet's method for T,
+// parse reads $env, which when set is the default instead of def.
+func envVar[T any](e *envFlags, define func(*T, string, T, string), parse func(string) (T, error), p *T, flagName, env string, def T, usage string) {
 	if v, ok := e.env(env); ok {
-		def = v
+		x, err := parse(v)
+		if err != nil {
+			e.badEnv(env, v, err)
+		}
+		def = x
 	}
-	e.fs.StringVar(p, flagName, def, usage+" ($"+env+")")
+	define(p, flagName, def, usage+" ($"+env+")")
+}
+
+func (e *envFlags) str(p *string, flagName, env, def, usage string) {
+	envVar(e, e.fs.StringVar, func(v string) (string, error) { return v, nil }, p, flagName, env, def, usage)
 }
 
 func (e *envFlags) dur(p *time.Duration, flagName, env string, def time.Duration, usage string) {
-	if v, ok := e.env(env); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			e.badEnv(env, v, err)
-		}
-		def = d
-	}
-	e.fs.DurationVar(p, flagName, def, usage+" ($"+env+")")
+	envVar(e, e.fs.DurationVar, time.ParseDuration, p, flagName, env, def, usage)
 }
 
 func (e *envFlags) int(p *int, flagName, env string, def int, usage string) {
-	if v, ok := e.env(env); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			e.badEnv(env, v, err)
-		}
-		def = n
-	}
-	e.fs.IntVar(p, flagName, def, usage+" ($"+env+")")
+	envVar(e, e.fs.IntVar, strconv.Atoi, p, flagName, env, def, usage)
 }
 
 func (e *envFlags) int64(p *int64, flagName, env string, def int64, usage string) {
-	if v, ok := e.env(env); ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			e.badEnv(env, v, err)
-		}
-		def = n
-	}
-	e.fs.Int64Var(p, flagName, def, usage+" ($"+env+")")
+	parse := func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) }
+	envVar(e, e.fs.Int64Var, parse, p, flagName, env, def, usage)
 }
 
 func (e *envFlags) bool(p *bool, flagName, env string, def bool, usage string) {
-	if v, ok := e.env(env); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			e.badEnv(env, v, err)
-		}
-		def = b
-	}
-	e.fs.BoolVar(p, flagName, def, usage+" ($"+env+")")
+	envVar(e, e.fs.BoolVar, strconv.ParseBool, p, flagName, env, def, usage)
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {

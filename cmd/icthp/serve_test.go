@@ -58,64 +58,100 @@ func TestServeSIGTERM(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := builtBinary(t)
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--threads", "1", "--drain-delay", "100ms")
 	lib, err := ortlib.Locate("")
 	if err != nil {
 		t.Skipf("onnxruntime is not installed: %v", err)
 	}
 	// A fresh cache folder: the demo models are made there on first use.
-	cmd.Env = append(os.Environ(), "ICTHP_CACHE="+t.TempDir(), ortlib.EnvLib+"="+lib, "ICTHP_AUTH_TOKENS=tok")
-	stderr, err := cmd.StderrPipe()
+	p := startBinary(t, bin, []string{"ICTHP_CACHE=" + t.TempDir(), ortlib.EnvLib + "=" + lib, "ICTHP_AUTH_TOKENS=tok"},
+		"serve", "--addr", "127.0.0.1:0", "--threads", "1", "--drain-delay", "100ms")
+	scoreSunset(t, p.url, "tok")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range p.lines { // drain the log until the process closes stderr
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v, want exit 0\n%s", err, p.logs.String())
+	}
+	for _, want := range []string{`"msg":"draining"`, `"msg":"stopped"`} {
+		if !strings.Contains(p.logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, p.logs.String())
+		}
+	}
+}
+
+// servedBinary is an `icthp serve` process: its JSON log lines as they come
+// (closed when it closes stderr), all of its log, and its base URL.
+type servedBinary struct {
+	cmd   *exec.Cmd
+	lines chan map[string]any
+	logs  *bytes.Buffer
+	url   string
+}
+
+// startBinary starts bin with args and env added to this process's, reads
+// the address from its "listening" log line and waits for /readyz. The
+// process is killed when the test ends.
+func startBinary(t *testing.T, bin string, env []string, args ...string) *servedBinary {
+	t.Helper()
+	p := &servedBinary{cmd: exec.Command(bin, args...), lines: make(chan map[string]any, 64), logs: &bytes.Buffer{}}
+	p.cmd.Env = append(os.Environ(), env...)
+	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	lines := make(chan map[string]any, 64)
-	var logs bytes.Buffer
+	t.Cleanup(func() { p.cmd.Process.Kill() })
 	go func() {
-		sc := bufio.NewScanner(io.TeeReader(stderr, &logs))
+		sc := bufio.NewScanner(io.TeeReader(stderr, p.logs))
 		for sc.Scan() {
 			var l map[string]any
 			if json.Unmarshal(sc.Bytes(), &l) == nil {
-				lines <- l
+				p.lines <- l
 			}
 		}
-		close(lines)
+		close(p.lines)
 	}()
 	var addr string
-	for l := range lines {
+	for l := range p.lines {
 		if l["msg"] == "listening" {
 			addr = l["addr"].(string)
 			break
 		}
 	}
 	if addr == "" {
-		t.Fatalf("no listening line:\n%s", logs.String())
+		t.Fatalf("no listening line:\n%s", p.logs.String())
 	}
-	url := "http://" + addr
+	p.url = "http://" + addr
 	for deadline := time.Now().Add(time.Minute); ; {
-		res, err := http.Get(url + "/readyz")
+		res, err := http.Get(p.url + "/readyz")
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == 200 {
-				break
+				return p
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("never ready:\n%s", logs.String())
+			t.Fatalf("never ready:\n%s", p.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// scoreSunset scores the demo sunset with token and expects its three
+// scores.
+func scoreSunset(t *testing.T, url, token string) {
+	t.Helper()
 	img, err := os.ReadFile(filepath.Join(repoRoot, "testdata/demo/sunset.png"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(map[string]any{"prompt": "a sunset", "images": []string{base64.StdEncoding.EncodeToString(img)}})
 	req, _ := http.NewRequest("POST", url+"/v1/score", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -127,18 +163,5 @@ func TestServeSIGTERM(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || len(out.Scores) != 1 || len(out.Scores[0]) != 3 {
 		t.Fatalf("score: %d %v", res.StatusCode, out)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for range lines { // drain the log until the process closes stderr
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("after SIGTERM: %v, want exit 0\n%s", err, logs.String())
-	}
-	for _, want := range []string{`"msg":"draining"`, `"msg":"stopped"`} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("log lacks %s:\n%s", want, logs.String())
-		}
 	}
 }

@@ -7,10 +7,8 @@ package main
 // shape), real onnxruntime sessions, loopback HTTP.
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -24,6 +22,7 @@ import (
 	"github.com/icthp/icthp/batch"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/modelset"
+	"github.com/icthp/icthp/server/servertest"
 )
 
 // zooKinds are the `convert random --kind` names and the registry names
@@ -62,23 +61,6 @@ func decodeScores(t *testing.T, raw json.RawMessage) map[string]float64 {
 		}
 	}
 	return out
-}
-
-func postJSON(t *testing.T, url string, body any, out any) {
-	t.Helper()
-	b, _ := json.Marshal(body)
-	res, err := http.Post(url, "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("%s: status %d: %s", url, res.StatusCode, raw)
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		t.Fatalf("%s: %s: %v", url, raw, err)
-	}
 }
 
 // sameScores checks that got has every zoo score (but skip) and equals
@@ -178,7 +160,7 @@ func zooServe(t *testing.T, root, prompt string, b64, flags []string, cli []map[
 	var sr struct {
 		Scores []json.RawMessage `json:"scores"`
 	}
-	postJSON(t, url+"/v1/score", map[string]any{"prompt": prompt, "images": b64}, &sr)
+	servertest.PostOK(t, url+"/v1/score", map[string]any{"prompt": prompt, "images": b64}, &sr)
 	if len(sr.Scores) != n {
 		t.Fatalf("/v1/score: %d scores", len(sr.Scores))
 	}
@@ -204,7 +186,7 @@ func zooServe(t *testing.T, root, prompt string, b64, flags []string, cli []map[
 	var rr struct {
 		Ranking []json.RawMessage `json:"ranking"`
 	}
-	postJSON(t, url+"/v1/rank", map[string]any{"prompt": prompt, "images": b64}, &rr)
+	servertest.PostOK(t, url+"/v1/rank", map[string]any{"prompt": prompt, "images": b64}, &rr)
 	if len(rr.Ranking) != n {
 		t.Fatalf("/v1/rank: %d candidates", len(rr.Ranking))
 	}
@@ -232,7 +214,7 @@ func checkZooReward(t *testing.T, url, prompt string, b64 []string, route []map[
 		items[i] = map[string]any{"prompt": prompt, "image": b64[i]}
 	}
 	var rw map[string]json.RawMessage
-	postJSON(t, url+"/v1/reward", map[string]any{"items": items, "weights": weights}, &rw)
+	servertest.PostOK(t, url+"/v1/reward", map[string]any{"items": items, "weights": weights}, &rw)
 	var rewards []float64
 	json.Unmarshal(rw["rewards"], &rewards)
 	cols := map[string][]float64{}

@@ -14,6 +14,18 @@ import (
 
 func composeFile() string { return repoPath("deployments", "docker-compose.yml") }
 
+// composeChecks run on the loaded compose project, each as a subtest.
+var composeChecks = []struct {
+	name  string
+	check func(*testing.T, *types.Project)
+}{
+	{"icthp service", checkComposeIcthp},
+	{"models step", checkComposeModels},
+	{"builds and bind mounts exist", checkComposeSources},
+	{"prometheus", checkComposePrometheus},
+	{"grafana", checkComposeGrafana},
+}
+
 func TestCompose(t *testing.T) {
 	p, err := LoadCompose(context.Background(), composeFile(), map[string]string{})
 	if err != nil {
@@ -24,10 +36,22 @@ func TestCompose(t *testing.T) {
 			t.Errorf("no service %s", want)
 		}
 	}
-	icthpSvc, err := p.GetService("icthp")
+	for _, cc := range composeChecks {
+		t.Run(cc.name, func(t *testing.T) { cc.check(t, p) })
+	}
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, err := p.GetService(name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+func checkComposeIcthp(t *testing.T, p *types.Project) {
+	icthpSvc := service(t, p, "icthp")
 	// The image's ENTRYPOINT is icthp; compose's command is its arguments.
 	checkFlags(t, "compose icthp command", icthpSvc.Command)
 	if !slices.Contains(icthpSvc.Command, "--redis") {
@@ -42,9 +66,12 @@ func TestCompose(t *testing.T) {
 	if icthpSvc.StopGracePeriod == nil || *icthpSvc.StopGracePeriod < 32e9 {
 		t.Errorf("stop_grace_period %v is shorter than icthp's drain (2 s delay + 30 s grace)", icthpSvc.StopGracePeriod)
 	}
-	models, _ := p.GetService("models")
-	// icthp reads the model directories where the models step writes them,
-	// on the same volume.
+}
+
+// checkComposeModels: icthp reads the model directories where the models
+// step writes them, on the same volume.
+func checkComposeModels(t *testing.T, p *types.Project) {
+	icthpSvc, models := service(t, p, "icthp"), service(t, p, "models")
 	out := models.Environment["ICTHP_MODELS_DIR"]
 	if out == nil {
 		t.Fatal("the models step sets no ICTHP_MODELS_DIR")
@@ -69,6 +96,9 @@ func TestCompose(t *testing.T) {
 	if len(models.Entrypoint) != 1 || models.Entrypoint[0] != "/usr/local/bin/convert-models.sh" {
 		t.Errorf("models entrypoint %q, want the image's convert-models.sh", models.Entrypoint)
 	}
+}
+
+func checkComposeSources(t *testing.T, p *types.Project) {
 	for _, s := range p.Services {
 		if s.Build != nil {
 			df := filepath.Join(s.Build.Context, s.Build.Dockerfile)
@@ -88,9 +118,20 @@ func TestCompose(t *testing.T) {
 			}
 		}
 	}
+}
 
-	// Prometheus scrapes icthp where compose runs it, and loads the rules
-	// at the path compose mounts them.
+// mounts maps a service's mount targets to their sources.
+func mounts(s types.ServiceConfig) map[string]string {
+	m := map[string]string{}
+	for _, v := range s.Volumes {
+		m[v.Target] = v.Source
+	}
+	return m
+}
+
+// checkComposePrometheus: Prometheus scrapes icthp where compose runs it,
+// and loads the rules at the path compose mounts them.
+func checkComposePrometheus(t *testing.T, p *types.Project) {
 	var prom struct {
 		Global        map[string]string `json:"global"`
 		RuleFiles     []string          `json:"rule_files"`
@@ -103,11 +144,7 @@ func TestCompose(t *testing.T) {
 		} `json:"scrape_configs"`
 	}
 	strictFile(t, repoPath("deployments", "prometheus", "prometheus.yml"), &prom)
-	promSvc, _ := p.GetService("prometheus")
-	mounted := map[string]string{}
-	for _, v := range promSvc.Volumes {
-		mounted[v.Target] = v.Source
-	}
+	mounted := mounts(service(t, p, "prometheus"))
 	for _, rf := range prom.RuleFiles {
 		if src, ok := mounted[rf]; !ok || filepath.Base(src) != "alerts.yml" {
 			t.Errorf("rule file %s is not the mounted alerts.yml (mounts %v)", rf, mounted)
@@ -124,9 +161,12 @@ func TestCompose(t *testing.T) {
 	if !scraped {
 		t.Error("prometheus.yml does not scrape icthp:8080/metrics")
 	}
+}
 
-	// Grafana: the provisioned data source is Prometheus at its compose
-	// address, and the dashboards provider reads the folder compose mounts.
+// checkComposeGrafana: the provisioned data source is Prometheus at its
+// compose address, and the dashboards provider reads the folder compose
+// mounts.
+func checkComposeGrafana(t *testing.T, p *types.Project) {
 	var ds struct {
 		APIVersion  int `json:"apiVersion"`
 		Datasources []struct {
@@ -155,11 +195,7 @@ func TestCompose(t *testing.T) {
 		} `json:"providers"`
 	}
 	strictFile(t, repoPath("deployments", "grafana", "provisioning", "dashboards", "icthp.yml"), &dp)
-	graf, _ := p.GetService("grafana")
-	gm := map[string]string{}
-	for _, v := range graf.Volumes {
-		gm[v.Target] = v.Source
-	}
+	gm := mounts(service(t, p, "grafana"))
 	if len(dp.Providers) != 1 || gm[dp.Providers[0].Options.Path] != repoPath("deployments", "grafana", "dashboards") {
 		t.Errorf("Grafana reads dashboards from %+v; compose mounts %v", dp.Providers, gm)
 	}

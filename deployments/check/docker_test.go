@@ -21,95 +21,118 @@ func TestDockerfiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stages := map[string]bool{}
-			final := 0
-			for i, in := range ins {
-				if in.Cmd == "FROM" {
-					final = i
-					if len(in.Args) == 3 && strings.EqualFold(in.Args[1], "AS") {
-						stages[in.Args[2]] = true
-					}
-				}
-			}
-			var entry, cmd, health []string
-			var user string
-			env := map[string]string{}
-			copied := map[string]bool{} // destinations in the final image
-			builds := ""
-			for i, in := range ins {
-				switch in.Cmd {
-				case "COPY", "ADD":
-					if len(in.Args) < 2 {
-						t.Errorf("line %d: %s needs a source and a destination", in.Line, in.Cmd)
-						continue
-					}
-					srcs, dst := in.Args[:len(in.Args)-1], in.Args[len(in.Args)-1]
-					if from, ok := in.Flag("from"); ok {
-						if !stages[from] && !strings.ContainsAny(from, ":/") {
-							t.Errorf("line %d: COPY --from=%s names no stage", in.Line, from)
-						}
-					} else {
-						for _, s := range srcs {
-							checkContextSource(t, in.Line, s, ignore)
-						}
-					}
-					if i > final {
-						for _, s := range srcs {
-							if strings.HasSuffix(dst, "/") {
-								copied[dst+filepath.Base(s)] = true
-							} else {
-								copied[dst] = true
-							}
-						}
-					}
-				case "RUN":
-					builds += in.Raw + "\n"
-				case "ENTRYPOINT":
-					entry = in.Args
-				case "CMD":
-					cmd = in.Args
-				case "HEALTHCHECK":
-					health = in.Args
-				case "USER":
-					if i > final {
-						user = in.Args[0]
-					}
-				case "ENV":
-					if i > final {
-						for _, kv := range in.Args {
-							if k, v, ok := strings.Cut(kv, "="); ok {
-								env[k] = v
-							}
-						}
-					}
-				}
-			}
-			if !slices.Equal(entry, []string{"icthp"}) {
-				t.Errorf("ENTRYPOINT %q, want [\"icthp\"] (compose and the chart give only the arguments)", entry)
-			}
-			if len(cmd) == 0 || cmd[0] != "serve" {
-				t.Errorf("CMD %q does not serve", cmd)
-			} else {
-				checkFlags(t, "CMD", cmd)
-			}
-			if u, _, _ := strings.Cut(user, ":"); u == "" || u == "root" || u == "0" {
-				t.Errorf("the image runs as %q, want an unprivileged user", user)
-			}
-			if len(health) == 0 || health[0] != "icthp-probe" {
-				t.Errorf("HEALTHCHECK %q does not run icthp-probe", health)
-			}
-			if !strings.Contains(builds, "-o /out/icthp-probe ./deployments/probe") || !strings.Contains(builds, "-o /out/icthp ./cmd/icthp") {
-				t.Error("no RUN builds /out/icthp from ./cmd/icthp and /out/icthp-probe from ./deployments/probe")
-			}
-			for _, want := range []string{"/usr/local/bin/icthp", "/usr/local/bin/icthp-probe", "/usr/local/bin/convert-models.sh"} {
-				if !copied[want] {
-					t.Errorf("the final image gets no %s (copied: %v)", want, copied)
-				}
-			}
-			if lib := env["ICTHP_ORT_LIB"]; !strings.HasPrefix(lib, "/opt/onnxruntime/lib/") || !copiedUnder(copied, "/opt/onnxruntime/lib/") {
-				t.Errorf("ICTHP_ORT_LIB=%q is not where the onnxruntime library is copied (%v)", lib, copied)
-			}
+			checkFinalImage(t, readImage(t, ins, ignore))
 		})
+	}
+}
+
+// finalImage is what a Dockerfile's last stage sets, and what its RUN lines
+// (of every stage) build.
+type finalImage struct {
+	entry, cmd, health []string
+	user               string
+	env                map[string]string
+	copied             map[string]bool // destinations in the final image
+	builds             string
+}
+
+// stages names the Dockerfile's stages and returns the index of its last
+// FROM.
+func stages(ins []Instruction) (map[string]bool, int) {
+	named := map[string]bool{}
+	final := 0
+	for i, in := range ins {
+		if in.Cmd == "FROM" {
+			final = i
+			if len(in.Args) == 3 && strings.EqualFold(in.Args[1], "AS") {
+				named[in.Args[2]] = true
+			}
+		}
+	}
+	return named, final
+}
+
+// readImage walks the instructions, failing the test on a COPY whose source
+// is neither a stage nor in the build context.
+func readImage(t *testing.T, ins []Instruction, ignore IgnoreRules) finalImage {
+	named, final := stages(ins)
+	img := finalImage{env: map[string]string{}, copied: map[string]bool{}}
+	for i, in := range ins {
+		switch in.Cmd {
+		case "COPY", "ADD":
+			if len(in.Args) < 2 {
+				t.Errorf("line %d: %s needs a source and a destination", in.Line, in.Cmd)
+				continue
+			}
+			srcs, dst := in.Args[:len(in.Args)-1], in.Args[len(in.Args)-1]
+			if from, ok := in.Flag("from"); ok {
+				if !named[from] && !strings.ContainsAny(from, ":/") {
+					t.Errorf("line %d: COPY --from=%s names no stage", in.Line, from)
+				}
+			} else {
+				for _, s := range srcs {
+					checkContextSource(t, in.Line, s, ignore)
+				}
+			}
+			if i > final {
+				for _, s := range srcs {
+					if strings.HasSuffix(dst, "/") {
+						img.copied[dst+filepath.Base(s)] = true
+					} else {
+						img.copied[dst] = true
+					}
+				}
+			}
+		case "RUN":
+			img.builds += in.Raw + "\n"
+		case "ENTRYPOINT":
+			img.entry = in.Args
+		case "CMD":
+			img.cmd = in.Args
+		case "HEALTHCHECK":
+			img.health = in.Args
+		case "USER":
+			if i > final {
+				img.user = in.Args[0]
+			}
+		case "ENV":
+			if i > final {
+				for _, kv := range in.Args {
+					if k, v, ok := strings.Cut(kv, "="); ok {
+						img.env[k] = v
+					}
+				}
+			}
+		}
+	}
+	return img
+}
+
+func checkFinalImage(t *testing.T, img finalImage) {
+	if !slices.Equal(img.entry, []string{"icthp"}) {
+		t.Errorf("ENTRYPOINT %q, want [\"icthp\"] (compose and the chart give only the arguments)", img.entry)
+	}
+	if len(img.cmd) == 0 || img.cmd[0] != "serve" {
+		t.Errorf("CMD %q does not serve", img.cmd)
+	} else {
+		checkFlags(t, "CMD", img.cmd)
+	}
+	if u, _, _ := strings.Cut(img.user, ":"); u == "" || u == "root" || u == "0" {
+		t.Errorf("the image runs as %q, want an unprivileged user", img.user)
+	}
+	if len(img.health) == 0 || img.health[0] != "icthp-probe" {
+		t.Errorf("HEALTHCHECK %q does not run icthp-probe", img.health)
+	}
+	if !strings.Contains(img.builds, "-o /out/icthp-probe ./deployments/probe") || !strings.Contains(img.builds, "-o /out/icthp ./cmd/icthp") {
+		t.Error("no RUN builds /out/icthp from ./cmd/icthp and /out/icthp-probe from ./deployments/probe")
+	}
+	for _, want := range []string{"/usr/local/bin/icthp", "/usr/local/bin/icthp-probe", "/usr/local/bin/convert-models.sh"} {
+		if !img.copied[want] {
+			t.Errorf("the final image gets no %s (copied: %v)", want, img.copied)
+		}
+	}
+	if lib := img.env["ICTHP_ORT_LIB"]; !strings.HasPrefix(lib, "/opt/onnxruntime/lib/") || !copiedUnder(img.copied, "/opt/onnxruntime/lib/") {
+		t.Errorf("ICTHP_ORT_LIB=%q is not where the onnxruntime library is copied (%v)", lib, img.copied)
 	}
 }
 

@@ -116,211 +116,282 @@ func has(objs []*Object, kind, name string) bool {
 	return slices.ContainsFunc(objs, func(o *Object) bool { return o.Kind == kind && o.Meta.Name == name })
 }
 
+// chart is one rendered case with the parts most checks read: the icthp
+// Deployment, its first container and the release's ConfigMap.
+type chart struct {
+	rc   renderCase
+	objs []*Object
+	pods []corev1.PodTemplateSpec
+	d    *appsv1.Deployment
+	c    corev1.Container
+	cm   *corev1.ConfigMap
+}
+
+func loadChart(t *testing.T, rc renderCase) chart {
+	t.Helper()
+	ch := chart{rc: rc, objs: render(t, rc)}
+	for _, o := range ch.objs {
+		if pt := o.PodTemplate(); pt != nil {
+			ch.pods = append(ch.pods, *pt)
+		}
+	}
+	ch.d = byName[*appsv1.Deployment](t, ch.objs, "Deployment", release)
+	ch.c = ch.d.Spec.Template.Spec.Containers[0]
+	if ch.c.Name != "icthp" {
+		t.Fatalf("first container is %q, want icthp", ch.c.Name)
+	}
+	ch.cm = byName[*corev1.ConfigMap](t, ch.objs, "ConfigMap", release)
+	return ch
+}
+
+// chartChecks run on every render case, each as a subtest.
+var chartChecks = []struct {
+	name  string
+	check func(*testing.T, chart)
+}{
+	{"deployments select their pods, not as root", checkDeployments},
+	{"services select one workload's ports", checkServices},
+	{"probes and drain", checkProbesAndDrain},
+	{"args", checkArgs},
+	{"env read by icthp", checkEnvKnown},
+	{"secrets and claims exist", checkReferences},
+	{"redis", checkRedisEnv},
+	{"gpu or cpu", checkGPU},
+	{"autoscaling and disruption budget", checkScaling},
+	{"monitoring", checkMonitoring},
+}
+
 func TestChartRenders(t *testing.T) {
-	envVars := regexp.MustCompile(`\$(ICTHP_[A-Z0-9_]+)`)
 	for _, rc := range renderCases {
 		t.Run(rc.name, func(t *testing.T) {
-			objs := render(t, rc)
-			var pods []corev1.PodTemplateSpec
-			for _, o := range objs {
-				if pt := o.PodTemplate(); pt != nil {
-					pods = append(pods, *pt)
-				}
-			}
-			for _, d := range find[*appsv1.Deployment](objs) {
-				sel, err := metaSelector(d.Spec.Selector.MatchLabels)
-				if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-					t.Errorf("Deployment %s: selector %v does not select its own pods %v", d.Name, d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
-				}
-				sc := d.Spec.Template.Spec.SecurityContext
-				if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
-					t.Errorf("Deployment %s: pods may run as root", d.Name)
-				}
-			}
-			// Each Service selects the pods of exactly one workload, and
-			// its target ports are named ports of those pods.
-			for _, s := range find[*corev1.Service](objs) {
-				sel := labels.SelectorFromSet(s.Spec.Selector)
-				var matched []corev1.PodTemplateSpec
-				for _, p := range pods {
-					if sel.Matches(labels.Set(p.Labels)) {
-						matched = append(matched, p)
-					}
-				}
-				if len(matched) != 1 {
-					t.Errorf("Service %s selects the pods of %d workloads, want 1", s.Name, len(matched))
-					continue
-				}
-				for _, sp := range s.Spec.Ports {
-					if !podHasPort(matched[0].Spec, sp.TargetPort.String()) {
-						t.Errorf("Service %s: target port %s is no container port", s.Name, sp.TargetPort.String())
-					}
-				}
-			}
-
-			d := byName[*appsv1.Deployment](t, objs, "Deployment", release)
-			ps := d.Spec.Template.Spec
-			c := ps.Containers[0]
-			if c.Name != "icthp" {
-				t.Fatalf("first container is %q, want icthp", c.Name)
-			}
-			probe := func(p *corev1.Probe, path, what string) {
-				if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Port.String() != "http" {
-					t.Errorf("%s probe %+v, want GET %s on port http", what, p, path)
-				}
-			}
-			probe(c.ReadinessProbe, "/readyz", "readiness")
-			probe(c.LivenessProbe, "/healthz", "liveness")
-			probe(c.StartupProbe, "/healthz", "startup")
-			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
-				t.Fatal("no preStop sleep: a draining pod would still get requests")
-			}
-			// The pod's grace period covers the preStop sleep and icthp's
-			// whole drain as its flags set it (the server's defaults otherwise).
-			drain := map[string]time.Duration{"--drain-delay": 2 * time.Second, "--grace": 30 * time.Second}
-			for i, a := range c.Args[:len(c.Args)-1] {
-				if _, ok := drain[a]; ok {
-					d, err := time.ParseDuration(c.Args[i+1])
-					if err != nil {
-						t.Fatalf("%s %q: %v", a, c.Args[i+1], err)
-					}
-					drain[a] = d
-				}
-			}
-			grace := time.Duration(*ps.TerminationGracePeriodSeconds) * time.Second
-			sleep := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
-			if need := sleep + drain["--drain-delay"] + drain["--grace"]; grace <= need {
-				t.Errorf("terminationGracePeriodSeconds %v <= preStop %v + drain delay %v + grace %v: the kubelet would kill requests in flight",
-					grace, sleep, drain["--drain-delay"], drain["--grace"])
-			}
-			checkFlags(t, "icthp container args", c.Args)
-			if !slices.Contains(c.Args, "serve") || c.Args[0] != "serve" {
-				t.Errorf("args %q do not run icthp serve", c.Args)
-			}
-			for _, ic := range ps.InitContainers {
-				if ic.Name == "convert-models" && (len(ic.Command) != 1 || ic.Command[0] != "/usr/local/bin/convert-models.sh") {
-					t.Errorf("convert-models runs %q", ic.Command)
-				}
-			}
-
-			// Every variable icthp gets is one that icthp (or the image) reads.
-			known := map[string]bool{"ICTHP_CACHE": true, "ICTHP_PROBE_URL": true}
-			for _, m := range envVars.FindAllStringSubmatch(help(t, "serve"), -1) {
-				known[m[1]] = true
-			}
-			for _, a := range c.Args {
-				if strings.HasPrefix(a, "$(") && strings.HasSuffix(a, ")") {
-					known[a[2:len(a)-1]] = true // expanded by Kubernetes into the args
-				}
-			}
-			cm := byName[*corev1.ConfigMap](t, objs, "ConfigMap", release)
-			for k := range cm.Data {
-				if !known[k] {
-					t.Errorf("ConfigMap sets %s, which icthp serve does not read (icthp serve -h names %v)", k, keys(known))
-				}
-			}
-			for _, e := range c.Env {
-				if !known[e.Name] {
-					t.Errorf("container env %s is read by nobody", e.Name)
-				}
-				if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil {
-					if n := r.SecretKeyRef.Name; !has(objs, "Secret", n) && n != "my-redis" && n != "my-tokens" {
-						t.Errorf("env %s reads Secret %s, which is neither rendered nor given", e.Name, n)
-					}
-				}
-			}
-			for _, ef := range c.EnvFrom {
-				if ef.ConfigMapRef != nil && !has(objs, "ConfigMap", ef.ConfigMapRef.Name) {
-					t.Errorf("envFrom ConfigMap %s not rendered", ef.ConfigMapRef.Name)
-				}
-			}
-			for _, v := range ps.Volumes {
-				if v.Secret != nil && !has(objs, "Secret", v.Secret.SecretName) && v.Secret.SecretName != "my-tokens" {
-					t.Errorf("volume %s mounts Secret %s, which is neither rendered nor given", v.Name, v.Secret.SecretName)
-				}
-				if v.PersistentVolumeClaim != nil {
-					n := v.PersistentVolumeClaim.ClaimName
-					if !has(objs, "PersistentVolumeClaim", n) && n != "icthp-models" && n != "hf-cache" {
-						t.Errorf("volume %s claims %s, which is neither rendered nor given", v.Name, n)
-					}
-				}
-			}
-
-			// The cache: every case here has a Redis; the release's own is
-			// reached through its Service.
-			var redisEnv *corev1.EnvVar
-			for i := range c.Env {
-				if c.Env[i].Name == "ICTHP_REDIS" {
-					redisEnv = &c.Env[i]
-				}
-			}
-			switch {
-			case redisEnv == nil:
-				t.Error("icthp gets no ICTHP_REDIS")
-			case redisEnv.Value != "":
-				u, err := url.Parse(redisEnv.Value)
-				if err != nil {
-					t.Fatalf("ICTHP_REDIS %q: %v", redisEnv.Value, err)
-				}
-				svc := byName[*corev1.Service](t, objs, "Service", u.Hostname())
-				if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return fmt.Sprint(p.Port) == u.Port() }) {
-					t.Errorf("ICTHP_REDIS %s: Service %s has no port %s", redisEnv.Value, svc.Name, u.Port())
-				}
-			}
-
-			gpus := c.Resources.Limits[corev1.ResourceName("nvidia.com/gpu")]
-			provider := cm.Data["ICTHP_PROVIDER"]
-			if rc.gpu {
-				if gpus.Cmp(resource.MustParse("1")) != 0 {
-					t.Errorf("GPU values: nvidia.com/gpu limit %v, want 1", gpus.String())
-				}
-				if provider != "cuda" || !strings.HasSuffix(c.Image, ":cuda") {
-					t.Errorf("GPU values: provider %q image %q, want cuda and the :cuda image", provider, c.Image)
-				}
-			} else if !gpus.IsZero() || provider != "cpu" || !strings.HasSuffix(c.Image, ":cpu") {
-				t.Errorf("CPU values: nvidia.com/gpu %v, provider %q, image %q", gpus.String(), provider, c.Image)
-			}
-
-			for _, h := range find[*autoscalingv2.HorizontalPodAutoscaler](objs) {
-				if h.Spec.ScaleTargetRef.Kind != "Deployment" || h.Spec.ScaleTargetRef.Name != d.Name {
-					t.Errorf("HPA scales %+v, not Deployment %s", h.Spec.ScaleTargetRef, d.Name)
-				}
-				if d.Spec.Replicas != nil {
-					t.Error("Deployment sets replicas while an HPA owns them (every upgrade would reset the count)")
-				}
-			}
-			for _, p := range find[*policyv1.PodDisruptionBudget](objs) {
-				sel, err := metaSelector(p.Spec.Selector.MatchLabels)
-				if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-					t.Errorf("PDB %s does not cover the icthp pods", p.Name)
-				}
-			}
-			for _, sm := range find[*monitoringv1.ServiceMonitor](objs) {
-				svc := byName[*corev1.Service](t, objs, "Service", release)
-				sel, err := metaSelector(sm.Spec.Selector.MatchLabels)
-				if err != nil || !sel.Matches(labels.Set(svc.Labels)) {
-					t.Errorf("ServiceMonitor selects %v, the Service is labelled %v", sm.Spec.Selector.MatchLabels, svc.Labels)
-				}
-				for _, ep := range sm.Spec.Endpoints {
-					if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port }) || ep.Path != "/metrics" {
-						t.Errorf("ServiceMonitor endpoint %s %s: no such Service port, or not /metrics", ep.Port, ep.Path)
-					}
-				}
-			}
-			for _, pr := range find[*monitoringv1.PrometheusRule](objs) {
-				var want monitoringv1.PrometheusRuleSpec
-				b, err := os.ReadFile(repoPath("deployments", "prometheus", "alerts.yml"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := yaml.UnmarshalStrict(b, &want); err != nil {
-					t.Fatalf("alerts.yml as a PrometheusRule spec: %v", err)
-				}
-				if !reflect.DeepEqual(pr.Spec, want) {
-					t.Error("PrometheusRule differs from deployments/prometheus/alerts.yml")
-				}
+			ch := loadChart(t, rc)
+			for _, cc := range chartChecks {
+				t.Run(cc.name, func(t *testing.T) { cc.check(t, ch) })
 			}
 		})
+	}
+}
+
+func checkDeployments(t *testing.T, ch chart) {
+	for _, d := range find[*appsv1.Deployment](ch.objs) {
+		sel, err := metaSelector(d.Spec.Selector.MatchLabels)
+		if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("Deployment %s: selector %v does not select its own pods %v", d.Name, d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+		}
+		sc := d.Spec.Template.Spec.SecurityContext
+		if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Errorf("Deployment %s: pods may run as root", d.Name)
+		}
+	}
+}
+
+// checkServices: each Service selects the pods of exactly one workload, and
+// its target ports are named ports of those pods.
+func checkServices(t *testing.T, ch chart) {
+	for _, s := range find[*corev1.Service](ch.objs) {
+		sel := labels.SelectorFromSet(s.Spec.Selector)
+		var matched []corev1.PodTemplateSpec
+		for _, p := range ch.pods {
+			if sel.Matches(labels.Set(p.Labels)) {
+				matched = append(matched, p)
+			}
+		}
+		if len(matched) != 1 {
+			t.Errorf("Service %s selects the pods of %d workloads, want 1", s.Name, len(matched))
+			continue
+		}
+		for _, sp := range s.Spec.Ports {
+			if !podHasPort(matched[0].Spec, sp.TargetPort.String()) {
+				t.Errorf("Service %s: target port %s is no container port", s.Name, sp.TargetPort.String())
+			}
+		}
+	}
+}
+
+// checkProbesAndDrain: the probes ask icthp's health paths, and the pod's
+// grace period covers the preStop sleep and icthp's whole drain as its
+// flags set it (the server's defaults otherwise).
+func checkProbesAndDrain(t *testing.T, ch chart) {
+	c := ch.c
+	probe := func(p *corev1.Probe, path, what string) {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Port.String() != "http" {
+			t.Errorf("%s probe %+v, want GET %s on port http", what, p, path)
+		}
+	}
+	probe(c.ReadinessProbe, "/readyz", "readiness")
+	probe(c.LivenessProbe, "/healthz", "liveness")
+	probe(c.StartupProbe, "/healthz", "startup")
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+		t.Fatal("no preStop sleep: a draining pod would still get requests")
+	}
+	drain := map[string]time.Duration{"--drain-delay": 2 * time.Second, "--grace": 30 * time.Second}
+	for i, a := range c.Args[:len(c.Args)-1] {
+		if _, ok := drain[a]; ok {
+			d, err := time.ParseDuration(c.Args[i+1])
+			if err != nil {
+				t.Fatalf("%s %q: %v", a, c.Args[i+1], err)
+			}
+			drain[a] = d
+		}
+	}
+	grace := time.Duration(*ch.d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
+	sleep := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	if need := sleep + drain["--drain-delay"] + drain["--grace"]; grace <= need {
+		t.Errorf("terminationGracePeriodSeconds %v <= preStop %v + drain delay %v + grace %v: the kubelet would kill requests in flight",
+			grace, sleep, drain["--drain-delay"], drain["--grace"])
+	}
+}
+
+func checkArgs(t *testing.T, ch chart) {
+	checkFlags(t, "icthp container args", ch.c.Args)
+	if !slices.Contains(ch.c.Args, "serve") || ch.c.Args[0] != "serve" {
+		t.Errorf("args %q do not run icthp serve", ch.c.Args)
+	}
+	for _, ic := range ch.d.Spec.Template.Spec.InitContainers {
+		if ic.Name == "convert-models" && (len(ic.Command) != 1 || ic.Command[0] != "/usr/local/bin/convert-models.sh") {
+			t.Errorf("convert-models runs %q", ic.Command)
+		}
+	}
+}
+
+var envVars = regexp.MustCompile(`\$(ICTHP_[A-Z0-9_]+)`)
+
+// checkEnvKnown: every variable icthp gets is one that icthp (or the image)
+// reads.
+func checkEnvKnown(t *testing.T, ch chart) {
+	known := map[string]bool{"ICTHP_CACHE": true, "ICTHP_PROBE_URL": true}
+	for _, m := range envVars.FindAllStringSubmatch(help(t, "serve"), -1) {
+		known[m[1]] = true
+	}
+	for _, a := range ch.c.Args {
+		if strings.HasPrefix(a, "$(") && strings.HasSuffix(a, ")") {
+			known[a[2:len(a)-1]] = true // expanded by Kubernetes into the args
+		}
+	}
+	for k := range ch.cm.Data {
+		if !known[k] {
+			t.Errorf("ConfigMap sets %s, which icthp serve does not read (icthp serve -h names %v)", k, keys(known))
+		}
+	}
+	for _, e := range ch.c.Env {
+		if !known[e.Name] {
+			t.Errorf("container env %s is read by nobody", e.Name)
+		}
+	}
+}
+
+// checkReferences: the Secrets, ConfigMaps and claims the pod reads are
+// rendered, or given by the case's values.
+func checkReferences(t *testing.T, ch chart) {
+	objs := ch.objs
+	for _, e := range ch.c.Env {
+		if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil {
+			if n := r.SecretKeyRef.Name; !has(objs, "Secret", n) && n != "my-redis" && n != "my-tokens" {
+				t.Errorf("env %s reads Secret %s, which is neither rendered nor given", e.Name, n)
+			}
+		}
+	}
+	for _, ef := range ch.c.EnvFrom {
+		if ef.ConfigMapRef != nil && !has(objs, "ConfigMap", ef.ConfigMapRef.Name) {
+			t.Errorf("envFrom ConfigMap %s not rendered", ef.ConfigMapRef.Name)
+		}
+	}
+	for _, v := range ch.d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil && !has(objs, "Secret", v.Secret.SecretName) && v.Secret.SecretName != "my-tokens" {
+			t.Errorf("volume %s mounts Secret %s, which is neither rendered nor given", v.Name, v.Secret.SecretName)
+		}
+		if v.PersistentVolumeClaim != nil {
+			n := v.PersistentVolumeClaim.ClaimName
+			if !has(objs, "PersistentVolumeClaim", n) && n != "icthp-models" && n != "hf-cache" {
+				t.Errorf("volume %s claims %s, which is neither rendered nor given", v.Name, n)
+			}
+		}
+	}
+}
+
+// checkRedisEnv: every case here has a Redis; the release's own is reached
+// through its Service.
+func checkRedisEnv(t *testing.T, ch chart) {
+	var redisEnv *corev1.EnvVar
+	for i := range ch.c.Env {
+		if ch.c.Env[i].Name == "ICTHP_REDIS" {
+			redisEnv = &ch.c.Env[i]
+		}
+	}
+	switch {
+	case redisEnv == nil:
+		t.Error("icthp gets no ICTHP_REDIS")
+	case redisEnv.Value != "":
+		u, err := url.Parse(redisEnv.Value)
+		if err != nil {
+			t.Fatalf("ICTHP_REDIS %q: %v", redisEnv.Value, err)
+		}
+		svc := byName[*corev1.Service](t, ch.objs, "Service", u.Hostname())
+		if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return fmt.Sprint(p.Port) == u.Port() }) {
+			t.Errorf("ICTHP_REDIS %s: Service %s has no port %s", redisEnv.Value, svc.Name, u.Port())
+		}
+	}
+}
+
+func checkGPU(t *testing.T, ch chart) {
+	c := ch.c
+	gpus := c.Resources.Limits[corev1.ResourceName("nvidia.com/gpu")]
+	provider := ch.cm.Data["ICTHP_PROVIDER"]
+	if ch.rc.gpu {
+		if gpus.Cmp(resource.MustParse("1")) != 0 {
+			t.Errorf("GPU values: nvidia.com/gpu limit %v, want 1", gpus.String())
+		}
+		if provider != "cuda" || !strings.HasSuffix(c.Image, ":cuda") {
+			t.Errorf("GPU values: provider %q image %q, want cuda and the :cuda image", provider, c.Image)
+		}
+	} else if !gpus.IsZero() || provider != "cpu" || !strings.HasSuffix(c.Image, ":cpu") {
+		t.Errorf("CPU values: nvidia.com/gpu %v, provider %q, image %q", gpus.String(), provider, c.Image)
+	}
+}
+
+func checkScaling(t *testing.T, ch chart) {
+	d := ch.d
+	for _, h := range find[*autoscalingv2.HorizontalPodAutoscaler](ch.objs) {
+		if h.Spec.ScaleTargetRef.Kind != "Deployment" || h.Spec.ScaleTargetRef.Name != d.Name {
+			t.Errorf("HPA scales %+v, not Deployment %s", h.Spec.ScaleTargetRef, d.Name)
+		}
+		if d.Spec.Replicas != nil {
+			t.Error("Deployment sets replicas while an HPA owns them (every upgrade would reset the count)")
+		}
+	}
+	for _, p := range find[*policyv1.PodDisruptionBudget](ch.objs) {
+		sel, err := metaSelector(p.Spec.Selector.MatchLabels)
+		if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("PDB %s does not cover the icthp pods", p.Name)
+		}
+	}
+}
+
+func checkMonitoring(t *testing.T, ch chart) {
+	for _, sm := range find[*monitoringv1.ServiceMonitor](ch.objs) {
+		svc := byName[*corev1.Service](t, ch.objs, "Service", release)
+		sel, err := metaSelector(sm.Spec.Selector.MatchLabels)
+		if err != nil || !sel.Matches(labels.Set(svc.Labels)) {
+			t.Errorf("ServiceMonitor selects %v, the Service is labelled %v", sm.Spec.Selector.MatchLabels, svc.Labels)
+		}
+		for _, ep := range sm.Spec.Endpoints {
+			if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port }) || ep.Path != "/metrics" {
+				t.Errorf("ServiceMonitor endpoint %s %s: no such Service port, or not /metrics", ep.Port, ep.Path)
+			}
+		}
+	}
+	for _, pr := range find[*monitoringv1.PrometheusRule](ch.objs) {
+		var want monitoringv1.PrometheusRuleSpec
+		b, err := os.ReadFile(repoPath("deployments", "prometheus", "alerts.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(b, &want); err != nil {
+			t.Fatalf("alerts.yml as a PrometheusRule spec: %v", err)
+		}
+		if !reflect.DeepEqual(pr.Spec, want) {
+			t.Error("PrometheusRule differs from deployments/prometheus/alerts.yml")
+		}
 	}
 }
 

@@ -74,6 +74,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// scrape runs the live check: it returns the exported series, or a reason
+// to skip (no onnxruntime), or an error.
 func scrape(t *testing.T) (map[string]Series, string, error) {
 	icthpBin := bin(t)
 	if out, err := exec.Command(icthpBin, "setup", "--ort-lib", os.Getenv("ICTHP_ORT_LIB")).CombinedOutput(); os.Getenv("ICTHP_ORT_LIB") != "" && err != nil {
@@ -87,136 +89,23 @@ func scrape(t *testing.T) (map[string]Series, string, error) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := []string{"serve", "--addr", addr, "--threads", "1", "--batch-wait", "2ms", "--log-level", "warn"}
-
 	var redis *exec.Cmd
 	if strings.Contains(help(t, "serve"), "-redis") {
-		rp, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		rs, err := exec.LookPath("redis-server")
-		if err != nil {
-			return nil, "", fmt.Errorf("serve takes --redis but redis-server is not installed (make setup installs it): %w", err)
-		}
-		redis = exec.CommandContext(ctx, rs, "--port", strconv.Itoa(rp), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-		if err := redis.Start(); err != nil {
+		var redisURL string
+		if redis, redisURL, err = startRedis(ctx); err != nil {
 			return nil, "", err
 		}
 		defer func() { redis.Process.Kill(); redis.Wait() }()
-		args = append(args, "--redis", fmt.Sprintf("redis://127.0.0.1:%d/0", rp))
-		if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", rp)); err != nil {
-			return nil, "", fmt.Errorf("redis-server: %w", err)
-		}
+		args = append(args, "--redis", redisURL)
 	}
-
-	var stderr bytes.Buffer
-	srv := exec.CommandContext(ctx, icthpBin, args...)
-	srv.Stderr = &stderr
-	if err := srv.Start(); err != nil {
-		return nil, "", err
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Wait() }()
-	defer func() {
-		srv.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			srv.Process.Kill()
-			<-done
-		}
-	}()
 	base := "http://" + addr
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			msg := strings.TrimSpace(stderr.String())
-			if strings.Contains(msg, "onnxruntime library not found") {
-				return nil, "icthp serve cannot start without onnxruntime (run `make setup`): " + msg, nil
-			}
-			return nil, "", fmt.Errorf("icthp serve exited before it was ready: %v: %s", err, msg)
-		case <-ctx.Done():
-			return nil, "", fmt.Errorf("icthp serve not ready: %v: %s", ctx.Err(), stderr.String())
-		case <-time.After(100 * time.Millisecond):
-		}
+	stop, skip, err := startServe(ctx, icthpBin, args, base)
+	if skip != "" || err != nil {
+		return nil, skip, err
 	}
-
-	// The paths the probes and the scraper use answer 200.
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
-		resp, err := http.Get(base + path)
-		if err != nil {
-			return nil, "", err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, "", fmt.Errorf("GET %s: %s, want 200 (probes and Prometheus use it)", path, resp.Status)
-		}
-	}
-
-	// Work of every kind, twice (the second time from the cache), and some
-	// mistakes, so that the labelled series exist.
-	var images []string
-	for _, f := range []string{"apple.jpg", "sunset.png", "checkers.webp"} {
-		b, err := os.ReadFile(repoPath("testdata", "demo", f))
-		if err != nil {
-			return nil, "", err
-		}
-		images = append(images, base64.StdEncoding.EncodeToString(b))
-	}
-	reqs := []struct {
-		path string
-		body any
-		want int
-	}{
-		{"/v1/score", map[string]any{"prompt": "a red apple", "images": images}, 200},
-		{"/v1/score", map[string]any{"images": images[:1]}, 200},
-		{"/v1/rank", map[string]any{"prompt": "a red apple", "images": images}, 200},
-		{"/v1/reward", map[string]any{"items": []any{map[string]any{"prompt": "a sunset", "image": images[1]}}}, 200},
-		{"/v1/embed", map[string]any{"texts": []string{"a cat"}, "images": images[2:]}, 200},
-		{"/v1/score", "not an object", 400},
-		{"/v1/score", map[string]any{"prompt": "x", "images": []string{"%%%"}}, 400},
-	}
-	for round := 0; round < 2; round++ {
-		for _, r := range reqs {
-			b, _ := json.Marshal(r.body)
-			resp, err := http.Post(base+r.path, "application/json", bytes.NewReader(b))
-			if err != nil {
-				return nil, "", err
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != r.want {
-				return nil, "", fmt.Errorf("POST %s: %d %s, want %d", r.path, resp.StatusCode, body, r.want)
-			}
-		}
-		if _, err := http.Get(base + "/v1/models"); err != nil {
-			return nil, "", err
-		}
-	}
-	if redis != nil {
-		// Redis goes away: the next new images make Redis errors (and the
-		// circuit breaker open) while the service keeps answering.
-		redis.Process.Kill()
-		redis.Wait()
-		for i := 0; i < 8; i++ {
-			img := solidPNG(uint8(i))
-			b, _ := json.Marshal(map[string]any{"images": []string{img}})
-			resp, err := http.Post(base+"/v1/score", "application/json", bytes.NewReader(b))
-			if err != nil {
-				return nil, "", err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				return nil, "", fmt.Errorf("with Redis gone, /v1/score answered %d, want 200 (the cache is optional)", resp.StatusCode)
-			}
-		}
+	defer stop()
+	if err := exercise(base, redis); err != nil {
+		return nil, "", err
 	}
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -228,6 +117,152 @@ func scrape(t *testing.T) (map[string]Series, string, error) {
 	}
 	m, err := Exported(resp.Body)
 	return m, "", err
+}
+
+// startRedis starts a redis-server of the check's own on a free port and
+// returns it with its URL.
+func startRedis(ctx context.Context) (*exec.Cmd, string, error) {
+	rp, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	rs, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, "", fmt.Errorf("serve takes --redis but redis-server is not installed (make setup installs it): %w", err)
+	}
+	redis := exec.CommandContext(ctx, rs, "--port", strconv.Itoa(rp), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := redis.Start(); err != nil {
+		return nil, "", err
+	}
+	if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", rp)); err != nil {
+		redis.Process.Kill()
+		redis.Wait()
+		return nil, "", fmt.Errorf("redis-server: %w", err)
+	}
+	return redis, fmt.Sprintf("redis://127.0.0.1:%d/0", rp), nil
+}
+
+// startServe starts `icthp serve` and waits until base answers /readyz. It
+// returns the function that stops it, or a reason to skip when serve cannot
+// start without onnxruntime.
+func startServe(ctx context.Context, icthpBin string, args []string, base string) (func(), string, error) {
+	var stderr bytes.Buffer
+	srv := exec.CommandContext(ctx, icthpBin, args...)
+	srv.Stderr = &stderr
+	if err := srv.Start(); err != nil {
+		return nil, "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	stop := func() {
+		srv.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			srv.Process.Kill()
+			<-done
+		}
+	}
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return stop, "", nil
+			}
+		}
+		select {
+		case err := <-done:
+			msg := strings.TrimSpace(stderr.String())
+			if strings.Contains(msg, "onnxruntime library not found") {
+				return nil, "icthp serve cannot start without onnxruntime (run `make setup`): " + msg, nil
+			}
+			return nil, "", fmt.Errorf("icthp serve exited before it was ready: %v: %s", err, msg)
+		case <-ctx.Done():
+			stop()
+			return nil, "", fmt.Errorf("icthp serve not ready: %v: %s", ctx.Err(), stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// exercise asks the paths the probes and the scraper use, then sends work
+// of every kind twice (the second time from the cache) and some mistakes, so
+// that the labelled series exist; with a Redis, it then stops it and scores
+// new images, which makes Redis errors.
+func exercise(base string, redis *exec.Cmd) error {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s, want 200 (probes and Prometheus use it)", path, resp.Status)
+		}
+	}
+	var images []string
+	for _, f := range []string{"apple.jpg", "sunset.png", "checkers.webp"} {
+		b, err := os.ReadFile(repoPath("testdata", "demo", f))
+		if err != nil {
+			return err
+		}
+		images = append(images, base64.StdEncoding.EncodeToString(b))
+	}
+	reqs := []workRequest{
+		{"/v1/score", map[string]any{"prompt": "a red apple", "images": images}, 200},
+		{"/v1/score", map[string]any{"images": images[:1]}, 200},
+		{"/v1/rank", map[string]any{"prompt": "a red apple", "images": images}, 200},
+		{"/v1/reward", map[string]any{"items": []any{map[string]any{"prompt": "a sunset", "image": images[1]}}}, 200},
+		{"/v1/embed", map[string]any{"texts": []string{"a cat"}, "images": images[2:]}, 200},
+		{"/v1/score", "not an object", 400},
+		{"/v1/score", map[string]any{"prompt": "x", "images": []string{"%%%"}}, 400},
+	}
+	for round := 0; round < 2; round++ {
+		for _, r := range reqs {
+			if err := r.post(base, ""); err != nil {
+				return err
+			}
+		}
+		if _, err := http.Get(base + "/v1/models"); err != nil {
+			return err
+		}
+	}
+	if redis == nil {
+		return nil
+	}
+	// Redis goes away: the next new images make Redis errors (and the
+	// circuit breaker open) while the service keeps answering.
+	redis.Process.Kill()
+	redis.Wait()
+	for i := 0; i < 8; i++ {
+		r := workRequest{"/v1/score", map[string]any{"images": []string{solidPNG(uint8(i))}}, 200}
+		if err := r.post(base, "with Redis gone (the cache is optional): "); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// workRequest is one POST and the status it must get.
+type workRequest struct {
+	path string
+	body any
+	want int
+}
+
+func (r workRequest) post(base, why string) error {
+	b, _ := json.Marshal(r.body)
+	resp, err := http.Post(base+r.path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != r.want {
+		return fmt.Errorf("%sPOST %s: %d %s, want %d", why, r.path, resp.StatusCode, body, r.want)
+	}
+	return nil
 }
 
 func waitTCP(ctx context.Context, addr string) error {

@@ -38,21 +38,38 @@ type config struct {
 
 type probe struct {
 	name string
-	run  func(ctx context.Context, c *config) []result
-	full bool // only in the full run (too slow or too big for CI)
+	run  func(ctx context.Context, c *config) []result // starts what it needs itself
+	// served runs against an `icthp serve` of its own, started with args
+	// (its log is NAME.serve.log) and stopped afterwards.
+	served func(ctx context.Context, c *config, s *server) []result
+	args   []string
+	full   bool // only in the full run (too slow or too big for CI)
+}
+
+// exec runs the probe.
+func (p probe) exec(ctx context.Context, c *config) []result {
+	if p.served == nil {
+		return p.run(ctx, c)
+	}
+	s, err := startServe(ctx, c, p.name, p.args...)
+	if err != nil {
+		return failed(p.name, err)
+	}
+	defer s.stop()
+	return p.served(ctx, c, s)
 }
 
 var probes = []probe{
-	{name: "headers", run: probeHeldHeaders},
-	{name: "bomb", run: probeBomb, full: true},
-	{name: "overload", run: probeOverload},
-	{name: "badinput", run: probeBadInput},
-	{name: "contract", run: probeContract},
+	{name: "headers", served: probeHeldHeaders},
+	{name: "bomb", served: probeBomb, full: true},
+	{name: "overload", served: probeOverload, args: []string{"--queue-size", "16", "--cache-bytes", "0"}},
+	{name: "badinput", served: probeBadInput},
+	{name: "contract", served: probeContract},
 	{name: "redis", run: probeRedis},
 	{name: "sigterm", run: probeSIGTERM},
 	{name: "batch", run: probeBatchKill},
-	{name: "slowloris", run: probeSlowloris},
-	{name: "soak", run: probeSoak},
+	{name: "slowloris", served: probeSlowloris, args: []string{"--header-timeout", "2s"}},
+	{name: "soak", served: probeSoak, args: []string{"--cache-bytes", "0"}},
 }
 
 // defaultAssert is what a run asserts unless told otherwise: the probes
@@ -99,7 +116,7 @@ func main() {
 		}
 		start := time.Now()
 		fmt.Fprintf(os.Stderr, "hostile: %s ...\n", p.name)
-		rows = append(rows, p.run(ctx, &c)...)
+		rows = append(rows, p.exec(ctx, &c)...)
 		fmt.Fprintf(os.Stderr, "hostile: %s done in %s\n", p.name, time.Since(start).Round(time.Second))
 		if ctx.Err() != nil {
 			break

@@ -82,13 +82,7 @@ func badInputs() []badCase {
 
 // probeBadInput: each bad request is refused with its 4xx in < 2 s; the
 // server still answers a normal request afterwards.
-func probeBadInput(ctx context.Context, c *config) []result {
-	const name = "badinput"
-	s, err := startServe(ctx, c, name)
-	if err != nil {
-		return failed(name, err)
-	}
-	defer s.stop()
+func probeBadInput(ctx context.Context, c *config, s *server) []result {
 	cl := &http.Client{Timeout: 30 * time.Second}
 	var wrong []string
 	var slowest time.Duration
@@ -112,13 +106,7 @@ func probeBadInput(ctx context.Context, c *config) []result {
 }
 
 // probeContract: the HTTP contract edges of issue 16 item 5.
-func probeContract(ctx context.Context, c *config) []result {
-	const name = "contract"
-	s, err := startServe(ctx, c, name)
-	if err != nil {
-		return failed(name, err)
-	}
-	defer s.stop()
+func probeContract(ctx context.Context, c *config, s *server) []result {
 	img := `"` + base64.StdEncoding.EncodeToString(pngImage(32, 32, 9, true)) + `"`
 	cases := []struct {
 		name, path, ctype, body string
@@ -271,13 +259,7 @@ func countRows(path string) (rows, uniq, errs int) {
 // probeSlowloris: connections that send their headers a byte at a time
 // are closed by --header-timeout, and a normal request meanwhile is
 // answered promptly.
-func probeSlowloris(ctx context.Context, c *config) []result {
-	const name = "slowloris"
-	s, err := startServe(ctx, c, name, "--header-timeout", "2s")
-	if err != nil {
-		return failed(name, err)
-	}
-	defer s.stop()
+func probeSlowloris(ctx context.Context, c *config, s *server) []result {
 	n := map[bool]int{true: 200, false: 1000}[c.short]
 	closed := make(chan time.Duration, n)
 	for i := 0; i < n; i++ {

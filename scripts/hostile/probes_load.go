@@ -103,13 +103,7 @@ func closedLoopBackoff(ctx context.Context, url string, bs [][]byte, images, n i
 
 // probeOverload: queue 16, cache off; goodput with 200 clients × 4 images
 // against the uncontended figure (4 clients), and the 429s' latency.
-func probeOverload(ctx context.Context, c *config) []result {
-	const name = "overload"
-	s, err := startServe(ctx, c, name, "--queue-size", "16", "--cache-bytes", "0")
-	if err != nil {
-		return failed(name, err)
-	}
-	defer s.stop()
+func probeOverload(ctx context.Context, c *config, s *server) []result {
 	d := map[bool]time.Duration{true: 6 * time.Second, false: 20 * time.Second}[c.short]
 	bs := bodies(32, 4)
 	closedLoop(ctx, s.url, bs, 4, 4, 2*time.Second) // warm-up
@@ -220,13 +214,7 @@ func openLoop(ctx context.Context, url string, bs [][]byte, images int, rate flo
 // c.soak, RSS sampled: no error, and RSS after warm-up (the first quarter)
 // grows < 5 % (asserted only in runs of 5 minutes or more: over 20 s the
 // garbage collector's cycle is the growth).
-func probeSoak(ctx context.Context, c *config) []result {
-	const name = "soak"
-	s, err := startServe(ctx, c, name, "--cache-bytes", "0")
-	if err != nil {
-		return failed(name, err)
-	}
-	defer s.stop()
+func probeSoak(ctx context.Context, c *config, s *server) []result {
 	bs := bodies(32, 2)
 	closedLoop(ctx, s.url, bs, 2, 4, 2*time.Second)
 	capRun := closedLoop(ctx, s.url, bs, 2, 4, 5*time.Second)

@@ -52,13 +52,7 @@ func scoreBody(imgs ...[]byte) []byte {
 // probeHeldHeaders: 40 connections send a raw-tensor header declaring
 // [1,4700,4700,3] and no pixels; the heap must not grow by what they
 // declare (issue 16: 2.5 GB).
-func probeHeldHeaders(ctx context.Context, c *config) []result {
-	const name = "headers"
-	s, err := startServe(ctx, c, name)
-	if err != nil {
-		return failed(name, err)
-	}
-	defer s.stop()
+func probeHeldHeaders(ctx context.Context, c *config, s *server) []result {
 	heap := func() float64 { v, _ := metric(s.url, "go_memstats_heap_alloc_bytes"); return v }
 	base := heap()
 	smp := sample(100*time.Millisecond, heap)
@@ -87,13 +81,7 @@ func probeHeldHeaders(ctx context.Context, c *config) []result {
 // probeBomb: 6 concurrent /v1/score requests, each with two 7000×7000 PNGs
 // (49 Mpx, under the 50 Mpx limit); peak RSS, and the latency of a normal
 // request sent meanwhile.
-func probeBomb(ctx context.Context, c *config) []result {
-	const name = "bomb"
-	s, err := startServe(ctx, c, name)
-	if err != nil {
-		return failed(name, err)
-	}
-	defer s.stop()
+func probeBomb(ctx context.Context, c *config, s *server) []result {
 	big := scoreBody(pngImage(7000, 7000, 1, true), pngImage(7000, 7000, 2, true))
 	small := scoreBody(pngImage(256, 256, 3, true))
 	base := float64(rss(s.pid()))
