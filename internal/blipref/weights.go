@@ -2,9 +2,9 @@ package blipref
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 
@@ -200,15 +200,7 @@ func WriteCheckpoint(path string, cfg *blip.Config, w MapWeights, extra ...check
 		ts = append(ts, checkpoint.NamedTensor{Name: p.Name, DType: dt, Shape: e.Shape, Data: e.Data})
 	}
 	ts = append(ts, extra...)
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := checkpoint.WriteTorchZip(f, "ImageReward", ts); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return checkpoint.WriteFile(path, func(f io.Writer) error { return checkpoint.WriteTorchZip(f, "ImageReward", ts) })
 }
 
 // MedConfigJSON is a med_config.json for cfg's text encoder in the layout

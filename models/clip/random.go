@@ -2,11 +2,11 @@ package clip
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
-	"math/rand/v2"
 	"sort"
 	"strings"
+
+	"github.com/icthp/icthp/models/build"
 )
 
 // Preset names a real CLIP size for tests, demos and benchmarks.
@@ -102,37 +102,19 @@ func (r *Random) Float32(name string) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("random weights: no parameter %s", name)
 	}
-	n := 1
-	for _, d := range shape {
-		n *= int(d)
-	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	rng := rand.New(rand.NewPCG(r.seed, h.Sum64()))
-	out := make([]float32, n)
 	isNorm := strings.Contains(name, "norm") || strings.Contains(name, "layrnorm")
 	switch {
 	case name == "logit_scale":
+		out := make([]float32, build.Numel(shape))
 		out[0] = float32(math.Log(1 / 0.07))
+		return out, nil
 	case isNorm && strings.HasSuffix(name, ".weight"):
-		for i := range out {
-			out[i] = float32(1 + 0.1*rng.NormFloat64())
-		}
+		return build.RandomNormal(r.seed, name, shape, 1, 0.1), nil
 	case strings.HasSuffix(name, ".bias"), strings.Contains(name, "embedding"):
-		for i := range out {
-			out[i] = float32(0.02 * rng.NormFloat64())
-		}
+		return build.RandomNormal(r.seed, name, shape, 0, 0.02), nil
 	default:
-		fanIn := 1
-		for _, d := range shape[1:] {
-			fanIn *= int(d)
-		}
-		std := 1 / math.Sqrt(float64(fanIn))
-		for i := range out {
-			out[i] = float32(std * rng.NormFloat64())
-		}
+		return build.RandomNormal(r.seed, name, shape, 0, 1/math.Sqrt(float64(build.FanIn(shape)))), nil
 	}
-	return out, nil
 }
 
 // Bytes is the float32 size of all parameters, for planning.

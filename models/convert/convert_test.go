@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/cliptest"
 	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
@@ -22,13 +23,17 @@ import (
 
 func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 
-func tiny(t *testing.T, act clip.Activation) clip.Config {
-	c, err := clip.PresetConfig(clip.PresetTiny)
+func tiny(t *testing.T, act clip.Activation) clip.Config { t.Helper(); return cliptest.Tiny(t, act) }
+
+// openModel opens the model directory dir and closes it when the test ends.
+func openModel(t *testing.T, dir string) *models.Model {
+	t.Helper()
+	m, err := models.Open(dir, models.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Vision.HiddenAct, c.Text.HiddenAct = act, act
-	return c
+	t.Cleanup(func() { m.Close() })
+	return m
 }
 
 func writeVocab(t *testing.T, dir string) string {
@@ -57,26 +62,13 @@ func (q quantized) Float32(name string) ([]float32, error) {
 
 func compareWithReference(t *testing.T, dir string, c clip.Config, ref clip.Weights, tol float64) {
 	t.Helper()
-	m, err := models.Open(dir, models.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openModel(t, dir)
 	const n = 2
 	rng := rand.New(rand.NewPCG(3, 4))
-	px := make([]float32, n*3*224*224)
-	for i := range px {
-		px[i] = float32(rng.NormFloat64())
-	}
-	ids := make([]int64, n*77)
-	for r := 0; r < n; r++ {
-		ids[r*77] = 49406
-		for j := 1; j < 5+r*9; j++ {
-			ids[r*77+j] = int64(rng.IntN(49000))
-		}
-		ids[r*77+5+r*9] = 49407
-	}
+	px := cliptest.Pixels(rng, n)
+	ids := cliptest.IDs(rng, n, 77, 49000, func(r int) int { return 5 + r*9 })
 	var outs [][]float32
+	var err error
 	if m.Manifest.Kind == models.KindHP {
 		outs, err = m.EncodeImages(context.Background(), px, n)
 	} else {

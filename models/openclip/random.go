@@ -2,12 +2,11 @@ package openclip
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 
+	"github.com/icthp/icthp/models/build"
 	"github.com/icthp/icthp/models/clip"
 )
 
@@ -92,35 +91,19 @@ func (r *Random) Float32(name string) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("openclip random weights: no parameter %s", name)
 	}
-	n := 1
-	for _, d := range shape {
-		n *= int(d)
-	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	rng := rand.New(rand.NewPCG(r.seed, h.Sum64()))
-	out := make([]float32, n)
-	fill := func(mean, std float64) {
-		for i := range out {
-			out[i] = float32(mean + std*rng.NormFloat64())
-		}
-	}
 	isNorm := strings.Contains(name, "ln_")
 	switch {
 	case name == "logit_scale":
+		out := make([]float32, build.Numel(shape))
 		out[0] = float32(math.Log(1 / 0.07))
+		return out, nil
 	case isNorm && strings.HasSuffix(name, ".weight"):
-		fill(1, 0.1)
+		return build.RandomNormal(r.seed, name, shape, 1, 0.1), nil
 	case strings.HasSuffix(name, "bias"), strings.Contains(name, "embedding"):
-		fill(0, 0.02)
+		return build.RandomNormal(r.seed, name, shape, 0, 0.02), nil
 	case name == "visual.proj" || name == "text_projection":
-		fill(0, 1/math.Sqrt(float64(shape[0])))
+		return build.RandomNormal(r.seed, name, shape, 0, 1/math.Sqrt(float64(shape[0]))), nil
 	default:
-		fanIn := 1
-		for _, d := range shape[1:] {
-			fanIn *= int(d)
-		}
-		fill(0, 1/math.Sqrt(float64(fanIn)))
+		return build.RandomNormal(r.seed, name, shape, 0, 1/math.Sqrt(float64(build.FanIn(shape)))), nil
 	}
-	return out, nil
 }
