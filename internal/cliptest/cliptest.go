@@ -5,6 +5,7 @@
 package cliptest
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -63,4 +64,15 @@ func Session(t testing.TB, path, in string, outs []string, o models.SessionOptio
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// EachVariant runs f as the subtests "<activation>/fused=<bool>": both
+// activations, plain and fused graphs.
+func EachVariant(t *testing.T, f func(t *testing.T, act clip.Activation, fused bool)) {
+	t.Helper()
+	for _, act := range []clip.Activation{clip.GELU, clip.QuickGELU} {
+		for _, fused := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/fused=%v", act, fused), func(t *testing.T) { f(t, act, fused) })
+		}
+	}
 }

@@ -14,22 +14,17 @@ import (
 	"github.com/icthp/icthp/clipscore"
 	"github.com/icthp/icthp/hpsv2"
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/models/openclip"
-	"github.com/icthp/icthp/models/ortlib"
 	"github.com/icthp/icthp/pickscore"
 	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 )
 
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
+func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 
 // reference computes a zoo model's score in float64 from the weights the
 // directory was built from: clipref's features, then the published formula.

@@ -229,14 +229,8 @@ func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.g, b.d
 // [batch, 3, S, S] → image_tokens [batch, N+1, width], all tokens after the
 // final LayerNorm.
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(c.Validate, build.Part("vision encoder", CheckWeights, w, c.VisionParams)); err != nil {
 		return nil, err
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	if err := CheckWeights(w, c.VisionParams()); err != nil {
-		return nil, fmt.Errorf("vision encoder: %w", err)
 	}
 	b := newBuilder("imagereward_vision", w, opts)
 	g, v := b.g, &c.Vision
@@ -352,17 +346,9 @@ func (b *builder) vitBlocksFused(x string, v *VisionConfig) string {
 // mask), the hidden state at position 0, the reward head and
 // (x − ScoreMean)/ScoreStd → imagereward [batch]. L is c.ContextLength.
 func BuildText(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(c.Validate, build.Part("text encoder", CheckWeights, w, c.TextParams),
+		build.Part("reward head", CheckWeights, w, c.HeadParams)); err != nil {
 		return nil, err
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	if err := CheckWeights(w, c.TextParams()); err != nil {
-		return nil, fmt.Errorf("text encoder: %w", err)
-	}
-	if err := CheckWeights(w, c.HeadParams()); err != nil {
-		return nil, fmt.Errorf("reward head: %w", err)
 	}
 	b := newBuilder("imagereward_text", w, opts)
 	g, t := b.g, &c.Text

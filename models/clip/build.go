@@ -329,11 +329,8 @@ func (b *builder) vision(c *Config) string {
 // BuildVision writes the vision tower and projection: pixel_values
 // [batch, C, S, S] → image_embeds [batch, projection_dim].
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(build.Part("vision tower", CheckWeights, w, c.VisionParams)); err != nil {
 		return nil, err
-	}
-	if err := CheckWeights(w, c.VisionParams()); err != nil {
-		return nil, fmt.Errorf("vision tower: %w", err)
 	}
 	b := newBuilder("clip_vision", w, opts)
 	b.output(b.vision(c), OutputImage, og.P("batch"), og.D(int64(c.ProjectionDim)))
@@ -345,11 +342,8 @@ func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 // occurrence of the largest id (the first end-of-text token), as
 // transformers 4.27 does.
 func BuildText(c *Config, w Weights, contextLength int, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(build.Part("text tower", CheckWeights, w, c.TextParams)); err != nil {
 		return nil, err
-	}
-	if err := CheckWeights(w, c.TextParams()); err != nil {
-		return nil, fmt.Errorf("text tower: %w", err)
 	}
 	t := &c.Text
 	if contextLength <= 0 || contextLength > t.MaxPositions {
@@ -398,14 +392,9 @@ func (c combined) Float32(name string) ([]float32, error) {
 // five Linear layers of the head (no activations; dropouts are identity at
 // inference). Outputs hp_logit [batch] and image_embeds [batch, D].
 func BuildHP(c *Config, backbone, head Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(build.Part("hp backbone", CheckWeights, backbone, c.VisionParams),
+		build.Part("hp head", CheckWeights, head, c.headParams)); err != nil {
 		return nil, err
-	}
-	if err := CheckWeights(backbone, c.VisionParams()); err != nil {
-		return nil, fmt.Errorf("hp backbone: %w", err)
-	}
-	if err := CheckWeights(head, HeadParams(int64(c.ProjectionDim))); err != nil {
-		return nil, fmt.Errorf("hp head: %w", err)
 	}
 	b := newBuilder("hp", combined{backbone, head}, opts)
 	emb := b.vision(c)

@@ -1,9 +1,9 @@
 package clip_test
 
 import (
-	"fmt"
 	"testing"
 
+	"github.com/icthp/icthp/internal/cliptest"
 	"github.com/icthp/icthp/models/clip"
 )
 
@@ -14,21 +14,17 @@ import (
 func TestFP16GraphsNearFloat64Reference(t *testing.T) {
 	needORT(t)
 	const n = 3
-	for _, act := range []clip.Activation{clip.GELU, clip.QuickGELU} {
-		for _, fused := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/fused=%v", act, fused), func(t *testing.T) {
-				r := runTiny(t, act, n, clip.BuildOptions{Fused: fused, FP16: true}, runMode{})
-				if r.g.weightBytes*10 > r.g.floatBytes*6 {
-					t.Errorf("fp16 weights %d bytes, float %d: not half precision", r.g.weightBytes, r.g.floatBytes)
-				}
-				got := r.against(t, r.references(t, false))
-				t.Logf("fp16 against float64: embedding 1 − cosine max %.3g, hp_logit max |Δ| %.3g", 1-got.cos, got.logit)
-				// Half precision keeps about 11 bits: relative errors of a few
-				// 1e-4 per value, so 1 − cosine of order 1e-7.
-				if 1-got.cos > 1e-5 || got.logit > 5e-3 {
-					t.Errorf("fp16 graphs too far from the reference: 1 − cosine %.3g (want ≤ 1e-5), hp_logit |Δ| %.3g (want ≤ 5e-3)", 1-got.cos, got.logit)
-				}
-			})
+	cliptest.EachVariant(t, func(t *testing.T, act clip.Activation, fused bool) {
+		r := runTiny(t, act, n, clip.BuildOptions{Fused: fused, FP16: true}, runMode{})
+		if r.g.weightBytes*10 > r.g.floatBytes*6 {
+			t.Errorf("fp16 weights %d bytes, float %d: not half precision", r.g.weightBytes, r.g.floatBytes)
 		}
-	}
+		got := r.against(t, r.references(t, false))
+		t.Logf("fp16 against float64: embedding 1 − cosine max %.3g, hp_logit max |Δ| %.3g", 1-got.cos, got.logit)
+		// Half precision keeps about 11 bits: relative errors of a few
+		// 1e-4 per value, so 1 − cosine of order 1e-7.
+		if 1-got.cos > 1e-5 || got.logit > 5e-3 {
+			t.Errorf("fp16 graphs too far from the reference: 1 − cosine %.3g (want ≤ 1e-5), hp_logit |Δ| %.3g (want ≤ 5e-3)", 1-got.cos, got.logit)
+		}
+	})
 }

@@ -2,11 +2,11 @@ package clip_test
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/cliptest"
 	"github.com/icthp/icthp/models/clip"
 	og "github.com/icthp/icthp/models/onnxgraph"
 )
@@ -48,27 +48,23 @@ func TestInt8RefusesFP16(t *testing.T) {
 func TestInt8GraphsMatchInt8Reference(t *testing.T) {
 	needORT(t)
 	const n = 3
-	for _, act := range []clip.Activation{clip.GELU, clip.QuickGELU} {
-		for _, fused := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/fused=%v", act, fused), func(t *testing.T) {
-				r := runTiny(t, act, n, clip.BuildOptions{Fused: fused, Int8: true}, runMode{alone: true})
-				// The quantised layers' weights are stored as int8: the data
-				// file is smaller by most of 3 of every 4 bytes of them.
-				v := r.c.Vision
-				layerBytes := int64(v.NumLayers * (4*v.HiddenSize*v.HiddenSize + 2*v.HiddenSize*v.IntermediateSize) * 4)
-				if q, f := r.g.weightBytes, r.g.floatBytes; f-q < layerBytes*3/4*9/10 {
-					t.Errorf("int8 weights %d bytes, float %d: saves less than 3/4 of the layers' %d", q, f, layerBytes)
-				}
-				toInt8 := r.against(t, r.references(t, true))
-				toInt8Ref, toFloatRef := max(toInt8.abs, toInt8.logit), r.against(t, r.references(t, false)).abs
-				t.Logf("max |int8 graph − int8 reference| %.3g, − float64 reference %.3g", toInt8Ref, toFloatRef)
-				if toInt8Ref > 1e-3 {
-					t.Errorf("int8 graph differs from the int8 reference by %g (> 1e-3)", toInt8Ref)
-				}
-				if toFloatRef < 10*toInt8Ref || toFloatRef < 1e-4 {
-					t.Errorf("int8 graph is as close to the float reference (%g) as to the int8 one (%g): not quantised?", toFloatRef, toInt8Ref)
-				}
-			})
+	cliptest.EachVariant(t, func(t *testing.T, act clip.Activation, fused bool) {
+		r := runTiny(t, act, n, clip.BuildOptions{Fused: fused, Int8: true}, runMode{alone: true})
+		// The quantised layers' weights are stored as int8: the data
+		// file is smaller by most of 3 of every 4 bytes of them.
+		v := r.c.Vision
+		layerBytes := int64(v.NumLayers * (4*v.HiddenSize*v.HiddenSize + 2*v.HiddenSize*v.IntermediateSize) * 4)
+		if q, f := r.g.weightBytes, r.g.floatBytes; f-q < layerBytes*3/4*9/10 {
+			t.Errorf("int8 weights %d bytes, float %d: saves less than 3/4 of the layers' %d", q, f, layerBytes)
 		}
-	}
+		toInt8 := r.against(t, r.references(t, true))
+		toInt8Ref, toFloatRef := max(toInt8.abs, toInt8.logit), r.against(t, r.references(t, false)).abs
+		t.Logf("max |int8 graph − int8 reference| %.3g, − float64 reference %.3g", toInt8Ref, toFloatRef)
+		if toInt8Ref > 1e-3 {
+			t.Errorf("int8 graph differs from the int8 reference by %g (> 1e-3)", toInt8Ref)
+		}
+		if toFloatRef < 10*toInt8Ref || toFloatRef < 1e-4 {
+			t.Errorf("int8 graph is as close to the float reference (%g) as to the int8 one (%g): not quantised?", toFloatRef, toInt8Ref)
+		}
+	})
 }

@@ -1,11 +1,11 @@
 package clip_test
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/cliptest"
 	"github.com/icthp/icthp/models/clip"
 )
 
@@ -38,18 +38,14 @@ func TestParamsMatchReference(t *testing.T) {
 func TestGraphsMatchFloat64Reference(t *testing.T) {
 	needORT(t)
 	const n, tol = 4, 1e-4
-	for _, act := range []clip.Activation{clip.GELU, clip.QuickGELU} {
-		for _, fused := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/fused=%v", act, fused), func(t *testing.T) {
-				// The text session takes 3 items a run: 4 items are two runs.
-				r := runTiny(t, act, n, clip.BuildOptions{Fused: fused}, runMode{textBatch: 3})
-				got := r.against(t, r.references(t, false))
-				worst := max(got.abs, got.logit)
-				if worst > tol {
-					t.Fatalf("max |onnxruntime − float64 reference| = %g > %g", worst, tol)
-				}
-				t.Logf("max abs difference %.3g", worst)
-			})
+	cliptest.EachVariant(t, func(t *testing.T, act clip.Activation, fused bool) {
+		// The text session takes 3 items a run: 4 items are two runs.
+		r := runTiny(t, act, n, clip.BuildOptions{Fused: fused}, runMode{textBatch: 3})
+		got := r.against(t, r.references(t, false))
+		worst := max(got.abs, got.logit)
+		if worst > tol {
+			t.Fatalf("max |onnxruntime − float64 reference| = %g > %g", worst, tol)
 		}
-	}
+		t.Logf("max abs difference %.3g", worst)
+	})
 }

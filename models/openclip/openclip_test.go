@@ -107,51 +107,47 @@ func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 func TestGraphsMatchFloat64Reference(t *testing.T) {
 	needORT(t)
 	const n = 3
-	for _, act := range []clip.Activation{clip.GELU, clip.QuickGELU} {
-		for _, fused := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/fused=%v", act, fused), func(t *testing.T) {
-				c := tiny(t, act)
-				sd := writeOpenCLIP(t, openclip.NewRandom(&c, 9), "", true)
-				w, err := openclip.NewWeights(sd)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cfg, err := openclip.Config(w, openclip.Options{Model: tinyModelConfig(c, act == clip.QuickGELU)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				img, txt, px, ids := runGraphs(t, &cfg, w, n, clip.BuildOptions{Fused: fused})
-				ref, err := clipref.FromOpenCLIP(sd, &c, "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				refImg, err := clipref.ImageFeatures(&c, ref, px, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				refTxt, err := clipref.TextFeatures(&c, ref, ids, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				worst, worstCos := 0.0, 0.0
-				d := c.ProjectionDim
-				for i := 0; i < n; i++ {
-					gi, gt := make([]float64, d), make([]float64, d)
-					for j := 0; j < d; j++ {
-						gi[j], gt[j] = float64(img[i*d+j]), float64(txt[i*d+j])
-						worst = math.Max(worst, math.Abs(gi[j]-refImg[i][j]))
-						worst = math.Max(worst, math.Abs(gt[j]-refTxt[i][j]))
-					}
-					// The HPSv2 score: cosine of image and text features.
-					worstCos = math.Max(worstCos, math.Abs(clipref.Cosine(gi, gt)-clipref.Cosine(refImg[i], refTxt[i])))
-				}
-				if worst > 2e-5 || worstCos > 1e-5 {
-					t.Fatalf("max |onnxruntime − float64 reference|: embeddings %g (held to 2e-5), cosine %g (held to 1e-5)", worst, worstCos)
-				}
-				t.Logf("embeddings within %.2g, hpsv2 cosine within %.2g", worst, worstCos)
-			})
+	cliptest.EachVariant(t, func(t *testing.T, act clip.Activation, fused bool) {
+		c := tiny(t, act)
+		sd := writeOpenCLIP(t, openclip.NewRandom(&c, 9), "", true)
+		w, err := openclip.NewWeights(sd)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		cfg, err := openclip.Config(w, openclip.Options{Model: tinyModelConfig(c, act == clip.QuickGELU)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, txt, px, ids := runGraphs(t, &cfg, w, n, clip.BuildOptions{Fused: fused})
+		ref, err := clipref.FromOpenCLIP(sd, &c, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refImg, err := clipref.ImageFeatures(&c, ref, px, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refTxt, err := clipref.TextFeatures(&c, ref, ids, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst, worstCos := 0.0, 0.0
+		d := c.ProjectionDim
+		for i := 0; i < n; i++ {
+			gi, gt := make([]float64, d), make([]float64, d)
+			for j := 0; j < d; j++ {
+				gi[j], gt[j] = float64(img[i*d+j]), float64(txt[i*d+j])
+				worst = math.Max(worst, math.Abs(gi[j]-refImg[i][j]))
+				worst = math.Max(worst, math.Abs(gt[j]-refTxt[i][j]))
+			}
+			// The HPSv2 score: cosine of image and text features.
+			worstCos = math.Max(worstCos, math.Abs(clipref.Cosine(gi, gt)-clipref.Cosine(refImg[i], refTxt[i])))
+		}
+		if worst > 2e-5 || worstCos > 1e-5 {
+			t.Fatalf("max |onnxruntime − float64 reference|: embeddings %g (held to 2e-5), cosine %g (held to 1e-5)", worst, worstCos)
+		}
+		t.Logf("embeddings within %.2g, hpsv2 cosine within %.2g", worst, worstCos)
+	})
 }
 
 func runGraphs(t *testing.T, c *clip.Config, w clip.Weights, n int, opts clip.BuildOptions) (img, txt, px []float32, ids []int64) {
