@@ -1,6 +1,7 @@
 package build
 
 import (
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 )
@@ -32,4 +33,23 @@ func RandomNormal(seed uint64, name string, shape []int64, mean, std float64) []
 		out[i] = float32(mean + std*rng.NormFloat64())
 	}
 	return out
+}
+
+// Shapes are the parameters of a random preset by name.
+type Shapes map[string][]int64
+
+// Shape implements Shaper.
+func (s Shapes) Shape(name string) ([]int64, bool) {
+	v, ok := s[name]
+	return v, ok
+}
+
+// Need is the shape of name, or an error that what (the weights' kind) has
+// no such parameter.
+func (s Shapes) Need(name, what string) ([]int64, error) {
+	v, ok := s[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: no parameter %s", what, name)
+	}
+	return v, nil
 }

@@ -23,7 +23,7 @@ func BuildAesthetic(c *Config, backbone, head Weights, opts BuildOptions) (*og.G
 		return nil, err
 	}
 	b := newBuilder("aesthetic", combined{backbone, head}, opts)
-	g := b.g
+	g := b.G
 	emb := b.vision(c)
 	// normalized(): a / ‖a‖₂ with a zero norm replaced by 1. Max(‖a‖, tiny)
 	// gives the same zero vector for a zero embedding and the norm otherwise.

@@ -1,7 +1,6 @@
 package openclip
 
 import (
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -62,13 +61,13 @@ func blockParams(prefix string, t *clip.TowerConfig) []clip.Param {
 // matrices.
 type Random struct {
 	seed   uint64
-	shapes map[string][]int64
+	shapes build.Shapes
 	keys   []string
 }
 
 // NewRandom covers Params(c).
 func NewRandom(c *clip.Config, seed uint64) *Random {
-	r := &Random{seed: seed, shapes: map[string][]int64{}}
+	r := &Random{seed: seed, shapes: build.Shapes{}}
 	for _, p := range Params(c) {
 		r.shapes[p.Name] = p.Shape
 		r.keys = append(r.keys, p.Name)
@@ -80,16 +79,13 @@ func NewRandom(c *clip.Config, seed uint64) *Random {
 func (r *Random) Keys() []string { return append([]string(nil), r.keys...) }
 
 // Shape implements clip.Weights.
-func (r *Random) Shape(name string) ([]int64, bool) {
-	s, ok := r.shapes[name]
-	return s, ok
-}
+func (r *Random) Shape(name string) ([]int64, bool) { return r.shapes.Shape(name) }
 
 // Float32 implements clip.Weights.
 func (r *Random) Float32(name string) ([]float32, error) {
-	shape, ok := r.shapes[name]
-	if !ok {
-		return nil, fmt.Errorf("openclip random weights: no parameter %s", name)
+	shape, err := r.shapes.Need(name, "openclip random weights")
+	if err != nil {
+		return nil, err
 	}
 	isNorm := strings.Contains(name, "ln_")
 	switch {
