@@ -16,8 +16,13 @@ func Numel(shape []int64) int {
 }
 
 // FanIn is the product of shape's dimensions after the first: the input
-// width of a torch Linear (or convolution) weight.
-func FanIn(shape []int64) int { return Numel(shape[1:]) }
+// width of a torch Linear (or convolution) weight (1 for a scalar).
+func FanIn(shape []int64) int {
+	if len(shape) == 0 {
+		return 1
+	}
+	return Numel(shape[1:])
+}
 
 // RandomNormal is the random presets' value of parameter name: mean +
 // std·N(0,1), drawn in row-major order from a PCG generator seeded by seed

@@ -103,17 +103,37 @@ func (r *Random) Float32(name string) ([]float32, error) {
 		return nil, err
 	}
 	isNorm := strings.Contains(name, "norm") || strings.Contains(name, "layrnorm")
+	return RandomParam(r.seed, name, shape, RandomKind{
+		Norm:  isNorm && strings.HasSuffix(name, ".weight"),
+		Small: strings.HasSuffix(name, ".bias") || strings.Contains(name, "embedding"),
+		FanIn: build.FanIn(shape),
+	}), nil
+}
+
+// RandomKind is what a random CLIP parameter is, under whichever names
+// (transformers', open_clip's) the weights use.
+type RandomKind struct {
+	Norm  bool // a LayerNorm scale
+	Small bool // a bias or an embedding
+	FanIn int  // a matrix's input width
+}
+
+// RandomParam is the value of a random CLIP parameter (Random, and
+// openclip.Random under open_clip's names): logit_scale log(1/0.07), a
+// LayerNorm scale 1 + 0.1·N(0,1), a bias or embedding 0.02·N(0,1), a matrix
+// N(0,1)/√fan_in (build.RandomNormal).
+func RandomParam(seed uint64, name string, shape []int64, k RandomKind) []float32 {
 	switch {
 	case name == "logit_scale":
 		out := make([]float32, build.Numel(shape))
 		out[0] = float32(math.Log(1 / 0.07))
-		return out, nil
-	case isNorm && strings.HasSuffix(name, ".weight"):
-		return build.RandomNormal(r.seed, name, shape, 1, 0.1), nil
-	case strings.HasSuffix(name, ".bias"), strings.Contains(name, "embedding"):
-		return build.RandomNormal(r.seed, name, shape, 0, 0.02), nil
+		return out
+	case k.Norm:
+		return build.RandomNormal(seed, name, shape, 1, 0.1)
+	case k.Small:
+		return build.RandomNormal(seed, name, shape, 0, 0.02)
 	default:
-		return build.RandomNormal(r.seed, name, shape, 0, 1/math.Sqrt(float64(build.FanIn(shape)))), nil
+		return build.RandomNormal(seed, name, shape, 0, 1/math.Sqrt(float64(k.FanIn)))
 	}
 }
 

@@ -60,6 +60,16 @@ func (q quantized) Float32(name string) ([]float32, error) {
 	return q.Weights.Float32(name)
 }
 
+// refImages is the float64 reference's image features of n images.
+func refImages(t *testing.T, c *clip.Config, w clip.Weights, px []float32, n int) [][]float64 {
+	t.Helper()
+	f, err := clipref.ImageFeatures(c, w, px, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func compareWithReference(t *testing.T, dir string, c clip.Config, ref clip.Weights, tol float64) {
 	t.Helper()
 	m := openModel(t, dir)
@@ -82,10 +92,7 @@ func compareWithReference(t *testing.T, dir string, c clip.Config, ref clip.Weig
 	if err != nil {
 		t.Fatal(err)
 	}
-	refImg, err := clipref.ImageFeatures(&c, ref, px, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	refImg := refImages(t, &c, ref, px, n)
 	worst := 0.0
 	d := c.ProjectionDim
 	if m.Manifest.Kind == models.KindHP {

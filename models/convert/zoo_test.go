@@ -110,10 +110,7 @@ func compareAesthetic(t *testing.T, dir string, c clip.Config, w clip.Weights, t
 	if err != nil {
 		t.Fatal(err)
 	}
-	refImg, err := clipref.ImageFeatures(&c, w, px, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	refImg := refImages(t, &c, w, px, n)
 	worst := 0.0
 	for i := 0; i < n; i++ {
 		want, err := clipref.AestheticScore(w, refImg[i])

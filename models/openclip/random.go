@@ -1,7 +1,6 @@
 package openclip
 
 import (
-	"math"
 	"strconv"
 	"strings"
 
@@ -87,19 +86,13 @@ func (r *Random) Float32(name string) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	isNorm := strings.Contains(name, "ln_")
-	switch {
-	case name == "logit_scale":
-		out := make([]float32, build.Numel(shape))
-		out[0] = float32(math.Log(1 / 0.07))
-		return out, nil
-	case isNorm && strings.HasSuffix(name, ".weight"):
-		return build.RandomNormal(r.seed, name, shape, 1, 0.1), nil
-	case strings.HasSuffix(name, "bias"), strings.Contains(name, "embedding"):
-		return build.RandomNormal(r.seed, name, shape, 0, 0.02), nil
-	case name == "visual.proj" || name == "text_projection":
-		return build.RandomNormal(r.seed, name, shape, 0, 1/math.Sqrt(float64(shape[0]))), nil
-	default:
-		return build.RandomNormal(r.seed, name, shape, 0, 1/math.Sqrt(float64(build.FanIn(shape)))), nil
+	k := clip.RandomKind{
+		Norm:  strings.Contains(name, "ln_") && strings.HasSuffix(name, ".weight"),
+		Small: strings.HasSuffix(name, "bias") || strings.Contains(name, "embedding"),
+		FanIn: build.FanIn(shape),
 	}
+	if name == "visual.proj" || name == "text_projection" {
+		k.FanIn = int(shape[0]) // "x @ proj": the input width is the first dimension
+	}
+	return clip.RandomParam(r.seed, name, shape, k), nil
 }
