@@ -220,9 +220,7 @@ func TestConvertHP(t *testing.T) {
 			root := t.TempDir()
 			writeFolder(t, filepath.Join(root, "hp_backbone"), c, w, paramNames(c.Params()), format, "F32")
 			headPath := filepath.Join(root, "mlp_pytorch_model.bin")
-			if err := testmodels.WriteHead(headPath, c, w); err != nil {
-				t.Fatal(err)
-			}
+			writeHead(t, headPath, c, w)
 			out := filepath.Join(root, "out")
 			man, err := convert.HP(convert.HPOptions{Backbone: filepath.Join(root, "hp_backbone"), Head: headPath, Out: out, Build: clip.BuildOptions{Fused: true}})
 			if err != nil {
@@ -292,6 +290,14 @@ func TestConvertErrors(t *testing.T) {
 func writeFolder(t *testing.T, dir string, c clip.Config, w clip.Weights, names []string, format string, dtype checkpoint.DType, extra ...checkpoint.NamedTensor) {
 	t.Helper()
 	if err := testmodels.WriteFolder(dir, c, w, names, testmodels.Format(format), dtype, extra...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeHead writes the HP head's parameters of w as a bare state dict.
+func writeHead(t *testing.T, path string, c clip.Config, w clip.Weights) {
+	t.Helper()
+	if err := testmodels.WriteHead(path, c, w); err != nil {
 		t.Fatal(err)
 	}
 }

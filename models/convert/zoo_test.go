@@ -87,9 +87,7 @@ func TestConvertAesthetic(t *testing.T) {
 	root := t.TempDir()
 	writeFolder(t, filepath.Join(root, "clip"), c, w, paramNames(c.Params()), "safetensors", "F32")
 	head := filepath.Join(root, "sac+logos+ava1-l14-linearMSE.pth")
-	if err := testmodels.WriteHead(head, c, w); err != nil {
-		t.Fatal(err)
-	}
+	writeHead(t, head, c, w)
 	out := filepath.Join(root, "out")
 	man, err := convert.Aesthetic(convert.AestheticOptions{CLIP: filepath.Join(root, "clip"), Head: head, Out: out, Build: clip.BuildOptions{Fused: true}})
 	if err != nil {
