@@ -754,20 +754,21 @@ const (
 )
 
 func (c *Cache) hit(tier string, k Kind) {
-	c.m.lookups.WithLabelValues(tier, k.String(), "hit").Inc()
-	if tier == tierLocal {
-		c.stats.localHits.Add(1)
-	} else {
-		c.stats.redisHits.Add(1)
-	}
+	c.lookup(tier, k, "hit", &c.stats.localHits, &c.stats.redisHits)
 }
 
 func (c *Cache) miss(tier string, k Kind) {
-	c.m.lookups.WithLabelValues(tier, k.String(), "miss").Inc()
+	c.lookup(tier, k, "miss", &c.stats.localMisses, &c.stats.redisMisses)
+}
+
+// lookup counts one lookup of kind k in tier with its outcome: in the
+// metrics, and in the local or the redis counter.
+func (c *Cache) lookup(tier string, k Kind, outcome string, local, redis *atomic.Int64) {
+	c.m.lookups.WithLabelValues(tier, k.String(), outcome).Inc()
 	if tier == tierLocal {
-		c.stats.localMisses.Add(1)
+		local.Add(1)
 	} else {
-		c.stats.redisMisses.Add(1)
+		redis.Add(1)
 	}
 }
 

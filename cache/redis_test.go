@@ -286,20 +286,8 @@ func TestRedisClusterNodeDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := make([]map[string]bool, len(cl.Nodes))
-	scan := func(i int) map[string]bool {
-		t.Helper()
-		out, err := cl.Nodes[i].CLI("--scan")
-		if err != nil {
-			t.Fatalf("scan of node %d: %v", i, err)
-		}
-		m := map[string]bool{}
-		for _, k := range strings.Fields(out) {
-			m[k] = true
-		}
-		return m
-	}
 	for i := range cl.Nodes {
-		held[i] = scan(i)
+		held[i] = scanNode(t, cl, i)
 	}
 	dead := len(held[1])
 	live := len(keys) - dead
@@ -310,16 +298,7 @@ func TestRedisClusterNodeDown(t *testing.T) {
 
 	// No in-process tier: every request goes to Redis.
 	c := newRedisCache(t, cl.URL(), Options{RedisTimeout: 500 * time.Millisecond, BreakerThreshold: 2, BreakerCooldown: time.Hour})
-	request := func() Stats {
-		t.Helper()
-		var n counter
-		vals, errs, err := c.Resolve(ctx, keys, n.compute(keys))
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkValues(t, keys, vals, errs)
-		return c.Stats()
-	}
+	request := func() Stats { t.Helper(); return resolveAll(t, c, keys) }
 	for _, step := range []struct {
 		name                           string
 		hits, misses, errors, computed int
@@ -356,10 +335,37 @@ func TestRedisClusterNodeDown(t *testing.T) {
 		t.Fatalf("after the flush: %+v, before %+v; want %d more misses, no more errors, 2 round trips", st, before, live)
 	}
 	for _, i := range []int{0, 2} {
-		if got := scan(i); fmt.Sprint(got) != fmt.Sprint(held[i]) {
+		if got := scanNode(t, cl, i); fmt.Sprint(got) != fmt.Sprint(held[i]) {
 			t.Errorf("node %d holds %d keys after the rewrite, want the %d it held before", i, len(got), len(held[i]))
 		}
 	}
+}
+
+// scanNode is the set of keys node i of the cluster holds.
+func scanNode(t *testing.T, cl *redistest.Cluster, i int) map[string]bool {
+	t.Helper()
+	out, err := cl.Nodes[i].CLI("--scan")
+	if err != nil {
+		t.Fatalf("scan of node %d: %v", i, err)
+	}
+	m := map[string]bool{}
+	for _, k := range strings.Fields(out) {
+		m[k] = true
+	}
+	return m
+}
+
+// resolveAll resolves keys through c, checks the values and returns c's
+// statistics after it.
+func resolveAll(t *testing.T, c *Cache, keys []Key) Stats {
+	t.Helper()
+	var n counter
+	vals, errs, err := c.Resolve(context.Background(), keys, n.compute(keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkValues(t, keys, vals, errs)
+	return c.Stats()
 }
 
 // Through a Sentinel: the client asks it for the primary and uses that.

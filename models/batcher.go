@@ -205,29 +205,23 @@ func newBatcherMetrics(reg prometheus.Registerer) (*batcherMetrics, error) {
 	}
 	// A second batcher on the same registry reuses the first one's vectors.
 	var err error
-	m.depth, err = registerShared(reg, m.depth)
-	if err == nil {
-		m.wait, err = registerShared(reg, m.wait)
-	}
-	if err == nil {
-		m.size, err = registerShared(reg, m.size)
-	}
-	if err == nil {
-		m.infer, err = registerShared(reg, m.infer)
-	}
-	if err == nil {
-		m.rejected, err = registerShared(reg, m.rejected)
-	}
-	if err == nil {
-		m.dropped, err = registerShared(reg, m.dropped)
-	}
-	if err == nil {
-		m.deduped, err = registerShared(reg, m.deduped)
-	}
-	if err == nil {
-		m.runErrors, err = registerShared(reg, m.runErrors)
-	}
+	share(reg, &err, &m.depth)
+	share(reg, &err, &m.wait)
+	share(reg, &err, &m.size)
+	share(reg, &err, &m.infer)
+	share(reg, &err, &m.rejected)
+	share(reg, &err, &m.dropped)
+	share(reg, &err, &m.deduped)
+	share(reg, &err, &m.runErrors)
 	return m, err
+}
+
+// share replaces *c by the collector registered under its name (registerShared)
+// unless an earlier one failed (*err).
+func share[C prometheus.Collector](reg prometheus.Registerer, err *error, c *C) {
+	if *err == nil {
+		*c, *err = registerShared(reg, *c)
+	}
 }
 
 func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {

@@ -2,9 +2,9 @@ package blipref
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 
@@ -52,6 +52,9 @@ func Params(cfg *blip.Config) []Param {
 	v, t := &cfg.Vision, &cfg.Text
 	var ps []Param
 	add := func(name string, dims ...int) { ps = append(ps, Param{Name: name, Shape: clipref.ShapeOf(dims...)}) }
+	// A Linear (weight [out, in], then bias) and a LayerNorm (weight, bias).
+	linear := func(name string, out, in int) { add(name+".weight", out, in); add(name+".bias", out) }
+	norm := func(name string, d int) { add(name+".weight", d); add(name+".bias", d) }
 	D, M, P := v.Width, int(float64(v.Width)*v.MLPRatio), v.PatchSize
 	T := (v.ImageSize/P)*(v.ImageSize/P) + 1
 	ve := "blip.visual_encoder."
@@ -61,29 +64,21 @@ func Params(cfg *blip.Config) []Param {
 	add(ve+"patch_embed.proj.bias", D)
 	for i := 0; i < v.Depth; i++ {
 		p := fmt.Sprintf("%sblocks.%d.", ve, i)
-		add(p+"norm1.weight", D)
-		add(p+"norm1.bias", D)
-		add(p+"attn.qkv.weight", 3*D, D)
-		add(p+"attn.qkv.bias", 3*D)
-		add(p+"attn.proj.weight", D, D)
-		add(p+"attn.proj.bias", D)
-		add(p+"norm2.weight", D)
-		add(p+"norm2.bias", D)
-		add(p+"mlp.fc1.weight", M, D)
-		add(p+"mlp.fc1.bias", M)
-		add(p+"mlp.fc2.weight", D, M)
-		add(p+"mlp.fc2.bias", D)
+		norm(p+"norm1", D)
+		linear(p+"attn.qkv", 3*D, D)
+		linear(p+"attn.proj", D, D)
+		norm(p+"norm2", D)
+		linear(p+"mlp.fc1", M, D)
+		linear(p+"mlp.fc2", D, M)
 	}
-	add(ve+"norm.weight", D)
-	add(ve+"norm.bias", D)
+	norm(ve+"norm", D)
 
 	H, I, E := t.HiddenSize, t.IntermediateSize, v.Width
 	te := "blip.text_encoder."
 	ps = append(ps, Param{Name: te + "embeddings.position_ids", Shape: []int64{1, int64(t.MaxPositions)}, Int: true})
 	add(te+"embeddings.word_embeddings.weight", t.VocabSize, H)
 	add(te+"embeddings.position_embeddings.weight", t.MaxPositions, H)
-	add(te+"embeddings.LayerNorm.weight", H)
-	add(te+"embeddings.LayerNorm.bias", H)
+	norm(te+"embeddings.LayerNorm", H)
 	for i := 0; i < t.NumLayers; i++ {
 		p := fmt.Sprintf("%sencoder.layer.%d.", te, i)
 		for _, att := range []struct {
@@ -91,33 +86,22 @@ func Params(cfg *blip.Config) []Param {
 			kvIn int
 		}{{"attention.", H}, {"crossattention.", E}} {
 			a := p + att.name
-			add(a+"self.query.weight", H, H)
-			add(a+"self.query.bias", H)
-			add(a+"self.key.weight", H, att.kvIn)
-			add(a+"self.key.bias", H)
-			add(a+"self.value.weight", H, att.kvIn)
-			add(a+"self.value.bias", H)
-			add(a+"output.dense.weight", H, H)
-			add(a+"output.dense.bias", H)
-			add(a+"output.LayerNorm.weight", H)
-			add(a+"output.LayerNorm.bias", H)
+			linear(a+"self.query", H, H)
+			linear(a+"self.key", H, att.kvIn)
+			linear(a+"self.value", H, att.kvIn)
+			linear(a+"output.dense", H, H)
+			norm(a+"output.LayerNorm", H)
 		}
-		add(p+"intermediate.dense.weight", I, H)
-		add(p+"intermediate.dense.bias", I)
-		add(p+"output.dense.weight", H, I)
-		add(p+"output.dense.bias", H)
-		add(p+"output.LayerNorm.weight", H)
-		add(p+"output.LayerNorm.bias", H)
+		linear(p+"intermediate.dense", I, H)
+		linear(p+"output.dense", H, I)
+		norm(p+"output.LayerNorm", H)
 	}
-	add("blip.vision_proj.weight", 256, D)
-	add("blip.vision_proj.bias", 256)
-	add("blip.text_proj.weight", 256, H)
-	add("blip.text_proj.bias", 256)
+	linear("blip.vision_proj", 256, D)
+	linear("blip.text_proj", 256, H)
 
 	in := H
 	for i, idx := range HeadIndices {
-		add(fmt.Sprintf("mlp.layers.%d.weight", idx), HeadWidths[i], in)
-		add(fmt.Sprintf("mlp.layers.%d.bias", idx), HeadWidths[i])
+		linear(fmt.Sprintf("mlp.layers.%d", idx), HeadWidths[i], in)
 		in = HeadWidths[i]
 	}
 	return ps
@@ -200,15 +184,7 @@ func WriteCheckpoint(path string, cfg *blip.Config, w MapWeights, extra ...check
 		ts = append(ts, checkpoint.NamedTensor{Name: p.Name, DType: dt, Shape: e.Shape, Data: e.Data})
 	}
 	ts = append(ts, extra...)
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := checkpoint.WriteTorchZip(f, "ImageReward", ts); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return checkpoint.WriteFile(path, func(f io.Writer) error { return checkpoint.WriteTorchZip(f, "ImageReward", ts) })
 }
 
 // MedConfigJSON is a med_config.json for cfg's text encoder in the layout

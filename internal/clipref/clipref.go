@@ -244,24 +244,22 @@ type layer struct {
 func readLayer(w clip.Weights, prefix string, t *clip.TowerConfig) (*layer, error) {
 	D, I := t.HiddenSize, t.IntermediateSize
 	var l layer
-	err := readAll(w, []tensorSpec{
-		{&l.ln1W, prefix + "layer_norm1.weight", []int{D}},
-		{&l.ln1B, prefix + "layer_norm1.bias", []int{D}},
-		{&l.qW, prefix + "self_attn.q_proj.weight", []int{D, D}},
-		{&l.qB, prefix + "self_attn.q_proj.bias", []int{D}},
-		{&l.kW, prefix + "self_attn.k_proj.weight", []int{D, D}},
-		{&l.kB, prefix + "self_attn.k_proj.bias", []int{D}},
-		{&l.vW, prefix + "self_attn.v_proj.weight", []int{D, D}},
-		{&l.vB, prefix + "self_attn.v_proj.bias", []int{D}},
-		{&l.oW, prefix + "self_attn.out_proj.weight", []int{D, D}},
-		{&l.oB, prefix + "self_attn.out_proj.bias", []int{D}},
-		{&l.ln2W, prefix + "layer_norm2.weight", []int{D}},
-		{&l.ln2B, prefix + "layer_norm2.bias", []int{D}},
-		{&l.fc1W, prefix + "mlp.fc1.weight", []int{I, D}},
-		{&l.fc1B, prefix + "mlp.fc1.bias", []int{I}},
-		{&l.fc2W, prefix + "mlp.fc2.weight", []int{D, I}},
-		{&l.fc2B, prefix + "mlp.fc2.bias", []int{D}},
-	})
+	var specs []tensorSpec
+	// weightBias reads a Linear's weight [out, in] (a LayerNorm's [out]) and
+	// its bias [out].
+	weightBias := func(wt, b *[]float64, name string, out int, in ...int) {
+		specs = append(specs, tensorSpec{wt, prefix + name + ".weight", append([]int{out}, in...)},
+			tensorSpec{b, prefix + name + ".bias", []int{out}})
+	}
+	weightBias(&l.ln1W, &l.ln1B, "layer_norm1", D)
+	weightBias(&l.qW, &l.qB, "self_attn.q_proj", D, D)
+	weightBias(&l.kW, &l.kB, "self_attn.k_proj", D, D)
+	weightBias(&l.vW, &l.vB, "self_attn.v_proj", D, D)
+	weightBias(&l.oW, &l.oB, "self_attn.out_proj", D, D)
+	weightBias(&l.ln2W, &l.ln2B, "layer_norm2", D)
+	weightBias(&l.fc1W, &l.fc1B, "mlp.fc1", I, D)
+	weightBias(&l.fc2W, &l.fc2B, "mlp.fc2", D, I)
+	err := readAll(w, specs)
 	if err != nil {
 		return nil, err
 	}

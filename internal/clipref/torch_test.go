@@ -215,16 +215,10 @@ type torchResult struct {
 }
 
 func TestAgainstTorch(t *testing.T) {
-	data, err := os.ReadFile("testdata/torch_features.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var doc struct {
 		Cases []torchResult `json:"cases"`
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, "testdata/torch_features.json", &doc)
 	if len(doc.Cases) != len(torchCases()) {
 		t.Errorf("torch_features.json has %d cases, torchCases %d: regenerate it", len(doc.Cases), len(torchCases()))
 	}
@@ -246,54 +240,76 @@ func TestAgainstTorch(t *testing.T) {
 					t.Fatalf("%s regenerate to sha256 %s, torch read %s", s.what, s.got, s.want)
 				}
 			}
-
-			w := RandomWeights(cfg, c.Seed, c.Std)
-			img, err := ImageFeatures(cfg, w, testPixels(cfg, c.PixelSeed, c.NumImages), c.NumImages)
-			if err != nil {
-				t.Fatal(err)
-			}
-			txt, err := TextFeatures(cfg, w, flatIDs(c.InputIDs), len(c.InputIDs))
-			if err != nil {
-				t.Fatal(err)
-			}
-			hw := RandomHead(cfg.ProjectionDim, c.HeadSeed)
-
-			caseWorst := 0.0
-			compare := func(what string, got, want [][]float64) {
-				if len(got) != len(want) {
-					t.Fatalf("%s: %d rows, torch %d", what, len(got), len(want))
-				}
-				for i := range got {
-					if len(got[i]) != len(want[i]) {
-						t.Fatalf("%s[%d]: width %d, torch %d", what, i, len(got[i]), len(want[i]))
-					}
-					for j := range got[i] {
-						d := math.Abs(got[i][j] - want[i][j])
-						if !(d <= torchTol) {
-							t.Errorf("%s[%d][%d] = %.17g, torch %.17g", what, i, j, got[i][j], want[i][j])
-						}
-						caseWorst = max(caseWorst, d)
-					}
-				}
-			}
-			compare("image_features", img, c.ImageFeatures)
-			compare("text_features", txt, c.TextFeatures)
-			var hp [][]float64
-			for _, e := range img {
-				l, err := HPLogit(hw, e)
-				if err != nil {
-					t.Fatal(err)
-				}
-				hp = append(hp, []float64{l})
-			}
+			img, txt, hp := goFeatures(t, &c.torchCase)
 			var wantHP [][]float64
 			for _, l := range c.HPLogits {
 				wantHP = append(wantHP, []float64{l})
 			}
-			compare("hp_logits", hp, wantHP)
+			caseWorst := max(compareRows(t, "image_features", img, c.ImageFeatures),
+				compareRows(t, "text_features", txt, c.TextFeatures),
+				compareRows(t, "hp_logits", hp, wantHP))
 			t.Logf("max |Go − torch| = %.3g", caseWorst)
 			worst = max(worst, caseWorst)
 		})
 	}
 	t.Logf("max |Go − torch| over all cases = %.3g (tolerance %g)", worst, torchTol)
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(data, v)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// goFeatures is this package's image features, text features and hp
+// logits (one a row) of a case's inputs.
+func goFeatures(t *testing.T, c *torchCase) (img, txt, hp [][]float64) {
+	t.Helper()
+	cfg := &c.Config
+	w := RandomWeights(cfg, c.Seed, c.Std)
+	img, err := ImageFeatures(cfg, w, testPixels(cfg, c.PixelSeed, c.NumImages), c.NumImages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, err = TextFeatures(cfg, w, flatIDs(c.InputIDs), len(c.InputIDs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw := RandomHead(cfg.ProjectionDim, c.HeadSeed)
+	for _, e := range img {
+		l, err := HPLogit(hw, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hp = append(hp, []float64{l})
+	}
+	return img, txt, hp
+}
+
+// compareRows holds got to torch's want within torchTol, value by value,
+// and returns the largest difference.
+func compareRows(t *testing.T, what string, got, want [][]float64) float64 {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d rows, torch %d", what, len(got), len(want))
+	}
+	worst := 0.0
+	for i := range got {
+		if len(got[i]) != len(want[i]) {
+			t.Fatalf("%s[%d]: width %d, torch %d", what, i, len(got[i]), len(want[i]))
+		}
+		for j := range got[i] {
+			d := math.Abs(got[i][j] - want[i][j])
+			if !(d <= torchTol) {
+				t.Errorf("%s[%d][%d] = %.17g, torch %.17g", what, i, j, got[i][j], want[i][j])
+			}
+			worst = max(worst, d)
+		}
+	}
+	return worst
 }

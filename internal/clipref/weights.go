@@ -94,22 +94,20 @@ func Params(cfg *clip.Config) []Param {
 	v, t := &cfg.Vision, &cfg.Text
 	var ps []Param
 	add := func(name string, dims ...int) { ps = append(ps, Param{Name: name, Shape: ShapeOf(dims...)}) }
+	// A Linear (weight [out, in], then bias) and a LayerNorm (weight, bias).
+	linear := func(name string, out, in int) { add(name+".weight", out, in); add(name+".bias", out) }
+	norm := func(name string, d int) { add(name+".weight", d); add(name+".bias", d) }
 	layers := func(prefix string, tc *clip.TowerConfig) {
 		D, I := tc.HiddenSize, tc.IntermediateSize
 		for i := 0; i < tc.NumLayers; i++ {
 			p := fmt.Sprintf("%s.encoder.layers.%d.", prefix, i)
 			for _, proj := range []string{"k_proj", "v_proj", "q_proj", "out_proj"} {
-				add(p+"self_attn."+proj+".weight", D, D)
-				add(p+"self_attn."+proj+".bias", D)
+				linear(p+"self_attn."+proj, D, D)
 			}
-			add(p+"layer_norm1.weight", D)
-			add(p+"layer_norm1.bias", D)
-			add(p+"mlp.fc1.weight", I, D)
-			add(p+"mlp.fc1.bias", I)
-			add(p+"mlp.fc2.weight", D, I)
-			add(p+"mlp.fc2.bias", D)
-			add(p+"layer_norm2.weight", D)
-			add(p+"layer_norm2.bias", D)
+			norm(p+"layer_norm1", D)
+			linear(p+"mlp.fc1", I, D)
+			linear(p+"mlp.fc2", D, I)
+			norm(p+"layer_norm2", D)
 		}
 	}
 
@@ -118,17 +116,14 @@ func Params(cfg *clip.Config) []Param {
 	add("text_model.embeddings.token_embedding.weight", t.VocabSize, t.HiddenSize)
 	add("text_model.embeddings.position_embedding.weight", t.MaxPositions, t.HiddenSize)
 	layers("text_model", t)
-	add("text_model.final_layer_norm.weight", t.HiddenSize)
-	add("text_model.final_layer_norm.bias", t.HiddenSize)
+	norm("text_model.final_layer_norm", t.HiddenSize)
 
 	add("vision_model.embeddings.class_embedding", v.HiddenSize)
 	add("vision_model.embeddings.patch_embedding.weight", v.HiddenSize, channels(v), v.PatchSize, v.PatchSize)
 	add("vision_model.embeddings.position_embedding.weight", cfg.NumPatches()+1, v.HiddenSize)
-	add("vision_model.pre_layrnorm.weight", v.HiddenSize)
-	add("vision_model.pre_layrnorm.bias", v.HiddenSize)
+	norm("vision_model.pre_layrnorm", v.HiddenSize)
 	layers("vision_model", v)
-	add("vision_model.post_layernorm.weight", v.HiddenSize)
-	add("vision_model.post_layernorm.bias", v.HiddenSize)
+	norm("vision_model.post_layernorm", v.HiddenSize)
 
 	add("visual_projection.weight", cfg.ProjectionDim, v.HiddenSize)
 	add("text_projection.weight", cfg.ProjectionDim, t.HiddenSize)

@@ -7,6 +7,7 @@ package testmodels
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -96,18 +97,12 @@ func WriteFolder(dir string, c clip.Config, w clip.Weights, names []string, form
 	if format == Safetensors {
 		file = "model.safetensors"
 	}
-	f, err := os.Create(filepath.Join(dir, file))
-	if err != nil {
-		return err
-	}
-	if format == Safetensors {
-		err = checkpoint.WriteSafetensors(f, ts)
-	} else {
-		err = checkpoint.WriteTorchZip(f, "pytorch_model", ts)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = checkpoint.WriteFile(filepath.Join(dir, file), func(f io.Writer) error {
+		if format == Safetensors {
+			return checkpoint.WriteSafetensors(f, ts)
+		}
+		return checkpoint.WriteTorchZip(f, "pytorch_model", ts)
+	})
 	if err != nil {
 		return err
 	}
@@ -125,15 +120,36 @@ func WriteHead(path string, c clip.Config, w clip.Weights) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
+	return checkpoint.WriteFile(path, func(f io.Writer) error { return checkpoint.WriteTorchZip(f, "mlp_pytorch_model", ts) })
+}
+
+// Keyed is a state dict that lists its keys in order (openclip.Random).
+type Keyed interface {
+	Keys() []string
+	Shape(name string) ([]int64, bool)
+	Float32(name string) ([]float32, error)
+}
+
+// WriteOpenCLIP writes every key of w, under prefix ("" or "module."), as
+// float32 to a torch zip file at path: wrapped, as a training checkpoint
+// torch.save({"epoch": epoch, "state_dict": sd}) is (HPSv2's
+// HPS_v2_compressed.pt), or as the bare state dict.
+func WriteOpenCLIP(path string, w Keyed, prefix string, wrapped bool, epoch int64) error {
+	var ts []checkpoint.NamedTensor
+	for _, k := range w.Keys() {
+		s, _ := w.Shape(k)
+		v, err := w.Float32(k)
+		if err != nil {
+			return err
+		}
+		ts = append(ts, checkpoint.NamedTensor{Name: prefix + k, DType: checkpoint.F32, Shape: s, Data: v})
 	}
-	if err := checkpoint.WriteTorchZip(f, "mlp_pytorch_model", ts); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return checkpoint.WriteFile(path, func(f io.Writer) error {
+		if wrapped {
+			return checkpoint.WriteTorchZipWrapped(f, "HPS_v2_compressed", "state_dict", epoch, ts)
+		}
+		return checkpoint.WriteTorchZip(f, "", ts)
+	})
 }
 
 // Names lists the parameters' names.

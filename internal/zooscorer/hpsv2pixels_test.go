@@ -15,16 +15,23 @@ func hpsv2Opts(edge, crop int) preprocess.ImageOptions {
 	return preprocess.ImageOptions{ShortestEdge: edge, CropSize: crop, Mean: models.CLIPMean, Std: models.CLIPStd}
 }
 
+// hpsv2Pixels is HPSv2's pixel pipeline for options o.
+func hpsv2Pixels(t *testing.T, o preprocess.ImageOptions) *zooscorer.HPSv2Pixels {
+	t.Helper()
+	p, err := zooscorer.NewHPSv2Pixels(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // Hand-computed: halving [0, 1, 0, 1] with the antialiased Keys cubic
 // (a = −0.5, support 4 at scale 2) takes taps at x = ∓0.25, 0.75, 1.25
 // scaled distances: weights 0.8671875, 0.8671875, 0.2265625, −0.0703125
 // over 1.890625, so the outputs are (0.8671875 − 0.0703125)/1.890625 and
 // (0.2265625 + 0.8671875)/1.890625.
 func TestHPSv2PixelsHandComputed(t *testing.T) {
-	p, err := zooscorer.NewHPSv2Pixels(hpsv2Opts(2, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := hpsv2Pixels(t, hpsv2Opts(2, 2))
 	img := &preprocess.RGB{W: 4, H: 4, Pix: make([]uint8, 4*4*3)}
 	for y := 0; y < 4; y++ {
 		for x := 1; x < 4; x += 2 {
@@ -52,10 +59,7 @@ func TestHPSv2PixelsHandComputed(t *testing.T) {
 // An image already at the crop size is ToTensor exactly (v / 255), then
 // Normalize.
 func TestHPSv2PixelsIdentity(t *testing.T) {
-	p, err := zooscorer.NewHPSv2Pixels(hpsv2Opts(224, 224))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := hpsv2Pixels(t, hpsv2Opts(224, 224))
 	img := &preprocess.RGB{W: 224, H: 224, Pix: make([]uint8, 224*224*3)}
 	for i := range img.Pix {
 		img.Pix[i] = uint8(i * 7)
@@ -83,10 +87,7 @@ func TestHPSv2PixelsIdentity(t *testing.T) {
 // extreme aspect ratios.
 func TestHPSv2PixelsAgainstPillow(t *testing.T) {
 	o := hpsv2Opts(224, 224)
-	p, err := zooscorer.NewHPSv2Pixels(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := hpsv2Pixels(t, o)
 	tv, err := preprocess.NewTorchvisionPipeline(o)
 	if err != nil {
 		t.Fatal(err)

@@ -59,25 +59,11 @@ const opset = 17
 // mask_filter_value).
 const maskFilter = -10000.0
 
-type builder struct {
-	g    *og.Graph
-	w    Weights
-	opts BuildOptions
-	dt   og.DataType // compute type
-}
+// builder writes BLIP's towers on the shared build.Builder.
+type builder struct{ *build.Builder }
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
-	g, dt := build.NewGraph(name, opset, opts)
-	return &builder{g: g, w: w, opts: opts, dt: dt}
-}
-
-// read returns a Source reading a weight as it is.
-func (b *builder) read(name string) og.Source { return build.Read(b.w, name) }
-
-// readT returns a Source reading a torch Linear weight [rows=out, cols=in]
-// transposed to [in, out], as MatMul wants it.
-func (b *builder) readT(name string, rows, cols int) og.Source {
-	return build.ReadT(b.w, name, rows, cols)
+	return &builder{build.NewBuilder(name, opset, w, opts)}
 }
 
 // concatT reads several [out_i, in] Linear weights and writes them side by
@@ -91,7 +77,7 @@ func (b *builder) concatT(names []string, outs []int, in int) og.Source {
 		res := make([]float32, in*total)
 		col := 0
 		for k, name := range names {
-			v, err := b.w.Float32(name)
+			v, err := b.W.Float32(name)
 			if err != nil {
 				return nil, err
 			}
@@ -114,7 +100,7 @@ func (b *builder) concat(names ...string) og.Source {
 	return func() ([]float32, error) {
 		var res []float32
 		for _, name := range names {
-			v, err := b.w.Float32(name)
+			v, err := b.W.Float32(name)
 			if err != nil {
 				return nil, err
 			}
@@ -125,60 +111,46 @@ func (b *builder) concat(names ...string) og.Source {
 }
 
 func (b *builder) vec(name string, n int) string {
-	return b.g.Weight(name, []int64{int64(n)}, b.read(name))
+	return b.G.Weight(name, []int64{int64(n)}, b.Read(name))
 }
 
 // matmulT is x·Wᵀ for the torch Linear weight name+".weight" [out, in].
 func (b *builder) matmulT(x, name string, in, out int) string {
-	wt := b.g.Weight(name+".weight", []int64{int64(in), int64(out)}, b.readT(name+".weight", out, in))
-	return b.g.Op("MatMul", []string{x, wt})
+	wt := b.G.Weight(name+".weight", []int64{int64(in), int64(out)}, b.ReadT(name+".weight", out, in))
+	return b.G.Op("MatMul", []string{x, wt})
 }
 
 // linear is torch's Linear(name): x·Wᵀ + b.
 func (b *builder) linear(x, name string, in, out int) string {
-	return b.g.Op("Add", []string{b.matmulT(x, name, in, out), b.vec(name+".bias", out)})
-}
-
-// layerMatMul is x·W for a Linear inside a ViT block or a BERT layer, W
-// given as an [in, out] Source (already transposed): a MatMul (then an Add
-// of the bias) as matmulT and linear write it, or with Int8 a
-// DynamicQuantizeMatMul over the int8 codes of W, the bias added inside.
-// biasName is "" for none.
-func (b *builder) layerMatMul(x, name string, in, out int, wt og.Source, biasName string, bias og.Source) string {
-	return b.g.MatMulWeight(x, name, in, out, wt, biasName, bias, b.opts.Int8)
-}
-
-// layerLinear is linear for a Linear inside a block or layer (layerMatMul).
-func (b *builder) layerLinear(x, name string, in, out int) string {
-	return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), name+".bias", b.read(name+".bias"))
+	return b.G.Op("Add", []string{b.matmulT(x, name, in, out), b.vec(name+".bias", out)})
 }
 
 // layerMatMulT is matmulT for a Linear inside a block or layer, its bias
 // added elsewhere (SkipLayerNormalization, BiasGelu, MultiHeadAttention).
 func (b *builder) layerMatMulT(x, name string, in, out int) string {
-	return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), "", nil)
+	return b.LayerMatMul(x, name+".weight", in, out, b.ReadT(name+".weight", out, in), "", nil)
 }
 
 func (b *builder) layerNorm(x, name string, h int, eps float64) string {
-	return b.g.Op("LayerNormalization", []string{x, b.vec(name+".weight", h), b.vec(name+".bias", h)},
+	return b.G.Op("LayerNormalization", []string{x, b.vec(name+".weight", h), b.vec(name+".bias", h)},
 		og.AttrInt("axis", -1), og.AttrFloat("epsilon", float32(eps)))
 }
 
 // skipLayerNorm is LayerNorm(x + skip + bias) as one com.microsoft node; it
 // returns the normalised value and the sum.
 func (b *builder) skipLayerNorm(x, skip, lnName, biasName string, h int, eps float64) (normed, sum string) {
-	outs := b.g.OpMS("SkipLayerNormalization",
+	outs := b.G.OpMS("SkipLayerNormalization",
 		[]string{x, skip, b.vec(lnName+".weight", h), b.vec(lnName+".bias", h), b.vec(biasName, h)}, 4,
 		og.AttrFloat("epsilon", float32(eps)))
 	return outs[0], outs[3]
 }
 
-func (b *builder) scalar(v float64) string { return b.g.ConstFloat("c", []int64{}, float32(v)) }
+func (b *builder) scalar(v float64) string { return b.G.ConstFloat("c", []int64{}, float32(v)) }
 
 // gelu is the exact GELU, ½x(1 + erf(x/√2)) (torch's nn.GELU and
 // transformers' "gelu"), in standard operators.
 func (b *builder) gelu(x string) string {
-	g := b.g
+	g := b.G
 	e := g.Op("Erf", []string{g.Op("Mul", []string{x, b.scalar(1 / math.Sqrt2)})})
 	return g.Op("Mul", []string{g.Op("Mul", []string{x, b.scalar(0.5)}), g.Op("Add", []string{e, b.scalar(1)})})
 }
@@ -186,19 +158,19 @@ func (b *builder) gelu(x string) string {
 // heads reshapes [B,S,h·d] to [B,h,S,d] (perm 0,2,1,3) or, for keys,
 // [B,h,d,S] (perm 0,2,3,1).
 func (b *builder) heads(x string, h, d int, key bool) string {
-	shape := b.g.ConstInt64("head_shape", []int64{4}, 0, 0, int64(h), int64(d))
+	shape := b.G.ConstInt64("head_shape", []int64{4}, 0, 0, int64(h), int64(d))
 	perm := og.AttrInts("perm", 0, 2, 1, 3)
 	if key {
 		perm = og.AttrInts("perm", 0, 2, 3, 1)
 	}
-	return b.g.Op("Transpose", []string{b.g.Op("Reshape", []string{x, shape})}, perm)
+	return b.G.Op("Transpose", []string{b.G.Op("Reshape", []string{x, shape})}, perm)
 }
 
 // sdpa is softmax(q·kᵀ·scale + mask)·v over heads, merged back to [B,S,h·d].
 // q is [B,h,S,d], k [B,h,d,T], v [B,h,T,d]; mask is "" or broadcastable to
 // [B,h,S,T].
 func (b *builder) sdpa(q, k, v, mask string, h, d int) string {
-	g := b.g
+	g := b.G
 	s := g.Op("Mul", []string{g.Op("MatMul", []string{q, k}), b.scalar(1 / math.Sqrt(float64(d)))})
 	if mask != "" {
 		s = g.Op("Add", []string{s, mask})
@@ -213,15 +185,15 @@ func (b *builder) sdpa(q, k, v, mask string, h, d int) string {
 func (b *builder) splitAttend(p, qkv, mask string, D, H int) string {
 	hd := D / H
 	outs := []string{p + "q", p + "k", p + "v"}
-	b.g.Node("", "Split", []string{qkv, b.g.ConstInt64("split", []int64{3}, int64(D), int64(D), int64(D))}, outs, og.AttrInt("axis", 2))
+	b.G.Node("", "Split", []string{qkv, b.G.ConstInt64("split", []int64{3}, int64(D), int64(D), int64(D))}, outs, og.AttrInt("axis", 2))
 	return b.sdpa(b.heads(outs[0], H, hd, false), b.heads(outs[1], H, hd, true), b.heads(outs[2], H, hd, false), mask, H, hd)
 }
 
 // toCompute casts a float32 graph input to the compute type.
-func (b *builder) toCompute(x string) string { return build.ToCompute(b.g, b.dt, x) }
+func (b *builder) toCompute(x string) string { return build.ToCompute(b.G, b.DT, x) }
 
 // output names a float32 graph output (cast from the compute type).
-func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.g, b.dt, x, name, dims...) }
+func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.G, b.DT, x, name, dims...) }
 
 // ---------------------------------------------------------------------------
 // Vision
@@ -230,21 +202,15 @@ func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.g, b.d
 // [batch, 3, S, S] → image_tokens [batch, N+1, width], all tokens after the
 // final LayerNorm.
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(c.Validate, build.Part("vision encoder", CheckWeights, w, c.VisionParams)); err != nil {
 		return nil, err
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	if err := CheckWeights(w, c.VisionParams()); err != nil {
-		return nil, fmt.Errorf("vision encoder: %w", err)
 	}
 	b := newBuilder("imagereward_vision", w, opts)
-	g, v := b.g, &c.Vision
+	g, v := b.G, &c.Vision
 	D, P, S, T := v.Width, v.PatchSize, v.ImageSize, v.NumTokens()
 	p := VisionPrefix
-	px := build.PixelInput(g, b.dt, b.opts, InputPixels, og.P("batch"), og.D(3), og.D(int64(S)), og.D(int64(S)))
-	kernel := g.Weight(p+"patch_embed.proj.weight", []int64{int64(D), 3, int64(P), int64(P)}, b.read(p+"patch_embed.proj.weight"))
+	px := build.PixelInput(g, b.DT, b.Opts, InputPixels, og.P("batch"), og.D(3), og.D(int64(S)), og.D(int64(S)))
+	kernel := g.Weight(p+"patch_embed.proj.weight", []int64{int64(D), 3, int64(P), int64(P)}, b.Read(p+"patch_embed.proj.weight"))
 	x := g.Op("Conv", []string{px, kernel, b.vec(p+"patch_embed.proj.bias", D)},
 		og.AttrInts("kernel_shape", int64(P), int64(P)), og.AttrInts("strides", int64(P), int64(P)))
 	x = g.Op("Reshape", []string{x, g.ConstInt64("shape", []int64{3}, 0, int64(D), -1)})
@@ -283,28 +249,28 @@ func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 // side, heads in order inside each: the layout of both Attention and the
 // plain graph's Split) and its [3D] bias.
 func (b *builder) vitQKV(prefix string, D int) (string, string) {
-	w := b.g.Weight(prefix+"attn.qkv.weight", []int64{int64(D), int64(3 * D)}, b.readT(prefix+"attn.qkv.weight", 3*D, D))
+	w := b.G.Weight(prefix+"attn.qkv.weight", []int64{int64(D), int64(3 * D)}, b.ReadT(prefix+"attn.qkv.weight", 3*D, D))
 	return w, b.vec(prefix+"attn.qkv.bias", 3*D)
 }
 
 // vitQKVProj is the qkv Linear of ViT block p on y: [B,S,3D], q|k|v.
 func (b *builder) vitQKVProj(y, p string, D int) string {
-	return b.layerMatMul(y, p+"attn.qkv.weight", D, 3*D, b.readT(p+"attn.qkv.weight", 3*D, D), p+"attn.qkv.bias", b.read(p+"attn.qkv.bias"))
+	return b.LayerMatMul(y, p+"attn.qkv.weight", D, 3*D, b.ReadT(p+"attn.qkv.weight", 3*D, D), p+"attn.qkv.bias", b.Read(p+"attn.qkv.bias"))
 }
 
 // vitBlocks is the pre-norm blocks of vit.py in standard operators:
 // x = x + proj(attn(norm1(x))); x = x + fc2(gelu(fc1(norm2(x)))).
 func (b *builder) vitBlocks(x string, v *VisionConfig) string {
-	g := b.g
+	g := b.G
 	D, H, M := v.Width, v.NumHeads, v.MLPHidden()
 	for l := 0; l < v.Depth; l++ {
 		p := VisionPrefix + "blocks." + strconv.Itoa(l) + "."
 		y := b.layerNorm(x, p+"norm1", D, v.LayerNormEps)
 		a := b.splitAttend(p, b.vitQKVProj(y, p, D), "", D, H)
-		x = g.Op("Add", []string{x, b.layerLinear(a, p+"attn.proj", D, D)})
+		x = g.Op("Add", []string{x, b.LayerLinear(a, p+"attn.proj", D, D)})
 		y = b.layerNorm(x, p+"norm2", D, v.LayerNormEps)
-		m := b.gelu(b.layerLinear(y, p+"mlp.fc1", D, M))
-		x = g.Op("Add", []string{x, b.layerLinear(m, p+"mlp.fc2", M, D)})
+		m := b.gelu(b.LayerLinear(y, p+"mlp.fc1", D, M))
+		x = g.Op("Add", []string{x, b.LayerLinear(m, p+"mlp.fc2", M, D)})
 	}
 	return x
 }
@@ -314,13 +280,13 @@ func (b *builder) vitBlocks(x string, v *VisionConfig) string {
 // bias into the next LayerNorm (the last one into the final norm). It
 // returns the final norm's output.
 func (b *builder) vitBlocksFused(x string, v *VisionConfig) string {
-	g := b.g
+	g := b.G
 	D, M := v.Width, v.MLPHidden()
 	y := b.layerNorm(x, VisionPrefix+"blocks.0.norm1", D, v.LayerNormEps)
 	for l := 0; l < v.Depth; l++ {
 		p := VisionPrefix + "blocks." + strconv.Itoa(l) + "."
 		var a string
-		if b.opts.Int8 {
+		if b.Opts.Int8 {
 			// The contrib Attention takes float weights: the quantised
 			// projection, then attention in standard operators.
 			a = b.splitAttend(p, b.vitQKVProj(y, p, D), "", D, v.NumHeads)
@@ -353,20 +319,12 @@ func (b *builder) vitBlocksFused(x string, v *VisionConfig) string {
 // mask), the hidden state at position 0, the reward head and
 // (x − ScoreMean)/ScoreStd → imagereward [batch]. L is c.ContextLength.
 func BuildText(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(c.Validate, build.Part("text encoder", CheckWeights, w, c.TextParams),
+		build.Part("reward head", CheckWeights, w, c.HeadParams)); err != nil {
 		return nil, err
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	if err := CheckWeights(w, c.TextParams()); err != nil {
-		return nil, fmt.Errorf("text encoder: %w", err)
-	}
-	if err := CheckWeights(w, c.HeadParams()); err != nil {
-		return nil, fmt.Errorf("reward head: %w", err)
 	}
 	b := newBuilder("imagereward_text", w, opts)
-	g, t := b.g, &c.Text
+	g, t := b.G, &c.Text
 	H, L := t.HiddenSize, c.ContextLength
 	ids := g.Input(InputIDs, og.Int64, og.P("batch"), og.D(int64(L)))
 	mask := g.Input(InputMask, og.Int64, og.P("batch"), og.D(int64(L)))
@@ -375,7 +333,7 @@ func BuildText(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 	// BertEmbeddings: word + absolute position embeddings (no token types),
 	// LayerNorm.
 	p := TextPrefix + "embeddings."
-	word := g.Weight(p+"word_embeddings.weight", []int64{int64(t.VocabSize), int64(H)}, b.read(p+"word_embeddings.weight"))
+	word := g.Weight(p+"word_embeddings.weight", []int64{int64(t.VocabSize), int64(H)}, b.Read(p+"word_embeddings.weight"))
 	pos := g.Weight(p+"position_embeddings.weight", []int64{int64(L), int64(H)}, func() ([]float32, error) {
 		v, err := w.Float32(p + "position_embeddings.weight")
 		if err != nil {
@@ -404,28 +362,28 @@ func BuildText(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 //	c = LN(dense(CrossAttn(a, image)) + a)
 //	x = LN(output(gelu(intermediate(c))) + c)
 func (b *builder) bertLayers(x, mask, img string, c *Config) string {
-	g, t := b.g, &c.Text
+	g, t := b.G, &c.Text
 	H, I, NH, E := t.HiddenSize, t.IntermediateSize, t.NumHeads, t.EncoderWidth
 	hd := t.HeadDim()
 	m := b.extendedMask(mask)
 	for l := 0; l < t.NumLayers; l++ {
 		p := TextPrefix + "encoder.layer." + strconv.Itoa(l) + "."
 		sa := p + "attention."
-		q := b.heads(b.layerLinear(x, sa+"self.query", H, H), NH, hd, false)
-		k := b.heads(b.layerLinear(x, sa+"self.key", H, H), NH, hd, true)
-		v := b.heads(b.layerLinear(x, sa+"self.value", H, H), NH, hd, false)
-		a := b.layerLinear(b.sdpa(q, k, v, m, NH, hd), sa+"output.dense", H, H)
+		q := b.heads(b.LayerLinear(x, sa+"self.query", H, H), NH, hd, false)
+		k := b.heads(b.LayerLinear(x, sa+"self.key", H, H), NH, hd, true)
+		v := b.heads(b.LayerLinear(x, sa+"self.value", H, H), NH, hd, false)
+		a := b.LayerLinear(b.sdpa(q, k, v, m, NH, hd), sa+"output.dense", H, H)
 		a = b.layerNorm(g.Op("Add", []string{a, x}), sa+"output.LayerNorm", H, t.LayerNormEps)
 
 		ca := p + "crossattention."
-		q = b.heads(b.layerLinear(a, ca+"self.query", H, H), NH, hd, false)
-		k = b.heads(b.layerLinear(img, ca+"self.key", E, H), NH, hd, true)
-		v = b.heads(b.layerLinear(img, ca+"self.value", E, H), NH, hd, false)
-		cr := b.layerLinear(b.sdpa(q, k, v, "", NH, hd), ca+"output.dense", H, H)
+		q = b.heads(b.LayerLinear(a, ca+"self.query", H, H), NH, hd, false)
+		k = b.heads(b.LayerLinear(img, ca+"self.key", E, H), NH, hd, true)
+		v = b.heads(b.LayerLinear(img, ca+"self.value", E, H), NH, hd, false)
+		cr := b.LayerLinear(b.sdpa(q, k, v, "", NH, hd), ca+"output.dense", H, H)
 		cr = b.layerNorm(g.Op("Add", []string{cr, a}), ca+"output.LayerNorm", H, t.LayerNormEps)
 
-		f := b.gelu(b.layerLinear(cr, p+"intermediate.dense", H, I))
-		f = b.layerLinear(f, p+"output.dense", I, H)
+		f := b.gelu(b.LayerLinear(cr, p+"intermediate.dense", H, I))
+		f = b.LayerLinear(f, p+"output.dense", I, H)
 		x = b.layerNorm(g.Op("Add", []string{f, cr}), p+"output.LayerNorm", H, t.LayerNormEps)
 	}
 	return x
@@ -435,8 +393,8 @@ func (b *builder) bertLayers(x, mask, img string, c *Config) string {
 // shaped [B,1,1,L] in the compute type (−10000 is exact in float16), for
 // sdpa.
 func (b *builder) extendedMask(mask string) string {
-	g := b.g
-	m := g.Op("Cast", []string{mask}, og.AttrInt("to", int64(b.dt)))
+	g := b.G
+	m := g.Op("Cast", []string{mask}, og.AttrInt("to", int64(b.DT)))
 	m = g.Op("Mul", []string{g.Op("Sub", []string{b.scalar(1), m}), b.scalar(maskFilter)})
 	return g.Op("Unsqueeze", []string{m, g.ConstInt64("axes", []int64{2}, 1, 2)})
 }
@@ -449,11 +407,11 @@ func (b *builder) extendedMask(mask string) string {
 // computed at position 0 only (with Int8, every layer at every position:
 // the activation scales span the positions). It returns [B,1,H].
 func (b *builder) bertLayersFused(x, mask, img string, c *Config) string {
-	g, t := b.g, &c.Text
+	g, t := b.G, &c.Text
 	H, I, NH, E := t.HiddenSize, t.IntermediateSize, t.NumHeads, t.EncoderWidth
 	eps := t.LayerNormEps
 	var mask32, ext string
-	if b.opts.Int8 {
+	if b.Opts.Int8 {
 		ext = b.extendedMask(mask)
 	} else {
 		mask32 = g.Op("Cast", []string{mask}, og.AttrInt("to", int64(og.Int32)))
@@ -468,10 +426,10 @@ func (b *builder) bertLayersFused(x, mask, img string, c *Config) string {
 		wsrc := b.concatT([]string{sa + "query.weight", sa + "key.weight", sa + "value.weight"}, []int{H, H, H}, H)
 		bsrc := b.concat(sa+"query.bias", sa+"key.bias", sa+"value.bias")
 		var ctx string
-		if b.opts.Int8 {
+		if b.Opts.Int8 {
 			// Per-column int8 codes of q|k|v side by side are those of each
 			// projection alone, and the three share their input's scale.
-			qkv := b.layerMatMul(x, sa+"qkv.weight", H, 3*H, wsrc, sa+"qkv.bias", bsrc)
+			qkv := b.LayerMatMul(x, sa+"qkv.weight", H, 3*H, wsrc, sa+"qkv.bias", bsrc)
 			ctx = b.splitAttend(sa, qkv, ext, H, NH)
 		} else {
 			wqkv := g.Weight(sa+"qkv.weight", []int64{int64(H), int64(3 * H)}, wsrc)
@@ -499,7 +457,7 @@ func (b *builder) bertLayersFused(x, mask, img string, c *Config) string {
 		f = b.layerMatMulT(f, p+"output.dense", I, H)
 		x, _ = b.skipLayerNorm(f, cr, p+"output.LayerNorm", p+"output.dense.bias", H, eps)
 	}
-	if b.opts.Int8 {
+	if b.Opts.Int8 {
 		x = first(x)
 	}
 	return x
@@ -509,7 +467,7 @@ func (b *builder) bertLayersFused(x, mask, img string, c *Config) string {
 // layers, nothing between them: the dropouts are identity at inference),
 // then (x − mean)/std; [B,S,H] → [B].
 func (b *builder) head(x string, c *Config) string {
-	g := b.g
+	g := b.G
 	x = g.Op("Gather", []string{x, g.ConstInt64("pos0", []int64{}, 0)}, og.AttrInt("axis", 1))
 	in := c.Text.HiddenSize
 	for i, out := range headWidths {
@@ -524,7 +482,7 @@ func (b *builder) head(x string, c *Config) string {
 // multiplied out in float64 when the graph is saved: score = x₀·w + β with
 // w = (W7·W6·W4·W2·W0)ᵀ/std and β = (head(0) − mean)/std. x is [B,1,H].
 func (b *builder) headFolded(x string, c *Config) string {
-	g := b.g
+	g := b.G
 	H := c.Text.HiddenSize
 	var folded struct {
 		done bool
@@ -535,7 +493,7 @@ func (b *builder) headFolded(x string, c *Config) string {
 		if folded.done {
 			return nil
 		}
-		w, beta, err := FoldHead(b.w, H)
+		w, beta, err := FoldHead(b.W, H)
 		if err != nil {
 			return err
 		}

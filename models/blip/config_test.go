@@ -149,10 +149,7 @@ func TestParamsMatchReference(t *testing.T) {
 }
 
 func TestRandomWeights(t *testing.T) {
-	c, err := blip.PresetConfig(blip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := tinyConfig(t)
 	r := blip.NewRandom(&c, 5)
 	keys := r.Keys()
 	for i, p := range c.Params() {

@@ -42,10 +42,7 @@ func TestSyntheticVocab(t *testing.T) {
 // bytes give the same version, and a vocabulary with more ids than the
 // embedding is refused.
 func TestWriteDir(t *testing.T) {
-	c, err := blip.PresetConfig(blip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := tinyConfig(t)
 	w := blipref.RandomWeights(&c, 4)
 	o := blip.DirOptions{Med: c.Text, Vision: c.Vision, Vocab: blip.SyntheticVocab(), Build: blip.BuildOptions{Fused: true}}
 	var versions []string

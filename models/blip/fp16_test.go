@@ -3,10 +3,8 @@ package blip_test
 import (
 	"errors"
 	"fmt"
-	"math"
 	"testing"
 
-	"github.com/icthp/icthp/internal/blipref"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 )
@@ -27,21 +25,12 @@ import (
 func TestFP16GraphsNearFloat64Reference(t *testing.T) {
 	needORT(t)
 	const n, scoreTol, tokenTol = 4, 5e-3, 1e-2
-	c, err := blip.PresetConfig(blip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := blipref.RandomWeights(&c, 17)
-	px, ids, mask := testInputs(&c, n, 6)
-	ref, refTokens, err := blipref.Scores(&c, w, px, ids, mask, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	T, D := c.Vision.NumTokens(), c.Vision.Width
+	k := newTinyCase(t, n, 17, 6)
+	ref := k.reference(t, false)
 	for _, fused := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fused=%v", fused), func(t *testing.T) {
-			half := convertAndOpen(t, &c, w, blip.BuildOptions{Fused: fused, FP16: true}, models.SessionOptions{MaxBatch: n})
-			float := convertAndOpen(t, &c, w, blip.BuildOptions{Fused: fused}, models.SessionOptions{MaxBatch: n})
+			half := convertAndOpen(t, &k.c, k.w, blip.BuildOptions{Fused: fused, FP16: true}, models.SessionOptions{MaxBatch: n})
+			float := convertAndOpen(t, &k.c, k.w, blip.BuildOptions{Fused: fused}, models.SessionOptions{MaxBatch: n})
 			for _, g := range []struct {
 				name        string
 				half, float int64
@@ -58,33 +47,20 @@ func TestFP16GraphsNearFloat64Reference(t *testing.T) {
 			if half.res.Digest == float.res.Digest {
 				t.Error("fp16 and float conversions have the same digest")
 			}
-			tokens, scores := half.score(t, px, ids, mask, n)
-			worstRel, worstTok, worst := 0.0, 0.0, 0.0
-			for b := 0; b < n; b++ {
-				var dd, rr float64
-				for i := 0; i < T; i++ {
-					for d := 0; d < D; d++ {
-						r := refTokens[b][i][d]
-						e := float64(tokens[(b*T+i)*D+d]) - r
-						dd, rr = dd+e*e, rr+r*r
-						worstTok = math.Max(worstTok, math.Abs(e))
-					}
-				}
-				worstRel = math.Max(worstRel, math.Sqrt(dd/rr))
-				worst = math.Max(worst, math.Abs(float64(scores[b])-ref[b]))
-			}
+			tokens, scores := half.score(t, k.px, k.ids, k.mask, n)
+			got := against(&k.c, tokens, scores, ref)
 			t.Logf("fp16 against float64: image tokens ‖Δ‖/‖ref‖ max %.3g (max |Δ| %.3g), score max |Δ| %.3g (scores %v, reference %v)",
-				worstRel, worstTok, worst, scores, ref)
-			if worstRel > tokenTol {
-				t.Errorf("image tokens: relative error %.3g > %g", worstRel, tokenTol)
+				got.rel, got.tok, got.score, scores, ref.scores)
+			if got.rel > tokenTol {
+				t.Errorf("image tokens: relative error %.3g > %g", got.rel, tokenTol)
 			}
-			if worst > scoreTol {
-				t.Errorf("scores differ by %.3g > %g: onnxruntime %v, reference %v", worst, scoreTol, scores, ref)
+			if got.score > scoreTol {
+				t.Errorf("scores differ by %.3g > %g: onnxruntime %v, reference %v", got.score, scoreTol, scores, ref.scores)
 			}
 			// Not a float32 graph under another name: half precision is
 			// measurably further from the reference than float32 (≤ 1e-5).
-			if worst < 1e-5 && worstRel < 1e-5 {
-				t.Errorf("fp16 graphs as close as float32 ones (score %.3g, tokens %.3g): not half precision?", worst, worstRel)
+			if got.score < 1e-5 && got.rel < 1e-5 {
+				t.Errorf("fp16 graphs as close as float32 ones (score %.3g, tokens %.3g): not half precision?", got.score, got.rel)
 			}
 		})
 	}
@@ -93,10 +69,7 @@ func TestFP16GraphsNearFloat64Reference(t *testing.T) {
 // Int8 weights with fp16 compute is refused with ErrOptions, before anything
 // is written.
 func TestFP16WithInt8Refused(t *testing.T) {
-	c, err := blip.PresetConfig(blip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := tinyConfig(t)
 	w := blip.NewRandom(&c, 1)
 	opts := blip.BuildOptions{FP16: true, Int8: true}
 	if _, err := blip.BuildVision(&c, w, opts); !errors.Is(err, blip.ErrOptions) {

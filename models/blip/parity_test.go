@@ -24,28 +24,87 @@ func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 // order, position_ids as int64.
 func writeOriginal(t testing.TB, c *blip.Config, w blipref.MapWeights, path string) {
 	t.Helper()
-	var ts []checkpoint.NamedTensor
-	for _, p := range blipref.Params(c) {
-		e := w[p.Name]
-		dt := checkpoint.F32
-		if e.Int {
-			dt = checkpoint.I64
-		}
-		ts = append(ts, checkpoint.NamedTensor{Name: p.Name, DType: dt, Shape: e.Shape, Data: e.Data})
-	}
 	// The extra keys a training checkpoint may hold are reported, not used.
-	ts = append(ts, checkpoint.NamedTensor{Name: "blip.temp", DType: checkpoint.F32, Shape: []int64{}, Data: []float32{0.07}})
-	f, err := os.Create(path)
+	temp := checkpoint.NamedTensor{Name: "blip.temp", DType: checkpoint.F32, Shape: []int64{}, Data: []float32{0.07}}
+	if err := blipref.WriteCheckpoint(path, c, w, temp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tinyConfig is the tiny preset.
+func tinyConfig(t testing.TB) blip.Config {
+	t.Helper()
+	c, err := blip.PresetConfig(blip.PresetTiny)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if err := checkpoint.WriteTorchZip(f, "ImageReward", ts); err != nil {
+	return c
+}
+
+// tinyCase is the tiny preset, its random reference weights and n inputs:
+// what the parity, fp16 and int8 tests convert, run and compare.
+type tinyCase struct {
+	c         blip.Config
+	w         blipref.MapWeights
+	n         int
+	px        []float32
+	ids, mask []int64
+}
+
+func newTinyCase(t testing.TB, n int, weightSeed int64, inputSeed uint64) *tinyCase {
+	t.Helper()
+	k := &tinyCase{c: tinyConfig(t), n: n}
+	k.w = blipref.RandomWeights(&k.c, weightSeed)
+	k.px, k.ids, k.mask = testInputs(&k.c, n, inputSeed)
+	return k
+}
+
+// reference is the float64 reference's scores and image tokens of the
+// case's inputs, plain or with the int8 scheme.
+func (k *tinyCase) reference(t testing.TB, int8 bool) scored {
+	t.Helper()
+	scores := blipref.Scores
+	if int8 {
+		scores = blipref.ScoresInt8
+	}
+	ref, tokens, err := scores(&k.c, k.w, k.px, k.ids, k.mask, k.n)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
+	return scored{scores: ref, tokens: tokens}
+}
+
+// scored is a reference's scores and image tokens [item][token][width].
+type scored struct {
+	scores []float64
+	tokens [][][]float64
+}
+
+// diffs is how far image tokens and scores are from a reference's.
+type diffs struct {
+	tok   float64 // max |Δ| of a token value
+	rel   float64 // max over the items of ‖Δ‖/‖ref‖ of their tokens
+	score float64 // max |Δ| of a score
+}
+
+// against compares image tokens [n×T×D] and scores [n] with ref.
+func against(c *blip.Config, tokens, scores []float32, ref scored) diffs {
+	T, D := c.Vision.NumTokens(), c.Vision.Width
+	var out diffs
+	for b := range ref.scores {
+		var dd, rr float64
+		for i := 0; i < T; i++ {
+			for d := 0; d < D; d++ {
+				r := ref.tokens[b][i][d]
+				e := float64(tokens[(b*T+i)*D+d]) - r
+				dd, rr = dd+e*e, rr+r*r
+				out.tok = math.Max(out.tok, math.Abs(e))
+			}
+		}
+		out.rel = math.Max(out.rel, math.Sqrt(dd/rr))
+		out.score = math.Max(out.score, math.Abs(float64(scores[b])-ref.scores[b]))
 	}
+	return out
 }
 
 // testInputs is n images of standard-normal pixels and n token rows of
@@ -126,52 +185,31 @@ func (cv *converted) score(t *testing.T, px []float32, ids, mask []int64, n int)
 func TestCheckpointMatchesFloat64Reference(t *testing.T) {
 	needORT(t)
 	const n, scoreTol, tokenTol = 4, 1e-5, 1e-4
-	c, err := blip.PresetConfig(blip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := blipref.RandomWeights(&c, 21)
+	k := newTinyCase(t, n, 21, 3)
 	path := filepath.Join(t.TempDir(), "ImageReward.pt")
-	writeOriginal(t, &c, w, path)
+	writeOriginal(t, &k.c, k.w, path)
 	sd, err := checkpoint.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sd.Close()
-
-	px, ids, mask := testInputs(&c, n, 3)
-	ref, refTokens, err := blipref.Scores(&c, w, px, ids, mask, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := k.reference(t, false)
 	digests := map[bool]string{}
 	for _, fused := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fused=%v", fused), func(t *testing.T) {
-			cv := convertAndOpen(t, &c, sd, blip.BuildOptions{Fused: fused}, models.SessionOptions{MaxBatch: 3})
+			cv := convertAndOpen(t, &k.c, sd, blip.BuildOptions{Fused: fused}, models.SessionOptions{MaxBatch: 3})
 			if len(cv.res.Notes) != 1 || !strings.Contains(cv.res.Notes[0], "blip.temp") {
 				t.Errorf("notes %q: want the unknown key blip.temp reported", cv.res.Notes)
 			}
 			digests[fused] = cv.res.Digest
-			tokens, scores := cv.score(t, px, ids, mask, n)
-			T, D := c.Vision.NumTokens(), c.Vision.Width
-			worstTok := 0.0
-			for b := 0; b < n; b++ {
-				for i := 0; i < T; i++ {
-					for d := 0; d < D; d++ {
-						worstTok = math.Max(worstTok, math.Abs(float64(tokens[(b*T+i)*D+d])-refTokens[b][i][d]))
-					}
-				}
+			tokens, scores := cv.score(t, k.px, k.ids, k.mask, n)
+			got := against(&k.c, tokens, scores, ref)
+			t.Logf("max |onnxruntime − float64|: image tokens %.3g, score %.3g (scores %v)", got.tok, got.score, scores)
+			if got.tok > tokenTol {
+				t.Errorf("image tokens differ by %g > %g", got.tok, tokenTol)
 			}
-			worst := 0.0
-			for b := 0; b < n; b++ {
-				worst = math.Max(worst, math.Abs(float64(scores[b])-ref[b]))
-			}
-			t.Logf("max |onnxruntime − float64|: image tokens %.3g, score %.3g (scores %v)", worstTok, worst, scores)
-			if worstTok > tokenTol {
-				t.Errorf("image tokens differ by %g > %g", worstTok, tokenTol)
-			}
-			if worst > scoreTol {
-				t.Errorf("scores differ by %g > %g: onnxruntime %v, reference %v", worst, scoreTol, scores, ref)
+			if got.score > scoreTol {
+				t.Errorf("scores differ by %g > %g: onnxruntime %v, reference %v", got.score, scoreTol, scores, ref.scores)
 			}
 		})
 	}
@@ -185,10 +223,7 @@ func TestCheckpointMatchesFloat64Reference(t *testing.T) {
 func TestMaskAndSensitivity(t *testing.T) {
 	needORT(t)
 	const n = 3
-	c, err := blip.PresetConfig(blip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := tinyConfig(t)
 	w := blip.NewRandom(&c, 8)
 	px, ids, mask := testInputs(&c, n, 4)
 	for _, fused := range []bool{false, true} {
@@ -269,10 +304,7 @@ func TestFusedMatchesPlainRealSize(t *testing.T) {
 
 // The folded head is the head.
 func TestFoldHead(t *testing.T) {
-	c, err := blip.PresetConfig(blip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := tinyConfig(t)
 	w := blipref.RandomWeights(&c, 2)
 	vec, beta, err := blip.FoldHead(w, c.Text.HiddenSize)
 	if err != nil {
@@ -299,14 +331,11 @@ func TestFoldHead(t *testing.T) {
 // A checkpoint whose ViT differs from the vision config is refused with a
 // message saying what it holds; missing keys are named.
 func TestConvertErrors(t *testing.T) {
-	c, err := blip.PresetConfig(blip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := tinyConfig(t)
 	w := blipref.RandomWeights(&c, 2)
 	vis := c.Vision
 	vis.Width, vis.NumHeads = 128, 4
-	_, err = blip.Convert(w, c.Text, vis, t.TempDir(), blip.BuildOptions{})
+	_, err := blip.Convert(w, c.Text, vis, t.TempDir(), blip.BuildOptions{})
 	if err == nil || !strings.Contains(err.Error(), "width 64") {
 		t.Errorf("width mismatch: %v", err)
 	}

@@ -2,10 +2,10 @@ package blip
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
-	"math/rand/v2"
 	"strings"
+
+	"github.com/icthp/icthp/models/build"
 )
 
 // Random is a set of seeded random weights for every entry of an ImageReward
@@ -52,40 +52,21 @@ func (r *Random) Float32(name string) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("random weights: no parameter %s", name)
 	}
-	n := 1
-	for _, d := range p.Shape {
-		n *= int(d)
-	}
-	out := make([]float32, n)
 	if p.Int {
+		out := make([]float32, build.Numel(p.Shape))
 		for i := range out {
 			out[i] = float32(i)
 		}
 		return out, nil
 	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	rng := rand.New(rand.NewPCG(r.seed, h.Sum64()))
 	isNorm := strings.Contains(name, "norm") || strings.Contains(name, "LayerNorm")
 	switch {
 	case isNorm && strings.HasSuffix(name, ".weight"):
-		for i := range out {
-			out[i] = float32(1 + 0.1*rng.NormFloat64())
-		}
+		return build.RandomNormal(r.seed, name, p.Shape, 1, 0.1), nil
 	case strings.HasSuffix(name, ".bias"), strings.HasSuffix(name, "pos_embed"), strings.HasSuffix(name, "cls_token"),
 		strings.Contains(name, "_embeddings."):
-		for i := range out {
-			out[i] = float32(0.02 * rng.NormFloat64())
-		}
+		return build.RandomNormal(r.seed, name, p.Shape, 0, 0.02), nil
 	default:
-		fanIn := 1
-		for _, d := range p.Shape[1:] {
-			fanIn *= int(d)
-		}
-		std := 1 / math.Sqrt(float64(fanIn))
-		for i := range out {
-			out[i] = float32(std * rng.NormFloat64())
-		}
+		return build.RandomNormal(r.seed, name, p.Shape, 0, 1/math.Sqrt(float64(build.FanIn(p.Shape)))), nil
 	}
-	return out, nil
 }

@@ -112,3 +112,31 @@ func sameShape(a, b []int64) bool {
 	}
 	return true
 }
+
+// Prepare is the first step of every builder: the options must go together
+// (Check), then each of steps must pass, in order (the configuration's
+// Validate, a Part); the first error is returned.
+func (o Options) Prepare(steps ...func() error) error {
+	if err := o.Check(); err != nil {
+		return err
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Part is a Prepare step: the weights w of one part of a model hold the
+// parameters params() (checked by the builder's CheckWeights), or the error
+// names the part. params is called only when the step runs, after the
+// configuration was validated.
+func Part[W, P any](name string, check func(W, []P) error, w W, params func() []P) func() error {
+	return func() error {
+		if err := check(w, params()); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+}

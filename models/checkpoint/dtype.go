@@ -153,73 +153,49 @@ func encode(dst []byte, src []float32, d DType) error {
 // encodeInt is encode for the integer dtypes: every value must be integral
 // and in the type's range.
 func encodeInt(dst []byte, src []float32, d DType) error {
-	le := binary.LittleEndian
-	checkInt := func(v float32, lo, hi float64) error {
-		f := float64(v)
-		if f != math.Trunc(f) || f < lo || f > hi {
-			return fmt.Errorf("value %v does not fit %s", v, d)
-		}
+	c, ok := intCodecOf(d)
+	if !ok {
 		return nil
 	}
-	switch d {
-	case I64:
-		for i, v := range src {
-			if err := checkInt(v, -(1 << 63), (1<<63)-1); err != nil {
-				return err
-			}
-			le.PutUint64(dst[8*i:], uint64(int64(v)))
+	for i, v := range src {
+		f := float64(v)
+		if f != math.Trunc(f) || f < c.lo || f > c.hi {
+			return fmt.Errorf("value %v does not fit %s", v, d)
 		}
-	case U64:
-		for i, v := range src {
-			if err := checkInt(v, 0, (1<<64)-1); err != nil {
-				return err
-			}
-			le.PutUint64(dst[8*i:], uint64(v))
-		}
-	case I32:
-		for i, v := range src {
-			if err := checkInt(v, math.MinInt32, math.MaxInt32); err != nil {
-				return err
-			}
-			le.PutUint32(dst[4*i:], uint32(int32(v)))
-		}
-	case U32:
-		for i, v := range src {
-			if err := checkInt(v, 0, math.MaxUint32); err != nil {
-				return err
-			}
-			le.PutUint32(dst[4*i:], uint32(v))
-		}
-	case I16:
-		for i, v := range src {
-			if err := checkInt(v, math.MinInt16, math.MaxInt16); err != nil {
-				return err
-			}
-			le.PutUint16(dst[2*i:], uint16(int16(v)))
-		}
-	case U16:
-		for i, v := range src {
-			if err := checkInt(v, 0, math.MaxUint16); err != nil {
-				return err
-			}
-			le.PutUint16(dst[2*i:], uint16(v))
-		}
-	case I8:
-		for i, v := range src {
-			if err := checkInt(v, math.MinInt8, math.MaxInt8); err != nil {
-				return err
-			}
-			dst[i] = byte(int8(v))
-		}
-	case U8:
-		for i, v := range src {
-			if err := checkInt(v, 0, math.MaxUint8); err != nil {
-				return err
-			}
-			dst[i] = byte(v)
-		}
+		c.put(dst[c.size*i:], v)
 	}
 	return nil
+}
+
+// intCodec is how an integer dtype stores a value: its range, its size in
+// bytes and the little-endian write of an integral float32 in range.
+type intCodec struct {
+	lo, hi float64
+	size   int
+	put    func(b []byte, v float32)
+}
+
+func intCodecOf(d DType) (intCodec, bool) {
+	le := binary.LittleEndian
+	switch d {
+	case I64:
+		return intCodec{-(1 << 63), (1 << 63) - 1, 8, func(b []byte, v float32) { le.PutUint64(b, uint64(int64(v))) }}, true
+	case U64:
+		return intCodec{0, (1 << 64) - 1, 8, func(b []byte, v float32) { le.PutUint64(b, uint64(v)) }}, true
+	case I32:
+		return intCodec{math.MinInt32, math.MaxInt32, 4, func(b []byte, v float32) { le.PutUint32(b, uint32(int32(v))) }}, true
+	case U32:
+		return intCodec{0, math.MaxUint32, 4, func(b []byte, v float32) { le.PutUint32(b, uint32(v)) }}, true
+	case I16:
+		return intCodec{math.MinInt16, math.MaxInt16, 2, func(b []byte, v float32) { le.PutUint16(b, uint16(int16(v))) }}, true
+	case U16:
+		return intCodec{0, math.MaxUint16, 2, func(b []byte, v float32) { le.PutUint16(b, uint16(v)) }}, true
+	case I8:
+		return intCodec{math.MinInt8, math.MaxInt8, 1, func(b []byte, v float32) { b[0] = byte(int8(v)) }}, true
+	case U8:
+		return intCodec{0, math.MaxUint8, 1, func(b []byte, v float32) { b[0] = byte(v) }}, true
+	}
+	return intCodec{}, false
 }
 
 // HalfToFloat32 converts IEEE 754 binary16 bits to float32, exactly (subnormals,

@@ -29,6 +29,22 @@ func openBytes(b []byte, name string) (*StateDict, error) {
 	return openReaderAt(bytes.NewReader(b), int64(len(b)), kind, name)
 }
 
+// wantRefused checks that the file b (called name) does not open, with an
+// error that mentions want.
+func wantRefused(t *testing.T, b []byte, name, want string) {
+	t.Helper()
+	s, err := openBytes(b, name)
+	if err == nil {
+		s.Close()
+		t.Errorf("%s: no error", name)
+		return
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("%s: error %q does not mention %q", name, err, want)
+	}
+	t.Logf("%s: %v", name, err)
+}
+
 // readAll reads every tensor, checking the value count; it must not panic.
 func readAll(t testing.TB, s *StateDict) {
 	for _, k := range s.Keys() {
@@ -105,16 +121,7 @@ func TestBadSafetensors(t *testing.T) {
 		"zip without pickle": {zipOf(t, map[string][]byte{"a/version": []byte("3\n")}), "no a/data.pkl"},
 		"torchscript":        {zipOf(t, map[string][]byte{"a/data.pkl": []byte("\x80\x02}."), "a/constants.pkl": nil}), "TorchScript"},
 	} {
-		s, err := openBytes(c.file, name)
-		if err == nil {
-			s.Close()
-			t.Errorf("%s: no error", name)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %q does not mention %q", name, err, c.want)
-		}
-		t.Logf("%s: %v", name, err)
+		wantRefused(t, c.file, name, c.want)
 	}
 	// Valid edge cases: a scalar, an empty tensor, an empty header.
 	for name, file := range map[string][]byte{
@@ -278,16 +285,7 @@ func TestBadTorchZips(t *testing.T) {
 		"stack underflow":   {ok([]byte("\x80\x02R.")), "stack is empty"},
 		"odd dict":          {ok([]byte("\x80\x02(K\x01d.")), "malformed pickle"},
 	} {
-		s, err := openBytes(zipOf(t, c.entries), name)
-		if err == nil {
-			s.Close()
-			t.Errorf("%s: no error", name)
-			continue
-		}
-		if !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %q does not mention %q", name, err, c.want)
-		}
-		t.Logf("%s: %v", name, err)
+		wantRefused(t, zipOf(t, c.entries), name, c.want)
 	}
 
 	// An entry with an unsupported compression method.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -110,6 +111,21 @@ var torchStorageNames = map[DType]string{
 	F32: "FloatStorage", F64: "DoubleStorage", F16: "HalfStorage", BF16: "BFloat16Storage",
 	I64: "LongStorage", I32: "IntStorage", I16: "ShortStorage", I8: "CharStorage",
 	U8: "ByteStorage", Bool: "BoolStorage",
+}
+
+// WriteFile creates the file at path and fills it with write (WriteSafetensors,
+// WriteTorchZip or WriteTorchZipWrapped bound to their tensors). The file is
+// closed either way; the first error is returned.
+func WriteFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // WriteTorchZip writes the tensors as torch.save(OrderedDict) does: a zip

@@ -1,8 +1,7 @@
 package clip
 
 import (
-	"fmt"
-
+	"github.com/icthp/icthp/models/build"
 	og "github.com/icthp/icthp/models/onnxgraph"
 )
 
@@ -19,17 +18,12 @@ const OutputAesthetic = "aesthetic"
 // normalised, like the other image graphs). The head's input width must be
 // the projection width; its keys are HP's (HeadParams).
 func BuildAesthetic(c *Config, backbone, head Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(build.Part("aesthetic backbone", CheckWeights, backbone, c.VisionParams),
+		build.Part("aesthetic head", CheckWeights, head, c.headParams)); err != nil {
 		return nil, err
 	}
-	if err := CheckWeights(backbone, c.VisionParams()); err != nil {
-		return nil, fmt.Errorf("aesthetic backbone: %w", err)
-	}
-	if err := CheckWeights(head, HeadParams(int64(c.ProjectionDim))); err != nil {
-		return nil, fmt.Errorf("aesthetic head: %w", err)
-	}
 	b := newBuilder("aesthetic", combined{backbone, head}, opts)
-	g := b.g
+	g := b.G
 	emb := b.vision(c)
 	// normalized(): a / ‖a‖₂ with a zero norm replaced by 1. Max(‖a‖, tiny)
 	// gives the same zero vector for a zero embedding and the norm otherwise.

@@ -31,66 +31,34 @@ const (
 
 const opset = 17
 
-// builder carries the graph, the weights and the options while a tower is
-// written.
-type builder struct {
-	g    *og.Graph
-	w    Weights
-	opts BuildOptions
-	dt   og.DataType // compute type
-}
+// builder writes CLIP's towers on the shared build.Builder.
+type builder struct{ *build.Builder }
 
 func newBuilder(name string, w Weights, opts BuildOptions) *builder {
-	g, dt := build.NewGraph(name, opset, opts)
-	return &builder{g: g, w: w, opts: opts, dt: dt}
-}
-
-// read returns a Source reading a weight as it is.
-func (b *builder) read(name string) og.Source { return build.Read(b.w, name) }
-
-// readT returns a Source reading a [rows, cols] weight transposed to
-// [cols, rows], as MatMul wants torch's Linear weights.
-func (b *builder) readT(name string, rows, cols int) og.Source {
-	return build.ReadT(b.w, name, rows, cols)
+	return &builder{build.NewBuilder(name, opset, w, opts)}
 }
 
 // linear applies torch's Linear(name): x·Wᵀ + b (bias optional), in float.
 func (b *builder) linear(x, name string, in, out int, bias bool) string {
-	wt := b.g.Weight(name+".weight", []int64{int64(in), int64(out)}, b.readT(name+".weight", out, in))
-	y := b.g.Op("MatMul", []string{x, wt})
+	wt := b.G.Weight(name+".weight", []int64{int64(in), int64(out)}, b.ReadT(name+".weight", out, in))
+	y := b.G.Op("MatMul", []string{x, wt})
 	if bias {
-		y = b.g.Op("Add", []string{y, b.g.Weight(name+".bias", []int64{int64(out)}, b.read(name+".bias"))})
+		y = b.G.Op("Add", []string{y, b.G.Weight(name+".bias", []int64{int64(out)}, b.Read(name+".bias"))})
 	}
 	return y
 }
 
-// layerMatMul is x·W for a weight inside a transformer layer, given as an
-// [in, out] Source (already transposed): a MatMul, or with Int8 a
-// DynamicQuantizeMatMul over the int8 codes of W. bias, when not "", is the
-// name of the [out] bias weight (read from bias) added to the product; it
-// is written after the weight, as linear does, so that float graphs keep
-// their weight order and version.
-func (b *builder) layerMatMul(x, name string, in, out int, wt og.Source, biasName string, bias og.Source) string {
-	return b.g.MatMulWeight(x, name, in, out, wt, biasName, bias, b.opts.Int8)
-}
-
-// layerLinear is linear for a Linear inside a transformer layer (see
-// layerMatMul).
-func (b *builder) layerLinear(x, name string, in, out int) string {
-	return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), name+".bias", b.read(name+".bias"))
-}
-
 func (b *builder) layerNorm(x, name string, h int, eps float64) string {
-	gamma := b.g.Weight(name+".weight", []int64{int64(h)}, b.read(name+".weight"))
-	beta := b.g.Weight(name+".bias", []int64{int64(h)}, b.read(name+".bias"))
-	return b.g.Op("LayerNormalization", []string{x, gamma, beta}, og.AttrInt("axis", -1), og.AttrFloat("epsilon", float32(eps)))
+	gamma := b.G.Weight(name+".weight", []int64{int64(h)}, b.Read(name+".weight"))
+	beta := b.G.Weight(name+".bias", []int64{int64(h)}, b.Read(name+".bias"))
+	return b.G.Op("LayerNormalization", []string{x, gamma, beta}, og.AttrInt("axis", -1), og.AttrFloat("epsilon", float32(eps)))
 }
 
-func (b *builder) scalar(v float64) string { return b.g.ConstFloat("c", []int64{}, float32(v)) }
+func (b *builder) scalar(v float64) string { return b.G.ConstFloat("c", []int64{}, float32(v)) }
 
 // activation decomposes the MLP non-linearity into standard operators.
 func (b *builder) activation(x string, act Activation) string {
-	g := b.g
+	g := b.G
 	switch act {
 	case QuickGELU:
 		return g.Op("Mul", []string{x, g.Op("Sigmoid", []string{g.Op("Mul", []string{x, b.scalar(1.702)})})})
@@ -112,7 +80,7 @@ func (b *builder) qkv(prefix string, h int) (og.Source, og.Source) {
 	w := func() ([]float32, error) {
 		out := make([]float32, h*3*h)
 		for j, p := range []string{"q_proj", "k_proj", "v_proj"} {
-			v, err := b.w.Float32(prefix + p + ".weight")
+			v, err := b.W.Float32(prefix + p + ".weight")
 			if err != nil {
 				return nil, err
 			}
@@ -128,7 +96,7 @@ func (b *builder) qkv(prefix string, h int) (og.Source, og.Source) {
 	bias := func() ([]float32, error) {
 		out := make([]float32, 0, 3*h)
 		for _, p := range []string{"q_proj", "k_proj", "v_proj"} {
-			v, err := b.w.Float32(prefix + p + ".bias")
+			v, err := b.W.Float32(prefix + p + ".bias")
 			if err != nil {
 				return nil, err
 			}
@@ -142,25 +110,25 @@ func (b *builder) qkv(prefix string, h int) (og.Source, og.Source) {
 // encoder writes the transformer layers over x ([B, S, H]) and returns the
 // residual stream after the last layer.
 func (b *builder) encoder(x, prefix string, t *TowerConfig, seq int, causal bool) string {
-	if len(b.opts.Fuse) > 0 {
+	if len(b.Opts.Fuse) > 0 {
 		return b.encoderKinds(x, prefix, t, seq, causal)
 	}
-	if b.opts.Fused {
+	if b.Opts.Fused {
 		return b.encoderFused(x, prefix, t, seq, causal)
 	}
-	g := b.g
+	g := b.G
 	h := t.HiddenSize
 	attn := b.newAttention(t, seq, causal)
 	for l := 0; l < t.NumLayers; l++ {
 		p := prefix + ".encoder.layers." + strconv.Itoa(l) + "."
 		y := b.layerNorm(x, p+"layer_norm1", h, t.LayerNormEps)
 		ws, bs := b.qkv(p+"self_attn.", h)
-		qkv := b.layerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs)
+		qkv := b.LayerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs)
 		a := attn.apply(p, qkv)
-		x = g.Op("Add", []string{x, b.layerLinear(a, p+"self_attn.out_proj", h, h)})
+		x = g.Op("Add", []string{x, b.LayerLinear(a, p+"self_attn.out_proj", h, h)})
 		y = b.layerNorm(x, p+"layer_norm2", h, t.LayerNormEps)
-		m := b.activation(b.layerLinear(y, p+"mlp.fc1", h, t.IntermediateSize), t.HiddenAct)
-		x = g.Op("Add", []string{x, b.layerLinear(m, p+"mlp.fc2", t.IntermediateSize, h)})
+		m := b.activation(b.LayerLinear(y, p+"mlp.fc1", h, t.IntermediateSize), t.HiddenAct)
+		x = g.Op("Add", []string{x, b.LayerLinear(m, p+"mlp.fc2", t.IntermediateSize, h)})
 	}
 	return x
 }
@@ -175,7 +143,7 @@ type attention struct {
 }
 
 func (b *builder) newAttention(t *TowerConfig, seq int, causal bool) *attention {
-	g := b.g
+	g := b.G
 	h, heads, hd := t.HiddenSize, t.NumHeads, t.HeadDim()
 	a := &attention{b: b,
 		headShape:  g.ConstInt64("head_shape", []int64{4}, 0, 0, int64(heads), int64(hd)),
@@ -187,7 +155,7 @@ func (b *builder) newAttention(t *TowerConfig, seq int, causal bool) *attention 
 		// transformers 4.27 fills the upper triangle with the dtype's minimum.
 		m := make([]float32, seq*seq)
 		minv := float32(-math.MaxFloat32)
-		if b.opts.FP16 {
+		if b.Opts.FP16 {
 			minv = -65504
 		}
 		for i := 0; i < seq; i++ {
@@ -202,7 +170,7 @@ func (b *builder) newAttention(t *TowerConfig, seq int, causal bool) *attention 
 
 // apply returns the merged heads [B, S, H] of layer p.
 func (a *attention) apply(p, qkv string) string {
-	g := a.b.g
+	g := a.b.G
 	outs := []string{p + "q", p + "k", p + "v"}
 	g.Node("", "Split", []string{qkv, a.split}, outs, og.AttrInt("axis", 2))
 	q := g.Op("Transpose", []string{g.Op("Reshape", []string{g.Op("Mul", []string{outs[0], a.scale}), a.headShape})}, og.AttrInts("perm", 0, 2, 1, 3))
@@ -221,27 +189,27 @@ func (a *attention) apply(p, qkv string) string {
 // SkipLayerNormalization folding each residual add and bias into the next
 // LayerNorm.
 func (b *builder) encoderFused(x, prefix string, t *TowerConfig, seq int, causal bool) string {
-	g := b.g
+	g := b.G
 	h, inter := t.HiddenSize, t.IntermediateSize
 	uni := int64(0)
 	if causal {
 		uni = 1
 	}
 	ln := func(name string) (string, string) {
-		return g.Weight(name+".weight", []int64{int64(h)}, b.read(name+".weight")),
-			g.Weight(name+".bias", []int64{int64(h)}, b.read(name+".bias"))
+		return g.Weight(name+".weight", []int64{int64(h)}, b.Read(name+".weight")),
+			g.Weight(name+".bias", []int64{int64(h)}, b.Read(name+".bias"))
 	}
 	matmulT := func(x, name string, in, out int) string {
-		return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), "", nil)
+		return b.LayerMatMul(x, name+".weight", in, out, b.ReadT(name+".weight", out, in), "", nil)
 	}
 	var attn *attention
-	if b.opts.Int8 {
+	if b.Opts.Int8 {
 		// com.microsoft.Attention takes float weights: with int8 ones the
 		// projection is a DynamicQuantizeMatMul and the rest plain operators.
 		attn = b.newAttention(t, seq, causal)
 	}
 	bias := func(name string, n int) string {
-		return g.Weight(name+".bias", []int64{int64(n)}, b.read(name+".bias"))
+		return g.Weight(name+".bias", []int64{int64(n)}, b.Read(name+".bias"))
 	}
 	eps := og.AttrFloat("epsilon", float32(t.LayerNormEps))
 	// The first LayerNorm has no residual to fold.
@@ -251,7 +219,7 @@ func (b *builder) encoderFused(x, prefix string, t *TowerConfig, seq int, causal
 		ws, bs := b.qkv(p+"self_attn.", h)
 		var a string
 		if attn != nil {
-			a = attn.apply(p, b.layerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs))
+			a = attn.apply(p, b.LayerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs))
 		} else {
 			wqkv := g.Weight(p+"self_attn.qkv.weight", []int64{int64(h), int64(3 * h)}, ws)
 			bqkv := g.Weight(p+"self_attn.qkv.bias", []int64{int64(3 * h)}, bs)
@@ -284,19 +252,19 @@ func (b *builder) encoderFused(x, prefix string, t *TowerConfig, seq int, causal
 }
 
 // toCompute casts a float32 graph input to the compute type.
-func (b *builder) toCompute(x string) string { return build.ToCompute(b.g, b.dt, x) }
+func (b *builder) toCompute(x string) string { return build.ToCompute(b.G, b.DT, x) }
 
 // output names a float32 graph output.
-func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.g, b.dt, x, name, dims...) }
+func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.G, b.DT, x, name, dims...) }
 
 // vision writes get_image_features from pixel_values and returns the
 // image_embeds value (compute type).
 func (b *builder) vision(c *Config) string {
-	g, v := b.g, &c.Vision
+	g, v := b.G, &c.Vision
 	h, p, n := v.HiddenSize, v.PatchSize, c.NumPatches()
-	px := build.PixelInput(g, b.dt, b.opts, InputPixels, og.P("batch"), og.D(int64(v.NumChannels)), og.D(int64(v.ImageSize)), og.D(int64(v.ImageSize)))
+	px := build.PixelInput(g, b.DT, b.Opts, InputPixels, og.P("batch"), og.D(int64(v.NumChannels)), og.D(int64(v.ImageSize)), og.D(int64(v.ImageSize)))
 	patchW := g.Weight("vision_model.embeddings.patch_embedding.weight", []int64{int64(h), int64(v.NumChannels), int64(p), int64(p)},
-		b.read("vision_model.embeddings.patch_embedding.weight"))
+		b.Read("vision_model.embeddings.patch_embedding.weight"))
 	x := g.Op("Conv", []string{px, patchW}, og.AttrInts("kernel_shape", int64(p), int64(p)), og.AttrInts("strides", int64(p), int64(p)))
 	x = g.Op("Reshape", []string{x, g.ConstInt64("shape", []int64{3}, 0, int64(h), -1)})
 	x = g.Op("Transpose", []string{x}, og.AttrInts("perm", 0, 2, 1))
@@ -305,11 +273,11 @@ func (b *builder) vision(c *Config) string {
 	// without shape arithmetic on the batch size.
 	x = g.Op("Pad", []string{x, g.ConstInt64("pads", []int64{6}, 0, 1, 0, 0, 0, 0)})
 	emb := g.Weight("vision_model.embeddings.class_and_position", []int64{1, int64(n + 1), int64(h)}, func() ([]float32, error) {
-		pos, err := b.w.Float32("vision_model.embeddings.position_embedding.weight")
+		pos, err := b.W.Float32("vision_model.embeddings.position_embedding.weight")
 		if err != nil {
 			return nil, err
 		}
-		cls, err := b.w.Float32("vision_model.embeddings.class_embedding")
+		cls, err := b.W.Float32("vision_model.embeddings.class_embedding")
 		if err != nil {
 			return nil, err
 		}
@@ -330,15 +298,12 @@ func (b *builder) vision(c *Config) string {
 // BuildVision writes the vision tower and projection: pixel_values
 // [batch, C, S, S] → image_embeds [batch, projection_dim].
 func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(build.Part("vision tower", CheckWeights, w, c.VisionParams)); err != nil {
 		return nil, err
-	}
-	if err := CheckWeights(w, c.VisionParams()); err != nil {
-		return nil, fmt.Errorf("vision tower: %w", err)
 	}
 	b := newBuilder("clip_vision", w, opts)
 	b.output(b.vision(c), OutputImage, og.P("batch"), og.D(int64(c.ProjectionDim)))
-	return b.g, nil
+	return b.G, nil
 }
 
 // BuildText writes the text tower and projection: input_ids [batch,
@@ -346,21 +311,18 @@ func BuildVision(c *Config, w Weights, opts BuildOptions) (*og.Graph, error) {
 // occurrence of the largest id (the first end-of-text token), as
 // transformers 4.27 does.
 func BuildText(c *Config, w Weights, contextLength int, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(build.Part("text tower", CheckWeights, w, c.TextParams)); err != nil {
 		return nil, err
-	}
-	if err := CheckWeights(w, c.TextParams()); err != nil {
-		return nil, fmt.Errorf("text tower: %w", err)
 	}
 	t := &c.Text
 	if contextLength <= 0 || contextLength > t.MaxPositions {
 		return nil, fmt.Errorf("text tower: context length %d outside 1..%d", contextLength, t.MaxPositions)
 	}
 	b := newBuilder("clip_text", w, opts)
-	g := b.g
+	g := b.G
 	h := t.HiddenSize
 	ids := g.Input(InputIDs, og.Int64, og.P("batch"), og.D(int64(contextLength)))
-	tok := g.Weight("text_model.embeddings.token_embedding.weight", []int64{int64(t.VocabSize), int64(h)}, b.read("text_model.embeddings.token_embedding.weight"))
+	tok := g.Weight("text_model.embeddings.token_embedding.weight", []int64{int64(t.VocabSize), int64(h)}, b.Read("text_model.embeddings.token_embedding.weight"))
 	pos := g.Weight("text_model.embeddings.position_embedding.weight", []int64{int64(contextLength), int64(h)}, func() ([]float32, error) {
 		v, err := w.Float32("text_model.embeddings.position_embedding.weight")
 		if err != nil {
@@ -399,14 +361,9 @@ func (c combined) Float32(name string) ([]float32, error) {
 // five Linear layers of the head (no activations; dropouts are identity at
 // inference). Outputs hp_logit [batch] and image_embeds [batch, D].
 func BuildHP(c *Config, backbone, head Weights, opts BuildOptions) (*og.Graph, error) {
-	if err := opts.Check(); err != nil {
+	if err := opts.Prepare(build.Part("hp backbone", CheckWeights, backbone, c.VisionParams),
+		build.Part("hp head", CheckWeights, head, c.headParams)); err != nil {
 		return nil, err
-	}
-	if err := CheckWeights(backbone, c.VisionParams()); err != nil {
-		return nil, fmt.Errorf("hp backbone: %w", err)
-	}
-	if err := CheckWeights(head, HeadParams(int64(c.ProjectionDim))); err != nil {
-		return nil, fmt.Errorf("hp head: %w", err)
 	}
 	b := newBuilder("hp", combined{backbone, head}, opts)
 	emb := b.vision(c)
@@ -416,8 +373,8 @@ func BuildHP(c *Config, backbone, head Weights, opts BuildOptions) (*og.Graph, e
 		x = b.linear(x, headPrefix+k, in, out, true)
 		in = out
 	}
-	x = b.g.Op("Reshape", []string{x, b.g.ConstInt64("flat", []int64{1}, -1)})
+	x = b.G.Op("Reshape", []string{x, b.G.ConstInt64("flat", []int64{1}, -1)})
 	b.output(x, OutputHPLogi, og.P("batch"))
 	b.output(emb, OutputImage, og.P("batch"), og.D(int64(c.ProjectionDim)))
-	return b.g, nil
+	return b.G, nil
 }

@@ -47,27 +47,27 @@ func ParseFuse(s string) ([]FusedKind, error) {
 	return out, nil
 }
 
-func (b *builder) fuses(k FusedKind) bool { return slices.Contains(b.opts.Fuse, k) }
+func (b *builder) fuses(k FusedKind) bool { return slices.Contains(b.Opts.Fuse, k) }
 
 // encoderKinds is encoder with the fused kinds of opts.Fuse and plain
 // operators for the rest. Every combination computes the same function as
 // encoder; with all of attention, skiplayernorm and gelu it is the graph
 // encoderFused writes.
 func (b *builder) encoderKinds(x, prefix string, t *TowerConfig, seq int, causal bool) string {
-	g := b.g
+	g := b.G
 	h, inter := t.HiddenSize, t.IntermediateSize
 	bias := func(name string, n int) string {
-		return g.Weight(name+".bias", []int64{int64(n)}, b.read(name+".bias"))
+		return g.Weight(name+".bias", []int64{int64(n)}, b.Read(name+".bias"))
 	}
 	matmulT := func(x, name string, in, out int) string {
-		return b.layerMatMul(x, name+".weight", in, out, b.readT(name+".weight", out, in), "", nil)
+		return b.LayerMatMul(x, name+".weight", in, out, b.ReadT(name+".weight", out, in), "", nil)
 	}
 	// residual adds delta and its bias to the stream x and returns the
 	// LayerNorm ln of the sum (ln "" for none) and the sum.
 	residual := func(delta, biasName string, n int, ln string) (string, string) {
 		if ln != "" && b.fuses(FuseSkipLN) {
-			gamma := g.Weight(ln+".weight", []int64{int64(h)}, b.read(ln+".weight"))
-			beta := g.Weight(ln+".bias", []int64{int64(h)}, b.read(ln+".bias"))
+			gamma := g.Weight(ln+".weight", []int64{int64(h)}, b.Read(ln+".weight"))
+			beta := g.Weight(ln+".bias", []int64{int64(h)}, b.Read(ln+".bias"))
 			outs := g.OpMS("SkipLayerNormalization", []string{delta, x, gamma, beta, bias(biasName, n)}, 4,
 				og.AttrFloat("epsilon", float32(t.LayerNormEps)))
 			return outs[0], outs[3]
@@ -102,7 +102,7 @@ func (b *builder) encoderKinds(x, prefix string, t *TowerConfig, seq int, causal
 // attentionKind is the self-attention of layer p over y in the form the
 // options ask for: merged heads [B, S, H] before out_proj.
 func (b *builder) attentionKind(y, p string, t *TowerConfig, causal bool, plain *attention) string {
-	g := b.g
+	g := b.G
 	h := t.HiddenSize
 	ws, bs := b.qkv(p+"self_attn.", h)
 	switch {
@@ -116,17 +116,17 @@ func (b *builder) attentionKind(y, p string, t *TowerConfig, causal bool, plain 
 		return g.OpMS("Attention", []string{y, wqkv, bqkv}, 1,
 			og.AttrInt("num_heads", int64(t.NumHeads)), og.AttrInt("unidirectional", uni))[0]
 	case b.fuses(FuseMHA) && !causal:
-		qkv := b.layerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs)
+		qkv := b.LayerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs)
 		outs := []string{p + "q", p + "k", p + "v"}
 		g.Node("", "Split", []string{qkv, plain.split}, outs, og.AttrInt("axis", 2))
 		return g.OpMS("MultiHeadAttention", outs, 1, og.AttrInt("num_heads", int64(t.NumHeads)))[0]
 	}
-	return plain.apply(p, b.layerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs))
+	return plain.apply(p, b.LayerMatMul(y, p+"self_attn.qkv.weight", h, 3*h, ws, p+"self_attn.qkv.bias", bs))
 }
 
 // biasActivation is the MLP's bias add and activation as one contrib node.
 func (b *builder) biasActivation(m, bias string, act Activation) string {
-	g := b.g
+	g := b.G
 	switch act {
 	case GELU:
 		return g.OpMS("BiasGelu", []string{m, bias}, 1)[0]

@@ -2,14 +2,12 @@ package clip_test
 
 import (
 	"errors"
-	"math"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/icthp/icthp/internal/clipref"
 	"github.com/icthp/icthp/models/clip"
 )
 
@@ -41,7 +39,6 @@ func contribKinds(t *testing.T, path string) []string {
 func TestFusedKindsMatchFloat64Reference(t *testing.T) {
 	needORT(t)
 	const n = 3
-	gelu := map[clip.Activation]string{clip.GELU: "BiasGelu", clip.QuickGELU: "QuickGelu"}
 	cases := []struct {
 		fuse     string
 		fp16     bool
@@ -67,59 +64,40 @@ func TestFusedKindsMatchFloat64Reference(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				c := tinyConfig(t, act)
-				w := clip.NewRandom(&c, 11, true)
-				px, ids := inputs(n, 77, 5)
-				g := buildGraphs(t, &c, w, clip.BuildOptions{Fuse: kinds, FP16: tc.fp16})
-				want := func(ks []string) []string {
-					out := []string{}
-					for _, k := range ks {
-						if k == "" {
-							k = gelu[act]
-						}
-						out = append(out, k)
-					}
-					slices.Sort(out)
-					return out
+				r := runTiny(t, act, n, clip.BuildOptions{Fuse: kinds, FP16: tc.fp16}, runMode{})
+				if got, want := contribKinds(t, r.g.vision), wantKinds(tc.image, act); !slices.Equal(got, want) {
+					t.Errorf("vision graph has contrib nodes %v, want %v", got, want)
 				}
-				if got := contribKinds(t, g.vision); !slices.Equal(got, want(tc.image)) {
-					t.Errorf("vision graph has contrib nodes %v, want %v", got, want(tc.image))
+				if got, want := contribKinds(t, r.g.text), wantKinds(tc.text, act); !slices.Equal(got, want) {
+					t.Errorf("text graph has contrib nodes %v, want %v", got, want)
 				}
-				if got := contribKinds(t, g.text); !slices.Equal(got, want(tc.text)) {
-					t.Errorf("text graph has contrib nodes %v, want %v", got, want(tc.text))
-				}
-				img := runVision(t, g.vision, px, n, clip.OutputImage)[0]
-				hp := runVision(t, g.hp, px, n, clip.OutputHPLogi)[0]
-				ts := openSession(t, g.text, clip.InputIDs, clip.OutputText)
-				var txt []float32
-				for i := 0; i < n; i++ {
-					txt = append(txt, run(t, ts.RunInt64, ids[i*77:(i+1)*77])...)
-				}
-				refImg, refTxt := references(t, &c, w, px, ids, n, false)
-				d := c.ProjectionDim
-				worst, worstCos, worstLogit := 0.0, 1.0, 0.0
-				for i := 0; i < n; i++ {
-					for j := 0; j < d; j++ {
-						worst = max(worst, math.Abs(float64(img[i*d+j])-refImg[i][j]), math.Abs(float64(txt[i*d+j])-refTxt[i][j]))
-					}
-					worstCos = min(worstCos, cosine(img[i*d:(i+1)*d], refImg[i]), cosine(txt[i*d:(i+1)*d], refTxt[i]))
-					logit, err := clipref.HPLogit(w, refImg[i])
-					if err != nil {
-						t.Fatal(err)
-					}
-					worstLogit = max(worstLogit, math.Abs(float64(hp[i])-logit))
-				}
-				t.Logf("against float64: max |Δ| %.3g, 1 − cosine %.3g, hp_logit |Δ| %.3g", worst, 1-worstCos, worstLogit)
+				got := r.against(t, r.references(t, false))
+				t.Logf("against float64: max |Δ| %.3g, 1 − cosine %.3g, hp_logit |Δ| %.3g", got.abs, 1-got.cos, got.logit)
 				if tc.fp16 {
-					if 1-worstCos > tc.cos || worstLogit > 5e-3 {
-						t.Errorf("1 − cosine %.3g (want ≤ %g), hp_logit |Δ| %.3g (want ≤ 5e-3)", 1-worstCos, tc.cos, worstLogit)
+					if 1-got.cos > tc.cos || got.logit > 5e-3 {
+						t.Errorf("1 − cosine %.3g (want ≤ %g), hp_logit |Δ| %.3g (want ≤ 5e-3)", 1-got.cos, tc.cos, got.logit)
 					}
-				} else if worst > tc.tol || worstLogit > tc.tol {
-					t.Errorf("max |Δ| %.3g, hp_logit |Δ| %.3g: want ≤ %g", worst, worstLogit, tc.tol)
+				} else if got.abs > tc.tol || got.logit > tc.tol {
+					t.Errorf("max |Δ| %.3g, hp_logit |Δ| %.3g: want ≤ %g", got.abs, got.logit, tc.tol)
 				}
 			})
 		}
 	}
+}
+
+// wantKinds is the sorted list of contrib kinds ks, "" standing for the
+// fused form of activation act.
+func wantKinds(ks []string, act clip.Activation) []string {
+	gelu := map[clip.Activation]string{clip.GELU: "BiasGelu", clip.QuickGELU: "QuickGelu"}
+	out := []string{}
+	for _, k := range ks {
+		if k == "" {
+			k = gelu[act]
+		}
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func TestParseFuse(t *testing.T) {

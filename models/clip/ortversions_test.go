@@ -90,7 +90,8 @@ func scoreWithThisORT(t *testing.T, want, out string) {
 	c := tinyConfig(t, clip.GELU)
 	w := clip.NewRandom(&c, 11, true)
 	px, ids := inputs(n, 77, 5)
-	refImg, refTxt := references(t, &c, w, px, ids, n, false)
+	ref := references(t, &c, w, px, ids, n, false)
+	refImg, refTxt := ref.img, ref.txt
 	var first []float32
 	for _, tc := range []struct {
 		opts clip.BuildOptions
@@ -118,7 +119,7 @@ func scoreWithThisORT(t *testing.T, want, out string) {
 		}
 	}
 	g := buildGraphs(t, &c, w, clip.BuildOptions{Int8: true})
-	q, _ := references(t, &c, w, px, ids, n, true)
+	q := references(t, &c, w, px, ids, n, true).img
 	per := len(px) / n
 	for i := 0; i < n; i++ {
 		img := runWith(t, g.vision, clip.InputPixels, clip.OutputImage, models.SessionOptions{IntraOpThreads: 2}, px[i*per:(i+1)*per], nil, 1)

@@ -82,6 +82,9 @@ var headWidths = []int64{1024, 128, 64, 16, 1}
 // dropouts between them hold no parameters).
 var headKeys = []string{"layers.0", "layers.2", "layers.4", "layers.6", "layers.7"}
 
+// headParams is HeadParams of the projection width.
+func (c *Config) headParams() []Param { return HeadParams(int64(c.ProjectionDim)) }
+
 // HeadParams lists the HP head's parameters for input width d.
 func HeadParams(d int64) []Param {
 	var ps []Param

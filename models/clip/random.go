@@ -2,11 +2,11 @@ package clip
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math"
-	"math/rand/v2"
 	"sort"
 	"strings"
+
+	"github.com/icthp/icthp/models/build"
 )
 
 // Preset names a real CLIP size for tests, demos and benchmarks.
@@ -23,33 +23,36 @@ const (
 // Presets lists them in size order.
 var Presets = []Preset{PresetTiny, PresetViTB32, PresetViTL14, PresetViTH14}
 
+// towerSize is a tower's width, depth, heads and MLP width.
+type towerSize struct{ hidden, layers, heads, inter int }
+
+// presetSizes are the presets' towers, projection width and patch size.
+var presetSizes = map[Preset]struct {
+	vision, text      towerSize
+	projection, patch int
+}{
+	PresetTiny:   {towerSize{64, 2, 4, 256}, towerSize{64, 2, 4, 256}, 32, 32},
+	PresetViTB32: {towerSize{768, 12, 12, 3072}, towerSize{512, 12, 8, 2048}, 512, 32},
+	PresetViTL14: {towerSize{1024, 24, 16, 4096}, towerSize{768, 12, 12, 3072}, 768, 14},
+	PresetViTH14: {towerSize{1280, 32, 16, 5120}, towerSize{1024, 24, 16, 4096}, 1024, 14},
+}
+
 // PresetConfig returns the architecture of a preset. vit-h-14 is the base of
 // ICT and HP (laion/CLIP-ViT-H-14-laion2B-s32B-b79K); all use exact GELU as
 // the LAION models do. tiny keeps the real image size, patch grid kind,
 // vocabulary size and context length so that it exercises the real
 // preprocessing and tokenizer, with small widths and two layers.
 func PresetConfig(p Preset) (Config, error) {
-	tower := func(h, layers, heads, inter int) TowerConfig {
-		return TowerConfig{HiddenSize: h, NumLayers: layers, NumHeads: heads, IntermediateSize: inter,
-			HiddenAct: GELU, LayerNormEps: 1e-5}
-	}
-	var c Config
-	switch p {
-	case PresetTiny:
-		c = Config{Vision: tower(64, 2, 4, 256), Text: tower(64, 2, 4, 256), ProjectionDim: 32}
-		c.Vision.PatchSize = 32
-	case PresetViTB32:
-		c = Config{Vision: tower(768, 12, 12, 3072), Text: tower(512, 12, 8, 2048), ProjectionDim: 512}
-		c.Vision.PatchSize = 32
-	case PresetViTL14:
-		c = Config{Vision: tower(1024, 24, 16, 4096), Text: tower(768, 12, 12, 3072), ProjectionDim: 768}
-		c.Vision.PatchSize = 14
-	case PresetViTH14:
-		c = Config{Vision: tower(1280, 32, 16, 5120), Text: tower(1024, 24, 16, 4096), ProjectionDim: 1024}
-		c.Vision.PatchSize = 14
-	default:
+	s, ok := presetSizes[p]
+	if !ok {
 		return Config{}, fmt.Errorf("unknown preset %q (want one of %v)", p, Presets)
 	}
+	tower := func(t towerSize) TowerConfig {
+		return TowerConfig{HiddenSize: t.hidden, NumLayers: t.layers, NumHeads: t.heads, IntermediateSize: t.inter,
+			HiddenAct: GELU, LayerNormEps: 1e-5}
+	}
+	c := Config{Vision: tower(s.vision), Text: tower(s.text), ProjectionDim: s.projection}
+	c.Vision.PatchSize = s.patch
 	c.Vision.ImageSize, c.Vision.NumChannels = 224, 3
 	c.Text.VocabSize, c.Text.MaxPositions = 49408, 77
 	return c, c.Validate()
@@ -61,12 +64,12 @@ func PresetConfig(p Preset) (Config, error) {
 // order of reads, and a ViT-H-14 needs no memory until a tensor is asked for.
 type Random struct {
 	seed   uint64
-	shapes map[string][]int64
+	shapes build.Shapes
 }
 
 // NewRandom covers the CLIP parameters of c and, with head, the HP head's.
 func NewRandom(c *Config, seed uint64, head bool) *Random {
-	r := &Random{seed: seed, shapes: map[string][]int64{}}
+	r := &Random{seed: seed, shapes: build.Shapes{}}
 	for _, p := range c.Params() {
 		r.shapes[p.Name] = p.Shape
 	}
@@ -89,50 +92,49 @@ func (r *Random) Keys() []string {
 }
 
 // Shape implements Weights.
-func (r *Random) Shape(name string) ([]int64, bool) {
-	s, ok := r.shapes[name]
-	return s, ok
-}
+func (r *Random) Shape(name string) ([]int64, bool) { return r.shapes.Shape(name) }
 
 // Float32 implements Weights. LayerNorm scales are near 1, biases and
 // embeddings small, matrices scaled by 1/√fan_in so that activations keep
 // their size through deep towers.
 func (r *Random) Float32(name string) ([]float32, error) {
-	shape, ok := r.shapes[name]
-	if !ok {
-		return nil, fmt.Errorf("random weights: no parameter %s", name)
+	shape, err := r.shapes.Need(name, "random weights")
+	if err != nil {
+		return nil, err
 	}
-	n := 1
-	for _, d := range shape {
-		n *= int(d)
-	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	rng := rand.New(rand.NewPCG(r.seed, h.Sum64()))
-	out := make([]float32, n)
 	isNorm := strings.Contains(name, "norm") || strings.Contains(name, "layrnorm")
+	return RandomParam(r.seed, name, shape, RandomKind{
+		Norm:  isNorm && strings.HasSuffix(name, ".weight"),
+		Small: strings.HasSuffix(name, ".bias") || strings.Contains(name, "embedding"),
+		FanIn: build.FanIn(shape),
+	}), nil
+}
+
+// RandomKind is what a random CLIP parameter is, under whichever names
+// (transformers', open_clip's) the weights use.
+type RandomKind struct {
+	Norm  bool // a LayerNorm scale
+	Small bool // a bias or an embedding
+	FanIn int  // a matrix's input width
+}
+
+// RandomParam is the value of a random CLIP parameter (Random, and
+// openclip.Random under open_clip's names): logit_scale log(1/0.07), a
+// LayerNorm scale 1 + 0.1·N(0,1), a bias or embedding 0.02·N(0,1), a matrix
+// N(0,1)/√fan_in (build.RandomNormal).
+func RandomParam(seed uint64, name string, shape []int64, k RandomKind) []float32 {
 	switch {
 	case name == "logit_scale":
+		out := make([]float32, build.Numel(shape))
 		out[0] = float32(math.Log(1 / 0.07))
-	case isNorm && strings.HasSuffix(name, ".weight"):
-		for i := range out {
-			out[i] = float32(1 + 0.1*rng.NormFloat64())
-		}
-	case strings.HasSuffix(name, ".bias"), strings.Contains(name, "embedding"):
-		for i := range out {
-			out[i] = float32(0.02 * rng.NormFloat64())
-		}
+		return out
+	case k.Norm:
+		return build.RandomNormal(seed, name, shape, 1, 0.1)
+	case k.Small:
+		return build.RandomNormal(seed, name, shape, 0, 0.02)
 	default:
-		fanIn := 1
-		for _, d := range shape[1:] {
-			fanIn *= int(d)
-		}
-		std := 1 / math.Sqrt(float64(fanIn))
-		for i := range out {
-			out[i] = float32(std * rng.NormFloat64())
-		}
+		return build.RandomNormal(seed, name, shape, 0, 1/math.Sqrt(float64(k.FanIn)))
 	}
-	return out, nil
 }
 
 // Bytes is the float32 size of all parameters, for planning.

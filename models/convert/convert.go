@@ -316,12 +316,8 @@ func CLIP(o CLIPOptions) (*models.Manifest, error) {
 	if vocab == "" {
 		return nil, errors.New("no tokenizer vocabulary in the checkpoint or base folder: give --tokenizer FILE (bpe_simple_vocab_16e6.txt.gz, tokenizer.json or vocab.json)")
 	}
-	if o.Base == "" {
-		if miss := missing(src.keys, c.Params()); len(miss) > 0 {
-			return nil, fmt.Errorf("checkpoint lacks %s: give the base checkpoint with --base", summarise(miss))
-		}
-	} else {
-		src.notes = append(src.notes, reportMissing(src.keys, c.Params())...)
+	if err := src.needAll(c.Params(), o.Base != "", "checkpoint"); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
@@ -363,6 +359,33 @@ func CLIP(o CLIPOptions) (*models.Manifest, error) {
 	return m, models.WriteManifest(o.Out, m)
 }
 
+// needAll checks that the checkpoint (what: "checkpoint", "backbone") holds
+// params; with a base, what it lacks is taken from there and noted.
+func (s *source) needAll(params []clip.Param, withBase bool, what string) error {
+	if withBase {
+		s.notes = append(s.notes, reportMissing(s.keys, params)...)
+		return nil
+	}
+	if miss := missing(s.keys, params); len(miss) > 0 {
+		return fmt.Errorf("%s lacks %s: give the base checkpoint with --base", what, summarise(miss))
+	}
+	return nil
+}
+
+// openHead opens an HP or aesthetic head checkpoint whose input width must
+// be the backbone's projection width (what and of name both in the error).
+func openHead(path string, projectionDim int, what, of string) (*checkpoint.StateDict, error) {
+	head, err := checkpoint.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("head: %w", err)
+	}
+	if s, ok := head.Shape("layers.0.weight"); ok && len(s) == 2 && int(s[1]) != projectionDim {
+		head.Close()
+		return nil, fmt.Errorf("%s input width %d differs from %s projection_dim %d", what, s[1], of, projectionDim)
+	}
+	return head, nil
+}
+
 // missing lists the parameters the checkpoint itself lacks.
 func missing(has func(string) bool, params []clip.Param) []string {
 	var miss []string
@@ -389,20 +412,13 @@ func HP(o HPOptions) (*models.Manifest, error) {
 		return nil, err
 	}
 	defer src.Close()
-	head, err := checkpoint.Open(o.Head)
+	head, err := openHead(o.Head, c.ProjectionDim, "head", "the backbone's")
 	if err != nil {
-		return nil, fmt.Errorf("head: %w", err)
+		return nil, err
 	}
 	defer head.Close()
-	if s, ok := head.Shape("layers.0.weight"); ok && len(s) == 2 && int(s[1]) != c.ProjectionDim {
-		return nil, fmt.Errorf("head input width %d differs from the backbone's projection_dim %d", s[1], c.ProjectionDim)
-	}
-	if o.Base == "" {
-		if miss := missing(src.keys, c.VisionParams()); len(miss) > 0 {
-			return nil, fmt.Errorf("backbone lacks %s: give the base checkpoint with --base", summarise(miss))
-		}
-	} else {
-		src.notes = append(src.notes, reportMissing(src.keys, c.VisionParams())...)
+	if err := src.needAll(c.VisionParams(), o.Base != "", "backbone"); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/cliptest"
 	"github.com/icthp/icthp/internal/orttest"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
@@ -22,13 +23,17 @@ import (
 
 func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 
-func tiny(t *testing.T, act clip.Activation) clip.Config {
-	c, err := clip.PresetConfig(clip.PresetTiny)
+func tiny(t *testing.T, act clip.Activation) clip.Config { t.Helper(); return cliptest.Tiny(t, act) }
+
+// openModel opens the model directory dir and closes it when the test ends.
+func openModel(t *testing.T, dir string) *models.Model {
+	t.Helper()
+	m, err := models.Open(dir, models.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Vision.HiddenAct, c.Text.HiddenAct = act, act
-	return c
+	t.Cleanup(func() { m.Close() })
+	return m
 }
 
 func writeVocab(t *testing.T, dir string) string {
@@ -55,28 +60,25 @@ func (q quantized) Float32(name string) ([]float32, error) {
 	return q.Weights.Float32(name)
 }
 
-func compareWithReference(t *testing.T, dir string, c clip.Config, ref clip.Weights, tol float64) {
+// refImages is the float64 reference's image features of n images.
+func refImages(t *testing.T, c *clip.Config, w clip.Weights, px []float32, n int) [][]float64 {
 	t.Helper()
-	m, err := models.Open(dir, models.SessionOptions{})
+	f, err := clipref.ImageFeatures(c, w, px, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	return f
+}
+
+func compareWithReference(t *testing.T, dir string, c clip.Config, ref clip.Weights, tol float64) {
+	t.Helper()
+	m := openModel(t, dir)
 	const n = 2
 	rng := rand.New(rand.NewPCG(3, 4))
-	px := make([]float32, n*3*224*224)
-	for i := range px {
-		px[i] = float32(rng.NormFloat64())
-	}
-	ids := make([]int64, n*77)
-	for r := 0; r < n; r++ {
-		ids[r*77] = 49406
-		for j := 1; j < 5+r*9; j++ {
-			ids[r*77+j] = int64(rng.IntN(49000))
-		}
-		ids[r*77+5+r*9] = 49407
-	}
+	px := cliptest.Pixels(rng, n)
+	ids := cliptest.IDs(rng, n, 77, 49000, func(r int) int { return 5 + r*9 })
 	var outs [][]float32
+	var err error
 	if m.Manifest.Kind == models.KindHP {
 		outs, err = m.EncodeImages(context.Background(), px, n)
 	} else {
@@ -90,10 +92,7 @@ func compareWithReference(t *testing.T, dir string, c clip.Config, ref clip.Weig
 	if err != nil {
 		t.Fatal(err)
 	}
-	refImg, err := clipref.ImageFeatures(&c, ref, px, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	refImg := refImages(t, &c, ref, px, n)
 	worst := 0.0
 	d := c.ProjectionDim
 	if m.Manifest.Kind == models.KindHP {
@@ -221,9 +220,7 @@ func TestConvertHP(t *testing.T) {
 			root := t.TempDir()
 			writeFolder(t, filepath.Join(root, "hp_backbone"), c, w, paramNames(c.Params()), format, "F32")
 			headPath := filepath.Join(root, "mlp_pytorch_model.bin")
-			if err := testmodels.WriteHead(headPath, c, w); err != nil {
-				t.Fatal(err)
-			}
+			writeHead(t, headPath, c, w)
 			out := filepath.Join(root, "out")
 			man, err := convert.HP(convert.HPOptions{Backbone: filepath.Join(root, "hp_backbone"), Head: headPath, Out: out, Build: clip.BuildOptions{Fused: true}})
 			if err != nil {
@@ -293,6 +290,14 @@ func TestConvertErrors(t *testing.T) {
 func writeFolder(t *testing.T, dir string, c clip.Config, w clip.Weights, names []string, format string, dtype checkpoint.DType, extra ...checkpoint.NamedTensor) {
 	t.Helper()
 	if err := testmodels.WriteFolder(dir, c, w, names, testmodels.Format(format), dtype, extra...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeHead writes the HP head's parameters of w as a bare state dict.
+func writeHead(t *testing.T, path string, c clip.Config, w clip.Weights) {
+	t.Helper()
+	if err := testmodels.WriteHead(path, c, w); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -234,14 +234,11 @@ func Aesthetic(o AestheticOptions) (*models.Manifest, error) {
 	}
 	defer src.Close()
 	img.Pipeline = PipelineTorchvision
-	head, err := checkpoint.Open(o.Head)
+	head, err := openHead(o.Head, c.ProjectionDim, "aesthetic head", "the CLIP")
 	if err != nil {
-		return nil, fmt.Errorf("head: %w", err)
+		return nil, err
 	}
 	defer head.Close()
-	if s, ok := head.Shape("layers.0.weight"); ok && len(s) == 2 && int(s[1]) != c.ProjectionDim {
-		return nil, fmt.Errorf("aesthetic head input width %d differs from the CLIP projection_dim %d", s[1], c.ProjectionDim)
-	}
 	src.desc["head"] = o.Head
 	return writeAesthetic(&c, src.weights, head, img, o.Out, o.Name, o.Build, src.desc, src.notes, o.Log)
 }

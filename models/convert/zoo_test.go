@@ -1,7 +1,6 @@
 package convert_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"math"
@@ -12,9 +11,9 @@ import (
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/cliptest"
 	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
-	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/convert"
 	"github.com/icthp/icthp/models/openclip"
@@ -25,21 +24,8 @@ import (
 // tiny architecture's open_clip model config beside it.
 func writeHPSv2(t *testing.T, dir string, c clip.Config, r *openclip.Random) (ckpt, cfg string) {
 	t.Helper()
-	var ts []checkpoint.NamedTensor
-	for _, k := range r.Keys() {
-		s, _ := r.Shape(k)
-		v, err := r.Float32(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts = append(ts, checkpoint.NamedTensor{Name: "module." + k, DType: "F32", Shape: s, Data: v})
-	}
-	var buf bytes.Buffer
-	if err := checkpoint.WriteTorchZipWrapped(&buf, "HPS_v2_compressed", "state_dict", 3, ts); err != nil {
-		t.Fatal(err)
-	}
 	ckpt = filepath.Join(dir, "HPS_v2_compressed.pt")
-	if err := os.WriteFile(ckpt, buf.Bytes(), 0o644); err != nil {
+	if err := testmodels.WriteOpenCLIP(ckpt, r, "module.", true, 3); err != nil {
 		t.Fatal(err)
 	}
 	mc := map[string]any{"embed_dim": c.ProjectionDim,
@@ -101,9 +87,7 @@ func TestConvertAesthetic(t *testing.T) {
 	root := t.TempDir()
 	writeFolder(t, filepath.Join(root, "clip"), c, w, paramNames(c.Params()), "safetensors", "F32")
 	head := filepath.Join(root, "sac+logos+ava1-l14-linearMSE.pth")
-	if err := testmodels.WriteHead(head, c, w); err != nil {
-		t.Fatal(err)
-	}
+	writeHead(t, head, c, w)
 	out := filepath.Join(root, "out")
 	man, err := convert.Aesthetic(convert.AestheticOptions{CLIP: filepath.Join(root, "clip"), Head: head, Out: out, Build: clip.BuildOptions{Fused: true}})
 	if err != nil {
@@ -117,25 +101,14 @@ func TestConvertAesthetic(t *testing.T) {
 
 func compareAesthetic(t *testing.T, dir string, c clip.Config, w clip.Weights, tol float64) {
 	t.Helper()
-	m, err := models.Open(dir, models.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openModel(t, dir)
 	const n = 3
-	rng := rand.New(rand.NewPCG(7, 7))
-	px := make([]float32, n*3*224*224)
-	for i := range px {
-		px[i] = float32(rng.NormFloat64())
-	}
+	px := cliptest.Pixels(rand.New(rand.NewPCG(7, 7)), n)
 	outs, err := m.EncodeImages(context.Background(), px, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	refImg, err := clipref.ImageFeatures(&c, w, px, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	refImg := refImages(t, &c, w, px, n)
 	worst := 0.0
 	for i := 0; i < n; i++ {
 		want, err := clipref.AestheticScore(w, refImg[i])

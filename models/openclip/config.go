@@ -76,25 +76,22 @@ func Config(w *Weights, o Options) (clip.Config, error) {
 		}
 		return s, nil
 	}
-	conv, err := dims("vision_model.embeddings.patch_embedding.weight", 4)
-	if err != nil {
-		return c, err
-	}
-	vpos, err := dims("vision_model.embeddings.position_embedding.weight", 2)
-	if err != nil {
-		return c, err
-	}
-	tok, err := dims("text_model.embeddings.token_embedding.weight", 2)
-	if err != nil {
-		return c, err
-	}
-	tpos, err := dims("text_model.embeddings.position_embedding.weight", 2)
-	if err != nil {
-		return c, err
-	}
-	vproj, err := dims("visual_projection.weight", 2)
-	if err != nil {
-		return c, err
+	var conv, vpos, tok, tpos, vproj []int64
+	for _, d := range []struct {
+		dst  *[]int64
+		name string
+		n    int
+	}{
+		{&conv, "vision_model.embeddings.patch_embedding.weight", 4},
+		{&vpos, "vision_model.embeddings.position_embedding.weight", 2},
+		{&tok, "text_model.embeddings.token_embedding.weight", 2},
+		{&tpos, "text_model.embeddings.position_embedding.weight", 2},
+		{&vproj, "visual_projection.weight", 2},
+	} {
+		var err error
+		if *d.dst, err = dims(d.name, d.n); err != nil {
+			return c, err
+		}
 	}
 	g := int64(math.Round(math.Sqrt(float64(vpos[0] - 1))))
 	if g*g != vpos[0]-1 {

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/icthp/icthp/models/build"
 	"github.com/icthp/icthp/models/clip"
 )
 
@@ -267,18 +268,7 @@ func (w *Weights) Float32(name string) ([]float32, error) {
 		if len(s) != 2 {
 			return nil, fmt.Errorf("openclip: %s has shape %v, want 2-D", a.name, s)
 		}
-		return transpose(v, int(s[0]), int(s[1])), nil
+		return build.Transpose(v, int(s[0]), int(s[1])), nil
 	}
 	return v, nil
-}
-
-// transpose turns a row-major [rows, cols] matrix into [cols, rows].
-func transpose(v []float32, rows, cols int) []float32 {
-	t := make([]float32, len(v))
-	for r := 0; r < rows; r++ {
-		for c := 0; c < cols; c++ {
-			t[c*rows+r] = v[r*cols+c]
-		}
-	}
-	return t
 }

@@ -1,35 +1,27 @@
 package openclip_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/icthp/icthp/internal/clipref"
+	"github.com/icthp/icthp/internal/cliptest"
+	"github.com/icthp/icthp/internal/orttest"
+	"github.com/icthp/icthp/internal/testmodels"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/models/clip"
 	"github.com/icthp/icthp/models/openclip"
-	"github.com/icthp/icthp/models/ortlib"
 )
 
-func tiny(t testing.TB, act clip.Activation) clip.Config {
-	t.Helper()
-	c, err := clip.PresetConfig(clip.PresetTiny)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Vision.HiddenAct, c.Text.HiddenAct = act, act
-	return c
-}
+func tiny(t testing.TB, act clip.Activation) clip.Config { t.Helper(); return cliptest.Tiny(t, act) }
 
 // tinyModelConfig is the open_clip model config of the tiny preset (heads
 // cannot be read from shapes).
@@ -47,27 +39,8 @@ func tinyModelConfig(c clip.Config, quick bool) *openclip.ModelConfig {
 // would, every key under prefix ("" or "module."), and opens it.
 func writeOpenCLIP(t *testing.T, r *openclip.Random, prefix string, wrapped bool) *checkpoint.StateDict {
 	t.Helper()
-	var ts []checkpoint.NamedTensor
-	for _, k := range r.Keys() {
-		s, _ := r.Shape(k)
-		v, err := r.Float32(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts = append(ts, checkpoint.NamedTensor{Name: prefix + k, DType: checkpoint.F32, Shape: s, Data: v})
-	}
-	var buf bytes.Buffer
-	var err error
-	if wrapped {
-		err = checkpoint.WriteTorchZipWrapped(&buf, "HPS_v2_compressed", "state_dict", 1, ts)
-	} else {
-		err = checkpoint.WriteTorchZip(&buf, "", ts)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(t.TempDir(), "ck.pt")
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+	if err := testmodels.WriteOpenCLIP(p, r, prefix, wrapped, 1); err != nil {
 		t.Fatal(err)
 	}
 	sd, err := checkpoint.Open(p)
@@ -126,12 +99,7 @@ func TestMappingMatchesReference(t *testing.T) {
 	}
 }
 
-func needORT(t testing.TB) {
-	t.Helper()
-	if _, err := ortlib.Init(""); err != nil {
-		t.Fatalf("onnxruntime is required (run `make setup`): %v", err)
-	}
-}
+func needORT(t testing.TB) { t.Helper(); orttest.Need(t) }
 
 // The graphs the CLIP builder writes from an open_clip checkpoint agree with
 // the float64 reference run on the reference's own translation of the same
@@ -139,51 +107,47 @@ func needORT(t testing.TB) {
 func TestGraphsMatchFloat64Reference(t *testing.T) {
 	needORT(t)
 	const n = 3
-	for _, act := range []clip.Activation{clip.GELU, clip.QuickGELU} {
-		for _, fused := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/fused=%v", act, fused), func(t *testing.T) {
-				c := tiny(t, act)
-				sd := writeOpenCLIP(t, openclip.NewRandom(&c, 9), "", true)
-				w, err := openclip.NewWeights(sd)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cfg, err := openclip.Config(w, openclip.Options{Model: tinyModelConfig(c, act == clip.QuickGELU)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				img, txt, px, ids := runGraphs(t, &cfg, w, n, clip.BuildOptions{Fused: fused})
-				ref, err := clipref.FromOpenCLIP(sd, &c, "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				refImg, err := clipref.ImageFeatures(&c, ref, px, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				refTxt, err := clipref.TextFeatures(&c, ref, ids, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				worst, worstCos := 0.0, 0.0
-				d := c.ProjectionDim
-				for i := 0; i < n; i++ {
-					gi, gt := make([]float64, d), make([]float64, d)
-					for j := 0; j < d; j++ {
-						gi[j], gt[j] = float64(img[i*d+j]), float64(txt[i*d+j])
-						worst = math.Max(worst, math.Abs(gi[j]-refImg[i][j]))
-						worst = math.Max(worst, math.Abs(gt[j]-refTxt[i][j]))
-					}
-					// The HPSv2 score: cosine of image and text features.
-					worstCos = math.Max(worstCos, math.Abs(clipref.Cosine(gi, gt)-clipref.Cosine(refImg[i], refTxt[i])))
-				}
-				if worst > 2e-5 || worstCos > 1e-5 {
-					t.Fatalf("max |onnxruntime − float64 reference|: embeddings %g (held to 2e-5), cosine %g (held to 1e-5)", worst, worstCos)
-				}
-				t.Logf("embeddings within %.2g, hpsv2 cosine within %.2g", worst, worstCos)
-			})
+	cliptest.EachVariant(t, func(t *testing.T, act clip.Activation, fused bool) {
+		c := tiny(t, act)
+		sd := writeOpenCLIP(t, openclip.NewRandom(&c, 9), "", true)
+		w, err := openclip.NewWeights(sd)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		cfg, err := openclip.Config(w, openclip.Options{Model: tinyModelConfig(c, act == clip.QuickGELU)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, txt, px, ids := runGraphs(t, &cfg, w, n, clip.BuildOptions{Fused: fused})
+		ref, err := clipref.FromOpenCLIP(sd, &c, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refImg, err := clipref.ImageFeatures(&c, ref, px, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refTxt, err := clipref.TextFeatures(&c, ref, ids, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst, worstCos := 0.0, 0.0
+		d := c.ProjectionDim
+		for i := 0; i < n; i++ {
+			gi, gt := make([]float64, d), make([]float64, d)
+			for j := 0; j < d; j++ {
+				gi[j], gt[j] = float64(img[i*d+j]), float64(txt[i*d+j])
+				worst = math.Max(worst, math.Abs(gi[j]-refImg[i][j]))
+				worst = math.Max(worst, math.Abs(gt[j]-refTxt[i][j]))
+			}
+			// The HPSv2 score: cosine of image and text features.
+			worstCos = math.Max(worstCos, math.Abs(clipref.Cosine(gi, gt)-clipref.Cosine(refImg[i], refTxt[i])))
+		}
+		if worst > 2e-5 || worstCos > 1e-5 {
+			t.Fatalf("max |onnxruntime − float64 reference|: embeddings %g (held to 2e-5), cosine %g (held to 1e-5)", worst, worstCos)
+		}
+		t.Logf("embeddings within %.2g, hpsv2 cosine within %.2g", worst, worstCos)
+	})
 }
 
 func runGraphs(t *testing.T, c *clip.Config, w clip.Weights, n int, opts clip.BuildOptions) (img, txt, px []float32, ids []int64) {
@@ -204,29 +168,10 @@ func runGraphs(t *testing.T, c *clip.Config, w clip.Weights, n int, opts clip.Bu
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(4, 5))
-	px = make([]float32, n*3*224*224)
-	for i := range px {
-		px[i] = float32(rng.NormFloat64())
-	}
-	ids = make([]int64, n*77)
-	for r := 0; r < n; r++ {
-		ids[r*77] = 49406
-		l := 3 + 20*r
-		for j := 1; j < l; j++ {
-			ids[r*77+j] = int64(rng.IntN(49406))
-		}
-		ids[r*77+l] = 49407
-	}
-	vs, err := models.OpenSession(filepath.Join(dir, "vision.onnx"), clip.InputPixels, []string{clip.OutputImage}, models.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vs.Close()
-	ts, err := models.OpenSession(filepath.Join(dir, "text.onnx"), clip.InputIDs, []string{clip.OutputText}, models.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ts.Close()
+	px = cliptest.Pixels(rng, n)
+	ids = cliptest.IDs(rng, n, 77, 49406, func(r int) int { return 3 + 20*r })
+	vs := cliptest.Session(t, filepath.Join(dir, "vision.onnx"), clip.InputPixels, []string{clip.OutputImage}, models.SessionOptions{})
+	ts := cliptest.Session(t, filepath.Join(dir, "text.onnx"), clip.InputIDs, []string{clip.OutputText}, models.SessionOptions{})
 	io, err := vs.RunFloat(context.Background(), px, n)
 	if err != nil {
 		t.Fatal(err)

@@ -1,13 +1,10 @@
 package openclip
 
 import (
-	"fmt"
-	"hash/fnv"
-	"math"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 
+	"github.com/icthp/icthp/models/build"
 	"github.com/icthp/icthp/models/clip"
 )
 
@@ -63,13 +60,13 @@ func blockParams(prefix string, t *clip.TowerConfig) []clip.Param {
 // matrices.
 type Random struct {
 	seed   uint64
-	shapes map[string][]int64
+	shapes build.Shapes
 	keys   []string
 }
 
 // NewRandom covers Params(c).
 func NewRandom(c *clip.Config, seed uint64) *Random {
-	r := &Random{seed: seed, shapes: map[string][]int64{}}
+	r := &Random{seed: seed, shapes: build.Shapes{}}
 	for _, p := range Params(c) {
 		r.shapes[p.Name] = p.Shape
 		r.keys = append(r.keys, p.Name)
@@ -81,46 +78,21 @@ func NewRandom(c *clip.Config, seed uint64) *Random {
 func (r *Random) Keys() []string { return append([]string(nil), r.keys...) }
 
 // Shape implements clip.Weights.
-func (r *Random) Shape(name string) ([]int64, bool) {
-	s, ok := r.shapes[name]
-	return s, ok
-}
+func (r *Random) Shape(name string) ([]int64, bool) { return r.shapes.Shape(name) }
 
 // Float32 implements clip.Weights.
 func (r *Random) Float32(name string) ([]float32, error) {
-	shape, ok := r.shapes[name]
-	if !ok {
-		return nil, fmt.Errorf("openclip random weights: no parameter %s", name)
+	shape, err := r.shapes.Need(name, "openclip random weights")
+	if err != nil {
+		return nil, err
 	}
-	n := 1
-	for _, d := range shape {
-		n *= int(d)
+	k := clip.RandomKind{
+		Norm:  strings.Contains(name, "ln_") && strings.HasSuffix(name, ".weight"),
+		Small: strings.HasSuffix(name, "bias") || strings.Contains(name, "embedding"),
+		FanIn: build.FanIn(shape),
 	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	rng := rand.New(rand.NewPCG(r.seed, h.Sum64()))
-	out := make([]float32, n)
-	fill := func(mean, std float64) {
-		for i := range out {
-			out[i] = float32(mean + std*rng.NormFloat64())
-		}
+	if name == "visual.proj" || name == "text_projection" {
+		k.FanIn = int(shape[0]) // "x @ proj": the input width is the first dimension
 	}
-	isNorm := strings.Contains(name, "ln_")
-	switch {
-	case name == "logit_scale":
-		out[0] = float32(math.Log(1 / 0.07))
-	case isNorm && strings.HasSuffix(name, ".weight"):
-		fill(1, 0.1)
-	case strings.HasSuffix(name, "bias"), strings.Contains(name, "embedding"):
-		fill(0, 0.02)
-	case name == "visual.proj" || name == "text_projection":
-		fill(0, 1/math.Sqrt(float64(shape[0])))
-	default:
-		fanIn := 1
-		for _, d := range shape[1:] {
-			fanIn *= int(d)
-		}
-		fill(0, 1/math.Sqrt(float64(fanIn)))
-	}
-	return out, nil
+	return clip.RandomParam(r.seed, name, shape, k), nil
 }

@@ -192,18 +192,7 @@ def main():
     full["m.b"] = torch.randn(3)
     full["m.c"] = torch.randn(4, 1).to(torch.float16)
     shards = [("pytorch_model-00001-of-00002.bin", ["m.a", "m.b"]), ("pytorch_model-00002-of-00002.bin", ["m.c"])]
-    d = "sharded_pt"
-    shutil.rmtree(path(d), ignore_errors=True)
-    wm = {}
-    for fname, keys in shards:
-        torch.save(collections.OrderedDict((k, full[k]) for k in keys), path(f"{d}/{fname}"))
-        for k in keys:
-            wm[k] = fname
-    with open(path(f"{d}/pytorch_model.bin.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": 0}, "weight_map": wm}, f, indent=2)
-    with open(path(f"{d}/config.json"), "w") as f:
-        json.dump({"model_type": "test", "which": "sharded_pt"}, f)
-    record(f"{d}/pytorch_model.bin.index.json", full)
+    write_sharded("sharded_pt", full, shards, lambda p, sd: torch.save(sd, p), "pytorch_model.bin.index.json")
 
     # --- safetensors, by hand --------------------------------------------------
     st = collections.OrderedDict()
@@ -218,18 +207,9 @@ def main():
     write_safetensors(path("mixed.safetensors"), st, metadata={"format": "pt", "note": "hand-written"})
     record("mixed.safetensors", st)
 
-    d = "sharded_st"
-    shutil.rmtree(path(d), ignore_errors=True)
-    wm = {}
-    for fname, keys in [("model-00001-of-00002.safetensors", ["m.a", "m.b"]), ("model-00002-of-00002.safetensors", ["m.c"])]:
-        write_safetensors(path(f"{d}/{fname}"), collections.OrderedDict((k, full[k]) for k in keys))
-        for k in keys:
-            wm[k] = fname
-    with open(path(f"{d}/model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": 0}, "weight_map": wm}, f, indent=2)
-    with open(path(f"{d}/config.json"), "w") as f:
-        json.dump({"model_type": "test", "which": "sharded_st"}, f)
-    record(f"{d}/model.safetensors.index.json", full)
+    write_sharded("sharded_st", full,
+                  [("model-00001-of-00002.safetensors", ["m.a", "m.b"]), ("model-00002-of-00002.safetensors", ["m.c"])],
+                  write_safetensors, "model.safetensors.index.json")
 
     # A folder with both formats: OpenFolder must prefer model.safetensors.
     d = "folder_both"
@@ -281,6 +261,23 @@ def main():
     with open(path("expected.json"), "w") as f:
         json.dump(expected, f, indent=1, sort_keys=True)
     print("wrote", len(expected), "expected entries")
+
+
+def write_sharded(d, full, shards, write, index):
+    """Writes folder d: the shards (file name, keys of full) each with
+    write(path, state dict), the index naming them and a config.json; records
+    the index."""
+    shutil.rmtree(path(d), ignore_errors=True)
+    wm = {}
+    for fname, keys in shards:
+        write(path(f"{d}/{fname}"), collections.OrderedDict((k, full[k]) for k in keys))
+        for k in keys:
+            wm[k] = fname
+    with open(path(f"{d}/{index}"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": wm}, f, indent=2)
+    with open(path(f"{d}/config.json"), "w") as f:
+        json.dump({"model_type": "test", "which": d}, f)
+    record(f"{d}/{index}", full)
 
 
 def write_safetensors(p, sd, metadata=None):
