@@ -251,8 +251,6 @@ func (b *builder) encoderFused(x, prefix string, t *TowerConfig, seq int, causal
 	return x
 }
 
-// toCompute casts a float32 graph input to the compute type.
-func (b *builder) toCompute(x string) string { return build.ToCompute(b.G, b.DT, x) }
 
 // output names a float32 graph output.
 func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.G, b.DT, x, name, dims...) }
