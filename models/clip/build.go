@@ -251,7 +251,6 @@ func (b *builder) encoderFused(x, prefix string, t *TowerConfig, seq int, causal
 	return x
 }
 
-
 // output names a float32 graph output.
 func (b *builder) output(x, name string, dims ...og.Dim) { build.Output(b.G, b.DT, x, name, dims...) }
 
