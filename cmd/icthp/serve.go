@@ -40,7 +40,7 @@ func init() {
 
 // serveFlags are serve's own flags; every one has an environment variable.
 type serveFlags struct {
-	addr                                    string
+	addr, debugAddr                         string
 	batchWait                               time.Duration
 	queueSize, batchWorkers                 int
 	admitImages                             int   // images admitted server-wide; 0: 2 × queueSize
@@ -113,6 +113,7 @@ func (e *envFlags) bool(p *bool, flagName, env string, def bool, usage string) {
 func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {
 	e := &envFlags{fs: fs, a: a}
 	e.str(&f.addr, "addr", "ICTHP_ADDR", ":8080", "address to listen on")
+	e.str(&f.debugAddr, "debug-addr", "ICTHP_DEBUG_ADDR", "", "a second, private address serving net/http/pprof (/debug/pprof/: heap, goroutine, profile, ...); off when empty")
 	e.dur(&f.batchWait, "batch-wait", "ICTHP_BATCH_WAIT", models.DefaultBatchWait, "longest wait for a batch to fill (--batch-size is its size)")
 	e.int(&f.queueSize, "queue-size", "ICTHP_QUEUE_SIZE", models.DefaultQueueItems, "items that may wait per model graph; beyond it, 429")
 	e.int(&f.admitImages, "admit-images", "ICTHP_ADMIT_IMAGES", 0,
@@ -281,6 +282,12 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	dbg, err := startDebug(sf.debugAddr, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer dbg.stop()
 	if len(tokens) == 0 {
 		log.Warn("authentication is off: no --auth-tokens-file or $ICTHP_AUTH_TOKENS")
 	}
