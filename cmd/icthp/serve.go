@@ -11,7 +11,6 @@ import (
 	"image/color"
 	"image/png"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -278,20 +277,10 @@ func runServe(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", sf.addr)
-	if err != nil {
-		return err
-	}
-	dbg, err := startDebug(sf.debugAddr, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer dbg.stop()
 	if len(tokens) == 0 {
 		log.Warn("authentication is off: no --auth-tokens-file or $ICTHP_AUTH_TOKENS")
 	}
-	return srv.Run(ctx, ln)
+	return listenAndRun(ctx, srv, sf.addr, sf.debugAddr, log)
 }
 
 // modelInfo describes the loaded models for /v1/models and the metrics.

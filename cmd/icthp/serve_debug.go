@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/icthp/icthp/server"
 )
 
 // debugServer serves net/http/pprof on its own listener (--debug-addr),
@@ -28,6 +31,22 @@ func debugMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// listenAndRun listens on addr, and on debugAddr for pprof when it is set,
+// then runs srv until ctx ends.
+func listenAndRun(ctx context.Context, srv *server.Server, addr, debugAddr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	dbg, err := startDebug(debugAddr, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer dbg.stop()
+	return srv.Run(ctx, ln)
 }
 
 // startDebug listens on addr ("" : nothing) and serves until stop.

@@ -132,8 +132,7 @@ func TestServeImageRewardBatched(t *testing.T) {
 
 	want := irScoresAlone(t, dir, prompt, imgs[:n])
 
-	// /readyz waits for the warm-up: one image alone, then one batch of as
-	// many as the queue takes (--queue-size n, under --batch-size).
+	// /readyz waits for the warm-up: one image, then a batch of n (--queue-size).
 	url := serveInProcess(t, "--imagereward", dir, "--drain-delay", "0s", "--threads", "1",
 		"--cache-bytes", "0", "--batch-size", "16", "--batch-wait", maxWait.String(), "--queue-size", strconv.Itoa(n))
 	const (
