@@ -331,12 +331,12 @@ func publicSource(src map[string]any) map[string]any {
 }
 
 // warmup scores one small generated image with every loaded model, then a
-// full batch (batchSize distinct images: the batcher would merge equal ones;
-// no more than the queue and the admission limit take)
-// so that onnxruntime has made its allocations before /readyz says ready:
-// its CPU arena grows to the largest batch it has run and keeps that size,
-// so without the full batch RSS stepped up at the first burst of traffic
-// (about 8 MB with the demo models; RELIABILITY.md's soak).
+// full batch (batchSize distinct images, as the batcher merges equal ones;
+// no more than the queue and the admission limit take), so that onnxruntime
+// has made its allocations before /readyz says ready: its CPU arena grows to
+// the largest batch it has run and keeps that size, and without the full
+// batch RSS stepped up at the first burst of traffic (about 8 MB with the
+// demo models; RELIABILITY.md's soak).
 func warmup(ctx context.Context, svc *scoring.Service, batchSize int) error {
 	prompt := "warm-up"
 	for off, n := range []int{1, batchSize} { // off: the batch's images differ from the first (a cache hit)
