@@ -11,7 +11,6 @@ import (
 	"image/color"
 	"image/png"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,7 +39,7 @@ func init() {
 
 // serveFlags are serve's own flags; every one has an environment variable.
 type serveFlags struct {
-	addr                                    string
+	addr, debugAddr                         string
 	batchWait                               time.Duration
 	queueSize, batchWorkers                 int
 	admitImages                             int   // images admitted server-wide; 0: 2 × queueSize
@@ -113,6 +112,7 @@ func (e *envFlags) bool(p *bool, flagName, env string, def bool, usage string) {
 func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {
 	e := &envFlags{fs: fs, a: a}
 	e.str(&f.addr, "addr", "ICTHP_ADDR", ":8080", "address to listen on")
+	e.str(&f.debugAddr, "debug-addr", "ICTHP_DEBUG_ADDR", "", "a second, private address serving net/http/pprof (/debug/pprof/: heap, goroutine, profile, ...); off when empty")
 	e.dur(&f.batchWait, "batch-wait", "ICTHP_BATCH_WAIT", models.DefaultBatchWait, "longest wait for a batch to fill (--batch-size is its size)")
 	e.int(&f.queueSize, "queue-size", "ICTHP_QUEUE_SIZE", models.DefaultQueueItems, "items that may wait per model graph; beyond it, 429")
 	e.int(&f.admitImages, "admit-images", "ICTHP_ADMIT_IMAGES", 0,
@@ -271,20 +271,16 @@ func runServe(ctx context.Context, a *app, args []string) error {
 		Timeout: sf.timeout, MaxBodyBytes: sf.maxBody, MaxImages: sf.maxImages, MaxPromptBytes: sf.maxPrompt,
 		DrainDelay: sf.drainDelay, Grace: sf.grace, MaxRawBytesInFlight: sf.maxRawInFlight,
 		HeaderTimeout: sf.headerTimeout, ReadTimeout: sf.readTimeout, IdleTimeout: sf.idleTimeout,
-		Models: modelInfo(l.svc, so), Warmup: func(ctx context.Context) error { return warmup(ctx, l.svc) },
+		Models: modelInfo(l.svc, so), Warmup: func(ctx context.Context) error { return warmup(ctx, l.svc, min(mf.batch, sf.queueSize, admit)) },
 		Jobs: jobs, JobTTL: sf.jobTTL, MaxJobs: sf.maxJobs,
 	})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", sf.addr)
 	if err != nil {
 		return err
 	}
 	if len(tokens) == 0 {
 		log.Warn("authentication is off: no --auth-tokens-file or $ICTHP_AUTH_TOKENS")
 	}
-	return srv.Run(ctx, ln)
+	return listenAndRun(ctx, srv, sf.addr, sf.debugAddr, log)
 }
 
 // modelInfo describes the loaded models for /v1/models and the metrics.
@@ -334,28 +330,50 @@ func publicSource(src map[string]any) map[string]any {
 	return out
 }
 
-// warmup scores one small generated image with every loaded model, so that
-// onnxruntime has made its allocations before /readyz says ready.
-func warmup(ctx context.Context, svc *scoring.Service) error {
+// warmup scores one small generated image with every loaded model, then a
+// full batch (batchSize distinct images, as the batcher merges equal ones;
+// no more than the queue and the admission limit take), so that onnxruntime
+// has made its allocations before /readyz says ready: its CPU arena grows to
+// the largest batch it has run and keeps that size, and without the full
+// batch RSS stepped up at the first burst of traffic (about 8 MB with the
+// demo models; RELIABILITY.md's soak).
+func warmup(ctx context.Context, svc *scoring.Service, batchSize int) error {
+	prompt := "warm-up"
+	for off, n := range []int{1, batchSize} { // off: the batch's images differ from the first (a cache hit)
+		imgs := make([]scoring.Image, n)
+		for i := range imgs {
+			b, err := warmupImage(off + i)
+			if err != nil {
+				return err
+			}
+			imgs[i] = scoring.Image{Data: b}
+		}
+		res, err := svc.Score(ctx, scoring.ScoreRequest{Prompt: &prompt, Images: imgs})
+		if err != nil {
+			return err
+		}
+		for _, sc := range res.Scores {
+			if e := sc.Err; e != nil {
+				return errors.New("warm-up image: " + e.Error())
+			}
+		}
+	}
+	return nil
+}
+
+// warmupImage is a small PNG, a different one for each i.
+func warmupImage(i int) ([]byte, error) {
 	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
 	for y := range 48 {
 		for x := range 64 {
-			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(5 * y), 128, 255})
+			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(5 * y), uint8(128 + 7*i), 255})
 		}
 	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, img); err != nil {
-		return err
+		return nil, err
 	}
-	prompt := "warm-up"
-	res, err := svc.Score(ctx, scoring.ScoreRequest{Prompt: &prompt, Images: []scoring.Image{{Data: buf.Bytes()}}})
-	if err != nil {
-		return err
-	}
-	if e := res.Scores[0].Err; e != nil {
-		return errors.New("warm-up image: " + e.Error())
-	}
-	return nil
+	return buf.Bytes(), nil
 }
 
 // knownScores refuses a combination that reads a score no model kind of

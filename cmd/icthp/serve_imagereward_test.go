@@ -132,7 +132,7 @@ func TestServeImageRewardBatched(t *testing.T) {
 
 	want := irScoresAlone(t, dir, prompt, imgs[:n])
 
-	// /readyz waits for the warm-up image, itself one batch of one.
+	// /readyz waits for the warm-up: one image, then a batch of n (--queue-size).
 	url := serveInProcess(t, "--imagereward", dir, "--drain-delay", "0s", "--threads", "1",
 		"--cache-bytes", "0", "--batch-size", "16", "--batch-wait", maxWait.String(), "--queue-size", strconv.Itoa(n))
 	const (
@@ -143,8 +143,8 @@ func TestServeImageRewardBatched(t *testing.T) {
 		full  = `icthp_batcher_rejected_total{graph="vision",model="imagereward",reason="queue_full"}`
 	)
 	runs0, items0 := metricValue(t, url, runs), metricValue(t, url, items)
-	if runs0 != 1 || items0 != 1 {
-		t.Fatalf("after warm-up: %v runs of %v items, want the warm-up image alone", runs0, items0)
+	if runs0 != 2 || items0 != 1+n {
+		t.Fatalf("after warm-up: %v runs of %v items, want the warm-up image alone, then a batch of %d", runs0, items0, n)
 	}
 
 	replies := make([]irReply, n)
