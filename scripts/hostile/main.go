@@ -41,6 +41,9 @@ type config struct {
 	// server's cores, the server then gets the CPU first, as it would with
 	// its clients on other hosts (RELIABILITY.md, overload).
 	proberNice int
+	// serveArgs are added to every `icthp serve` the probes start (e.g.
+	// "--spin=false" to compare a setting under the same probes).
+	serveArgs []string
 }
 
 type probe struct {
@@ -99,7 +102,9 @@ func main() {
 	flag.StringVar(&assert, "assert", envOr("HOSTILE_ASSERT", defaultAssert), "comma-separated probe rows whose failure exits 1 ($HOSTILE_ASSERT; \"all\" or \"none\")")
 	flag.BoolVar(&c.verbose, "v", false, "log each step")
 	flag.IntVar(&c.proberNice, "prober-nice", envInt("HOSTILE_PROBER_NICE", 0), "lower the prober's priority by this much (1-19), the servers' staying as they were ($HOSTILE_PROBER_NICE; needs root or CAP_SYS_NICE)")
+	serveArgs := flag.String("serve-args", os.Getenv("HOSTILE_SERVE_ARGS"), "more arguments for every icthp serve, space-separated ($HOSTILE_SERVE_ARGS)")
 	flag.Parse()
+	c.serveArgs = strings.Fields(*serveArgs)
 	if c.proberNice < 0 || c.proberNice > 19 {
 		fmt.Fprintln(os.Stderr, "hostile: --prober-nice takes 0 to 19")
 		os.Exit(2)

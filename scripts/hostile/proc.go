@@ -53,6 +53,7 @@ func startServe(ctx context.Context, c *config, name string, args ...string) (*s
 		return nil, err
 	}
 	argv := append([]string{c.bin, "serve", "--addr", s.addr, "--log-level", "warn"}, args...)
+	argv = append(argv, c.serveArgs...)
 	if c.proberNice > 0 {
 		// nice(1) execs the server in its own process (same pid), raised
 		// back by what reniceSelf took from the prober.
