@@ -36,6 +36,12 @@ type SessionOptions struct {
 	// IntraOpThreads is the thread count inside one operator; 0 means
 	// onnxruntime's default (one per physical core).
 	IntraOpThreads int
+	// NoSpin stops onnxruntime's intra-op threads from spin-waiting for
+	// work between operators (session.intra_op.allow_spinning = 0): the
+	// cores they would burn go to decoding and HTTP, which matters where
+	// those share the cores with the model (a loaded CPU server); each
+	// operator then starts a little later.
+	NoSpin bool
 	// OptLevel is the graph optimisation level: "all" (default),
 	// "extended", "basic" or "disable".
 	OptLevel string
@@ -98,6 +104,13 @@ func (o SessionOptions) ortOptions() (*ort.SessionOptions, error) {
 	}
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, err
+	}
+	if o.NoSpin {
+		for _, k := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+			if err := so.AddSessionConfigEntry(k, "0"); err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+		}
 	}
 	level := map[string]ort.GraphOptimizationLevel{
 		"": ort.GraphOptimizationLevelEnableAll, "all": ort.GraphOptimizationLevelEnableAll,

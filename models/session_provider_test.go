@@ -238,3 +238,46 @@ func TestCUDAPluginKitNamesMissingLibrary(t *testing.T) {
 		t.Errorf("kit without CUDA: %q, want one line naming the plugin and the missing libcu*.so", line)
 	}
 }
+
+// NoSpin reaches onnxruntime as its two spinning entries set to "0"; by
+// default they are left unset (onnxruntime spins).
+func TestNoSpinConfig(t *testing.T) {
+	needORT(t)
+	for _, noSpin := range []bool{false, true} {
+		so, err := SessionOptions{NoSpin: noSpin}.ortOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+			has, err := so.HasSessionConfigEntry(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := ""
+			if has {
+				if v, err = so.GetSessionConfigEntry(k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want := map[bool]string{false: "", true: "0"}[noSpin]; v != want {
+				t.Errorf("NoSpin %v: %s = %q, want %q", noSpin, k, v, want)
+			}
+		}
+		so.Destroy()
+	}
+	// A session opens and runs with it: y = x·W for x = (1, 0, 0, 0) is W's
+	// first row.
+	path, w := matmulGraph(t, false)
+	s, err := OpenSession(path, "x", []string{"y"}, SessionOptions{NoSpin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.RunFloat(context.Background(), []float32{1, 0, 0, 0}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(out[0]) != fmt.Sprint(w[:3]) {
+		t.Errorf("y = %v, want %v", out[0], w[:3])
+	}
+}

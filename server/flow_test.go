@@ -119,6 +119,9 @@ func TestOverload(t *testing.T) {
 	if v := e.metric(t, `icthp_http_rejected_total{reason="queue_full"}`); v != extra-2 {
 		t.Errorf("rejected for queue_full: %v, want %d", v, extra-2)
 	}
+	if v := e.metric(t, `icthp_http_refusal_duration_seconds_count`); v != extra-2 {
+		t.Errorf("refusals timed: %v, want the %d 429s (and none of the 200s)", v, extra-2)
+	}
 	if v := e.metric(t, `icthp_batcher_rejected_total{graph="vision",model="hp",reason="queue_full"}`); v != extra-2 {
 		t.Errorf("batcher rejected for queue_full: %v, want %d", v, extra-2)
 	}

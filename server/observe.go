@@ -21,6 +21,7 @@ import (
 type serverMetrics struct {
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
+	refusal     prometheus.Histogram
 	rejected    *prometheus.CounterVec
 	items       *prometheus.HistogramVec
 	inflight    prometheus.Gauge
@@ -36,6 +37,12 @@ func newServerMetrics(reg prometheus.Registerer, models []ModelInfo, ready func(
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "icthp_http_request_duration_seconds",
 			Help:    "Time from reading a request's headers to writing its answer, by route.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 17)}, []string{"route", "method"}),
+		// Apart from latency: a refusal must cost microseconds whatever
+		// the scored requests take, and mixed into one histogram the 429s
+		// of an overload vanish under the seconds of the answered requests.
+		refusal: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "icthp_http_refusal_duration_seconds",
+			Help:    "Time from reading a request's headers to writing its 429 (overloaded or deadline), any route.",
+			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 17)}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "icthp_http_rejected_total",
 			Help: "Requests answered with an error before or instead of scoring, by reason (the error code, or queue_full / deadline for 429s)."},
 			[]string{"reason"}),
@@ -59,7 +66,7 @@ func newServerMetrics(reg prometheus.Registerer, models []ModelInfo, ready func(
 			}
 			return 0
 		})
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.rejected, m.items, m.inflight, info, readyGauge} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refusal, m.rejected, m.items, m.inflight, info, readyGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server metrics: %w", err)
 		}
@@ -124,6 +131,9 @@ func (s *Server) observe(c *gin.Context) {
 	took := time.Since(start)
 	s.m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 	s.m.latency.WithLabelValues(route, c.Request.Method).Observe(took.Seconds())
+	if status == http.StatusTooManyRequests {
+		s.m.refusal.Observe(took.Seconds())
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", id),
 		slog.String("method", c.Request.Method),

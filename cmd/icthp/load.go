@@ -27,6 +27,7 @@ type modelFlags struct {
 	dirs                map[string]*string
 	provider            string
 	threads             int
+	spin                bool
 	batch               int
 	optLevel            string
 	ortLib              string
@@ -119,6 +120,7 @@ func (m *modelFlags) register(fs *flag.FlagSet, a *app) {
 	}
 	fs.StringVar(&m.provider, "provider", envOr(a, "ICTHP_PROVIDER", "cpu"), "execution provider: cpu, cuda[:N] or tensorrt[:N] ($ICTHP_PROVIDER)")
 	fs.IntVar(&m.threads, "threads", 0, "onnxruntime intra-op threads per session (0: one per core)")
+	fs.BoolVar(&m.spin, "spin", true, "onnxruntime's threads spin-wait for work between operators; false leaves those cycles to decoding and HTTP")
 	fs.IntVar(&m.batch, "batch-size", 16, "largest batch one model run takes")
 	fs.StringVar(&m.optLevel, "opt-level", "all", "onnxruntime graph optimisation: all, extended, basic, disable")
 	fs.StringVar(&m.ortLib, "ort-lib", "", "libonnxruntime.so to load (default $"+ortlib.EnvLib+", then the one icthp setup fetched)")
@@ -144,7 +146,7 @@ func (m *modelFlags) sessionOptions() (models.SessionOptions, error) {
 	if m.batch <= 0 {
 		return models.SessionOptions{}, usagef("--batch-size must be positive")
 	}
-	return models.SessionOptions{Provider: p, DeviceID: dev, IntraOpThreads: m.threads, OptLevel: m.optLevel,
+	return models.SessionOptions{Provider: p, DeviceID: dev, IntraOpThreads: m.threads, NoSpin: !m.spin, OptLevel: m.optLevel,
 		MaxBatch: m.batch, LibraryPath: m.ortLib, EPLibrary: m.epLib, TF32: m.tf32}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -34,6 +35,15 @@ type config struct {
 	short   bool          // CI's short mode: smaller counts, shorter times
 	soak    time.Duration // soak duration
 	verbose bool
+	// proberNice, when > 0, lowers this prober's scheduling priority by
+	// that much and starts each `icthp serve` back at the priority the
+	// prober was started with: on a machine where the clients share the
+	// server's cores, the server then gets the CPU first, as it would with
+	// its clients on other hosts (RELIABILITY.md, overload).
+	proberNice int
+	// serveArgs are added to every `icthp serve` the probes start (e.g.
+	// "--spin=false" to compare a setting under the same probes).
+	serveArgs []string
 }
 
 type probe struct {
@@ -91,7 +101,20 @@ func main() {
 	flag.StringVar(&only, "probes", "", "comma-separated probes to run (default all: "+names()+")")
 	flag.StringVar(&assert, "assert", envOr("HOSTILE_ASSERT", defaultAssert), "comma-separated probe rows whose failure exits 1 ($HOSTILE_ASSERT; \"all\" or \"none\")")
 	flag.BoolVar(&c.verbose, "v", false, "log each step")
+	flag.IntVar(&c.proberNice, "prober-nice", envInt("HOSTILE_PROBER_NICE", 0), "lower the prober's priority by this much (1-19), the servers' staying as they were ($HOSTILE_PROBER_NICE; needs root or CAP_SYS_NICE)")
+	serveArgs := flag.String("serve-args", os.Getenv("HOSTILE_SERVE_ARGS"), "more arguments for every icthp serve, space-separated ($HOSTILE_SERVE_ARGS)")
 	flag.Parse()
+	c.serveArgs = strings.Fields(*serveArgs)
+	if c.proberNice < 0 || c.proberNice > 19 {
+		fmt.Fprintln(os.Stderr, "hostile: --prober-nice takes 0 to 19")
+		os.Exit(2)
+	}
+	if c.proberNice > 0 {
+		if err := reniceSelf(c.proberNice); err != nil {
+			fmt.Fprintln(os.Stderr, "hostile: --prober-nice:", err)
+			os.Exit(2)
+		}
+	}
 	if c.soak == 0 {
 		c.soak = map[bool]time.Duration{true: 20 * time.Second, false: 2 * time.Minute}[c.short]
 	}
@@ -179,4 +202,12 @@ func logf(c *config, format string, args ...any) {
 	if c.verbose {
 		fmt.Fprintf(os.Stderr, "  "+format+"\n", args...)
 	}
+}
+
+// envInt is the integer in $k, or def when it is unset or not a number.
+func envInt(k string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return n
+	}
+	return def
 }

@@ -52,7 +52,14 @@ func startServe(ctx context.Context, c *config, name string, args ...string) (*s
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(c.bin, append([]string{"serve", "--addr", s.addr, "--log-level", "warn"}, args...)...)
+	argv := append([]string{c.bin, "serve", "--addr", s.addr, "--log-level", "warn"}, args...)
+	argv = append(argv, c.serveArgs...)
+	if c.proberNice > 0 {
+		// nice(1) execs the server in its own process (same pid), raised
+		// back by what reniceSelf took from the prober.
+		argv = append([]string{"nice", "-n", strconv.Itoa(-c.proberNice)}, argv...)
+	}
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = f, f
 	if err := s.cmd.Start(); err != nil {
 		f.Close()
@@ -242,4 +249,29 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Fields(string(b))[0]
+}
+
+// reniceSelf adds n to the nice value of every thread of this process
+// (Linux keeps one per thread; threads started later inherit it from the
+// thread that starts them).
+func reniceSelf(n int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		cur, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
+		if err != nil {
+			return err
+		}
+		// The raw syscall answers 20 - nice.
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, 20-cur+n); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	return nil
 }
