@@ -278,6 +278,11 @@ type lane[T any] struct {
 	kick    chan struct{} // wakes one idle worker
 	stop    chan struct{} // closed by close
 	wg      sync.WaitGroup
+	// bufs holds the buffers (*[]T) that runs of several requests gather
+	// their rows into: a batch of images is megabytes, and allocating it
+	// afresh for every run cost the server a tenth of its CPU under load
+	// (clearing and collecting it; RELIABILITY.md, overload).
+	bufs sync.Pool
 }
 
 func newLane[T any](o BatcherOptions, graph string, run func(context.Context, []T, int) ([][]float32, error), dedup bool, m *batcherMetrics) *lane[T] {
@@ -505,7 +510,9 @@ func (l *lane[T]) runBatch(parts []part[T], rows int) {
 		p := parts[0]
 		in = p.r.data[p.lo*rowLen : p.hi*rowLen] // no copy for a lone request
 	} else {
-		in = make([]T, 0, rows*rowLen)
+		buf := l.gatherBuf(rows, rowLen)
+		defer l.bufs.Put(buf) // the run is over by then: nothing keeps in
+		in = (*buf)[:0]
 		for _, p := range parts {
 			in = append(in, p.r.data[p.lo*rowLen:p.hi*rowLen]...)
 		}
@@ -552,6 +559,17 @@ func (l *lane[T]) runBatch(parts []part[T], rows int) {
 		l.perItem = (4*l.perItem + per) / 5
 	}
 	l.deliver(parts, outs, runRows, where)
+}
+
+// gatherBuf is a pooled buffer with room for rows rows of rowLen values:
+// a new one has room for a full batch, so that one buffer serves every
+// run size.
+func (l *lane[T]) gatherBuf(rows, rowLen int) *[]T {
+	if b, ok := l.bufs.Get().(*[]T); ok && cap(*b) >= rows*rowLen {
+		return b
+	}
+	b := make([]T, 0, max(rows, l.maxBatch)*rowLen)
+	return &b
 }
 
 // deliver copies each part's rows of the run's outputs (runRows rows each,

@@ -131,8 +131,19 @@ func compact(pix []float32, rows []int, errs []error, l int) ([]float32, []int) 
 	if len(rows) == 0 {
 		return pix, rows
 	}
-	out, kept := pix[:0], rows[:0]
+	first := -1 // the first row of a failed image: nothing moves before it
 	for k, i := range rows {
+		if errs[i] != nil {
+			first = k
+			break
+		}
+	}
+	if first < 0 {
+		return pix, rows
+	}
+	out, kept := pix[:first*l], rows[:first]
+	for k := first; k < len(rows); k++ {
+		i := rows[k]
 		if errs[i] != nil {
 			continue
 		}
