@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,3 +159,53 @@ func (c *lingerConn) Close() error {
 	})
 	return nil
 }
+
+// closeWhileDraining wraps h so that every answer whose header is written
+// once the drain has begun carries Connection: close, the answers to
+// requests that were already running included. A keep-alive connection
+// then never goes back to idle after the drain begins, so the shutdown
+// finds none to close under a client that is sending its next request on
+// it: the one race lingerConn cannot fix (the client sees a clean end of
+// stream, but no answer to a request it already sent, which it may not
+// resend: a POST).
+func closeWhileDraining(h http.Handler, draining *atomic.Bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&drainWriter{ResponseWriter: w, draining: draining}, r)
+	})
+}
+
+type drainWriter struct {
+	http.ResponseWriter
+	draining *atomic.Bool
+	wrote    bool
+}
+
+func (w *drainWriter) WriteHeader(code int) {
+	if !w.wrote && code >= 200 {
+		w.wrote = true
+		if w.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *drainWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush keeps streaming answers streaming (gin asserts http.Flusher).
+func (w *drainWriter) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *drainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

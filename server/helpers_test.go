@@ -241,6 +241,9 @@ func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 type response struct {
 	status int
 	header http.Header
+	// closes: the answer said Connection: close (net/http takes that
+	// header out of Header and sets Response.Close).
+	closes bool
 	body   map[string]any
 	raw    []byte
 }
@@ -269,7 +272,7 @@ func send(t *testing.T, client *http.Client, req *http.Request) *response {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &response{status: res.StatusCode, header: res.Header, raw: raw}
+	r := &response{status: res.StatusCode, header: res.Header, closes: res.Close, raw: raw}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &r.body); err != nil {
 			t.Fatalf("%s %s: answer is not JSON: %v\n%s", req.Method, req.URL.Path, err, raw)

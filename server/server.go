@@ -281,7 +281,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
 	hs := &http.Server{
-		Handler:           s.engine,
+		Handler:           closeWhileDraining(s.engine, &s.draining),
 		ReadHeaderTimeout: s.opts.HeaderTimeout,
 		ReadTimeout:       s.opts.ReadTimeout,
 		WriteTimeout:      s.opts.Timeout + 10*time.Second,
