@@ -27,6 +27,10 @@ type loadStats struct {
 	refused  int         // connection refused (the listener is closed)
 	errs     int         // other transport errors: resets, EOFs, timeouts
 	lastErr  error
+	// errAt are the times of the transport errors, firstRefused that of
+	// the first refused connection (when the listener had closed).
+	errAt        []time.Time
+	firstRefused time.Time
 }
 
 func (st *loadStats) add(code int, lat time.Duration, err error, images int) {
@@ -35,9 +39,13 @@ func (st *loadStats) add(code int, lat time.Duration, err error, images int) {
 	switch {
 	case err != nil && errors.Is(err, syscall.ECONNREFUSED):
 		st.refused++
+		if st.firstRefused.IsZero() {
+			st.firstRefused = time.Now()
+		}
 	case err != nil:
 		st.errs++
 		st.lastErr = err
+		st.errAt = append(st.errAt, time.Now())
 	case code == 200:
 		st.ok++
 		st.okImages += images
@@ -167,6 +175,7 @@ func probeSIGTERM(ctx context.Context, c *config) []result {
 	done := make(chan struct{})
 	go func() { st = closedLoop(ctx, s.url, bs, 2, 16, 30*time.Second); close(done) }()
 	time.Sleep(2 * time.Second)
+	term := time.Now()
 	exit := s.stop()
 	<-done
 	code := 0
@@ -186,7 +195,7 @@ func probeSIGTERM(ctx context.Context, c *config) []result {
 	return []result{
 		{probe: "sigterm: exit status under load, answers", figure: fmt.Sprintf("exit %d; %d answered 200, %d 503, %d other, %d refused", code, st.ok, st.status[503], other, st.refused),
 			target: "exit 0, only 200/503", ok: code == 0 && other == 0 && st.ok > 0},
-		{probe: "sigterm-resets: accepted requests reset at listener close", figure: fmt.Sprintf("%d (%v)", st.errs, st.lastErr),
+		{probe: "sigterm-resets: accepted requests reset at listener close", figure: fmt.Sprintf("%d (%v)%s", st.errs, st.lastErr, errTiming(st, term)),
 			target: "0", ok: st.errs == 0},
 	}
 }
@@ -348,4 +357,19 @@ func bucketQuantile(before, after []bucket, q float64) (time.Duration, int) {
 		}
 	}
 	return 0, int(total)
+}
+
+// errTiming says when the transport errors came, after SIGTERM at term,
+// beside the first refused connection (the listener closed by then): to
+// tell errors of the drain's accept phase from those of the shutdown.
+func errTiming(st *loadStats, term time.Time) string {
+	if len(st.errAt) == 0 {
+		return ""
+	}
+	first, last := st.errAt[0].Sub(term), st.errAt[len(st.errAt)-1].Sub(term)
+	refused := "none"
+	if !st.firstRefused.IsZero() {
+		refused = "+" + st.firstRefused.Sub(term).Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("; errors at +%s…+%s after SIGTERM, first refusal %s", first.Round(time.Millisecond), last.Round(time.Millisecond), refused)
 }
