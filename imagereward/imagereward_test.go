@@ -17,7 +17,6 @@ import (
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/checkpoint"
 	"github.com/icthp/icthp/preprocess"
-	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
 )
@@ -153,34 +152,14 @@ func TestScoreMatchesFloat64Reference(t *testing.T) {
 }
 
 // referenceScores is the float64 reference of ImageReward.score for the
-// images that the torchvision pipeline takes (good, their indices), fed
-// with the same tensors and WordPiece ids as the model.
+// images that the torchvision pipeline takes (good, their indices).
 func referenceScores(t *testing.T, c *blip.Config, w blip.Weights, vocab, prompt string, images []scoring.Image) (good []int, ref []float64) {
 	t.Helper()
-	pipe, err := preprocess.NewTorchvisionPipeline(preprocess.ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: models.CLIPMean, Std: models.CLIPStd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := text.LoadWordPiece(vocab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, mask, err := tok.Encode(prompt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var px []float32
-	var allIDs, allMask []int64
+	files := make([][]byte, len(images))
 	for i, img := range images {
-		buf := make([]float32, pipe.TensorLen())
-		if err := pipe.Tensor(img.Data, buf); err != nil {
-			continue
-		}
-		good = append(good, i)
-		px = append(px, buf...)
-		allIDs, allMask = append(allIDs, ids...), append(allMask, mask...)
+		files[i] = img.Data
 	}
-	ref, _, err = blipref.Scores(c, w, px, allIDs, allMask, len(good))
+	good, ref, err := blipref.FileScores(c, w, vocab, prompt, files)
 	if err != nil {
 		t.Fatal(err)
 	}

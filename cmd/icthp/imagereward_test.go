@@ -22,8 +22,6 @@ import (
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/models/blip"
 	"github.com/icthp/icthp/models/clip"
-	"github.com/icthp/icthp/preprocess"
-	"github.com/icthp/icthp/preprocess/text"
 )
 
 const bertVocab = repoRoot + "/../shared/vocab/bert-base-uncased-vocab.txt"
@@ -190,35 +188,17 @@ func checkWordPieceTokenize(t *testing.T, dir string) {
 // prompt, on the torchvision tensors and WordPiece ids the model gets.
 func irReference(t *testing.T, c *blip.Config, w blipref.MapWeights, prompt string, imgs []string) []float64 {
 	t.Helper()
-	pipe, err := preprocess.NewTorchvisionPipeline(preprocess.ImageOptions{ShortestEdge: 224, CropSize: 224, Mean: models.CLIPMean, Std: models.CLIPStd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := text.LoadWordPiece(bertVocab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, mask, err := tok.Encode(prompt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var px []float32
-	var allIDs, allMask []int64
-	for _, p := range imgs {
+	files := make([][]byte, len(imgs))
+	for i, p := range imgs {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		buf := make([]float32, pipe.TensorLen())
-		if err := pipe.Tensor(data, buf); err != nil {
-			t.Fatal(err)
-		}
-		px = append(px, buf...)
-		allIDs, allMask = append(allIDs, ids...), append(allMask, mask...)
+		files[i] = data
 	}
-	want, _, err := blipref.Scores(c, w, px, allIDs, allMask, len(imgs))
-	if err != nil {
-		t.Fatal(err)
+	good, want, err := blipref.FileScores(c, w, bertVocab, prompt, files)
+	if err != nil || len(good) != len(imgs) {
+		t.Fatalf("reference: %d of %d images (%v)", len(good), len(imgs), err)
 	}
 	return want
 }
