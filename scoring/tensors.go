@@ -161,14 +161,14 @@ func (s *Service) prepare(ctx context.Context, j *job, i int, need [][]bool, dst
 func fill(p scorer.Preprocessor, in scorer.Source, row pixelRows, done map[rowKey]pixelRows) error {
 	key := rowKey{p.Key(), row.half}
 	prev, same := done[key]
-	wide, widened := done[rowKey{p.Key(), false}]
+	float, haveFloat := done[rowKey{key.prep, false}]
 	var err error
 	switch {
 	case same:
 		copy(row.f32, prev.f32)
 		copy(row.f16, prev.f16)
-	case row.half && widened:
-		models.HalfFromFloat32(row.f16, wide.f32)
+	case row.half && haveFloat:
+		models.HalfFromFloat32(row.f16, float.f32)
 	case row.half:
 		err = p.TensorHalf(in, row.f16)
 	default:
