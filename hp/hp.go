@@ -82,6 +82,12 @@ func (s *Scorer) Score(ctx context.Context, pixels []float32, n int) ([]Result, 
 	if err != nil {
 		return nil, err
 	}
+	return results(out, n)
+}
+
+// results reads the graph's outputs for n images: the logit, then the
+// embedding.
+func results(out [][]float32, n int) ([]Result, error) {
 	if len(out) < 2 || len(out[0]) != n {
 		return nil, fmt.Errorf("hp: graph returned %d outputs", len(out))
 	}

@@ -10,7 +10,7 @@ import (
 // Image is the scorer's image side: CLIP preprocessing, then backbone and
 // head.
 func (s *Scorer) Image() scorer.ImageEncoder {
-	return scorer.ImageSide{Prep: scorer.CLIPPreprocess(s.images), Run: s.imageFeatures}
+	return scorer.ImageSide{Prep: scorer.CLIPPreprocess(s.images), Graph: s.enc, Features: imageFeatures}
 }
 
 // Text is nil: HP needs no prompt.
@@ -29,9 +29,10 @@ func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, erro
 	return out, nil
 }
 
-// imageFeatures are the logit (Scalars[0]) and the embedding of each image.
-func (s *Scorer) imageFeatures(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	res, err := s.Score(ctx, pixels, n)
+// imageFeatures are the logit (Scalars[0]) and the embedding of each of n
+// images, from the graph's outputs.
+func imageFeatures(outs [][]float32, n int) ([]scorer.Features, error) {
+	res, err := results(outs, n)
 	if err != nil {
 		return nil, err
 	}

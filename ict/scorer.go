@@ -11,7 +11,7 @@ import (
 // Image is the scorer's image side: CLIP preprocessing, then the
 // L2-normalised image embedding.
 func (s *Scorer) Image() scorer.ImageEncoder {
-	return scorer.ImageSide{Prep: scorer.CLIPPreprocess(s.images), Run: s.imageFeatures}
+	return scorer.ImageSide{Prep: scorer.CLIPPreprocess(s.images), Graph: s.enc, Features: imageFeatures}
 }
 
 // Text is the scorer's text side: the CLIP tokenizer, then the
@@ -30,12 +30,10 @@ func (s *Scorer) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, erro
 	return out, nil
 }
 
-func (s *Scorer) imageFeatures(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	emb, err := s.EmbedImages(ctx, pixels, n)
-	if err != nil {
-		return nil, err
-	}
-	return scorer.Embeddings(emb), nil
+// imageFeatures are the L2-normalised embeddings of n images, from the
+// image graph's outputs.
+func imageFeatures(outs [][]float32, n int) ([]scorer.Features, error) {
+	return scorer.Embeddings(Rows(outs[0], n, true)), nil
 }
 
 // TextSide is the text side of a CLIP dual encoder, ICT's and the reward

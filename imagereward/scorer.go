@@ -34,7 +34,7 @@ var Entry = scorer.Entry{
 // Image is the scorer's image side: torchvision preprocessing over
 // Pillow's decode, then the ViT's image token sequence.
 func (s *Scorer) Image() scorer.ImageEncoder {
-	return scorer.ImageSide{Prep: scorer.TorchvisionPreprocess(s.images), Run: s.imageTokens}
+	return scorer.ImageSide{Prep: scorer.TorchvisionPreprocess(s.images), Graph: s.vision, Features: s.imageTokens}
 }
 
 // Text is the scorer's text side: the BERT WordPiece tokenizer. The text
@@ -74,12 +74,9 @@ func (s *Scorer) Head(ctx context.Context, pairs []scorer.Pair) ([][]float64, er
 	return out, nil
 }
 
-// imageTokens runs the image encoder once over n preprocessed images.
-func (s *Scorer) imageTokens(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	out, err := s.vision.EncodeImages(ctx, pixels, n)
-	if err != nil {
-		return nil, fmt.Errorf("imagereward image encoder: %w", err)
-	}
+// imageTokens are the image token sequences of n images, from the image
+// encoder's output.
+func (s *Scorer) imageTokens(out [][]float32, n int) ([]scorer.Features, error) {
 	T := s.TokenLen()
 	if len(out[0]) != n*T {
 		return nil, fmt.Errorf("imagereward: image encoder gave %d values for %d images of %d", len(out[0]), n, T)

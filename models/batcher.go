@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/x448/float16"
 )
 
 // ErrOverloaded means a batcher refused work at once because its queue is
@@ -91,6 +92,17 @@ type BatchEncoder interface {
 	EncodeTexts(ctx context.Context, ids []int64, n int) ([][]float32, error)
 }
 
+// HalfEncoder runs a vision graph on binary16 rows: *Model, and a *Batcher
+// in front of one.
+type HalfEncoder interface {
+	// HalfPixels says whether the vision graph takes float16 pixels (an
+	// --fp16 model directory of format 2): then EncodeImagesHalf feeds it
+	// as it is, with no float32 row and no rounding pass.
+	HalfPixels() bool
+	// EncodeImagesHalf is EncodeImages for rows of binary16 values.
+	EncodeImagesHalf(ctx context.Context, pixels []float16.Float16, n int) ([][]float32, error)
+}
+
 // Batcher is a dynamic batcher in front of a model: concurrent
 // EncodeImages (and EncodeTexts) calls are queued, gathered into runs of up
 // to MaxBatch items, and each caller gets its own rows back, as if it had
@@ -98,9 +110,22 @@ type BatchEncoder interface {
 // encoded once. Queued work whose context ends is dropped before it runs.
 // The queue is bounded, and work that would wait past its context's deadline
 // (estimated from the recent cost per item) is refused at once.
+//
+// The vision graph has one queue, of its own element type: float32 rows, or
+// binary16 rows (EncodeImagesHalf) when the model is a HalfEncoder whose
+// graph takes float16 pixels. Callers of the other type are converted
+// (rounded to nearest-even, or widened exactly) and share that queue.
 type Batcher struct {
-	images *lane[float32]
+	images *lane[float32]         // nil when the graph takes float16 pixels
+	halves *lane[float16.Float16] // nil otherwise
+	vision queue                  // whichever of the two is set
 	texts  *lane[int64]
+}
+
+// queue is what the Batcher asks of a lane whatever its element type.
+type queue interface {
+	stats() Stats
+	close()
 }
 
 // NewBatcher starts a batcher in front of enc; Close stops it.
@@ -124,9 +149,13 @@ func NewBatcher(enc BatchEncoder, o BatcherOptions) (*Batcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Batcher{
-		images: newLane(o, "vision", enc.EncodeImages, false, m),
-		texts:  newLane(o, "text", enc.EncodeTexts, true, m),
+	b := &Batcher{texts: newLane(o, "text", enc.EncodeTexts, true, m)}
+	if h, ok := enc.(HalfEncoder); ok && h.HalfPixels() {
+		b.halves = newLane(o, "vision", h.EncodeImagesHalf, false, m)
+		b.vision = b.halves
+	} else {
+		b.images = newLane(o, "vision", enc.EncodeImages, false, m)
+		b.vision = b.images
 	}
 	return b, nil
 }
@@ -135,8 +164,31 @@ func NewBatcher(enc BatchEncoder, o BatcherOptions) (*Batcher, error) {
 // another) and returns the model's outputs for them, n rows each. pixels
 // must not be changed until the call returns; if ctx ends first, the call
 // returns at once and the images are dropped if they have not started.
+// For a graph that takes float16 pixels the rows are rounded first (as
+// Session.RunFloat would round them): EncodeImagesHalf spares that.
 func (b *Batcher) EncodeImages(ctx context.Context, pixels []float32, n int) ([][]float32, error) {
+	if b.halves != nil {
+		h := make([]float16.Float16, len(pixels))
+		HalfFromFloat32(h, pixels)
+		return b.halves.do(ctx, h, n)
+	}
 	return b.images.do(ctx, pixels, n)
+}
+
+// HalfPixels says whether the vision graph takes float16 pixels, so that
+// EncodeImagesHalf hands the callers' rows to it as they are.
+func (b *Batcher) HalfPixels() bool { return b.halves != nil }
+
+// EncodeImagesHalf is EncodeImages for binary16 rows: gathered as they
+// are for a graph that takes float16 pixels, widened (exactly) for one
+// that takes float32.
+func (b *Batcher) EncodeImagesHalf(ctx context.Context, pixels []float16.Float16, n int) ([][]float32, error) {
+	if b.images != nil {
+		f := make([]float32, len(pixels))
+		floatFromHalf(f, pixels)
+		return b.images.do(ctx, f, n)
+	}
+	return b.halves.do(ctx, pixels, n)
 }
 
 // EncodeTexts queues n rows of token ids; as EncodeImages.
@@ -146,7 +198,7 @@ func (b *Batcher) EncodeTexts(ctx context.Context, ids []int64, n int) ([][]floa
 
 // Close refuses new work, lets queued work finish, and waits for it.
 func (b *Batcher) Close() error {
-	b.images.close()
+	b.vision.close()
 	b.texts.close()
 	return nil
 }
@@ -162,7 +214,7 @@ type Stats struct {
 }
 
 // ImageStats and TextStats are snapshots of the two queues.
-func (b *Batcher) ImageStats() Stats { return b.images.stats() }
+func (b *Batcher) ImageStats() Stats { return b.vision.stats() }
 func (b *Batcher) TextStats() Stats  { return b.texts.stats() }
 
 // batcherMetrics are shared by every batcher on one registry.

@@ -27,6 +27,15 @@ func HalfFromFloat32(dst []float16.Float16, src []float32) {
 	}
 }
 
+// floatFromHalf writes the float32 value of each src[i] into dst[i]
+// (len(dst) >= len(src)): exact, every binary16 value is a float32 one.
+func floatFromHalf(dst []float32, src []float16.Float16) {
+	dst = dst[:len(src)]
+	for i, h := range src {
+		dst[i] = h.Float32()
+	}
+}
+
 const (
 	f32Inf      = 0xff << 23
 	f16Overflow = (127 + 16) << 23                   // smallest |f| that rounds to infinity or is not finite
@@ -86,9 +95,7 @@ func (s *Session) RunHalf(ctx context.Context, in []float16.Float16, n int) ([][
 			return ort.NewCustomDataTensor(s.batchShape(lo, hi), halfAsBytes(rows), ort.TensorElementDataTypeFloat16)
 		}
 		f := make([]float32, len(rows))
-		for i, h := range rows {
-			f[i] = h.Float32()
-		}
+		floatFromHalf(f, rows)
 		return ort.NewTensor(s.batchShape(lo, hi), f)
 	}, len(in))
 }

@@ -1,6 +1,10 @@
 package scorer
 
-import "github.com/icthp/icthp/preprocess"
+import (
+	"github.com/x448/float16"
+
+	"github.com/icthp/icthp/preprocess"
+)
 
 // CLIPPreprocess is the Preprocessor of CLIPImageProcessor's pipeline
 // (resize, center crop, rescale, normalise) over the shared decoded RGB.
@@ -16,6 +20,9 @@ func (c clipPrep) Key() any       { return clipKey{c.p.Options()} }
 func (c clipPrep) NeedsRGB() bool { return true }
 func (c clipPrep) Tensor(src Source, dst []float32) error {
 	return c.p.TensorRGB(src.RGB, dst)
+}
+func (c clipPrep) TensorHalf(src Source, dst []float16.Float16) error {
+	return c.p.TensorRGBHalf(src.RGB, dst)
 }
 
 // TorchvisionPreprocess is the Preprocessor of torchvision's transforms
@@ -37,4 +44,10 @@ func (t tvPrep) Tensor(src Source, dst []float32) error {
 		return t.p.TensorRGB(src.RGB, dst)
 	}
 	return t.p.Tensor(src.Data, dst)
+}
+func (t tvPrep) TensorHalf(src Source, dst []float16.Float16) error {
+	if src.RGB != nil {
+		return t.p.TensorRGBHalf(src.RGB, dst)
+	}
+	return t.p.TensorHalf(src.Data, dst)
 }

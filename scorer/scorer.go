@@ -26,7 +26,10 @@ package scorer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+
+	"github.com/x448/float16"
 
 	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/models"
@@ -96,19 +99,72 @@ type ImageEncoder interface {
 	Encode(ctx context.Context, pixels []float32, n int) ([]Features, error)
 }
 
-// ImageSide is an ImageEncoder made of its parts: the Preprocessor and
-// the function that encodes its rows (what a model's Image returns).
+// HalfEncoder is an ImageEncoder that also takes rows of binary16 values.
+// When HalfPixels says its graph takes float16 pixels (an --fp16 model
+// directory of format 2), the pipeline writes its rows with
+// Preprocess().TensorHalf and calls EncodeHalf: no float32 row is made for
+// it and nothing rounds one.
+type HalfEncoder interface {
+	ImageEncoder
+	HalfPixels() bool
+	// EncodeHalf is Encode for binary16 rows.
+	EncodeHalf(ctx context.Context, pixels []float16.Float16, n int) ([]Features, error)
+}
+
+// ImageGraph runs a model's vision graph over n rows and returns its
+// outputs, n rows each: *models.Model, or a *models.Batcher in front of
+// one. When it is a models.HalfEncoder too, ImageSide feeds it halves.
+type ImageGraph interface {
+	EncodeImages(ctx context.Context, pixels []float32, n int) ([][]float32, error)
+}
+
+// ImageSide is the image side of a model whose images go through one graph
+// (what a model's Image returns): the Preprocessor, the graph, and what the
+// graph's outputs for n rows mean (Features). It is a HalfEncoder: its rows
+// are halves when Graph is a models.HalfEncoder whose graph takes float16
+// pixels.
 type ImageSide struct {
-	Prep Preprocessor
-	Run  func(ctx context.Context, pixels []float32, n int) ([]Features, error)
+	Prep     Preprocessor
+	Graph    ImageGraph
+	Features func(outs [][]float32, n int) ([]Features, error)
 }
 
 // Preprocess is Prep.
 func (s ImageSide) Preprocess() Preprocessor { return s.Prep }
 
-// Encode calls Run.
+// Encode runs Graph on float32 rows.
 func (s ImageSide) Encode(ctx context.Context, pixels []float32, n int) ([]Features, error) {
-	return s.Run(ctx, pixels, n)
+	return encodeRows(ctx, s, pixels, n, s.Graph.EncodeImages)
+}
+
+// HalfPixels says whether Graph takes float16 pixels.
+func (s ImageSide) HalfPixels() bool {
+	h, ok := s.Graph.(models.HalfEncoder)
+	return ok && h.HalfPixels()
+}
+
+// EncodeHalf runs Graph on binary16 rows (a graph that takes float32 ones
+// gets them widened, which is exact).
+func (s ImageSide) EncodeHalf(ctx context.Context, pixels []float16.Float16, n int) ([]Features, error) {
+	h, ok := s.Graph.(models.HalfEncoder)
+	if !ok {
+		return nil, fmt.Errorf("the image graph (%T) takes no float16 rows", s.Graph)
+	}
+	return encodeRows(ctx, s, pixels, n, h.EncodeImagesHalf)
+}
+
+// encodeRows runs n rows of either element type through run and reads its
+// outputs with s.Features.
+func encodeRows[T float32 | float16.Float16](ctx context.Context, s ImageSide, pixels []T, n int,
+	run func(context.Context, []T, int) ([][]float32, error)) ([]Features, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	outs, err := run(ctx, pixels, n)
+	if err != nil {
+		return nil, err
+	}
+	return s.Features(outs, n)
 }
 
 // Source is one image as the pipeline hands it to a Preprocessor: RGB is
@@ -123,7 +179,7 @@ type Source struct {
 // has already applied the byte and pixel limits and holds the image's share
 // of the decoded-pixel budget while Tensor runs.
 type Preprocessor interface {
-	// TensorLen is the number of float32 values of one row.
+	// TensorLen is the number of values of one row.
 	TensorLen() int
 	// Key identifies the preprocessing (compared with ==): models whose
 	// keys are equal get one tensor, computed once and copied.
@@ -136,6 +192,11 @@ type Preprocessor interface {
 	NeedsRGB() bool
 	// Tensor writes the row into dst (TensorLen values).
 	Tensor(src Source, dst []float32) error
+	// TensorHalf writes the row as binary16 values, for a graph that takes
+	// float16 pixels (HalfEncoder): each is Tensor's value rounded to
+	// nearest-even (float16.Fromfloat32, as onnxruntime's Cast rounds), so
+	// the graph sees what it saw when the host rounded float32 rows.
+	TensorHalf(src Source, dst []float16.Float16) error
 }
 
 // Tokens are one tokenized prompt: IDs padded to the model's context

@@ -239,7 +239,13 @@ func (s *Service) runEncoders(ctx context.Context, j *job, t *tensorSet) ([][]sc
 		if len(rows) == 0 {
 			continue
 		}
-		f, err := m.Image().Encode(ctx, t.pix[mi], len(rows))
+		var f []scorer.Features
+		var err error
+		if p := t.pix[mi]; p.half {
+			f, err = m.half.EncodeHalf(ctx, p.f16, len(rows))
+		} else {
+			f, err = m.img.Encode(ctx, p.f32, len(rows))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s image: %w", m.Name, err)
 		}

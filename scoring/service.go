@@ -74,6 +74,10 @@ type model struct {
 	text scorer.TextEncoder  // nil without a text side
 	emb  scorer.TextEmbedder // nil unless the text side embeds
 	prep scorer.Preprocessor
+	img  scorer.ImageEncoder
+	// half is img when its graph takes float16 pixels: its rows are
+	// binary16 (Preprocessor.TensorHalf, HalfEncoder.EncodeHalf).
+	half scorer.HalfEncoder
 }
 
 // Service scores images with whichever models are loaded.
@@ -117,8 +121,12 @@ func New(ms []scorer.Model, o Options) (*Service, error) {
 			}
 			outs[out.Name] = true
 		}
-		lm := &model{Model: m, text: m.Text(), prep: m.Image().Preprocess()}
+		lm := &model{Model: m, text: m.Text(), img: m.Image()}
+		lm.prep = lm.img.Preprocess()
 		lm.emb, _ = lm.text.(scorer.TextEmbedder)
+		if h, ok := lm.img.(scorer.HalfEncoder); ok && h.HalfPixels() {
+			lm.half = h
+		}
 		svc.models = append(svc.models, lm)
 		svc.byName[m.Name] = lm
 	}

@@ -6,16 +6,50 @@ import (
 	"sync"
 	"time"
 
+	"github.com/x448/float16"
+
+	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scorer"
 )
 
 // tensorSet holds the model inputs of the images that needed computing.
 type tensorSet struct {
-	pix  [][]float32 // per model: its rows, one after another
+	pix  []pixelRows // per model: its rows, one after another
 	rows [][]int     // per model: the image index of each row
 	dims [][2]int    // per image: the source's width and height
 	errs []error     // per image
+}
+
+// pixelRows are rows of one model's input, of its graph's element type:
+// float32, or binary16 (half) for a model whose graph takes float16 pixels
+// (scorer.HalfEncoder), so that no float32 row is made for it.
+type pixelRows struct {
+	half bool
+	f32  []float32
+	f16  []float16.Float16
+}
+
+func makeRows(half bool, n int) pixelRows {
+	if half {
+		return pixelRows{half: true, f16: make([]float16.Float16, n)}
+	}
+	return pixelRows{f32: make([]float32, n)}
+}
+
+// row is the k-th row of l values.
+func (r pixelRows) row(k, l int) pixelRows {
+	if r.half {
+		return pixelRows{half: true, f16: r.f16[k*l : (k+1)*l]}
+	}
+	return pixelRows{f32: r.f32[k*l : (k+1)*l]}
+}
+
+// rowKey is a row's preprocessing (scorer.Preprocessor.Key) and element
+// type: the models of one image whose rows have equal keys share one row.
+type rowKey struct {
+	prep any
+	half bool
 }
 
 // tensors decodes each image of idx once (for the models that take
@@ -23,7 +57,7 @@ type tensorSet struct {
 // service's workers, each image holding its share of the pixel budget
 // meanwhile.
 func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool) (*tensorSet, error) {
-	t := &tensorSet{pix: make([][]float32, len(j.models)), rows: make([][]int, len(j.models)),
+	t := &tensorSet{pix: make([]pixelRows, len(j.models)), rows: make([][]int, len(j.models)),
 		dims: make([][2]int, len(j.images)), errs: make([]error, len(j.images))}
 	if len(idx) == 0 {
 		return t, nil
@@ -38,7 +72,7 @@ func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool)
 				t.rows[mi] = append(t.rows[mi], i)
 			}
 		}
-		t.pix[mi] = make([]float32, len(t.rows[mi])*m.prep.TensorLen())
+		t.pix[mi] = makeRows(m.half != nil, len(t.rows[mi])*m.prep.TensorLen())
 	}
 	sem := make(chan struct{}, s.workers)
 	var wg sync.WaitGroup
@@ -50,9 +84,8 @@ func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool)
 		wg.Add(1)
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
-			t.errs[i] = s.prepare(ctx, j, i, need, func(mi int) []float32 {
-				l := j.models[mi].prep.TensorLen()
-				return t.pix[mi][at[mi][i]*l : (at[mi][i]+1)*l]
+			t.errs[i] = s.prepare(ctx, j, i, need, func(mi int) pixelRows {
+				return t.pix[mi].row(at[mi][i], j.models[mi].prep.TensorLen())
 			}, &t.dims[i])
 		}(i)
 	}
@@ -61,7 +94,12 @@ func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool)
 		return nil, err
 	}
 	for mi, m := range j.models {
-		t.pix[mi], t.rows[mi] = compact(t.pix[mi], t.rows[mi], t.errs, m.prep.TensorLen())
+		p, l := &t.pix[mi], m.prep.TensorLen()
+		if p.half {
+			p.f16, t.rows[mi] = compact(p.f16, t.rows[mi], t.errs, l)
+		} else {
+			p.f32, t.rows[mi] = compact(p.f32, t.rows[mi], t.errs, l)
+		}
 	}
 	return t, nil
 }
@@ -69,7 +107,7 @@ func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool)
 // prepare makes image i's rows for every model that needs them (dst(mi)
 // is model mi's row). It runs on client input: a panic in a decoder or a
 // preprocessor becomes this image's error, never the process's end.
-func (s *Service) prepare(ctx context.Context, j *job, i int, need [][]bool, dst func(int) []float32, dims *[2]int) (err error) {
+func (s *Service) prepare(ctx context.Context, j *job, i int, need [][]bool, dst func(int) pixelRows, dims *[2]int) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: the decoder failed on this image (%v)", preprocess.ErrUndecodable, r)
@@ -94,26 +132,52 @@ func (s *Service) prepare(ctx context.Context, j *job, i int, need [][]bool, dst
 		w, h = src.RGB.W, src.RGB.H
 	}
 	*dims = [2]int{w, h}
-	done := map[any][]float32{} // rows made, by preprocessing
-	for mi, m := range j.models {
-		if !need[mi][i] {
-			continue
+	done := map[rowKey]pixelRows{} // rows made, by preprocessing and type
+	// float32 rows first: a model that takes halves of the same
+	// preprocessing then gets that row rounded instead of a second resize.
+	for _, half := range [2]bool{false, true} {
+		for mi, m := range j.models {
+			if !need[mi][i] || (m.half != nil) != half {
+				continue
+			}
+			in := src
+			if !m.prep.NeedsRGB() {
+				in = scorer.Source(img) // the file itself, not our decode
+			}
+			start := time.Now()
+			if err := fill(m.prep, in, dst(mi), done); err != nil {
+				return err
+			}
+			s.observePrep(m.Name, start)
 		}
-		row, key := dst(mi), m.prep.Key()
-		in := src
-		if !m.prep.NeedsRGB() {
-			in = scorer.Source(img) // the file itself, not our decode
-		}
-		start := time.Now()
-		if prev, ok := done[key]; ok {
-			copy(row, prev)
-		} else if err := m.prep.Tensor(in, row); err != nil {
-			return err
-		}
-		done[key] = row
-		s.observePrep(m.Name, start)
 	}
 	return nil
+}
+
+// fill writes one row with p: a copy of a row of equal preprocessing and
+// type already made for the image, a float32 one of equal preprocessing
+// rounded (TensorHalf's values, by the Preprocessor's contract), or p's
+// own; done records it.
+func fill(p scorer.Preprocessor, in scorer.Source, row pixelRows, done map[rowKey]pixelRows) error {
+	key := rowKey{p.Key(), row.half}
+	prev, same := done[key]
+	float, haveFloat := done[rowKey{key.prep, false}]
+	var err error
+	switch {
+	case same:
+		copy(row.f32, prev.f32)
+		copy(row.f16, prev.f16)
+	case row.half && haveFloat:
+		models.HalfFromFloat32(row.f16, float.f32)
+	case row.half:
+		err = p.TensorHalf(in, row.f16)
+	default:
+		err = p.Tensor(in, row.f32)
+	}
+	if err == nil {
+		done[key] = row
+	}
+	return err
 }
 
 // needsRGB says whether one of the models that need image i takes decoded
@@ -127,7 +191,9 @@ func (s *Service) needsRGB(j *job, i int, need [][]bool) bool {
 	return false
 }
 
-func compact(pix []float32, rows []int, errs []error, l int) ([]float32, []int) {
+// compact drops the rows of failed images (errs), moving the others down
+// in place.
+func compact[T any](pix []T, rows []int, errs []error, l int) ([]T, []int) {
 	if len(rows) == 0 {
 		return pix, rows
 	}

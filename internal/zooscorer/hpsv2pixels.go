@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/x448/float16"
+
 	"github.com/icthp/icthp/preprocess"
 	"github.com/icthp/icthp/scorer"
 )
@@ -65,6 +67,17 @@ func (p *HPSv2Pixels) NeedsRGB() bool { return true }
 
 // Tensor implements scorer.Preprocessor.
 func (p *HPSv2Pixels) Tensor(src scorer.Source, dst []float32) error {
+	return hpsv2Tensor(p, src, dst, func(v float32) float32 { return v })
+}
+
+// TensorHalf implements scorer.Preprocessor: Tensor's values, each rounded
+// to nearest-even as it is written.
+func (p *HPSv2Pixels) TensorHalf(src scorer.Source, dst []float16.Float16) error {
+	return hpsv2Tensor(p, src, dst, float16.Fromfloat32)
+}
+
+// hpsv2Tensor writes the normalised crop into dst, each value through put.
+func hpsv2Tensor[T float32 | float16.Float16](p *HPSv2Pixels, src scorer.Source, dst []T, put func(float32) T) error {
 	img := src.RGB
 	if img == nil {
 		var err error
@@ -83,7 +96,7 @@ func (p *HPSv2Pixels) Tensor(src scorer.Source, dst []float32) error {
 	for c := 0; c < 3; c++ {
 		mean, std := p.o.Mean[c], p.o.Std[c]
 		for i, v := range crop[c*n : (c+1)*n] {
-			dst[c*n+i] = (v - mean) / std // Normalize: sub_(mean).div_(std)
+			dst[c*n+i] = put((v - mean) / std) // Normalize: sub_(mean).div_(std)
 		}
 	}
 	return nil

@@ -153,7 +153,7 @@ func (m *model) Manifest() *models.Manifest { return m.man }
 // L2-normalised image embedding, and for an aesthetic model Scalars[0] its
 // score (the graph's first output).
 func (m *model) Image() scorer.ImageEncoder {
-	return scorer.ImageSide{Prep: m.prep, Run: m.imageFeatures}
+	return scorer.ImageSide{Prep: m.prep, Graph: m.enc, Features: m.imageFeatures}
 }
 
 // Text is the text side of a dual encoder (ict.TextSide), nil for an
@@ -165,14 +165,8 @@ func (m *model) Head(_ context.Context, pairs []scorer.Pair) ([][]float64, error
 	return m.head(m.man.Formula, pairs)
 }
 
-func (m *model) imageFeatures(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	if n == 0 {
-		return nil, nil
-	}
-	outs, err := m.enc.EncodeImages(ctx, pixels, n)
-	if err != nil {
-		return nil, err
-	}
+// imageFeatures reads the image graph's outputs for n images.
+func (m *model) imageFeatures(outs [][]float32, n int) ([]scorer.Features, error) {
 	if m.man.Kind == models.KindAesthetic {
 		// outputs: aesthetic [n], image_embeds [n, D]
 		if len(outs) != 2 || len(outs[0]) != n {

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/x448/float16"
+
 	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/models"
 	"github.com/icthp/icthp/scorer"
@@ -139,6 +141,19 @@ func (meanRGB) Tensor(src scorer.Source, dst []float32) error {
 	}
 	for c := range 3 {
 		dst[c] = float32(sum[c] / float64(img.W*img.H) / 255)
+	}
+	return nil
+}
+
+// TensorHalf is Tensor rounded (the fake's image side takes float32 rows
+// only, so the pipeline never asks for halves).
+func (m meanRGB) TensorHalf(src scorer.Source, dst []float16.Float16) error {
+	var f [3]float32
+	if err := m.Tensor(src, f[:]); err != nil {
+		return err
+	}
+	for c, v := range f {
+		dst[c] = float16.Fromfloat32(v)
 	}
 	return nil
 }
