@@ -1,0 +1,320 @@
+//go:build cgo
+
+package preprocess
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"errors"
+	"hash/adler32"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// goInflate is compress/zlib's verdict on src as a PNG's stream of n bytes, as the
+// compress/zlib fast path read it: exactly n bytes, then the end with a valid checksum.
+func goInflate(src []byte, n int) ([]byte, error) {
+	zr, err := zlib.NewReader(bytes.NewReader(src))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, n)
+	if _, err := io.ReadFull(zr, out); err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	if k, err := zr.Read(one[:]); k != 0 || err != io.EOF {
+		return nil, errors.New("stream longer than the image")
+	}
+	return out, nil
+}
+
+// zlibWrap puts a raw DEFLATE body in a zlib stream whose checksum is that of out.
+func zlibWrap(body, out []byte) []byte {
+	s := append([]byte{0x78, 0x01}, body...)
+	return binary.BigEndian.AppendUint32(s, adler32.Checksum(out))
+}
+
+// TestPNGInflateLikeZlib: on streams compress/zlib writes at every level (stored, fixed
+// and dynamic blocks; literals only; long matches), whole or split into IDAT-like parts,
+// pngInflate accepts and gives the original bytes.
+func TestPNGInflateLikeZlib(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 60; i++ {
+		n := 1 + rng.IntN(1<<uint(4+i%14))
+		raw := make([]byte, n)
+		switch i % 4 {
+		case 0: // noise
+			for j := range raw {
+				raw[j] = byte(rng.Uint32())
+			}
+		case 1: // smooth rows
+			for j := range raw {
+				raw[j] = byte(j/7 + j%5)
+			}
+		case 2: // runs
+			for j := range raw {
+				raw[j] = byte(j / 300)
+			}
+		default: // few symbols
+			for j := range raw {
+				raw[j] = "ab"[rng.IntN(2)]
+			}
+		}
+		level := []int{zlib.HuffmanOnly, zlib.NoCompression, zlib.BestSpeed, zlib.DefaultCompression, zlib.BestCompression}[i%5]
+		var z bytes.Buffer
+		zw, _ := zlib.NewWriterLevel(&z, level)
+		zw.Write(raw)
+		zw.Close()
+		src := z.Bytes()
+		parts := [][]byte{src}
+		if i%3 == 1 && len(src) > 3 { // split, one part empty
+			a, b := rng.IntN(len(src)), 0
+			b = a + rng.IntN(len(src)-a)
+			parts = [][]byte{src[:a], src[a:a], src[a:b], src[b:]}
+		}
+		dst := make([]byte, n)
+		if !pngInflate(dst, parts) {
+			t.Fatalf("case %d (%d bytes, level %d): declined a stream compress/zlib wrote", i, n, level)
+		}
+		if !bytes.Equal(dst, raw) {
+			t.Fatalf("case %d: bytes differ", i)
+		}
+	}
+}
+
+// bitWriter writes a DEFLATE bit stream, least significant bit first.
+type bitWriter struct {
+	out []byte
+	acc uint64
+	n   uint
+}
+
+func (w *bitWriter) bits(v uint32, n uint) {
+	w.acc |= uint64(v&(1<<n-1)) << w.n
+	for w.n += n; w.n >= 8; w.n -= 8 {
+		w.out = append(w.out, byte(w.acc))
+		w.acc >>= 8
+	}
+}
+
+// code writes a Huffman codeword, most significant bit first.
+func (w *bitWriter) code(c uint32, n uint8) {
+	for i := int(n) - 1; i >= 0; i-- {
+		w.bits(c>>uint(i), 1)
+	}
+}
+
+func (w *bitWriter) bytes() []byte {
+	if w.n > 0 {
+		w.bits(0, 8-w.n)
+	}
+	return w.out
+}
+
+// canonical is the canonical Huffman code of the lengths (RFC 1951 3.2.2).
+func canonical(lens []uint8) []uint32 {
+	var count, next [16]uint32
+	for _, l := range lens {
+		count[l]++
+	}
+	count[0] = 0
+	for l := 1; l < 16; l++ {
+		next[l] = (next[l-1] + count[l-1]) << 1
+	}
+	codes := make([]uint32, len(lens))
+	for s, l := range lens {
+		if l != 0 {
+			codes[s] = next[l]
+			next[l]++
+		}
+	}
+	return codes
+}
+
+// huffWriter writes symbols of a code given by its lengths.
+type huffWriter struct {
+	lens  []uint8
+	codes []uint32
+}
+
+func newHuff(lens []uint8) huffWriter { return huffWriter{lens, canonical(lens)} }
+
+func (h huffWriter) put(w *bitWriter, sym int) { w.code(h.codes[sym], h.lens[sym]) }
+
+func fixedLit() huffWriter {
+	l := make([]uint8, 288)
+	for i := range l {
+		l[i] = [4]uint8{8, 9, 7, 8}[btoi(i >= 144)+btoi(i >= 256)+btoi(i >= 280)]
+	}
+	return newHuff(l)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// lens is a code length table of n symbols with the given (symbol, length) pairs.
+func lens(n int, set ...int) []uint8 {
+	l := make([]uint8, n)
+	for i := 0; i < len(set); i += 2 {
+		l[set[i]] = uint8(set[i+1])
+	}
+	return l
+}
+
+// dynamicHeader starts a final dynamic block declaring the lit and dist code lengths, each
+// written as an explicit length except the last zeros, which overrun lengths cover with
+// one "repeat zero" code reaching past the declared count (0: none).
+func dynamicHeader(w *bitWriter, lit, dist []uint8, overrun int) {
+	pre := newHuff(lens(19, 0, 4, 1, 4, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 4, 9, 4, 10, 4, 11, 4, 12, 4,
+		13, 5, 14, 5, 15, 5, 16, 5, 17, 5, 18, 5))
+	w.bits(1, 1)
+	w.bits(2, 2)
+	w.bits(uint32(len(lit)-257), 5)
+	w.bits(uint32(len(dist)-1), 5)
+	w.bits(19-4, 4)
+	for _, s := range precodeOrder {
+		w.bits(uint32(pre.lens[s]), 3)
+	}
+	all := append(append([]uint8{}, lit...), dist...)
+	explicit := len(all)
+	if overrun > 0 {
+		for explicit > 0 && all[explicit-1] == 0 {
+			explicit--
+		}
+	}
+	for _, l := range all[:explicit] {
+		pre.put(w, int(l))
+	}
+	if overrun > 0 {
+		pre.put(w, 18)
+		w.bits(uint32(len(all)-explicit+overrun-11), 7)
+	}
+}
+
+// lenientStreams are DEFLATE streams libdeflate 1.14 decodes (to want) but compress/flate
+// refuses, next to controls both decode; ok says whether compress/flate accepts.
+func lenientStreams() []struct {
+	name string
+	body []byte
+	want []byte
+	ok   bool
+} {
+	type stream = struct {
+		name string
+		body []byte
+		want []byte
+		ok   bool
+	}
+	var out []stream
+	// Fixed codes: the reserved length code 286 (libdeflate: length 258).
+	w := &bitWriter{}
+	w.bits(1, 1)
+	w.bits(1, 2)
+	fl := fixedLit()
+	fl.put(w, 'A')
+	fl.put(w, 286)
+	w.code(0, 5) // distance 1
+	fl.put(w, 256)
+	out = append(out, stream{"fixed length code 286", w.bytes(), bytes.Repeat([]byte("A"), 259), false})
+	// A stored block of 32 KiB, then fixed codes with the reserved distance code 30
+	// (libdeflate: distance 24577) or its legal neighbour 29 (24577 with 13 extra bits 0).
+	for _, dc := range []uint32{30, 29} {
+		w = &bitWriter{}
+		w.bits(0, 3)
+		w.bytes()
+		stored := make([]byte, 32768)
+		for i := range stored {
+			stored[i] = byte(i * 13 / 7)
+		}
+		w.bits(32768, 16)
+		w.bits(^uint32(32768), 16)
+		w.out = append(w.out, stored...)
+		w.bits(1, 1)
+		w.bits(1, 2)
+		fl.put(w, 257) // length 3
+		w.code(dc, 5)
+		w.bits(0, 13)
+		fl.put(w, 256)
+		want := append(append([]byte{}, stored...), stored[32768-24577:32768-24577+3]...)
+		out = append(out, stream{"fixed distance code " + string(rune('0'+dc/10)) + string(rune('0'+dc%10)), w.bytes(), want, dc == 29})
+	}
+	ab := func(nlit int) []uint8 { return lens(nlit, 'A', 2, 'B', 2, 256, 2, 257, 2) }
+	for _, c := range []struct {
+		name      string
+		lit, dist []uint8
+		overrun   int
+		ok        bool
+	}{
+		{"dynamic 288 literal/length codes", ab(288), lens(1), 0, false},
+		{"dynamic 286 literal/length codes", ab(286), lens(1), 0, true},
+		{"dynamic 32 distance codes", ab(258), lens(32, 0, 1, 1, 1), 0, false},
+		{"dynamic 30 distance codes", ab(258), lens(30, 0, 1, 1, 1), 0, true},
+		{"code length repeat past the count", ab(258), lens(30, 0, 1, 1, 1), 100, false},
+		{"code length repeat up to the count", ab(258), lens(30, 0, 1, 1, 1), 0, true},
+	} {
+		w = &bitWriter{}
+		dynamicHeader(w, c.lit, c.dist, c.overrun)
+		lit := newHuff(c.lit)
+		lit.put(w, 'A')
+		lit.put(w, 'B')
+		lit.put(w, 256)
+		out = append(out, stream{c.name, w.bytes(), []byte("AB"), c.ok})
+	}
+	// A match with a one-codeword distance code (codeword 0 is its symbol, 1 is unused)
+	// and with an empty distance code (libdeflate: distance 1 from one bit).
+	for _, c := range []struct {
+		name string
+		dist []uint8
+		bit  uint32
+		ok   bool
+	}{
+		{"one-symbol distance code, codeword 1", lens(1, 0, 1), 1, false},
+		{"one-symbol distance code, codeword 0", lens(1, 0, 1), 0, true},
+		{"empty distance code used", lens(1), 0, false},
+	} {
+		w = &bitWriter{}
+		dynamicHeader(w, ab(258), c.dist, 0)
+		lit := newHuff(ab(258))
+		lit.put(w, 'A')
+		lit.put(w, 257) // length 3
+		w.bits(c.bit, 1)
+		lit.put(w, 256)
+		out = append(out, stream{c.name, w.bytes(), []byte("AAAA"), c.ok})
+	}
+	return out
+}
+
+// TestPNGInflateLeniencies: on each stream libdeflate decodes but compress/zlib refuses,
+// the fast path refuses too (so image/png answers, as before libdeflate); on the controls
+// beside them, all three decode the same bytes. The streams are checked to be what they
+// claim: libdeflate alone decodes each to want.
+func TestPNGInflateLeniencies(t *testing.T) {
+	in := getInflater()
+	defer putInflater(in)
+	for _, s := range lenientStreams() {
+		t.Run(s.name, func(t *testing.T) {
+			src := zlibWrap(s.body, s.want)
+			if got, ok := in.zlibAny(src, 1<<20); !ok || !bytes.Equal(got, s.want) {
+				t.Fatalf("libdeflate alone: ok %v, %d bytes; the stream is not what the test means", ok, len(got))
+			}
+			gout, gerr := goInflate(src, len(s.want))
+			if (gerr == nil) != s.ok {
+				t.Fatalf("compress/zlib: %v, want ok=%v", gerr, s.ok)
+			}
+			dst := make([]byte, len(s.want))
+			if ok := pngInflate(dst, [][]byte{src}); ok != s.ok {
+				t.Fatalf("pngInflate: %v, compress/zlib: %v", ok, gerr)
+			}
+			if s.ok && (!bytes.Equal(dst, s.want) || !bytes.Equal(gout, s.want)) {
+				t.Fatal("bytes differ")
+			}
+		})
+	}
+}
