@@ -17,8 +17,8 @@ package preprocess
 #include <stddef.h>
 #include <libdeflate.h>
 
-// icthp_zlib inflates the zlib stream in[0:n] into exactly out[0:m]; it returns the
-// number of input bytes the stream took, or -1 (libdeflate's result code is not needed:
+// icthp_zlib inflates the zlib stream at the start of in[0:n] into exactly out[0:m]; it
+// returns the number of input bytes the stream took, or -1 (libdeflate's result code is not needed:
 // every failure sends the file to image/png).
 static long long icthp_zlib(struct libdeflate_decompressor *d, const void *in, size_t n, void *out, size_t m) {
 	size_t used = 0;
@@ -26,10 +26,11 @@ static long long icthp_zlib(struct libdeflate_decompressor *d, const void *in, s
 	return (long long)used;
 }
 
-// icthp_zlib_any is icthp_zlib for an output of up to m bytes: it returns the output size.
-static long long icthp_zlib_any(struct libdeflate_decompressor *d, const void *in, size_t n, void *out, size_t m) {
-	size_t used = 0, got = 0;
-	if (libdeflate_zlib_decompress_ex(d, in, n, out, m, &used, &got) != LIBDEFLATE_SUCCESS || used != n) return -1;
+// icthp_deflate_any inflates the raw DEFLATE stream at the start of in[0:n] into up to m
+// bytes of out; it returns the output size and sets *used to the stream's length, or -1.
+static long long icthp_deflate_any(struct libdeflate_decompressor *d, const void *in, size_t n, void *out, size_t m, size_t *used) {
+	size_t got = 0;
+	if (libdeflate_deflate_decompress_ex(d, in, n, out, m, used, &got) != LIBDEFLATE_SUCCESS) return -1;
 	return (long long)got;
 }
 */
@@ -73,8 +74,9 @@ func putInflater(in *inflater) {
 }
 
 // pngInflate fills dst with the zlib stream held in the IDAT bodies and reports whether
-// the stream had exactly len(dst) bytes, a valid checksum, no data after it, and only
-// what compress/zlib accepts.
+// the stream had exactly len(dst) bytes, a valid checksum, and only what compress/zlib
+// accepts. Data after the stream is ignored, as compress/zlib (the fast path before
+// libdeflate) and Pillow ignore it.
 func pngInflate(dst []byte, idat [][]byte) bool {
 	in := getInflater()
 	if in == nil {
@@ -82,7 +84,8 @@ func pngInflate(dst []byte, idat [][]byte) bool {
 	}
 	defer putInflater(in)
 	src := in.joined(idat)
-	return in.zlib(dst, src) && in.check.strictCheck(src[2:len(src)-4])
+	n, ok := in.zlib(dst, src)
+	return ok && in.check.strictCheck(src[2:n-4])
 }
 
 // joined is the IDAT bodies as one stream: the only body, or their copy in in.join.
@@ -104,26 +107,28 @@ func (in *inflater) joined(idat [][]byte) []byte {
 	return src
 }
 
-// zlib is libdeflate alone: whether src is one zlib stream, with nothing after it, of
-// exactly len(dst) bytes, which it writes to dst.
-func (in *inflater) zlib(dst, src []byte) bool {
+// zlib is libdeflate alone: whether src starts with a zlib stream of exactly len(dst)
+// bytes, which it writes to dst, and the stream's length in src.
+func (in *inflater) zlib(dst, src []byte) (int, bool) {
 	if len(dst) == 0 || len(src) < 2+1+4 { // header, one byte of DEFLATE, Adler-32
-		return false
+		return 0, false
 	}
 	used := C.icthp_zlib(in.d, unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&dst[0]), C.size_t(len(dst)))
-	return int(used) == len(src) // -1: corrupt, shorter or longer than dst, bad checksum
+	return int(used), used >= 2+1+4 // -1: corrupt, shorter or longer than dst, bad checksum
 }
 
-// zlibAny is libdeflate alone on a stream of unknown size (up to max bytes), for the tests
-// that cross-check it with compress/zlib.
-func (in *inflater) zlibAny(src []byte, max int) ([]byte, bool) {
-	if len(src) < 2+1+4 || max <= 0 {
-		return nil, false
+// deflateAny is libdeflate alone on a raw DEFLATE stream of unknown size (up to max
+// bytes), for the tests that cross-check it with compress/flate: the output and the
+// stream's length in src.
+func (in *inflater) deflateAny(src []byte, max int) ([]byte, int, bool) {
+	if len(src) == 0 || max <= 0 {
+		return nil, 0, false
 	}
 	out := make([]byte, max)
-	n := C.icthp_zlib_any(in.d, unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&out[0]), C.size_t(max))
+	used := new(C.size_t)
+	n := C.icthp_deflate_any(in.d, unsafe.Pointer(&src[0]), C.size_t(len(src)), unsafe.Pointer(&out[0]), C.size_t(max), used)
 	if n < 0 {
-		return nil, false
+		return nil, 0, false
 	}
-	return out[:n], true
+	return out[:n], int(*used), true
 }

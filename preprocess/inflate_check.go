@@ -181,7 +181,8 @@ var (
 )
 
 // strictCheck walks the raw DEFLATE stream src and reports whether compress/flate would
-// accept its structure and symbols and the stream ends exactly at the end of src. It
+// accept its structure and symbols and the stream ends exactly at the end of src (where
+// libdeflate found it to end). It
 // does not check what libdeflate checks identically (distances reaching before the
 // output, the output size, the checksum): it is only called after libdeflate succeeded.
 func (c *deflateCheck) strictCheck(src []byte) bool {

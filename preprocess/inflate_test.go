@@ -7,7 +7,9 @@ import (
 	"compress/zlib"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/adler32"
+	"image/png"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -26,7 +28,7 @@ func goInflate(src []byte, n int) ([]byte, error) {
 	}
 	var one [1]byte
 	if k, err := zr.Read(one[:]); k != 0 || err != io.EOF {
-		return nil, errors.New("stream longer than the image")
+		return nil, fmt.Errorf("no clean end after %d bytes: %d more, %v", n, k, err)
 	}
 	return out, nil
 }
@@ -301,7 +303,7 @@ func TestPNGInflateLeniencies(t *testing.T) {
 	for _, s := range lenientStreams() {
 		t.Run(s.name, func(t *testing.T) {
 			src := zlibWrap(s.body, s.want)
-			if got, ok := in.zlibAny(src, 1<<20); !ok || !bytes.Equal(got, s.want) {
+			if got, used, ok := in.deflateAny(s.body, 1<<20); !ok || used != len(s.body) || !bytes.Equal(got, s.want) {
 				t.Fatalf("libdeflate alone: ok %v, %d bytes; the stream is not what the test means", ok, len(got))
 			}
 			gout, gerr := goInflate(src, len(s.want))
@@ -317,4 +319,143 @@ func TestPNGInflateLeniencies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rgbPNG is a w×h 8-bit RGB PNG whose IDAT chunks hold the given bodies.
+func rgbPNG(w, h int, idat ...[]byte) []byte {
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], uint32(w))
+	binary.BigEndian.PutUint32(ihdr[4:], uint32(h))
+	ihdr[8], ihdr[9] = 8, 2
+	out := append([]byte("\x89PNG\r\n\x1a\n"), pngChunk("IHDR", ihdr)...)
+	for _, b := range idat {
+		out = append(out, pngChunk("IDAT", b)...)
+	}
+	return append(out, pngChunk("IEND", nil)...)
+}
+
+func zlibOf(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	var z bytes.Buffer
+	zw, err := zlib.NewWriterLevel(&z, zlib.DefaultCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(raw)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return z.Bytes()
+}
+
+// TestPNGInflateRefuses: a zlib stream with a bad Adler-32, shorter or longer than the
+// image, truncated, or with a header compress/zlib refuses: the fast path declines each,
+// so decodePNG answers as image/png does (the path whose treatment of damaged files is
+// checked against Pillow): ErrUndecodable where image/png refuses the file, its pixels
+// where it decodes it. Data after a complete stream is ignored, by the fast path as by
+// compress/zlib before it and by Pillow 9.4 (which decodes all four trailing cases;
+// image/png refuses a long tail in the stream's own chunk).
+func TestPNGInflateRefuses(t *testing.T) {
+	const w, h = 23, 17
+	raw := make([]byte, h*(1+3*w)) // filter byte 0, then the row
+	for i := range raw {
+		if i%(1+3*w) != 0 {
+			raw[i] = byte(i * 31 / 7)
+		}
+	}
+	good := zlibOf(t, raw)
+	flip := func(b []byte, i int) []byte {
+		c := append([]byte{}, b...)
+		c[(i+len(c))%len(c)] ^= 0x40
+		return c
+	}
+	cases := []struct {
+		name   string
+		idat   [][]byte
+		accept bool
+	}{
+		{"trailing byte", [][]byte{append(append([]byte{}, good...), 0)}, true},
+		{"trailing IDAT chunk", [][]byte{good, []byte("junk")}, true},
+		{"trailing 10 KB", [][]byte{append(append([]byte{}, good...), make([]byte, 10000)...)}, true},
+		{"trailing 10 KB IDAT chunk", [][]byte{good, make([]byte, 10000)}, true},
+		{"bad Adler-32", [][]byte{flip(good, -1)}, false},
+		{"one byte short", [][]byte{zlibOf(t, raw[:len(raw)-1])}, false},
+		{"one row short", [][]byte{zlibOf(t, raw[:len(raw)-(1+3*w)])}, false},
+		{"one byte long", [][]byte{zlibOf(t, append(append([]byte{}, raw...), 0))}, false},
+		{"truncated by 3", [][]byte{good[:len(good)-3]}, false},
+		{"truncated by half", [][]byte{good[:len(good)/2]}, false},
+		{"header: 32 KiB window exceeded", [][]byte{append([]byte{0x88, 0x98}, good[2:]...)}, false},
+		{"header: preset dictionary", [][]byte{append([]byte{0x78, 0xbb}, good[2:]...)}, false},
+		{"header: check bits", [][]byte{append([]byte{0x78, 0x9d}, good[2:]...)}, false},
+		{"corrupt block type", [][]byte{append([]byte{0x78, 0x01, 0x07}, good[3:]...)}, false},
+	}
+	lim := ImageOptions{MaxPixels: 1 << 20, MaxBytes: 1 << 20}.limits()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			data := rgbPNG(w, h, c.idat...)
+			_, gerr := goInflate(bytes.Join(c.idat, nil), len(raw))
+			if (gerr == nil) != c.accept {
+				t.Fatalf("compress/zlib: %v; the case is not what it claims", gerr)
+			}
+			dst := make([]byte, len(raw))
+			if ok := pngInflate(dst, c.idat); ok != c.accept || ok && !bytes.Equal(dst, raw) {
+				t.Fatalf("pngInflate: %v (bytes equal %v), compress/zlib: %v", ok, bytes.Equal(dst, raw), gerr)
+			}
+			if _, ok := pngFastRGB(data); ok != c.accept {
+				t.Fatalf("fast path: %v", ok)
+			}
+			if c.accept {
+				return
+			}
+			pb, err := decodePNG(data, lim)
+			img, serr := png.Decode(bytes.NewReader(data))
+			switch {
+			case serr != nil && !errors.Is(err, ErrUndecodable):
+				t.Fatalf("image/png: %v; decodePNG: %v, want ErrUndecodable", serr, err)
+			case serr == nil && err != nil:
+				t.Fatalf("image/png decodes it; decodePNG: %v", err)
+			case serr == nil:
+				std, _ := pixbufOfImage(img, false)
+				if !bytes.Equal(pb.toRGB().Pix, std.toRGB().Pix) {
+					t.Fatal("pixels differ from image/png's")
+				}
+			}
+			t.Logf("image/png: %v; decodePNG: %v; compress/zlib: %v", serr, err, gerr)
+		})
+	}
+}
+
+// FuzzInflate: on every raw DEFLATE stream libdeflate decodes, wrapped as a PNG's zlib
+// stream of the size and checksum libdeflate found, the fast path accepts exactly when
+// compress/zlib does, with the same bytes: the strict walk is neither looser nor stricter
+// than compress/flate. Seeds: the crafted lenient streams and compress/flate's own.
+func FuzzInflate(f *testing.F) {
+	for _, s := range lenientStreams() {
+		f.Add(s.body)
+	}
+	for _, level := range []int{zlib.HuffmanOnly, zlib.NoCompression, zlib.BestSpeed, zlib.BestCompression} {
+		var z bytes.Buffer
+		zw, _ := zlib.NewWriterLevel(&z, level)
+		zw.Write([]byte("a PNG row, a PNG row, a PNG row: \x00\x01\x02\x01\x00 and a few more bytes"))
+		zw.Close()
+		f.Add(z.Bytes()[2 : z.Len()-4])
+	}
+	in := getInflater()
+	defer putInflater(in)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want, used, ok := in.deflateAny(body, 1<<16)
+		if !ok || len(want) == 0 {
+			return // libdeflate refuses it (so does the fast path), or nothing to compare
+		}
+		src := zlibWrap(body[:used], want)
+		gout, gerr := goInflate(src, len(want))
+		dst := make([]byte, len(want))
+		fast := pngInflate(dst, [][]byte{src})
+		if fast != (gerr == nil) {
+			t.Fatalf("fast path %v, compress/zlib %v", fast, gerr)
+		}
+		if fast && (!bytes.Equal(dst, want) || !bytes.Equal(gout, want)) {
+			t.Fatal("bytes differ")
+		}
+	})
 }
