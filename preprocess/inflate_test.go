@@ -200,20 +200,22 @@ func dynamicHeader(w *bitWriter, lit, dist []uint8, overrun int) {
 	}
 }
 
-// lenientStreams are DEFLATE streams libdeflate 1.14 decodes (to want) but compress/flate
-// refuses, next to controls both decode; ok says whether compress/flate accepts.
-func lenientStreams() []struct {
+// lenientStream is a DEFLATE stream libdeflate 1.14 decodes (to want) but compress/flate
+// refuses, or a control both decode; ok says whether compress/flate accepts it.
+type lenientStream struct {
 	name string
 	body []byte
 	want []byte
 	ok   bool
-} {
-	type stream = struct {
-		name string
-		body []byte
-		want []byte
-		ok   bool
-	}
+}
+
+func lenientStreams() []lenientStream {
+	return append(fixedStreams(), dynamicStreams()...)
+}
+
+// fixedStreams use the fixed codes, which have the codes compress/flate refuses.
+func fixedStreams() []lenientStream {
+	type stream = lenientStream
 	var out []stream
 	// Fixed codes: the reserved length code 286 (libdeflate: length 258).
 	w := &bitWriter{}
@@ -247,6 +249,14 @@ func lenientStreams() []struct {
 		want := append(append([]byte{}, stored...), stored[32768-24577:32768-24577+3]...)
 		out = append(out, stream{"fixed distance code " + string(rune('0'+dc/10)) + string(rune('0'+dc%10)), w.bytes(), want, dc == 29})
 	}
+	return out
+}
+
+// dynamicStreams have headers or codes compress/flate refuses.
+func dynamicStreams() []lenientStream {
+	type stream = lenientStream
+	var out []stream
+	var w *bitWriter
 	ab := func(nlit int) []uint8 { return lens(nlit, 'A', 2, 'B', 2, 256, 2, 257, 2) }
 	for _, c := range []struct {
 		name      string
