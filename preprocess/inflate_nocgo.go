@@ -8,8 +8,9 @@ import (
 	"sync"
 )
 
-// Without cgo, the IDAT stream is inflated by compress/zlib (inflate.go uses libdeflate,
-// about 5× faster on a 1024² RGB PNG; the pixels are the same bytes either way).
+// Without cgo, the IDAT stream is inflated by compress/zlib (inflate.go uses libdeflate and
+// a strict walk, about 2.3× faster on a 1024² RGB PNG; the fast path accepts the same
+// streams and gives the same bytes either way).
 
 // zlib readers are reused: each holds a 32 KiB window and Huffman tables.
 var zlibPool sync.Pool

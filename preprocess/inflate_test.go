@@ -519,3 +519,40 @@ func BenchmarkPNGInflate(b *testing.B) {
 		return err == nil && n == 0 && end == io.EOF
 	})
 }
+
+// TestPNGInflateConcurrent: goroutines sharing the pooled inflaters (decompressor, walk
+// state, join buffer) on streams of different sizes and splits each get their own bytes
+// (run under -race too).
+func TestPNGInflateConcurrent(t *testing.T) {
+	type job struct {
+		raw  []byte
+		idat [][]byte
+	}
+	var jobs []job
+	for i := 0; i < 8; i++ {
+		raw := make([]byte, 1000+i*7919)
+		for j := range raw {
+			raw[j] = byte(j*(i+3)/5 + j%(i+2))
+		}
+		z := zlibOf(t, raw)
+		jobs = append(jobs, job{raw, [][]byte{z[:len(z)/3], z[len(z)/3:]}})
+	}
+	errs := make(chan error, len(jobs))
+	for _, j := range jobs {
+		go func() {
+			for k := 0; k < 50; k++ {
+				dst := make([]byte, len(j.raw))
+				if !pngInflate(dst, j.idat) || !bytes.Equal(dst, j.raw) {
+					errs <- fmt.Errorf("%d-byte stream: wrong result on round %d", len(j.raw), k)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range jobs {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
