@@ -26,6 +26,9 @@ type deflateCheck struct {
 	dist huffCode
 	pre  huffCode
 	lens [288 + 32]uint8 // code lengths: a dynamic header's, or the fixed codes'
+	// fixed: lit and dist hold the fixed codes, so that a run of fixed-code blocks (a
+	// stream of many empty ones costs 10 bits each) builds them once, as libdeflate does.
+	fixed bool
 }
 
 const (
@@ -39,7 +42,8 @@ const (
 // it, which the walk skips in the same shift; 0 where the codeword is longer or unused) and
 // the per-length counts and sorted symbols for the rest (puff's decode).
 type huffCode struct {
-	fast  [1 << huffFastBits]uint32
+	fast  [1 << huffFastBits]uint32 // the first mask+1 entries are in use
+	mask  uint64
 	count [16]uint16
 	sym   [288]uint16
 	extra []uint8 // extra bits after each symbol's codeword; nil for none
@@ -70,7 +74,14 @@ func (h *huffCode) build(lens, extra []uint8) bool {
 	if left != 0 && maxLen != 0 && !(maxLen == 1 && h.count[1] == 1) {
 		return false // incomplete, and not one code of length 1
 	}
-	h.fast = [1 << huffFastBits]uint32{}
+	// The table is as long as the longest codeword needs (a precode's 7 bits: 128 entries),
+	// so that the many small blocks of a degenerate stream cost little; a complete code
+	// short enough for the table fills all of it, anything else starts from zeros.
+	size := 1 << min(maxLen, huffFastBits)
+	h.mask = uint64(size - 1)
+	if left != 0 || maxLen > huffFastBits {
+		clear(h.fast[:size])
+	}
 	var next [16]uint16
 	for l := 1; l < 16; l++ {
 		next[l] = (next[l-1] + h.count[l-1]) << 1
@@ -90,7 +101,7 @@ func (h *huffCode) build(lens, extra []uint8) bool {
 		if s < len(extra) {
 			e += uint32(extra[s])
 		}
-		for i := int(reverseBits(code, uint(l))); i < len(h.fast); i += 1 << l {
+		for i := int(reverseBits(code, uint(l))); i < size; i += 1 << l {
 			h.fast[i] = e
 		}
 	}
@@ -145,7 +156,7 @@ func (c *deflateCheck) sym(h *huffCode) int {
 // and its extra bits take, or -1 if h has no such codeword (an unused codeword of an
 // incomplete code).
 func (h *huffCode) decode(b uint64) (int, uint) {
-	if e := h.fast[b&(1<<huffFastBits-1)]; e != 0 {
+	if e := h.fast[b&h.mask]; e != 0 {
 		return int(e >> 5), uint(e & 31)
 	}
 	return h.slow(b)
@@ -186,7 +197,7 @@ var (
 // does not check what libdeflate checks identically (distances reaching before the
 // output, the output size, the checksum): it is only called after libdeflate succeeded.
 func (c *deflateCheck) strictCheck(src []byte) bool {
-	c.src, c.pos, c.over, c.b, c.nb = src, 0, 0, 0, 0
+	c.src, c.pos, c.over, c.b, c.nb, c.fixed = src, 0, 0, 0, 0, false
 	defer func() { c.src = nil }()
 	for {
 		c.refill()
@@ -228,6 +239,10 @@ func (c *deflateCheck) stored() bool {
 }
 
 func (c *deflateCheck) fixedCodes() bool {
+	if c.fixed {
+		return true
+	}
+	c.fixed = true
 	l := c.lens[:288+32]
 	for i := range 288 {
 		switch {
@@ -252,6 +267,7 @@ var precodeOrder = [19]uint8{16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13,
 
 // dynamicCodes reads a dynamic block's header (RFC 1951 3.2.7) with readHuffman's checks.
 func (c *deflateCheck) dynamicCodes() bool {
+	c.fixed = false
 	nlit, ndist, nclen := int(c.bits(5))+257, int(c.bits(5))+1, int(c.bits(4))+4
 	if nlit > maxLitCodes || ndist > maxDistCodes {
 		return false
@@ -268,9 +284,11 @@ func (c *deflateCheck) dynamicCodes() bool {
 	}
 	n := nlit + ndist
 	for i := 0; i < n; {
-		c.refill()
-		if c.over > 8 {
-			return false
+		if c.nb < 15+7 { // a codeword (decode may look at 15 bits) and 7 extra bits
+			c.refill()
+			if c.over > 8 {
+				return false
+			}
 		}
 		x := c.sym(&c.pre)
 		if x < 0 {
@@ -311,6 +329,7 @@ func (c *deflateCheck) dynamicCodes() bool {
 func (c *deflateCheck) symbols() bool {
 	src, pos, b, nb := c.src, c.pos, c.b, c.nb
 	lit, dist := &c.lit, &c.dist
+	litMask := lit.mask
 	for {
 		// 48 bits: a length code (15) + 5 extra bits, a distance code (15) + 13 extra bits
 		if nb < 48 {
@@ -328,7 +347,7 @@ func (c *deflateCheck) symbols() bool {
 			}
 		}
 		var v int
-		if e := lit.fast[b&(1<<huffFastBits-1)]; e != 0 { // inline: the common case
+		if e := lit.fast[b&litMask&(1<<huffFastBits-1)]; e != 0 { // inline: the common case
 			v = int(e >> 5)
 			b >>= e & 31
 			nb -= uint(e & 31)

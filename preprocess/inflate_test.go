@@ -170,13 +170,13 @@ func lens(n int, set ...int) []uint8 {
 	return l
 }
 
-// dynamicHeader starts a final dynamic block declaring the lit and dist code lengths, each
+// dynamicHeader starts a dynamic block (final or not) declaring the lit and dist code lengths, each
 // written as an explicit length except the last zeros, which overrun lengths cover with
 // one "repeat zero" code reaching past the declared count (0: none).
-func dynamicHeader(w *bitWriter, lit, dist []uint8, overrun int) {
+func dynamicHeader(w *bitWriter, final bool, lit, dist []uint8, overrun int) {
 	pre := newHuff(lens(19, 0, 4, 1, 4, 2, 4, 3, 4, 4, 4, 5, 4, 6, 4, 7, 4, 8, 4, 9, 4, 10, 4, 11, 4, 12, 4,
 		13, 5, 14, 5, 15, 5, 16, 5, 17, 5, 18, 5))
-	w.bits(1, 1)
+	w.bits(uint32(btoi(final)), 1)
 	w.bits(2, 2)
 	w.bits(uint32(len(lit)-257), 5)
 	w.bits(uint32(len(dist)-1), 5)
@@ -210,7 +210,40 @@ type lenientStream struct {
 }
 
 func lenientStreams() []lenientStream {
-	return append(fixedStreams(), dynamicStreams()...)
+	return append(append(fixedStreams(), dynamicStreams()...), mixedStreams()...)
+}
+
+// mixedStreams have fixed-code blocks on both sides of a dynamic one (the walk keeps the
+// fixed codes built between fixed blocks and must drop them for the dynamic one), the last
+// using the reserved code 286 or not.
+func mixedStreams() []lenientStream {
+	var out []lenientStream
+	fl := fixedLit()
+	ab := lens(258, 'A', 2, 'B', 2, 256, 2, 257, 2)
+	for _, reserved := range []bool{true, false} {
+		w := &bitWriter{}
+		w.bits(0, 1)
+		w.bits(1, 2)
+		fl.put(w, 'A')
+		fl.put(w, 256)
+		dynamicHeader(w, false, ab, lens(1), 0)
+		newHuff(ab).put(w, 'B')
+		newHuff(ab).put(w, 256)
+		w.bits(1, 1)
+		w.bits(1, 2)
+		want := []byte("ABB")
+		if reserved {
+			fl.put(w, 286) // libdeflate: length 258
+			w.code(0, 5)   // distance 1
+			want = append([]byte("AB"), bytes.Repeat([]byte("B"), 258)...)
+		} else {
+			fl.put(w, 'B')
+		}
+		fl.put(w, 256)
+		name := map[bool]string{true: "fixed, dynamic, fixed with code 286", false: "fixed, dynamic, fixed"}[reserved]
+		out = append(out, lenientStream{name, w.bytes(), want, !reserved})
+	}
+	return out
 }
 
 // fixedStreams use the fixed codes, which have the codes compress/flate refuses.
@@ -272,7 +305,7 @@ func dynamicStreams() []lenientStream {
 		{"code length repeat up to the count", ab(258), lens(30, 0, 1, 1, 1), 0, true},
 	} {
 		w = &bitWriter{}
-		dynamicHeader(w, c.lit, c.dist, c.overrun)
+		dynamicHeader(w, true, c.lit, c.dist, c.overrun)
 		lit := newHuff(c.lit)
 		lit.put(w, 'A')
 		lit.put(w, 'B')
@@ -292,7 +325,7 @@ func dynamicStreams() []lenientStream {
 		{"empty distance code used", lens(1), 0, false},
 	} {
 		w = &bitWriter{}
-		dynamicHeader(w, ab(258), c.dist, 0)
+		dynamicHeader(w, true, ab(258), c.dist, 0)
 		lit := newHuff(ab(258))
 		lit.put(w, 'A')
 		lit.put(w, 257) // length 3
