@@ -1,11 +1,8 @@
 package preprocess
 
 import (
-	"compress/zlib"
 	"encoding/binary"
 	"hash/crc32"
-	"io"
-	"sync"
 )
 
 // pngFast decodes the common, well-formed PNG directly into the pixel layout the resampler
@@ -151,51 +148,6 @@ func pngPaletteToRGB(rows []byte, stride, w, h int, plte []byte) *[]byte {
 		}
 	}
 	return out
-}
-
-// zlib readers are reused: each holds a 32 KiB window and Huffman tables.
-var zlibPool sync.Pool
-
-type multiBytes struct {
-	parts [][]byte
-}
-
-func (m *multiBytes) Read(p []byte) (int, error) {
-	for len(m.parts) > 0 && len(m.parts[0]) == 0 {
-		m.parts = m.parts[1:]
-	}
-	if len(m.parts) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, m.parts[0])
-	m.parts[0] = m.parts[0][n:]
-	return n, nil
-}
-
-// pngInflate fills dst with the zlib stream held in the IDAT bodies and reports whether
-// the stream had exactly len(dst) bytes and a valid checksum.
-func pngInflate(dst []byte, idat [][]byte) bool {
-	src := &multiBytes{parts: idat}
-	var zr io.ReadCloser
-	if v := zlibPool.Get(); v != nil {
-		zr = v.(io.ReadCloser)
-		if zr.(zlib.Resetter).Reset(src, nil) != nil {
-			return false
-		}
-	} else {
-		var err error
-		if zr, err = zlib.NewReader(src); err != nil {
-			return false
-		}
-	}
-	defer zlibPool.Put(zr)
-	if _, err := io.ReadFull(zr, dst); err != nil {
-		return false
-	}
-	// The stream must end here; reading past the end verifies the Adler-32 checksum.
-	var one [1]byte
-	n, err := zr.Read(one[:])
-	return n == 0 && err == io.EOF
 }
 
 // pngUnfilter reverses the per-row filters in place (PNG spec §9). buf holds h rows of

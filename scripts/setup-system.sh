@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages icthp builds and tests with, when missing:
 #   libturbojpeg0-dev  JPEG decoding identical to Pillow's (cgo)
+#   libdeflate-dev     inflating PNG image data (cgo; BENCHMARKS.md, "Inflating the PNG stream")
 #   redis-server       the cache tests start their own instances
 #   chromium           the gallery page's test drives it headless (cmd/icthp/gallery_test.go)
 # and checks for Go and npm (npm fetches onnxruntime's library).
 set -euo pipefail
 need=()
-for p in libturbojpeg0-dev redis-server chromium; do
+for p in libturbojpeg0-dev libdeflate-dev redis-server chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
