@@ -326,8 +326,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 }
 
 // drain stops the server: /readyz false and new requests 503 for
-// DrainDelay; then the listener closes, the connections already queued
-// still answered (drain.go); then the requests in flight have Grace. The
+// DrainDelay; then new connections are stopped at the socket, the
+// connections already queued are still answered and the listener closes
+// (drain.go); then the requests in flight have Grace. The
 // listener is closed before http.Server's Shutdown because, once that
 // starts, net/http closes unanswered any request it reads.
 func (s *Server) drain(hs *http.Server, dl *drainListener, served <-chan error, cancelBase func(), runErr error) error {
@@ -342,7 +343,9 @@ func (s *Server) drain(hs *http.Server, dl *drainListener, served <-chan error, 
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
-	dl.Close()
+	if err := dl.beginDrain(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		s.log.Warn("new connections not stopped before the listener closes: any still queued then will be reset", "err", err.Error())
+	}
 	select {
 	case err := <-served:
 		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
