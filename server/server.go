@@ -277,6 +277,9 @@ func (s *Server) routes() *gin.Engine {
 // flight have Grace to finish. It returns nil after a clean drain, and an
 // error when serving failed, the warm-up failed, or requests were still
 // running when the grace period ended (their contexts are then cancelled).
+// ln should come from Listen: on another kind of socket (Go's default
+// Multipath TCP one) the drain cannot stop new connections before it
+// closes the listener, and those still queued then are reset.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
