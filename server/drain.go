@@ -19,12 +19,23 @@ import (
 // closes, and serves it (the answer is 503 draining, Connection: close);
 // lingerConn closes by sending FIN first and reading what the client still
 // sends, so that the client sees a clean end of stream.
+//
+// Accepting what is queued only ends if the queue goes quiet, and clients
+// that reconnect at once after each 503 keep it busy: closing after
+// acceptDrainMax then reset the connections they had just opened (the
+// hostile sigterm probe: 1 to 16 per run, all at the close). So the drain
+// first stops new handshakes at the socket (stopHandshakes, Linux: SYNs
+// are dropped), and the queue goes quiet once what was queued is accepted.
 const (
 	// acceptQuiet is how long the listener, once closing, waits for one
 	// more queued connection before it closes; acceptDrainMax bounds the
 	// whole drain, so that clients that keep connecting (and get 503) do
-	// not hold the shutdown.
+	// not hold the shutdown. handshakeQuiet replaces acceptQuiet once new
+	// handshakes are stopped: nothing new can arrive then but the
+	// handshakes whose SYN-ACK was already sent, whose ACK comes one round
+	// trip later; it covers clients up to 200 ms away.
 	acceptQuiet    = 50 * time.Millisecond
+	handshakeQuiet = 200 * time.Millisecond
 	acceptDrainMax = time.Second
 	// lingerTimeout bounds the wait for the client's side of a closing
 	// connection, and lingerMaxBytes what is read (and dropped) meanwhile.
@@ -44,6 +55,8 @@ type drainListener struct {
 	net.Listener
 	closing atomic.Bool
 	closeBy atomic.Int64 // unix nanoseconds: the drain's end
+	quiet   atomic.Int64 // how long a quiet queue is waited for (nanoseconds)
+	begin   sync.Once
 	once    sync.Once
 	err     error
 }
@@ -62,7 +75,7 @@ func (l *drainListener) Accept() (net.Conn, error) {
 			if !time.Now().Before(end) {
 				return nil, l.closeNow()
 			}
-			next := time.Now().Add(acceptQuiet)
+			next := time.Now().Add(time.Duration(l.quiet.Load()))
 			if end.Before(next) {
 				next = end
 			}
@@ -86,15 +99,34 @@ func (l *drainListener) Accept() (net.Conn, error) {
 // Close makes Accept drain the queue and then close; it does not block
 // (http.Server calls it under its lock).
 func (l *drainListener) Close() error {
-	l.closeBy.CompareAndSwap(0, time.Now().Add(acceptDrainMax).UnixNano())
-	if !l.closing.Swap(true) {
-		if d, ok := l.Listener.(deadliner); ok {
-			d.SetDeadline(time.Now().Add(acceptQuiet)) // wake a blocked Accept
-			return nil
-		}
+	l.beginDrain()
+	if _, ok := l.Listener.(deadliner); !ok {
 		return l.closeNow()
 	}
 	return nil
+}
+
+// beginDrain starts the accept phase, once: new handshakes are stopped
+// where the socket allows it, then a blocked Accept is woken to accept
+// what is queued. It returns why handshakes could not be stopped (the
+// drain then ends when the queue has been quiet for acceptQuiet or at
+// acceptDrainMax, and what is queued then is reset), nil otherwise and on
+// later calls.
+func (l *drainListener) beginDrain() error {
+	var err error
+	l.begin.Do(func() {
+		quiet := acceptQuiet
+		if err = stopHandshakes(l.Listener); err == nil {
+			quiet = handshakeQuiet
+		}
+		l.quiet.Store(int64(quiet))
+		l.closeBy.Store(time.Now().Add(acceptDrainMax).UnixNano())
+		l.closing.Store(true)
+		if d, ok := l.Listener.(deadliner); ok {
+			d.SetDeadline(time.Now().Add(quiet)) // wake a blocked Accept
+		}
+	})
+	return err
 }
 
 func (l *drainListener) closeNow() error {

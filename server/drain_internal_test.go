@@ -1,9 +1,16 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -95,4 +102,118 @@ func TestLingerConnClosesCleanly(t *testing.T) {
 	if err != nil || len(b) != 0 {
 		t.Errorf("client read %q, %v; want a clean end of stream", b, err)
 	}
+}
+
+// TestDrainStopsHandshakes: clients that open a new connection at once
+// after each answer (as the hostile sigterm probe's do after a 503) keep
+// the accept queue busy; at the drain, no connection the kernel accepted
+// is then reset: each client ends with its connection refused (or, its SYN
+// dropped, refused at the retransmission). Before the drain stopped new
+// handshakes, the queue never went quiet and the close reset what was in
+// it (1 to 16 of 16 clients per run). On IPv4, IPv6 and the IPv4 clients
+// of a dual-stack socket (the same filter sees all three).
+func TestDrainStopsHandshakes(t *testing.T) {
+	cases := []struct{ name, network, listen, dial string }{
+		{"ipv4", "tcp4", "127.0.0.1:0", "127.0.0.1"},
+		{"ipv6", "tcp6", "[::1]:0", "::1"},
+		{"dual-stack socket, ipv4 client", "tcp", "[::]:0", "127.0.0.1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := Listen(context.Background(), tc.network, tc.listen)
+			if err != nil {
+				t.Skipf("no %s listener here: %v", tc.network, err)
+			}
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			dl := newDrainListener(ln)
+			hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "ok")
+			})}
+			served := make(chan error, 1)
+			go func() { served <- hs.Serve(dl) }()
+			defer hs.Close()
+
+			clients := reconnecting(t, net.JoinHostPort(tc.dial, port), 16)
+			clients.waitAnswered(200) // the queue is busy
+			err = dl.beginDrain()
+			if runtime.GOOS == "linux" && err != nil {
+				t.Errorf("new handshakes not stopped: %v", err)
+			}
+			if err := <-served; !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Serve: %v, want net.ErrClosed", err)
+			}
+			answered, refused, resets := clients.wait()
+			t.Logf("%d answered, %d refused, %d reset", answered, refused, resets)
+			if resets != 0 {
+				t.Errorf("%d connections accepted by the kernel were then reset", resets)
+			}
+			if refused != 16 {
+				t.Errorf("%d of 16 clients ended refused", refused)
+			}
+		})
+	}
+}
+
+// reconnectingClients open a connection per request, send it and read
+// the answer, and open the next at once, until a connection is refused.
+type reconnectingClients struct {
+	wg                        sync.WaitGroup
+	answered, refused, resets atomic.Int64
+	mu                        sync.Mutex
+	moreAnswered              *sync.Cond
+}
+
+func reconnecting(t *testing.T, addr string, n int) *reconnectingClients {
+	c := &reconnectingClients{}
+	c.moreAnswered = sync.NewCond(&c.mu)
+	req := "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+	for range n {
+		c.wg.Go(func() {
+			for {
+				conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					c.refused.Add(1)
+					return
+				}
+				if err == nil {
+					conn.SetDeadline(time.Now().Add(10 * time.Second))
+					_, err = io.WriteString(conn, req)
+				}
+				var b []byte
+				if err == nil {
+					b, err = io.ReadAll(conn)
+				}
+				if err == nil && !strings.HasPrefix(string(b), "HTTP/1.1 200 OK") {
+					err = fmt.Errorf("answer %q", b)
+				}
+				if conn != nil {
+					conn.Close()
+				}
+				if err != nil { // connected (or reset while connecting), then no answer
+					t.Logf("reset: %v", err)
+					c.resets.Add(1)
+					continue
+				}
+				c.answered.Add(1)
+				c.mu.Lock()
+				c.moreAnswered.Broadcast()
+				c.mu.Unlock()
+			}
+		})
+	}
+	return c
+}
+
+// waitAnswered returns once n requests have been answered.
+func (c *reconnectingClients) waitAnswered(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.answered.Load() < n {
+		c.moreAnswered.Wait()
+	}
+}
+
+func (c *reconnectingClients) wait() (answered, refused, resets int64) {
+	c.wg.Wait()
+	return c.answered.Load(), c.refused.Load(), c.resets.Load()
 }

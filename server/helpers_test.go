@@ -14,7 +14,6 @@ import (
 	"io"
 	"math"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -410,7 +409,7 @@ func newService(ictS *ict.Scorer, hpS *hp.Scorer, o scoring.Options) (*scoring.S
 // comes on ran. The context also ends with the test.
 func (e *env) run(t testing.TB) (stop context.CancelFunc, ran <-chan error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := server.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

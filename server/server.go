@@ -277,6 +277,9 @@ func (s *Server) routes() *gin.Engine {
 // flight have Grace to finish. It returns nil after a clean drain, and an
 // error when serving failed, the warm-up failed, or requests were still
 // running when the grace period ended (their contexts are then cancelled).
+// ln should come from Listen: on another kind of socket (Go's default
+// Multipath TCP one) the drain cannot stop new connections before it
+// closes the listener, and those still queued then are reset.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	base, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
@@ -326,8 +329,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 }
 
 // drain stops the server: /readyz false and new requests 503 for
-// DrainDelay; then the listener closes, the connections already queued
-// still answered (drain.go); then the requests in flight have Grace. The
+// DrainDelay; then new connections are stopped at the socket, the
+// connections already queued are still answered and the listener closes
+// (drain.go); then the requests in flight have Grace. The
 // listener is closed before http.Server's Shutdown because, once that
 // starts, net/http closes unanswered any request it reads.
 func (s *Server) drain(hs *http.Server, dl *drainListener, served <-chan error, cancelBase func(), runErr error) error {
@@ -342,7 +346,9 @@ func (s *Server) drain(hs *http.Server, dl *drainListener, served <-chan error, 
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
-	dl.Close()
+	if err := dl.beginDrain(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		s.log.Warn("new connections not stopped before the listener closes: any still queued then will be reset", "err", err.Error())
+	}
 	select {
 	case err := <-served:
 		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {

@@ -36,7 +36,7 @@ func debugMux() *http.ServeMux {
 // listenAndRun listens on addr, and on debugAddr for pprof when it is set,
 // then runs srv until ctx ends.
 func listenAndRun(ctx context.Context, srv *server.Server, addr, debugAddr string, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := server.Listen(ctx, "tcp", addr) // plain TCP: the drain can stop new connections
 	if err != nil {
 		return err
 	}

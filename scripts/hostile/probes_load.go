@@ -363,13 +363,13 @@ func bucketQuantile(before, after []bucket, q float64) (time.Duration, int) {
 // beside the first refused connection (the listener closed by then): to
 // tell errors of the drain's accept phase from those of the shutdown.
 func errTiming(st *loadStats, term time.Time) string {
-	if len(st.errAt) == 0 {
-		return ""
-	}
-	first, last := st.errAt[0].Sub(term), st.errAt[len(st.errAt)-1].Sub(term)
 	refused := "none"
 	if !st.firstRefused.IsZero() {
 		refused = "+" + st.firstRefused.Sub(term).Round(time.Millisecond).String()
 	}
+	if len(st.errAt) == 0 {
+		return "; first refusal " + refused
+	}
+	first, last := st.errAt[0].Sub(term), st.errAt[len(st.errAt)-1].Sub(term)
 	return fmt.Sprintf("; errors at +%s…+%s after SIGTERM, first refusal %s", first.Round(time.Millisecond), last.Round(time.Millisecond), refused)
 }
