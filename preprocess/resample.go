@@ -213,16 +213,16 @@ func clip8(v int32) uint8 {
 // hpass resamples rows of src horizontally into dst. src rows start every srcStride bytes;
 // a pixel is ps bytes with its R, G, B at offsets 0, o1, o2 (ps = 1 means one gray
 // channel, and dst then has 1 byte per pixel; otherwise dst is packed RGB). Where the CPU
-// allows (useSIMD), layouts 1, 3 and 4 go to the vector code (resample_amd64.s).
+// allows (useSIMD), layouts 1, 3 and 4 go to the vector code (resample_amd64.go and
+// package resamplesimd).
 func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
 	hpassWith(useSIMD, dst, src, srcStride, ps, o1, o2, rows, c)
 }
 
 // hpassWith is hpass with the choice of code made by the caller (the tests run both).
 //
-// The pure-Go code:
-// Each layout has its own small row function, so that the accumulators and the pointers
-// stay in registers, R and B share one 64-bit multiply (lane, below), and the tap loops
+// In the pure-Go code each layout has its own small row function, so that the accumulators
+// and the pointers stay in registers, R and B share one 64-bit multiply (lane, below), and the tap loops
 // are unrolled by four; integer addition is
 // associative (int32 wraps the same way in any order, and the true sums fit anyway), so
 // the result is the C loop's.
