@@ -142,11 +142,13 @@ func BenchmarkTensorRGB(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
 		if err := p.TensorRGB(src, dst); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu0)
 }
 
 // TestTensorRGBNoGarbage checks what BenchmarkTensorRGB reports: once the pools are warm,

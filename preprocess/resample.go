@@ -71,6 +71,15 @@ type coeffs struct {
 	xmin  []int32 // first input index of each output
 	cnt   []int32 // number of taps of each output (Pillow's "xmax" after xmax -= xmin)
 	k     []int32 // n × ksize weights, zero beyond cnt
+
+	// For the SIMD passes, which sum taps in groups of 4 or 8: the same weights with rows
+	// kps = ksize rounded up to 8 apart (zero beyond cnt, so a group may run past cnt), and
+	// reach[i], the largest xmin[j] + cnt[j] rounded up to 8 over j ≤ i: outputs [0, i]
+	// read no input index at or beyond reach[i] (non-decreasing, so a bound on the
+	// bytes a row's outputs touch is a binary decision per prefix).
+	kps   int
+	kp    []int32
+	reach []int32
 }
 
 func computeCoeffs(inSize, outSize, start, n int) *coeffs {
@@ -125,7 +134,23 @@ func computeCoeffs(inSize, outSize, start, n int) *coeffs {
 		c.xmin[i] = int32(xmin)
 		c.cnt[i] = int32(xmax)
 	}
+	c.padSIMD()
 	return c
+}
+
+// padSIMD fills kps, kp and reach from ksize, k, xmin and cnt.
+func (c *coeffs) padSIMD() {
+	c.kps = (c.ksize + 7) &^ 7
+	c.kp = make([]int32, c.n*c.kps)
+	c.reach = make([]int32, c.n)
+	r := int32(0)
+	for i := 0; i < c.n; i++ {
+		copy(c.kp[i*c.kps:], c.k[i*c.ksize:(i+1)*c.ksize])
+		if e := c.xmin[i] + (c.cnt[i]+7)&^7; e > r {
+			r = e
+		}
+		c.reach[i] = r
+	}
 }
 
 // first and last (exclusive) input index touched by these outputs.
@@ -187,38 +212,52 @@ func clip8(v int32) uint8 {
 
 // hpass resamples rows of src horizontally into dst. src rows start every srcStride bytes;
 // a pixel is ps bytes with its R, G, B at offsets 0, o1, o2 (ps = 1 means one gray
-// channel, and dst then has 1 byte per pixel; otherwise dst is packed RGB).
+// channel, and dst then has 1 byte per pixel; otherwise dst is packed RGB). Where the CPU
+// allows (useSIMD), layouts 1, 3 and 4 go to the vector code (resample_amd64.go and
+// package resamplesimd).
+func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
+	hpassWith(useSIMD, dst, src, srcStride, ps, o1, o2, rows, c)
+}
+
+// hpassWith is hpass with the choice of code made by the caller (the tests run both).
 //
-// Each layout has its own small row function, so that the accumulators and the pointers
-// stay in registers, R and B share one 64-bit multiply (lane, below), and the tap loops
+// In the pure-Go code each layout has its own small row function, so that the accumulators
+// and the pointers stay in registers, R and B share one 64-bit multiply (lane, below), and the tap loops
 // are unrolled by four; integer addition is
 // associative (int32 wraps the same way in any order, and the true sums fit anyway), so
 // the result is the C loop's.
-func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
+func hpassWith(simd bool, dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
+	if simd && (ps == 1 || (ps == 3 || ps == 4) && o1 == 1 && o2 == 2) {
+		hpassSIMD(dst, src, srcStride, ps, rows, c)
+		return
+	}
 	w := c.n * 3
 	if ps == 1 {
 		w = c.n
 	}
 	for r := 0; r < rows; r++ {
-		srow := src[r*srcStride:]
-		drow := dst[r*w : (r+1)*w]
-		switch ps {
-		case 1:
-			hrow1(drow, srow, c)
-		case 3:
-			hrow3(drow, srow, c)
-		case 4:
-			hrow4(drow, srow, c)
-		default:
-			hrowN(drow, srow, ps, o1, o2, c)
-		}
+		hrowGo(dst[r*w:(r+1)*w], src[r*srcStride:], ps, o1, o2, c, 0)
 	}
 }
 
-func hrow1(drow, srow []byte, c *coeffs) {
+// hrowGo computes outputs [from, c.n) of one row in pure Go.
+func hrowGo(drow, srow []byte, ps, o1, o2 int, c *coeffs, from int) {
+	switch ps {
+	case 1:
+		hrow1(drow, srow, c, from)
+	case 3:
+		hrow3(drow, srow, c, from)
+	case 4:
+		hrow4(drow, srow, c, from)
+	default:
+		hrowN(drow, srow, ps, o1, o2, c, from)
+	}
+}
+
+func hrow1(drow, srow []byte, c *coeffs, from int) {
 	ks := c.ksize
 	drow = drow[:c.n]
-	for i := range drow {
+	for i := from; i < len(drow); i++ {
 		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
 		k := c.k[i*ks : i*ks+cnt]
 		s := srow[xmin : xmin+cnt]
@@ -235,9 +274,9 @@ func hrow1(drow, srow []byte, c *coeffs) {
 	}
 }
 
-func hrow3(drow, srow []byte, c *coeffs) {
+func hrow3(drow, srow []byte, c *coeffs, from int) {
 	ks := c.ksize
-	for i := 0; i < c.n; i++ {
+	for i := from; i < c.n; i++ {
 		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
 		k := c.k[i*ks : i*ks+cnt]
 		s := srow[xmin*3 : (xmin+cnt)*3]
@@ -264,9 +303,9 @@ func hrow3(drow, srow []byte, c *coeffs) {
 	}
 }
 
-func hrow4(drow, srow []byte, c *coeffs) {
+func hrow4(drow, srow []byte, c *coeffs, from int) {
 	ks := c.ksize
-	for i := 0; i < c.n; i++ {
+	for i := from; i < c.n; i++ {
 		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
 		k := c.k[i*ks : i*ks+cnt]
 		s := srow[xmin*4 : (xmin+cnt)*4]
@@ -309,9 +348,9 @@ func unlane(v uint64) (a, b int32) {
 }
 
 // hrowN is the general layout (16-bit RGBA: the high bytes at offsets 0, 2, 4).
-func hrowN(drow, srow []byte, ps, o1, o2 int, c *coeffs) {
+func hrowN(drow, srow []byte, ps, o1, o2 int, c *coeffs, from int) {
 	ks := c.ksize
-	for i := 0; i < c.n; i++ {
+	for i := from; i < c.n; i++ {
 		xmin, cnt := int(c.xmin[i]), int(c.cnt[i])
 		k := c.k[i*ks : i*ks+cnt]
 		s := srow[xmin*ps : (xmin+cnt)*ps]
@@ -331,46 +370,62 @@ func hrowN(drow, srow []byte, ps, o1, o2 int, c *coeffs) {
 
 // vpass resamples vertically: src holds consecutive rows of rowLen bytes, the first of
 // which is input row srcRow0; output row i (of c) is written to dst[i*rowLen:].
-// acc is scratch of at least rowLen int32. Four taps are summed per sweep over acc, so
-// that acc is loaded and stored once per four input rows.
+// acc is scratch of at least rowLen int32 (for the pure-Go code). Rows of 8 bytes or more
+// go to the vector code where the CPU allows (useSIMD).
 func vpass(dst, src []byte, rowLen, srcRow0 int, c *coeffs, acc []int32) {
+	vpassWith(useSIMD, dst, src, rowLen, srcRow0, c, acc)
+}
+
+// vpassWith is vpass with the choice of code made by the caller (the tests run both).
+func vpassWith(simd bool, dst, src []byte, rowLen, srcRow0 int, c *coeffs, acc []int32) {
 	ks := c.ksize
-	acc = acc[:rowLen]
-	n := len(acc)
 	for i := 0; i < c.n; i++ {
 		ymin, cnt := int(c.xmin[i])-srcRow0, int(c.cnt[i])
 		k := c.k[i*ks : i*ks+cnt]
 		rows := src[ymin*rowLen : (ymin+cnt)*rowLen]
-		row := func(y int) []byte { return rows[y*rowLen : y*rowLen+n] }
+		out := dst[i*rowLen : (i+1)*rowLen]
+		if simd && rowLen >= 8 {
+			vrowSIMD(out, rows, k)
+		} else {
+			vrowGo(out, rows, k, acc)
+		}
+	}
+}
+
+// vrowGo computes one output row from the len(k) source rows in rows. Four taps are
+// summed per sweep over acc, so that acc is loaded and stored once per four input rows.
+func vrowGo(out, rows []byte, k []int32, acc []int32) {
+	acc = acc[:len(out)]
+	n := len(acc)
+	rowLen := n
+	row := func(y int) []byte { return rows[y*rowLen : y*rowLen+n] }
+	for j := range acc {
+		acc[j] = roundingHalf
+	}
+	y := 0
+	for ; y+3 < len(k); y += 4 {
+		r0, r1, r2, r3 := row(y), row(y+1), row(y+2), row(y+3)
+		r0, r1, r2, r3 = r0[:len(acc)], r1[:len(acc)], r2[:len(acc)], r3[:len(acc)]
+		k0, k1, k2, k3 := k[y], k[y+1], k[y+2], k[y+3]
 		for j := range acc {
-			acc[j] = roundingHalf
+			acc[j] += int32(r0[j])*k0 + int32(r1[j])*k1 + int32(r2[j])*k2 + int32(r3[j])*k3
 		}
-		y := 0
-		for ; y+3 < len(k); y += 4 {
-			r0, r1, r2, r3 := row(y), row(y+1), row(y+2), row(y+3)
-			r0, r1, r2, r3 = r0[:len(acc)], r1[:len(acc)], r2[:len(acc)], r3[:len(acc)]
-			k0, k1, k2, k3 := k[y], k[y+1], k[y+2], k[y+3]
-			for j := range acc {
-				acc[j] += int32(r0[j])*k0 + int32(r1[j])*k1 + int32(r2[j])*k2 + int32(r3[j])*k3
-			}
+	}
+	for ; y+1 < len(k); y += 2 {
+		r0, r1 := row(y)[:len(acc)], row(y + 1)[:len(acc)]
+		k0, k1 := k[y], k[y+1]
+		for j := range acc {
+			acc[j] += int32(r0[j])*k0 + int32(r1[j])*k1
 		}
-		for ; y+1 < len(k); y += 2 {
-			r0, r1 := row(y)[:len(acc)], row(y + 1)[:len(acc)]
-			k0, k1 := k[y], k[y+1]
-			for j := range acc {
-				acc[j] += int32(r0[j])*k0 + int32(r1[j])*k1
-			}
+	}
+	if y < len(k) {
+		r0, k0 := row(y)[:len(acc)], k[y]
+		for j := range acc {
+			acc[j] += int32(r0[j]) * k0
 		}
-		if y < len(k) {
-			r0, k0 := row(y)[:len(acc)], k[y]
-			for j := range acc {
-				acc[j] += int32(r0[j]) * k0
-			}
-		}
-		out := dst[i*rowLen : i*rowLen+n]
-		out = out[:len(acc)]
-		for j, v := range acc {
-			out[j] = clip8(v)
-		}
+	}
+	out = out[:len(acc)]
+	for j, v := range acc {
+		out[j] = clip8(v)
 	}
 }
