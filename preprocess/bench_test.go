@@ -70,9 +70,14 @@ func benchImage(b *testing.B, name string) []byte {
 	return buf.Bytes()
 }
 
-func benchTensor(b *testing.B, name string) {
+func benchTensor(b *testing.B, name string) { benchTensorOf(b, clipPipeline(b, 224, 224), name) }
+
+// benchTensorOf times p.Tensor on the named image.
+func benchTensorOf(b *testing.B, p interface {
+	TensorLen() int
+	Tensor([]byte, []float32) error
+}, name string) {
 	data := benchImage(b, name)
-	p := clipPipeline(b, 224, 224)
 	dst := make([]float32, p.TensorLen())
 	if err := p.Tensor(data, dst); err != nil { // warm the pools and the coefficient cache
 		b.Fatal(err)
@@ -107,6 +112,19 @@ func reportCPU(b *testing.B, cpu0 float64) {
 
 func BenchmarkTensorJPEG512(b *testing.B) { benchTensor(b, "bench_512.jpg") }
 func BenchmarkTensorPNG1024(b *testing.B) { benchTensor(b, "bench_1024.png") }
+
+// The same through torchvision's pipeline (ImageReward's 224² BICUBIC resize on Pillow's
+// decode), whose horizontal pass over 3-channel images is hpass's too.
+func BenchmarkTorchvisionJPEG512(b *testing.B) { benchTorchvision(b, "bench_512.jpg") }
+func BenchmarkTorchvisionPNG1024(b *testing.B) { benchTorchvision(b, "bench_1024.png") }
+
+func benchTorchvision(b *testing.B, name string) {
+	p, err := NewTorchvisionPipeline(torchvisionOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchTensorOf(b, p, name)
+}
 
 // The same from GOMAXPROCS goroutines, each with its own tensor buffer, as the scoring
 // worker pool runs it: images/s here is for all cores together.

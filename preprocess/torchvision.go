@@ -526,6 +526,12 @@ func resampleBicubic(src []byte, w, h, nch, W, H, x0, nx, y0, ny int) []byte {
 // channels, every channel treated alike (Pillow resamples all four bands of
 // RGBa and CMYK).
 func hpassN(dst, src []byte, stride, nch, rows int, c *coeffs) {
+	if nch == 1 || nch == 3 {
+		// The same sums as hpass's gray and packed-RGB layouts, which
+		// have vector code (resample_amd64.go).
+		hpass(dst, src, stride, nch, 1, 2, rows, c)
+		return
+	}
 	ks := c.ksize
 	var ss [4]int32
 	for r := 0; r < rows; r++ {
