@@ -128,6 +128,12 @@ func (c *Client) Do(ctx context.Context, method, path, contentType string, body 
 	if err != nil {
 		return fmt.Errorf("icthp: %w", err)
 	}
+	if l, ok := body.(interface{ Len() int }); ok && req.ContentLength == 0 && l.Len() > 0 {
+		// A body of known length other than net/http's three (e.g. a
+		// tensor body read from its parts) goes with a Content-Length,
+		// not chunked.
+		req.ContentLength = int64(l.Len())
+	}
 	for k, v := range hdr {
 		req.Header[k] = v
 	}

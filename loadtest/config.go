@@ -71,6 +71,12 @@ type Config struct {
 	// and reused cyclically.
 	Images           []Image
 	ImagesPerRequest int
+	// Raw sends each request's images as decoded pixels in one
+	// application/x-icthp-tensor body (SPEC: raw pixels), as RL loops do:
+	// Run decodes every file once (preprocess.DecodeRGB, the server's
+	// decoder and default limits), and the files must all have one size
+	// (a body has one shape). The server then skips decoding.
+	Raw bool
 	// Prompts are used in turn; DefaultPrompts when empty.
 	Prompts []string
 

@@ -751,7 +751,10 @@ func TestBodiesAreAPIRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := newPayloads(cfg)
+		p, err := newPayloads(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for i := range p.n + 1 { // the last one is the first again
 			j := i % p.n
 			var want any

@@ -19,28 +19,37 @@ const maxCachedBytes = 256 << 20
 // is assembled the first time it is needed and kept while the kept ones
 // total under maxCachedBytes.
 type payloads struct {
-	route   string
-	k       int
-	imgs    [][]byte // base64, already a valid JSON string body
-	prompts [][]byte // JSON-quoted
-	n       int
-	cache   []atomic.Pointer[[]byte]
-	cached  atomic.Int64 // bytes kept
+	route      string
+	k          int
+	imgs       [][]byte // base64, already a valid JSON string body
+	prompts    [][]byte // JSON-quoted
+	promptText []string
+	raw        *rawImages // Config.Raw: the decoded images (then imgs is unused)
+	n          int
+	cache      []atomic.Pointer[[]byte]
+	cached     atomic.Int64 // bytes kept
 }
 
-func newPayloads(cfg Config) *payloads {
-	p := &payloads{route: cfg.Route, k: cfg.ImagesPerRequest}
-	p.imgs = make([][]byte, len(cfg.Images))
-	for i, im := range cfg.Images {
-		p.imgs[i] = []byte(base64.StdEncoding.EncodeToString(im.Data))
+func newPayloads(cfg Config) (*payloads, error) {
+	p := &payloads{route: cfg.Route, k: cfg.ImagesPerRequest, promptText: cfg.Prompts}
+	if cfg.Raw {
+		var err error
+		if p.raw, err = decodeRaw(cfg.Images); err != nil {
+			return nil, err
+		}
+	} else {
+		p.imgs = make([][]byte, len(cfg.Images))
+		for i, im := range cfg.Images {
+			p.imgs[i] = []byte(base64.StdEncoding.EncodeToString(im.Data))
+		}
 	}
 	p.prompts = make([][]byte, len(cfg.Prompts))
 	for i, s := range cfg.Prompts {
 		p.prompts[i], _ = json.Marshal(s) // a string always marshals
 	}
-	p.n = max(len(p.prompts), (len(p.imgs)+p.k-1)/p.k)
+	p.n = max(len(p.prompts), (len(cfg.Images)+p.k-1)/p.k)
 	p.cache = make([]atomic.Pointer[[]byte], p.n)
-	return p
+	return p, nil
 }
 
 // body returns the body of the i-th request.

@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,12 +74,16 @@ func newRunner(cfg Config) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	bodies, err := newPayloads(cfg)
+	if err != nil {
+		return nil, err
+	}
 	r := &runner{
 		cfg:    cfg,
 		api:    client,
 		path:   "/v1/" + cfg.Route,
 		target: strings.TrimRight(base.String(), "/") + "/v1/" + cfg.Route,
-		bodies: newPayloads(cfg),
+		bodies: bodies,
 		rec:    recorder{byCode: map[string]int64{}},
 	}
 	workers := cfg.Concurrency
@@ -236,11 +239,11 @@ func (r *runner) openLoop(ctx context.Context) {
 func (r *runner) do(ctx context.Context, sched time.Time) string {
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
-	body := r.bodies.body(r.nextBody.Add(1) - 1)
+	body, ctype := r.bodies.request(r.nextBody.Add(1) - 1)
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	var answer jsonObject
-	err := r.api.Do(rctx, http.MethodPost, r.path, api.ContentTypeJSON, bytes.NewReader(body), nil, &answer)
+	err := r.api.Do(rctx, http.MethodPost, r.path, ctype, body, nil, &answer)
 	var ae *api.Error
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError

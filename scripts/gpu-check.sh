@@ -200,6 +200,40 @@ PY
 	kill "$pid"; wait "$pid" || true
 }
 if left 60; then serve_load 16; else skip serve-fp16; fi
+# --- the host feeding the GPU (issue 15 item 3): HP fp16 alone (no text tower), 16 images a request, for what
+# clients send: 512² JPEGs, 1024² PNGs, and the same 1024² images as raw uint8 tensors (loadtest --raw) --------------
+host_feed() {
+	local port=$((19000 + RANDOM % 1000))
+	python3 - "$img/png1024" <<'PY' 2>"$w/png1024.err" || { skip host-feed "no numpy/PIL to make 1024² PNGs"; return; }
+import os, sys
+import numpy as np
+from PIL import Image
+d = sys.argv[1]; os.makedirs(d, exist_ok=True); rng = np.random.default_rng(11)
+y, x = np.mgrid[0:1024, 0:1024]
+for i in range(16):
+    a = np.stack([(x * rng.uniform(.1, 1)) % 256, (y * rng.uniform(.1, 1)) % 256, ((x + y) * rng.uniform(.1, 1)) % 256], -1)
+    Image.fromarray((a + rng.normal(0, 8, a.shape)).clip(0, 255).astype(np.uint8)).save(os.path.join(d, "q%02d.png" % i))
+PY
+	"$icthp" serve --hp "$m/hp16" --provider $provider --addr 127.0.0.1:$port --cache-bytes 0 --batch-size 64 \
+		--max-images 64 --max-body-bytes 268435456 >"$w/feed.log" 2>&1 &
+	local pid=$! k
+	python3 -c 'import sys, time, urllib.request
+for _ in range(240):
+    try: urllib.request.urlopen("http://127.0.0.1:%s/readyz" % sys.argv[1], timeout=2); break
+    except Exception: time.sleep(0.5)' "$port"
+	for k in jpg512:"$img/jpg": png1024:"$img/png1024": raw1024:"$img/png1024":--raw; do
+		local kind=${k%%:*} rest=${k#*:}
+		local dir=${rest%:*} raw=${rest##*:}
+		if left 30; then
+			"$icthp" loadtest --url "http://127.0.0.1:$port" --images "$dir" $raw --images-per-request 16 --concurrency 8 \
+				--duration "${LOAD_SECONDS:-6}s" --json >"$w/feed.json" 2>"$w/feed.err" &&
+				python3 -c 'import json,sys; r=json.load(open(sys.argv[2])); r.update(step="feed", kind=sys.argv[1], cores=__import__("os").cpu_count()); print(json.dumps(r))' "$kind" "$w/feed.json" >>"$out/results.jsonl" ||
+				fail "feed-$kind" "$w/feed.err"
+		else skip "feed-$kind"; fi
+	done
+	kill "$pid"; wait "$pid" || true
+}
+if left 60; then host_feed; else skip host-feed; fi
 if left 60; then serve_load 32; else skip serve-fp32; fi
 if [ $dry = 0 ]; then if left 60; then serve_load 16 2; else skip serve-fp16-2-workers; fi; fi
 log "done"

@@ -108,6 +108,12 @@ def table(out):
     print("%-52s" % "engine" + "".join("%10s" % ("b=%d" % b) for b in batches))
     for name, by in lines.items():
         print("%-52s" % name + "".join("%10s" % fmt(by.get(b)) for b in batches))
+    feed = [r for r in rows if r.get("step") == "feed"]
+    if feed:
+        print("\n-- the host feeding HP fp16 (16 images a request, 8 clients, cache off; %s cores) --" % feed[0].get("cores"))
+        for r in feed:
+            ips = r.get("images_per_s")
+            print("%-10s %10s images/s   p50 %s ms" % (r["kind"], fmt(ips), fmt((r.get("latency_ms") or {}).get("p50"))))
     for r in rows:
         if "error" in r:
             print("\nFAILED %s: %s" % (r["step"], r["error"]))
