@@ -51,6 +51,8 @@ func TestUnmarshalStrict(t *testing.T) {
 		{"lone high at end", `{"name":"\ud800"}`, "surrogate"},
 		{"high then high", `{"name":"\ud800\ud800"}`, "surrogate"},
 		{"lone low", `{"free":{"k":"\udfff"}}`, "surrogate"},
+		{"lone surrogate in an image", `{"img":"aGVs\ud800bG8="}`, "surrogate"},
+		{"escaped quotes in values", `{"name":"a\"b\\","img":"x\"y","free":{"k":"\"\ud83d\ude00\""}}`, ""},
 		{"surrogate in key", `{"free":{"\udc00":1}}`, "surrogate"},
 		{"bad utf-8", "{\"name\":\"\xff\"}", "invalid UTF-8 at byte 9"},
 		{"trailing", `{} {}`, "data after"},
@@ -91,6 +93,18 @@ func TestImageJSON(t *testing.T) {
 		if back.Base64 != im.Base64 || (im.Tensor != nil) != (back.Tensor != nil) ||
 			(im.Tensor != nil && (!bytes.Equal(back.Tensor.Data, im.Tensor.Data) || back.Tensor.Dtype != "uint8" || len(back.Tensor.Shape) != 3)) {
 			t.Errorf("%s read back as %+v", b, back)
+		}
+	}
+	// An image string reads as encoding/json reads the same literal,
+	// escapes or none (the unescaped ones take a shortcut).
+	for _, lit := range []string{`""`, `"aGVsbG8="`, `"aGVs\/bG8="`, `"a\u0047Vs"`, `"ab\"c\\"`, `"\ud83d\ude00"`} {
+		var want string
+		if err := json.Unmarshal([]byte(lit), &want); err != nil {
+			t.Fatal(err)
+		}
+		var got Image
+		if err := UnmarshalStrict([]byte(lit), &got); err != nil || got.Base64 != want || got.Tensor != nil {
+			t.Errorf("%s: %q (%v), want %q", lit, got.Base64, err, want)
 		}
 	}
 	// Unpadded base64 data is read too.

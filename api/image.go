@@ -67,6 +67,14 @@ func (m *Image) UnmarshalJSON(b []byte) error {
 	switch {
 	case len(b) > 0 && b[0] == '"':
 		m.Tensor = nil
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 {
+			// No escapes (base64 needs none): the string is the text
+			// between the quotes, as encoding/json, which has checked
+			// the literal before calling us, would unquote it; without
+			// its second scan and copy of megabytes.
+			m.Base64 = string(b[1 : len(b)-1])
+			return nil
+		}
 		return json.Unmarshal(b, &m.Base64)
 	case len(b) == 0 || b[0] != '{':
 		return ErrImageForm

@@ -112,8 +112,7 @@ func (w *walker) value(t reflect.Type) error {
 			}
 		}
 	case '"':
-		_, err := w.str()
-		return err
+		return w.skipStr()
 	}
 	for w.i < len(w.b) && !strings.ContainsRune(",]} \t\n\r", rune(w.b[w.i])) {
 		w.i++
@@ -228,6 +227,30 @@ func (w *walker) str() (string, error) {
 		default:
 			w.i++
 		}
+	}
+}
+
+// skipStr passes over a string value, checking its \u escapes of
+// surrogates as str does, without making the string (an image's base64 is
+// megabytes): from quote to quote by IndexByte, escapes one at a time.
+func (w *walker) skipStr() error {
+	w.i++ // "
+	for {
+		rest := w.b[w.i:]
+		q := bytes.IndexByte(rest, '"') // valid JSON: the string ends
+		bs := bytes.IndexByte(rest[:q], '\\')
+		if bs < 0 {
+			w.i += q + 1
+			return nil
+		}
+		w.i += bs
+		if w.b[w.i+1] == 'u' {
+			if err := w.surrogate(); err != nil {
+				return err
+			}
+			continue
+		}
+		w.i += 2 // \" among them
 	}
 }
 

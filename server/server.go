@@ -8,6 +8,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -20,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -171,6 +173,7 @@ type Server struct {
 	m        *serverMetrics
 	jobs     *jobRunner
 	raw      *rawBuffers // rawbuf.go
+	bodies   sync.Pool   // *bytes.Buffer: JSON bodies being decoded (putBody)
 }
 
 // New makes a Server; it registers its collectors on o.Registry.
@@ -180,6 +183,7 @@ func New(svc Scorer, o Options) (*Server, error) {
 	}
 	o.defaults()
 	s := &Server{svc: svc, opts: o, log: o.Logger}
+	s.bodies.New = func() any { return new(bytes.Buffer) }
 	for _, t := range o.Tokens {
 		if t == "" {
 			return nil, errors.New("server: empty bearer token")
