@@ -23,8 +23,12 @@ prepare() {
 	cd "$repo"
 	CGO_ENABLED=1 go build -ldflags="-s -w" -o "$kitdir/icthp" ./cmd/icthp
 	CGO_ENABLED=1 go build -ldflags="-s -w" -o "$kitdir/benchtool" ./scripts/benchtool
-	# libdeflate (the PNG inflater, ~100 KB) travels with them: a bare machine may lack it.
-	cp -L "$(ldd "$kitdir/icthp" | awk '/libdeflate/ {print $3}')" "$kitdir/libdeflate.so.0"
+	# The shared libraries the cgo binaries link beyond libc (libdeflate, libjpeg(-turbo): ~0.5 MB) travel
+	# with them: a bare machine may lack them.
+	rm -f "$kitdir"/lib*.so.*
+	for lib in $(ldd "$kitdir/icthp" "$kitdir/benchtool" | awk '$2 == "=>" && $3 ~ /^\// && $1 !~ /^(libc|libm|libpthread|libdl|librt|ld-linux)/ {print $3}' | sort -u); do
+		cp -L "$lib" "$kitdir/"
+	done
 	rm -f "$kitdir/icthp.xz" "$kitdir/benchtool.xz"
 	xz -T0 -6 "$kitdir/icthp" "$kitdir/benchtool"
 	[ -f "$kitdir/ortgpu.tar.xz" ] || bash "$shared/gpu/make-ort-kit.sh" "$kitdir"
@@ -62,7 +66,7 @@ else
 		chmod +x "$w/bin/$b"
 	done
 	mkdir -p "$w/kit" && python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$kitdir/ortgpu.tar.xz" "$w/kit"
-	cp "$kitdir/libdeflate.so.0" "$w/kit/"
+	cp "$kitdir"/lib*.so.* "$w/kit/"
 	nv=$(python3 -c 'import nvidia, os; print(os.pathsep.join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in sorted(os.listdir(p)) if os.path.isdir(os.path.join(p, d, "lib"))))')
 	export LD_LIBRARY_PATH="$w/kit:$nv${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 	export ICTHP_ORT_LIB=$w/kit/libonnxruntime.so ICTHP_CACHE=$w/cache
