@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,6 +53,8 @@ func TestUnmarshalStrict(t *testing.T) {
 		{"high then high", `{"name":"\ud800\ud800"}`, "surrogate"},
 		{"lone low", `{"free":{"k":"\udfff"}}`, "surrogate"},
 		{"lone surrogate in an image", `{"img":"aGVs\ud800bG8="}`, "surrogate"},
+		{"many escapes, then a lone surrogate", `{"img":"` + strings.Repeat(`\\\"`, 5000) + `\ud800"}`, "surrogate"},
+		{"many escapes", `{"img":"` + strings.Repeat(`\\\"`, 5000) + `x"}`, ""},
 		{"escaped quotes in values", `{"name":"a\"b\\","img":"x\"y","free":{"k":"\"\ud83d\ude00\""}}`, ""},
 		{"surrogate in key", `{"free":{"\udc00":1}}`, "surrogate"},
 		{"bad utf-8", "{\"name\":\"\xff\"}", "invalid UTF-8 at byte 9"},

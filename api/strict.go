@@ -232,15 +232,19 @@ func (w *walker) str() (string, error) {
 
 // skipStr passes over a string value, checking its \u escapes of
 // surrogates as str does, without making the string (an image's base64 is
-// megabytes): from quote to quote by IndexByte, escapes one at a time.
+// megabytes): IndexByte to the next backslash before the next quote, the
+// quote looked for again only once an escape has taken it (\"), so that
+// every byte is scanned a bounded number of times whatever the escapes.
 func (w *walker) skipStr() error {
-	w.i++ // "
+	w.i++   // "
+	q := -1 // the next quote at or after w.i; valid JSON: the string ends
 	for {
-		rest := w.b[w.i:]
-		q := bytes.IndexByte(rest, '"') // valid JSON: the string ends
-		bs := bytes.IndexByte(rest[:q], '\\')
+		if q < w.i {
+			q = w.i + bytes.IndexByte(w.b[w.i:], '"')
+		}
+		bs := bytes.IndexByte(w.b[w.i:q], '\\')
 		if bs < 0 {
-			w.i += q + 1
+			w.i = q + 1
 			return nil
 		}
 		w.i += bs
