@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +85,7 @@ func (s *tensorServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&hdr); err != nil {
 		t.Errorf("header %q: %v", line, err)
 	}
-	if want := []int{s.k, s.h, s.w, 3}; hdr.Dtype != "uint8" || !equalInts(hdr.Shape, want) {
+	if want := []int{s.k, s.h, s.w, 3}; hdr.Dtype != "uint8" || !slices.Equal(hdr.Shape, want) {
 		t.Errorf("header %s: want shape %v, dtype uint8", line, want)
 	}
 	if s.route == RouteReward && (hdr.Prompt != nil || len(hdr.Prompts) != s.k) ||
@@ -118,18 +119,6 @@ func (s *tensorServer) checkPixels(br io.Reader, headerLen, contentLength int64)
 		}
 		s.seen[found]++
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Config.Raw sends every file's decoded pixels, in bodies of k images.
