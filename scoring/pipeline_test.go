@@ -171,6 +171,63 @@ func TestPixelBudget(t *testing.T) {
 	}
 }
 
+// Options.Workers bounds the decodes over every request, not per request:
+// with one worker, three concurrent requests never decode two images at
+// once, and a request past its deadline stops waiting for a worker.
+func TestWorkersAreServiceWide(t *testing.T) {
+	f := scorertest.New("aes", false)
+	s := newFake(t, Options{Workers: 1}, f)
+	var cur, peak atomic.Int64
+	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, error) {
+		n := cur.Add(1)
+		defer cur.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		// Long enough for the other requests to reach their decodes
+		// when nothing holds them back.
+		time.Sleep(20 * time.Millisecond)
+		return preprocess.DecodeRGB(b, o)
+	}
+	img := solidPNG(t, 4, 4, red)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := s.Score(context.Background(), ScoreRequest{Images: []Image{img, img}})
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := peak.Load(); p != 1 {
+		t.Errorf("%d decodes at once over three requests with one worker", p)
+	}
+
+	// A request whose deadline passes while the worker is taken gives up.
+	hold, entered := make(chan struct{}), make(chan struct{}, 1)
+	var first atomic.Bool
+	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, error) {
+		if first.CompareAndSwap(false, true) { // only the first decode holds its worker
+			entered <- struct{}{}
+			<-hold
+		}
+		return preprocess.DecodeRGB(b, o)
+	}
+	go func() { _, err := s.Score(context.Background(), ScoreRequest{Images: []Image{img}}); errs <- err }()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := s.Score(ctx, ScoreRequest{Images: []Image{img}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("request waiting for a worker past its deadline: %v, want DeadlineExceeded", err)
+	}
+	close(hold)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A decoder that panics fails its image, not the process or the others.
 func TestDecoderPanicIsItemError(t *testing.T) {
 	f := scorertest.New("aes", false)

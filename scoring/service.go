@@ -82,12 +82,18 @@ type model struct {
 
 // Service scores images with whichever models are loaded.
 type Service struct {
-	models  []*model // in the order given to New (the registry's)
-	byName  map[string]*model
-	workers int
-	opts    Options
-	admit   *admission
-	pixels  *pixelBudget
+	models []*model // in the order given to New (the registry's)
+	byName map[string]*model
+	// slots holds one token per image being decoded and preprocessed,
+	// over every request (Options.Workers of them). Bounding it per
+	// service, not per request, keeps the runnable decoders at the core
+	// count however many requests are admitted: a goroutine answering a
+	// 429 or reading a body then waits behind a few decoders, not behind
+	// every admitted image (RELIABILITY.md, overload on pinned cores).
+	slots  chan struct{}
+	opts   Options
+	admit  *admission
+	pixels *pixelBudget
 	// decode is preprocess.DecodeRGB; tests put a decoder that panics here.
 	decode func([]byte, preprocess.ImageOptions) (*preprocess.RGB, error)
 	// prep times preprocessing per image, by step: decode (bytes to RGB),
@@ -109,7 +115,7 @@ func New(ms []scorer.Model, o Options) (*Service, error) {
 	if w <= 0 {
 		w = runtime.GOMAXPROCS(0)
 	}
-	svc := &Service{byName: map[string]*model{}, workers: w, opts: o, decode: preprocess.DecodeRGB}
+	svc := &Service{byName: map[string]*model{}, slots: make(chan struct{}, w), opts: o, decode: preprocess.DecodeRGB}
 	outs := map[string]bool{}
 	for _, m := range ms {
 		if m.Scorer == nil || m.Name == "" || svc.byName[m.Name] != nil {

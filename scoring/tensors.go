@@ -54,8 +54,8 @@ type rowKey struct {
 
 // tensors decodes each image of idx once (for the models that take
 // decoded pixels) and makes the rows its models need, in parallel over the
-// service's workers, each image holding its share of the pixel budget
-// meanwhile.
+// service's decode slots (shared by every request), each image holding
+// its share of the pixel budget meanwhile.
 func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool) (*tensorSet, error) {
 	t := &tensorSet{pix: make([]pixelRows, len(j.models)), rows: make([][]int, len(j.models)),
 		dims: make([][2]int, len(j.images)), errs: make([]error, len(j.images))}
@@ -74,16 +74,14 @@ func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool)
 		}
 		t.pix[mi] = makeRows(m.half != nil, len(t.rows[mi])*m.prep.TensorLen())
 	}
-	sem := make(chan struct{}, s.workers)
 	var wg sync.WaitGroup
 	for _, i := range idx {
-		if err := ctx.Err(); err != nil {
+		if !s.takeSlot(ctx) {
 			break
 		}
-		sem <- struct{}{}
 		wg.Add(1)
 		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
+			defer func() { <-s.slots; wg.Done() }()
 			t.errs[i] = s.prepare(ctx, j, i, need, func(mi int) pixelRows {
 				return t.pix[mi].row(at[mi][i], j.models[mi].prep.TensorLen())
 			}, &t.dims[i])
@@ -102,6 +100,20 @@ func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool)
 		}
 	}
 	return t, nil
+}
+
+// takeSlot waits for one of the service's decode slots; false when ctx
+// ends first.
+func (s *Service) takeSlot(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // prepare makes image i's rows for every model that needs them (dst(mi)

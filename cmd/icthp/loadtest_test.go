@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -286,6 +287,42 @@ func TestLoadtestAgainstServe(t *testing.T) {
 		}
 		if rep.Requests != 6 || rep.OK != 6 || rep.Errors != 0 || rep.ImagesPerS <= 0 {
 			t.Errorf("%s: %s", route, stdout)
+		}
+	}
+}
+
+// What admission lets in is never then refused for a full graph queue:
+// with --queue-size 1 and room for 16 images, eight clients sending two
+// images each all get 200, however their decodes and the model's runs
+// interleave (a full queue used to refuse images already decoded and
+// resized, the work thrown away under overload).
+func TestAdmittedImagesAreNotRefusedLater(t *testing.T) {
+	needORT(t)
+	t.Setenv(ortlib.EnvCache, t.TempDir())
+	url := serveInProcess(t, "--drain-delay", "0s", "--threads", "1", "--batch-size", "1",
+		"--queue-size", "1", "--admit-images", "16", "--cache-bytes", "0")
+	demo := filepath.Join("..", "..", "testdata", "demo")
+	code, stdout, stderr := runCLI(t, "loadtest", "--url", url, "--concurrency", "8", "--images-per-request", "2",
+		"--requests", "64", "--images", demo, "--json")
+	var rep struct {
+		Requests, OK, Errors int64
+		ErrorsByCode         map[string]int64 `json:"errors_by_code"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || code != 0 {
+		t.Fatalf("exit %d, stderr %q, stdout %q", code, stderr, stdout)
+	}
+	if rep.Requests != 64 || rep.OK != 64 || rep.Errors != 0 {
+		t.Errorf("8 clients × 2 images within an admission of 16: %s", stdout)
+	}
+	res, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "icthp_batcher_rejected_total") && !strings.HasSuffix(l, " 0") {
+			t.Errorf("a graph queue refused admitted work: %s", l)
 		}
 	}
 }

@@ -41,7 +41,7 @@ func init() {
 type serveFlags struct {
 	addr, debugAddr                         string
 	batchWait                               time.Duration
-	queueSize, batchWorkers                 int
+	queueSize, batchWorkers, decoders       int
 	admitImages                             int   // images admitted server-wide; 0: 2 × queueSize
 	pixelBudget                             int64 // decoded pixels held at once; 0: 2 × --max-image-pixels
 	timeout, drainDelay, grace              time.Duration
@@ -114,11 +114,12 @@ func (f *serveFlags) register(fs *flag.FlagSet, a *app) *envFlags {
 	e.str(&f.addr, "addr", "ICTHP_ADDR", ":8080", "address to listen on")
 	e.str(&f.debugAddr, "debug-addr", "ICTHP_DEBUG_ADDR", "", "a second, private address serving net/http/pprof (/debug/pprof/: heap, goroutine, profile, ...); off when empty")
 	e.dur(&f.batchWait, "batch-wait", "ICTHP_BATCH_WAIT", models.DefaultBatchWait, "longest wait for a batch to fill (--batch-size is its size)")
-	e.int(&f.queueSize, "queue-size", "ICTHP_QUEUE_SIZE", models.DefaultQueueItems, "items that may wait per model graph; beyond it, 429")
+	e.int(&f.queueSize, "queue-size", "ICTHP_QUEUE_SIZE", models.DefaultQueueItems, "items that may wait per model graph, at least --admit-images; beyond it, 429")
 	e.int(&f.admitImages, "admit-images", "ICTHP_ADMIT_IMAGES", 0,
 		"images admitted at once over all requests (waiting for decode, decoding, waiting for or in a model); a request past it gets 429 before any image is read (0: twice --queue-size)")
 	e.int64(&f.pixelBudget, "pixel-budget", "ICTHP_PIXEL_BUDGET", 0,
 		"decoded pixels held at once over all requests and models; an image waits for its share (width × height from its header) before it is decoded (0: twice --max-image-pixels)")
+	e.int(&f.decoders, "decoders", "ICTHP_DECODERS", 0, "images decoded and preprocessed at once, over all requests (0: one per core)")
 	e.int(&f.batchWorkers, "batch-workers", "ICTHP_BATCH_WORKERS", 1, "model runs at once per graph")
 	e.dur(&f.timeout, "timeout", "ICTHP_TIMEOUT", server.DefaultTimeout, "a request's deadline (the "+server.TimeoutHeader+" header may shorten it)")
 	e.dur(&f.drainDelay, "drain-delay", "ICTHP_DRAIN_DELAY", 2*time.Second, "on SIGTERM, how long /readyz is false and new requests get 503 before the listener closes")
@@ -190,6 +191,9 @@ func (sf *serveFlags) validate() (servePlan, error) {
 		return p, err
 	}
 	p.comb = comb
+	if sf.decoders < 0 {
+		return p, usagef("--decoders cannot be negative")
+	}
 	for name, v := range map[string]int{"--queue-size": sf.queueSize, "--batch-workers": sf.batchWorkers, "--max-images": sf.maxImages, "--max-prompt-bytes": sf.maxPrompt} {
 		if v <= 0 {
 			return p, usagef("%s must be positive", name)
@@ -245,15 +249,19 @@ func runServe(ctx context.Context, a *app, args []string) error {
 		}
 	}()
 	mf.encoderFor = func(name string, md *models.Model) (models.BatchEncoder, error) {
+		// A graph's queue holds at least what admission lets in: an image
+		// admitted, decoded and resized is never then refused for a full
+		// queue, which threw that work away under overload (RELIABILITY.md,
+		// overload on pinned cores).
 		b, err := models.NewBatcher(md, models.BatcherOptions{Name: name, MaxBatch: mf.batch, MaxWait: sf.batchWait,
-			QueueSize: sf.queueSize, Workers: sf.batchWorkers, Metrics: reg})
+			QueueSize: max(sf.queueSize, admit), Workers: sf.batchWorkers, Metrics: reg})
 		if err != nil {
 			return nil, err
 		}
 		batchers = append(batchers, b)
 		return b, nil
 	}
-	l, err := mf.loadModels(a, scoring.Options{Reward: comb, Metrics: reg, MaxQueue: admit, PixelBudget: sf.pixelBudget})
+	l, err := mf.loadModels(a, scoring.Options{Reward: comb, Metrics: reg, MaxQueue: admit, PixelBudget: sf.pixelBudget, Workers: sf.decoders})
 	if err != nil {
 		return err
 	}

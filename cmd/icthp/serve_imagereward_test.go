@@ -122,7 +122,7 @@ func TestServeImageRewardBatched(t *testing.T) {
 	mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--seed", "7", "--out", dir)
 	const (
 		prompt  = "a red fox in the snow"
-		n       = 8 // requests that wait together; also --queue-size
+		n       = 8 // requests that wait together; also --queue-size and --admit-images
 		maxWait = 4 * time.Second
 	)
 	imgs := make([][]byte, n+1)
@@ -134,13 +134,16 @@ func TestServeImageRewardBatched(t *testing.T) {
 
 	// /readyz waits for the warm-up: one image, then a batch of n (--queue-size).
 	url := serveInProcess(t, "--imagereward", dir, "--drain-delay", "0s", "--threads", "1",
-		"--cache-bytes", "0", "--batch-size", "16", "--batch-wait", maxWait.String(), "--queue-size", strconv.Itoa(n))
+		"--cache-bytes", "0", "--batch-size", "16", "--batch-wait", maxWait.String(), "--queue-size", strconv.Itoa(n), "--admit-images", strconv.Itoa(n))
 	const (
 		lbl   = `{graph="vision",model="imagereward"}`
 		runs  = "icthp_batcher_batch_size_count" + lbl
 		items = "icthp_batcher_batch_size_sum" + lbl
 		depth = "icthp_batcher_queue_depth" + lbl
-		full  = `icthp_batcher_rejected_total{graph="vision",model="imagereward",reason="queue_full"}`
+		// Admission refuses the request past --admit-images before its
+		// body is read; the graph's queue, never smaller, refuses nothing.
+		full  = `icthp_http_rejected_total{reason="queue_full"}`
+		qfull = `icthp_batcher_rejected_total{graph="vision",model="imagereward",reason="queue_full"}`
 	)
 	runs0, items0 := metricValue(t, url, runs), metricValue(t, url, items)
 	if runs0 != 2 || items0 != 1+n {
@@ -170,7 +173,7 @@ func TestServeImageRewardBatched(t *testing.T) {
 		t.Fatal(err)
 	}
 	if over.status != http.StatusTooManyRequests || over.code != "overloaded" || over.retryAfter == "" {
-		t.Errorf("request beyond --queue-size: status %d, code %q, Retry-After %q (%s); want 429 overloaded with Retry-After",
+		t.Errorf("request beyond --admit-images: status %d, code %q, Retry-After %q (%s); want 429 overloaded with Retry-After",
 			over.status, over.code, over.retryAfter, over.reason)
 	}
 	wg.Wait()
@@ -194,6 +197,9 @@ func TestServeImageRewardBatched(t *testing.T) {
 	}
 	if v := metricValue(t, url, full); v != 1 {
 		t.Errorf("%s = %v, want 1", full, v)
+	}
+	if v := metricValue(t, url, qfull); v != 0 {
+		t.Errorf("%s = %v, want 0", qfull, v)
 	}
 }
 

@@ -41,6 +41,11 @@ type config struct {
 	// server's cores, the server then gets the CPU first, as it would with
 	// its clients on other hosts (RELIABILITY.md, overload).
 	proberNice int
+	// serverCPUs and proberCPUs, when set, pin each `icthp serve` and this
+	// prober to disjoint CPUs (taskset lists such as "0" or "0-7"): the
+	// clients then run on cores of their own, as they would on other
+	// hosts, and the server sizes its pools to the CPUs it was given.
+	serverCPUs, proberCPUs string
 	// serveArgs are added to every `icthp serve` the probes start (e.g.
 	// "--spin=false" to compare a setting under the same probes).
 	serveArgs []string
@@ -103,6 +108,8 @@ func main() {
 	flag.StringVar(&assert, "assert", envOr("HOSTILE_ASSERT", defaultAssert), "comma-separated probe rows whose failure exits 1 ($HOSTILE_ASSERT; \"all\" or \"none\")")
 	flag.BoolVar(&c.verbose, "v", false, "log each step")
 	flag.IntVar(&c.proberNice, "prober-nice", envInt("HOSTILE_PROBER_NICE", 0), "lower the prober's priority by this much (1-19), the servers' staying as they were ($HOSTILE_PROBER_NICE; needs root or CAP_SYS_NICE)")
+	flag.StringVar(&c.serverCPUs, "server-cpus", os.Getenv("HOSTILE_SERVER_CPUS"), "run each icthp serve on these CPUs only, a taskset list such as 0 or 0-7 ($HOSTILE_SERVER_CPUS)")
+	flag.StringVar(&c.proberCPUs, "prober-cpus", os.Getenv("HOSTILE_PROBER_CPUS"), "run this prober on these CPUs only, a taskset list such as 1 or 8-15 ($HOSTILE_PROBER_CPUS)")
 	serveArgs := flag.String("serve-args", os.Getenv("HOSTILE_SERVE_ARGS"), "more arguments for every icthp serve, space-separated ($HOSTILE_SERVE_ARGS)")
 	flag.Parse()
 	c.serveArgs = strings.Fields(*serveArgs)
@@ -113,6 +120,12 @@ func main() {
 	if c.proberNice > 0 {
 		if err := reniceSelf(c.proberNice); err != nil {
 			fmt.Fprintln(os.Stderr, "hostile: --prober-nice:", err)
+			os.Exit(2)
+		}
+	}
+	if c.proberCPUs != "" {
+		if err := pinSelf(c.proberCPUs); err != nil {
+			fmt.Fprintln(os.Stderr, "hostile: --prober-cpus:", err)
 			os.Exit(2)
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // server is one `icthp serve` process on a loopback port.
@@ -58,6 +60,11 @@ func startServe(ctx context.Context, c *config, name string, args ...string) (*s
 		// nice(1) execs the server in its own process (same pid), raised
 		// back by what reniceSelf took from the prober.
 		argv = append([]string{"nice", "-n", strconv.Itoa(-c.proberNice)}, argv...)
+	}
+	if c.serverCPUs != "" {
+		// taskset(1) execs the server with its affinity set before Go
+		// starts, so runtime.NumCPU (and icthp's thread defaults) see it.
+		argv = append([]string{"taskset", "-c", c.serverCPUs}, argv...)
 	}
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = f, f
@@ -270,6 +277,47 @@ func reniceSelf(n int) error {
 		}
 		// The raw syscall answers 20 - nice.
 		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, 20-cur+n); err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	return nil
+}
+
+// pinSelf restricts every thread of this process to the CPUs of list
+// ("0", "1-3", "0,2"); threads started later inherit the mask from the
+// thread that starts them.
+func pinSelf(list string) error {
+	var set unix.CPUSet
+	set.Zero()
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return fmt.Errorf("CPU list %q: %w", list, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return fmt.Errorf("CPU list %q: %w", list, err)
+			}
+		}
+		if a < 0 || b < a {
+			return fmt.Errorf("CPU list %q: bad range %q", list, part)
+		}
+		for i := a; i <= b; i++ {
+			set.Set(i)
+		}
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
