@@ -115,6 +115,11 @@ def table(out):
             ips = r.get("images_per_s")
             print("%-10s %10s images/s   p50 %s ms" % (r["kind"], fmt(ips), fmt((r.get("latency_ms") or {}).get("p50"))))
     for r in rows:
+        if r.get("step") == "overload" and "rows" in r:
+            print("\n-- issue 16 overload: demo models on %d CPU cores, 200 clients on the others --" % r.get("server_cpus", 0))
+            for line in r["rows"]:
+                print(line)
+    for r in rows:
         if "error" in r:
             print("\nFAILED %s: %s" % (r["step"], r["error"]))
     skipped = ["%s (%s)" % (r["step"], r["skipped"]) for r in rows if "skipped" in r]
