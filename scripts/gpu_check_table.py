@@ -116,7 +116,9 @@ def table(out):
             print("%-10s %10s images/s   p50 %s ms" % (r["kind"], fmt(ips), fmt((r.get("latency_ms") or {}).get("p50"))))
     for r in rows:
         if r.get("step") == "overload" and "rows" in r:
-            print("\n-- issue 16 overload: demo models on %d CPU cores, 200 clients on the others --" % r.get("server_cpus", 0))
+            dec = r.get("decoders") or 0
+            print("\n-- issue 16 overload: demo models on %d CPU cores (%s), 200 clients on the others --"
+                  % (r.get("server_cpus", 0), "--decoders %d" % dec if dec else "a decoder per core"))
             for line in r["rows"]:
                 print(line)
     for r in rows:

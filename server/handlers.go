@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/icthp/icthp/api"
 	"github.com/icthp/icthp/preprocess/text"
@@ -113,8 +113,10 @@ func (s *Server) putBody(buf *bytes.Buffer) {
 
 func jsonError(err error) error {
 	var mbe *http.MaxBytesError
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
+	// api.UnmarshalStrict's errors are encoding/json's types as
+	// go-json-experiment/json/v1 defines them (the same types from Go 1.27).
+	var se *jsonv1.SyntaxError
+	var te *jsonv1.UnmarshalTypeError
 	var ue *api.UnknownFieldError
 	switch {
 	case errors.As(err, &mbe):
