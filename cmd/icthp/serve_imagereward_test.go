@@ -118,19 +118,12 @@ func postIRScore(url, prompt string, img []byte) (irReply, error) {
 // image alone, without a batcher.
 func TestServeImageRewardBatched(t *testing.T) {
 	needORT(t)
-	dir := filepath.Join(t.TempDir(), "ir")
-	mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--seed", "7", "--out", dir)
 	const (
 		prompt  = "a red fox in the snow"
 		n       = 8 // requests that wait together; also --queue-size and --admit-images
 		maxWait = 4 * time.Second
 	)
-	imgs := make([][]byte, n+1)
-	for i := range imgs {
-		imgs[i] = irTestPNG(t, i)
-	}
-
-	want := irScoresAlone(t, dir, prompt, imgs[:n])
+	dir, imgs, want := irBatchFixture(t, prompt, n)
 
 	// /readyz waits for the warm-up: one image, then a batch of n (--queue-size).
 	url := serveInProcess(t, "--imagereward", dir, "--drain-delay", "0s", "--threads", "1",
@@ -140,8 +133,8 @@ func TestServeImageRewardBatched(t *testing.T) {
 		runs  = "icthp_batcher_batch_size_count" + lbl
 		items = "icthp_batcher_batch_size_sum" + lbl
 		depth = "icthp_batcher_queue_depth" + lbl
-		// Admission refuses the request past --admit-images before its
-		// body is read; the graph's queue, never smaller, refuses nothing.
+		// Admission refuses the request past --admit-images unread; the
+		// graph's queue, never smaller, refuses nothing.
 		full  = `icthp_http_rejected_total{reason="queue_full"}`
 		qfull = `icthp_batcher_rejected_total{graph="vision",model="imagereward",reason="queue_full"}`
 	)
@@ -195,12 +188,23 @@ func TestServeImageRewardBatched(t *testing.T) {
 	if r, it := metricValue(t, url, runs)-runs0, metricValue(t, url, items)-items0; r != 1 || it != n {
 		t.Errorf("%d requests ran as %v runs of %v images in all; want one run of %d", n, r, it, n)
 	}
-	if v := metricValue(t, url, full); v != 1 {
-		t.Errorf("%s = %v, want 1", full, v)
+	for name, want := range map[string]float64{full: 1, qfull: 0} {
+		if v := metricValue(t, url, name); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
 	}
-	if v := metricValue(t, url, qfull); v != 0 {
-		t.Errorf("%s = %v, want 0", qfull, v)
+}
+
+// irBatchFixture makes a tiny random ImageReward model, n+1 test PNGs and
+// the first n's scores, each image scored alone (the reference).
+func irBatchFixture(t *testing.T, prompt string, n int) (dir string, imgs [][]byte, want []float64) {
+	dir = filepath.Join(t.TempDir(), "ir")
+	mustRun(t, "convert", "random", "--preset", "imagereward-tiny", "--kind", "imagereward", "--seed", "7", "--out", dir)
+	imgs = make([][]byte, n+1)
+	for i := range imgs {
+		imgs[i] = irTestPNG(t, i)
 	}
+	return dir, imgs, irScoresAlone(t, dir, prompt, imgs[:n])
 }
 
 // irScoresAlone is the reference: each image scored alone by the model in

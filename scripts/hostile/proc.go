@@ -262,6 +262,19 @@ func loadAvg() string {
 // (Linux keeps one per thread; threads started later inherit it from the
 // thread that starts them).
 func reniceSelf(n int) error {
+	return eachThread(func(tid int) error {
+		cur, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
+		if err != nil {
+			return err
+		}
+		// The raw syscall answers 20 - nice.
+		return syscall.Setpriority(syscall.PRIO_PROCESS, tid, 20-cur+n)
+	})
+}
+
+// eachThread calls f with the id of every thread of this process, stopping
+// at the first error.
+func eachThread(f func(tid int) error) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
@@ -271,12 +284,7 @@ func reniceSelf(n int) error {
 		if err != nil {
 			continue
 		}
-		cur, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
-		if err != nil {
-			return err
-		}
-		// The raw syscall answers 20 - nice.
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, 20-cur+n); err != nil {
+		if err := f(tid); err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
@@ -308,18 +316,5 @@ func pinSelf(list string) error {
 			set.Set(i)
 		}
 	}
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
-			return fmt.Errorf("thread %d: %w", tid, err)
-		}
-	}
-	return nil
+	return eachThread(func(tid int) error { return unix.SchedSetaffinity(tid, &set) })
 }
