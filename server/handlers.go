@@ -78,8 +78,8 @@ func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 	case mt == api.ContentTypeTensor:
 		return s.decodeTensorBody(c, dst) // raw.go
 	case mt == api.ContentTypeJSON:
-		buf := s.bodies.Get().(*bytes.Buffer)
-		defer s.putBody(buf)
+		buf := s.bodies.get()
+		defer s.bodies.put(buf)
 		if _, err := buf.ReadFrom(c.Request.Body); err != nil {
 			return nil, jsonError(err)
 		}
@@ -95,20 +95,6 @@ func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 	c.Header("Accept-Post", strings.ReplaceAll(acceptedTypes, " or ", ", "))
 	return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
 		fmt.Sprintf("Content-Type %q is not accepted: send %s", mt, acceptedTypes))
-}
-
-// putBody gives a JSON body's buffer back to the pool once the request is
-// decoded (UnmarshalStrict copies what it keeps). Bodies of base64 images
-// are tens of megabytes: a fresh buffer per request, grown as bytes arrive,
-// cost more CPU in clearing and copying than decoding the JSON did. The
-// buffers still grow only with what clients send, never from a declared
-// Content-Length, and the pool lets them go at the next collections.
-func (s *Server) putBody(buf *bytes.Buffer) {
-	if int64(buf.Cap()) > 2*s.opts.MaxBodyBytes+bytes.MinRead {
-		return
-	}
-	buf.Reset()
-	s.bodies.Put(buf)
 }
 
 func jsonError(err error) error {

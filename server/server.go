@@ -8,7 +8,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -21,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -172,8 +170,8 @@ type Server struct {
 	draining atomic.Bool
 	m        *serverMetrics
 	jobs     *jobRunner
-	raw      *rawBuffers // rawbuf.go
-	bodies   sync.Pool   // *bytes.Buffer: JSON bodies being decoded (putBody)
+	raw      *rawBuffers  // rawbuf.go
+	bodies   *bodyBuffers // JSON bodies being decoded (bodybuf.go)
 }
 
 // New makes a Server; it registers its collectors on o.Registry.
@@ -183,7 +181,7 @@ func New(svc Scorer, o Options) (*Server, error) {
 	}
 	o.defaults()
 	s := &Server{svc: svc, opts: o, log: o.Logger}
-	s.bodies.New = func() any { return new(bytes.Buffer) }
+	s.bodies = newBodyBuffers(o.MaxBodyBytes)
 	for _, t := range o.Tokens {
 		if t == "" {
 			return nil, errors.New("server: empty bearer token")
