@@ -77,6 +77,11 @@ type Config struct {
 	// decoder and default limits), and the files must all have one size
 	// (a body has one shape). The server then skips decoding.
 	Raw bool
+	// Multipart sends each request as multipart/form-data (the files'
+	// bytes as parts named images, the prompt as a form field), as browsers
+	// and curl -F do: no base64, the cheapest way for a server to take
+	// large encoded images. Not with Raw.
+	Multipart bool
 	// Prompts are used in turn; DefaultPrompts when empty.
 	Prompts []string
 
@@ -233,6 +238,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if len(c.Images) == 0 {
 		return c, errors.New("no images")
+	}
+	if c.Raw && c.Multipart {
+		return c, errors.New("set either raw (decoded pixels) or multipart (files as form parts), not both")
 	}
 	if c.ImagesPerRequest < 0 {
 		return c, errors.New("images-per-request must be positive")

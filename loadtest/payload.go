@@ -24,7 +24,9 @@ type payloads struct {
 	imgs       [][]byte // base64, already a valid JSON string body
 	prompts    [][]byte // JSON-quoted
 	promptText []string
-	raw        *rawImages // Config.Raw: the decoded images (then imgs is unused)
+	raw        *rawImages     // Config.Raw: the decoded images (then imgs is unused)
+	form       *multipartForm // Config.Multipart: the parts' headers (then imgs is unused)
+	files      [][]byte       // Config.Multipart: the files' bytes
 	n          int
 	cache      []atomic.Pointer[[]byte]
 	cached     atomic.Int64 // bytes kept
@@ -32,12 +34,18 @@ type payloads struct {
 
 func newPayloads(cfg Config) (*payloads, error) {
 	p := &payloads{route: cfg.Route, k: cfg.ImagesPerRequest, promptText: cfg.Prompts}
-	if cfg.Raw {
+	switch {
+	case cfg.Raw:
 		var err error
 		if p.raw, err = decodeRaw(cfg.Images); err != nil {
 			return nil, err
 		}
-	} else {
+	case cfg.Multipart:
+		p.form = newMultipartForm(cfg.Images, cfg.Prompts)
+		for _, im := range cfg.Images {
+			p.files = append(p.files, im.Data)
+		}
+	default:
 		p.imgs = make([][]byte, len(cfg.Images))
 		for i, im := range cfg.Images {
 			p.imgs[i] = []byte(base64.StdEncoding.EncodeToString(im.Data))

@@ -100,8 +100,11 @@ func (r *partsReader) Read(b []byte) (int, error) {
 
 // request is the i-th request's body and content type.
 func (p *payloads) request(i uint64) (io.Reader, string) {
-	if p.raw != nil {
+	switch {
+	case p.raw != nil:
 		return p.rawBody(int(i % uint64(p.n))), api.ContentTypeTensor
+	case p.form != nil:
+		return p.multipartBody(int(i % uint64(p.n))), p.form.contentType
 	}
 	return bytes.NewReader(p.body(i)), api.ContentTypeJSON
 }

@@ -17,8 +17,9 @@ import (
 )
 
 // A real server (tiny random ICT and HP behind the real HTTP stack) takes
-// the tensor bodies of Config.Raw on every route: all answered 200.
-func TestRawAgainstServer(t *testing.T) {
+// the tensor bodies of Config.Raw and the form bodies of Config.Multipart
+// on every route: all answered 200.
+func TestRawAndMultipartAgainstServer(t *testing.T) {
 	if _, err := ortlib.Init(""); err != nil {
 		t.Skipf("onnxruntime: %v", err)
 	}
@@ -42,13 +43,15 @@ func TestRawAgainstServer(t *testing.T) {
 		png.Encode(&b, img)
 		imgs = append(imgs, loadtest.Image{Name: "x.png", Data: b.Bytes()})
 	}
-	for _, route := range []string{loadtest.RouteScore, loadtest.RouteRank, loadtest.RouteReward} {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		rep, err := loadtest.Run(ctx, loadtest.Config{URL: srv.URL, Route: route, Concurrency: 2, Requests: 6,
-			Images: imgs, ImagesPerRequest: 2, Raw: true}, nil)
-		cancel()
-		if err != nil || rep.OK != 6 || rep.Errors != 0 {
-			t.Errorf("%s: %v; report %+v", route, err, rep)
+	for _, raw := range []bool{true, false} {
+		for _, route := range []string{loadtest.RouteScore, loadtest.RouteRank, loadtest.RouteReward} {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			rep, err := loadtest.Run(ctx, loadtest.Config{URL: srv.URL, Route: route, Concurrency: 2, Requests: 6,
+				Images: imgs, ImagesPerRequest: 2, Raw: raw, Multipart: !raw}, nil)
+			cancel()
+			if err != nil || rep.OK != 6 || rep.Errors != 0 {
+				t.Errorf("%s (raw %v, multipart %v): %v; report %+v", route, raw, !raw, err, rep)
+			}
 		}
 	}
 }

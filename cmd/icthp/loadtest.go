@@ -16,7 +16,7 @@ func init() {
 	register(command{
 		name: "loadtest",
 		args: "--url URL [--route score|rank|reward] [--concurrency N | --rate R] [--duration D] [--requests N] " +
-			"--images DIR [--raw] [--prompts FILE] [--images-per-request K] [--json]",
+			"--images DIR [--raw|--multipart] [--prompts FILE] [--images-per-request K] [--json]",
 		summary: "drive an icthp server with concurrent clients (closed loop) or Poisson arrivals (open loop) and report throughput, latency percentiles and errors",
 		run:     runLoadtest,
 	})
@@ -35,6 +35,7 @@ func runLoadtest(ctx context.Context, a *app, args []string) error {
 	images := fs.String("images", "", "folder of .png, .jpg, .jpeg, .webp files to send, every one in turn (required)")
 	prompts := fs.String("prompts", "", "file of prompts, one a line (default: a few built-in prompts)")
 	fs.IntVar(&cfg.ImagesPerRequest, "images-per-request", 0, "images in each request (default 1; 4 for rank)")
+	fs.BoolVar(&cfg.Multipart, "multipart", false, "send each request as multipart/form-data, the files as parts named images (no base64: what a server decodes cheapest from encoded files)")
 	fs.BoolVar(&cfg.Raw, "raw", false, "send decoded pixels in application/x-icthp-tensor bodies, as RL loops do (each file decoded once at the start; all files must have one size)")
 	fs.DurationVar(&cfg.Timeout, "timeout", loadtest.DefaultTimeout, "bound on each request, response included")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed of the open loop's arrival times (0: from the clock)")
