@@ -1,9 +1,8 @@
-//go:build cgo
-
 package preprocess
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/zlib"
 	"encoding/binary"
 	"errors"
@@ -47,7 +46,7 @@ func TestPNGInflateLikeZlib(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		n := 1 + rng.IntN(1<<uint(4+i%14))
 		raw := make([]byte, n)
-		switch i % 4 {
+		switch i % 6 {
 		case 0: // noise
 			for j := range raw {
 				raw[j] = byte(rng.Uint32())
@@ -60,9 +59,13 @@ func TestPNGInflateLikeZlib(t *testing.T) {
 			for j := range raw {
 				raw[j] = byte(j / 300)
 			}
-		default: // few symbols
+		case 3: // few symbols
 			for j := range raw {
 				raw[j] = "ab"[rng.IntN(2)]
+			}
+		default: // a filtered noisy image's residuals: literal codes of 2 to 15 bits
+			for j := range raw {
+				raw[j] = byte(int(rng.NormFloat64() * float64(1+i%5*4)))
 			}
 		}
 		level := []int{zlib.HuffmanOnly, zlib.NoCompression, zlib.BestSpeed, zlib.DefaultCompression, zlib.BestCompression}[i%5]
@@ -83,6 +86,55 @@ func TestPNGInflateLikeZlib(t *testing.T) {
 		}
 		if !bytes.Equal(dst, raw) {
 			t.Fatalf("case %d: bytes differ", i)
+		}
+	}
+}
+
+// TestPairLiterals: in a literal/length table, an entry is two literals exactly when a
+// second literal's whole codeword follows the first's within the table's bits, and then
+// holds both and consumes both; every other entry is that of the one symbol puff's
+// bit-by-bit decode (slow) finds; codewords longer than the table have none. Codes: random complete codes with codewords of 1 to 15 bits (splitting
+// random leaves of a code tree).
+func TestPairLiterals(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := 0; round < 40; round++ {
+		lens := []uint8{1, 1}
+		for len(lens) < 2+rng.IntN(maxLitCodes-1) {
+			k := rng.IntN(len(lens))
+			if lens[k] == 15 {
+				continue
+			}
+			lens[k]++
+			lens = append(lens, lens[k])
+		}
+		rng.Shuffle(len(lens), func(a, b int) { lens[a], lens[b] = lens[b], lens[a] })
+		var h flateTable
+		if !h.build(lens, tableLit) {
+			t.Fatalf("round %d: a complete code refused", round)
+		}
+		// codeLen is the length of the codeword of a one-symbol entry.
+		codeLen := func(e uint32) uint32 {
+			if e&entLit != 0 {
+				return e & entBits
+			}
+			return e >> entCode & 15
+		}
+		for i := uint64(0); i < 1<<flateBits; i++ {
+			e, e1 := h.fast[i], h.slow(i)
+			c1 := codeLen(e1)
+			if c1 > flateBits {
+				if e != 0 {
+					t.Fatalf("round %d, index %d: entry %#x for a %d-bit codeword", round, i, e, c1)
+				}
+				continue
+			}
+			want := e1
+			if e2 := h.slow(i >> c1); e1&entLit != 0 && e2&entLit != 0 && c1+codeLen(e2) <= flateBits {
+				want = e1&^entBits | entPair | (e2>>entValue&0xff)<<16 | (c1 + codeLen(e2))
+			}
+			if e != want {
+				t.Fatalf("round %d, index %d: entry %#x, want %#x", round, i, e, want)
+			}
 		}
 	}
 }
@@ -336,19 +388,14 @@ func dynamicStreams() []lenientStream {
 	return out
 }
 
-// TestPNGInflateLeniencies: on each stream libdeflate decodes but compress/zlib refuses,
-// the fast path refuses too (so image/png answers, as before libdeflate); on the controls
-// beside them, all three decode the same bytes. The streams are checked to be what they
-// claim: libdeflate alone decodes each to want.
+// TestPNGInflateLeniencies: on each stream that a lenient inflater decodes (libdeflate
+// 1.14, the fast path's inflater before flateDecoder, decodes each of them to want) but
+// compress/zlib refuses, the fast path refuses too (so image/png answers); on the controls
+// beside them, both decode the same bytes.
 func TestPNGInflateLeniencies(t *testing.T) {
-	in := getInflater()
-	defer putInflater(in)
 	for _, s := range lenientStreams() {
 		t.Run(s.name, func(t *testing.T) {
 			src := zlibWrap(s.body, s.want)
-			if got, used, ok := in.deflateAny(s.body, 1<<20); !ok || used != len(s.body) || !bytes.Equal(got, s.want) {
-				t.Fatalf("libdeflate alone: ok %v, %d bytes; the stream is not what the test means", ok, len(got))
-			}
 			gout, gerr := goInflate(src, len(s.want))
 			if (gerr == nil) != s.ok {
 				t.Fatalf("compress/zlib: %v, want ok=%v", gerr, s.ok)
@@ -468,10 +515,11 @@ func TestPNGInflateRefuses(t *testing.T) {
 	}
 }
 
-// FuzzInflate: on every raw DEFLATE stream libdeflate decodes, wrapped as a PNG's zlib
-// stream of the size and checksum libdeflate found, the fast path accepts exactly when
-// compress/zlib does, with the same bytes: the strict walk is neither looser nor stricter
-// than compress/flate. Seeds: the crafted lenient streams and compress/flate's own.
+// FuzzInflate: the fast path's inflater accepts exactly the streams compress/flate
+// decodes, with the same bytes. On a body compress/flate decodes (to at most 64 KiB),
+// wrapped as a PNG's zlib stream of that size and checksum, the fast path gives the same
+// bytes, and refuses it for one byte more or less; on a body compress/flate refuses, it
+// refuses whatever the size. Seeds: the crafted lenient streams and compress/flate's own.
 func FuzzInflate(f *testing.F) {
 	for _, s := range lenientStreams() {
 		f.Add(s.body)
@@ -483,29 +531,43 @@ func FuzzInflate(f *testing.F) {
 		zw.Close()
 		f.Add(z.Bytes()[2 : z.Len()-4])
 	}
-	in := getInflater()
-	defer putInflater(in)
+	const max = 1 << 16
 	f.Fuzz(func(t *testing.T, body []byte) {
-		want, used, ok := in.deflateAny(body, 1<<16)
-		if !ok || len(want) == 0 {
-			return // libdeflate refuses it (so does the fast path), or nothing to compare
+		br := bytes.NewReader(body) // an io.ByteReader: compress/flate reads no byte past its stream
+		want, ferr := io.ReadAll(io.LimitReader(flate.NewReader(br), max+1))
+		if len(want) > max {
+			return
 		}
-		src := zlibWrap(body[:used], want)
-		gout, gerr := goInflate(src, len(want))
-		dst := make([]byte, len(want))
-		fast := pngInflate(dst, [][]byte{src})
-		if fast != (gerr == nil) {
-			t.Fatalf("fast path %v, compress/zlib %v", fast, gerr)
+		inflate := func(n int, src []byte) ([]byte, bool) {
+			dst := make([]byte, n)
+			return dst, pngInflate(dst, [][]byte{src})
 		}
-		if fast && (!bytes.Equal(dst, want) || !bytes.Equal(gout, want)) {
-			t.Fatal("bytes differ")
+		if ferr != nil {
+			src := zlibWrap(body, want)
+			for _, n := range []int{len(want), len(want) + 1, max} {
+				if _, ok := inflate(n, src); ok {
+					t.Fatalf("compress/flate: %v after %d bytes; the fast path accepts it as %d bytes", ferr, len(want), n)
+				}
+			}
+			return
+		}
+		if len(want) == 0 {
+			return // a PNG's stream is never empty: the fast path refuses it first
+		}
+		src := zlibWrap(body[:len(body)-br.Len()], want)
+		if got, ok := inflate(len(want), src); !ok || !bytes.Equal(got, want) {
+			t.Fatalf("compress/flate decodes %d bytes; the fast path: %v (bytes equal %v)", len(want), ok, bytes.Equal(got, want))
+		}
+		for _, n := range []int{len(want) - 1, len(want) + 1} {
+			if _, ok := inflate(n, src); ok {
+				t.Fatalf("a %d-byte stream accepted as %d bytes", len(want), n)
+			}
 		}
 	})
 }
 
 // BenchmarkPNGInflate: the IDAT stream of the 1024² benchmark PNG inflated by pngInflate
-// (joining the IDAT chunks, libdeflate, then the strict walk), by libdeflate alone, by
-// the walk alone, and by compress/zlib (the fast path before libdeflate), in CPU time per
+// (joining the IDAT chunks, flateDecoder, Adler-32) and by compress/zlib, in CPU time per
 // image.
 func BenchmarkPNGInflate(b *testing.B) {
 	data := benchImage(b, "bench_1024.png")
@@ -531,11 +593,6 @@ func BenchmarkPNGInflate(b *testing.B) {
 		})
 	}
 	run("pngInflate", func() bool { return pngInflate(dst, idat) })
-	in := getInflater()
-	defer putInflater(in)
-	run("libdeflate", func() bool { _, ok := in.zlib(dst, src); return ok })
-	var c deflateCheck
-	run("walk", func() bool { return c.strictCheck(src[2 : len(src)-4]) })
 	zr, err := zlib.NewReader(bytes.NewReader(src)) // reused, as the old fast path pooled it
 	if err != nil {
 		b.Fatal(err)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages icthp builds and tests with, when missing:
 #   libturbojpeg0-dev  JPEG decoding identical to Pillow's (cgo)
-#   libdeflate-dev     inflating PNG image data (cgo; BENCHMARKS.md, "Inflating the PNG stream")
+#   libdeflate-dev     the Adler-32 of PNG image data (cgo, vectorised; BENCHMARKS.md, "One pass")
 #   redis-server       the cache tests start their own instances
 #   chromium           the gallery page's test drives it headless (cmd/icthp/gallery_test.go)
 # and checks for Go and npm (npm fetches onnxruntime's library).
