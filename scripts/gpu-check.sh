@@ -206,7 +206,7 @@ PY
 }
 if left 60; then serve_load 16; else skip serve-fp16; fi
 # --- the host feeding the GPU (issue 15 item 3): HP fp16 alone (no text tower), 16 images a request, for what
-# clients send: 512² JPEGs, 1024² PNGs, and the same 1024² images as raw uint8 tensors (loadtest --raw) --------------
+# clients send: 512² JPEGs, 1024² PNGs (base64 JSON, then multipart), and the same 1024² images as raw uint8 tensors --
 host_feed() {
 	local port=$((19000 + RANDOM % 1000))
 	python3 - "$img/png1024" <<'PY' 2>"$w/png1024.err" || { skip host-feed "no numpy/PIL to make 1024² PNGs"; return; }
@@ -226,7 +226,7 @@ PY
 for _ in range(240):
     try: urllib.request.urlopen("http://127.0.0.1:%s/readyz" % sys.argv[1], timeout=2); break
     except Exception: time.sleep(0.5)' "$port"
-	for k in jpg512:"$img/jpg": png1024:"$img/png1024": raw1024:"$img/png1024":--raw; do
+	for k in jpg512:"$img/jpg": png1024:"$img/png1024": png1024-multipart:"$img/png1024":--multipart raw1024:"$img/png1024":--raw; do
 		local kind=${k%%:*} rest=${k#*:}
 		local dir=${rest%:*} raw=${rest##*:}
 		if left 30; then

@@ -113,7 +113,7 @@ def table(out):
         print("\n-- the host feeding HP fp16 (16 images a request, 8 clients, cache off; %s cores) --" % feed[0].get("cores"))
         for r in feed:
             ips = r.get("images_per_s")
-            print("%-10s %10s images/s   p50 %s ms" % (r["kind"], fmt(ips), fmt((r.get("latency_ms") or {}).get("p50"))))
+            print("%-18s %10s images/s   p50 %s ms" % (r["kind"], fmt(ips), fmt((r.get("latency_ms") or {}).get("p50"))))
     for r in rows:
         if r.get("step") == "overload" and "rows" in r:
             dec = r.get("decoders") or 0
