@@ -4,6 +4,7 @@ import base64
 import concurrent.futures
 import http.client
 import json
+import os
 import threading
 import time
 import urllib.parse
@@ -65,6 +66,11 @@ class Client:
     float in [0, 1], or batches of them). With raw=True (the default) arrays
     and PIL images travel as raw uint8 pixels, with no encoding; with
     raw=False they are PNG-encoded here first (lossless: the same scores).
+    Encoded files (paths, file bytes) travel as multipart/form-data parts
+    (multipart=True, the default): no base64, about four fifths of the
+    server's CPU of the same request as base64 JSON for large PNGs; JSON
+    where a request has what a form cannot carry (reward weights, raw
+    tensors beside files).
 
     Inputs longer than batch_size (or whose pixels pass max_request_bytes)
     are split into several requests, up to concurrency of them at once; the
@@ -74,7 +80,7 @@ class Client:
     """
 
     def __init__(self, url, token=None, timeout=60.0, retries=5, batch_size=64,
-                 max_request_bytes=60 << 20, concurrency=4, raw=True, max_retry_wait=30.0):
+                 max_request_bytes=60 << 20, concurrency=4, raw=True, max_retry_wait=30.0, multipart=True):
         u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("icthp: bad server URL %r" % url)
@@ -83,6 +89,7 @@ class Client:
         self.token, self.timeout, self.retries = token, timeout, retries
         self.batch_size, self.max_request_bytes = max(1, batch_size), max_request_bytes
         self.concurrency, self.raw, self.max_retry_wait = max(1, concurrency), raw, max_retry_wait
+        self.multipart = multipart
         self._local = threading.local()
         self._conns = []  # every thread's connection, for close()
         self._lock = threading.Lock()
@@ -360,12 +367,31 @@ class Client:
                 hdr["prompts"] = prompts
             payload = [json.dumps(hdr).encode(), b"\n"] + [im.data for im in imgs]
             return self._request("POST", path, data=b"".join(payload), content_type=TENSOR_CONTENT_TYPE, headers=headers)
+        form = self._form_fields(body, prompts) if self.multipart and imgs and all(isinstance(im, Encoded) for im in imgs) else None
+        if form is not None:
+            data, ctype = _multipart(form, [im.data for im in imgs])
+            return self._request("POST", path, data=data, content_type=ctype, headers=headers)
         enc = [_image_json(im) for im in imgs]
         if prompts is not None:
             body = dict(body, items=[{"prompt": p, "image": e} for p, e in zip(prompts, enc)])
         else:
             body = dict(body, images=enc)
         return self._request("POST", path, json_body=body, headers=headers)
+
+    @staticmethod
+    def _form_fields(body, prompts):
+        """body's fields as (name, value) form fields in the server's form
+        (README, HTTP API: prompt, models, reward; a reward's prompts one per
+        image), or None when a field has no form (weights)."""
+        fields = []
+        for k, v in body.items():
+            if k in ("prompt", "reward") and isinstance(v, str):
+                fields.append((k, v))
+            elif k == "models" and all(isinstance(m, str) for m in v):
+                fields += [("models", m) for m in v]
+            else:
+                return None
+        return fields + [("prompt", p) for p in (prompts or [])]
 
     def _conn(self):
         conn = getattr(self._local, "conn", None)
@@ -437,6 +463,24 @@ class Client:
         except (TypeError, ValueError):
             wait = 0.25 * (2 ** attempt)
         return min(max(wait, 0.0), self.max_retry_wait)
+
+
+def _multipart(fields, files):
+    """A multipart/form-data body: the fields, then the files as parts named
+    images. The boundary is random and found in no part."""
+    while True:
+        boundary = "icthp" + os.urandom(16).hex()
+        sep = b"--" + boundary.encode()
+        if not any(sep in f for f in files) and not any(boundary in v for _, v in fields):
+            break
+    out = []
+    for name, value in fields:
+        out += [sep, b'\r\nContent-Disposition: form-data; name="%s"\r\n\r\n' % name.encode(), value.encode(), b"\r\n"]
+    for i, f in enumerate(files):
+        out += [sep, b'\r\nContent-Disposition: form-data; name="images"; filename="%d"\r\n' % i,
+                b"Content-Type: application/octet-stream\r\n\r\n", f, b"\r\n"]
+    out += [sep, b"--\r\n"]
+    return b"".join(out), "multipart/form-data; boundary=" + boundary
 
 
 def _image_json(im):

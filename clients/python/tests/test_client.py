@@ -139,11 +139,34 @@ class TestRawAndEncoded(unittest.TestCase):
         binary = c.score(imgs, prompt="a cat")  # one size: the binary tensor body
         png = c.score([Encoded(encode_png(im)) for im in imgs], prompt="a cat")
         png_client = client(raw=False).score(imgs, prompt="a cat")
+        png_json = client(multipart=False).score([Encoded(encode_png(im)) for im in imgs], prompt="a cat")
         mixed = c.score(imgs + [pattern(9, 17, 40)], prompt="a cat")[:3]  # two sizes: JSON tensors
         self.assertEqual(set(binary[0]), {"ict", "hp", "hp_logit"})
         self.assertEqual(binary, png)
         self.assertEqual(binary, png_client)
+        self.assertEqual(binary, png_json)
         self.assertEqual(binary, mixed)
+
+    def test_files_as_form_parts_or_base64_json(self):
+        # Files go as multipart parts by default, as base64 JSON with
+        # multipart=False or when a reward has weights: the same answers
+        # either way, on every route; a reward's prompts go one per image.
+        files = [Encoded(encode_png(pattern(s, 20 + s, 18))) for s in range(3)]
+        prompts = ["a cat", "a dog on a hill", "a \"quoted\"\r\nprompt"]
+        form, js = client(), client(multipart=False)
+        models = ["hp", "ict"]
+        self.assertEqual(form.score(files, prompt="a cat", models=models), js.score(files, prompt="a cat", models=models))
+        self.assertEqual(form.rank(files, prompt="p"), js.rank(files, prompt="p"))
+        self.assertEqual(form.embed(images=files), js.embed(images=files))
+        r = form.reward(files, prompts)
+        self.assertEqual(r.rewards, js.reward(files, prompts).rewards)
+        for i, f in enumerate(files):
+            self.assertEqual(r.scores["ict"][i], form.score([f], prompt=prompts[i])[0]["ict"])
+        self.assertEqual(form.reward(files, prompts, reward="hp").rewards, js.reward(files, prompts, reward="hp").rewards)
+        w = {"ict": 1, "hp": 0.5}
+        self.assertEqual(form.reward(files, prompts, weights=w).rewards, js.reward(files, prompts, weights=w).rewards)
+        job = form.submit("reward", files, prompts=prompts)
+        self.assertEqual(form.result(job).rewards, r.rewards)
 
     def test_hp_only_without_prompt(self):
         s = client().score([pattern(1, 16, 16)])
@@ -450,6 +473,16 @@ class TestRetriesAndTimeouts(unittest.TestCase):
 
     overloaded = (429, {"Retry-After": "0"}, {"error": {"code": "overloaded", "message": "queue full"}}, 0)
     ok = (200, {}, {"scores": [{"hp": 0.5}]}, 0)
+
+    def test_files_go_as_form_parts(self):
+        s, url = self.stub([], (200, {}, {"scores": [{"hp": 0.5}], "rewards": [0.5]}, 0))
+        png = Encoded(encode_png(pattern(1, 4, 4)))
+        Client(url).score([png], prompt="p")
+        Client(url, multipart=False).score([png], prompt="p")
+        Client(url).reward([png], ["p"], weights={"hp": 1})  # a form has no weights: JSON
+        Client(url).score([png, pattern(1, 4, 4)], prompt="p")  # a raw tensor beside a file: JSON
+        self.assertTrue(s.calls[0].startswith("multipart/form-data; boundary="), s.calls[0])
+        self.assertEqual(s.calls[1:], ["application/json"] * 3)
 
     def test_retries_429_and_503_then_succeeds(self):
         draining = (503, {"Retry-After": "0"}, {"error": {"code": "draining", "message": "bye"}}, 0)
