@@ -741,20 +741,27 @@ func TestRotatesEveryFile(t *testing.T) {
 	}
 }
 
+// testPayloads is the bodies Run would send for cfg.
+func testPayloads(t *testing.T, cfg Config) *payloads {
+	t.Helper()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPayloads(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestBodiesAreAPIRequests: the bodies assembled by hand are the bytes
 // json.Marshal makes of the api package's request types.
 func TestBodiesAreAPIRequests(t *testing.T) {
 	imgs := []Image{{Name: "a", Data: []byte("first")}, {Name: "b", Data: []byte("second \x00\xff")}, {Name: "c", Data: []byte("3")}}
 	prompts := []string{"a <b> & \"c\"", "ünï\u2028code"}
 	for _, route := range []string{RouteScore, RouteRank, RouteReward} {
-		cfg, err := Config{URL: "http://127.0.0.1:1", Route: route, Images: imgs, Prompts: prompts, ImagesPerRequest: 2}.withDefaults()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := newPayloads(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := testPayloads(t, Config{URL: "http://127.0.0.1:1", Route: route, Images: imgs, Prompts: prompts, ImagesPerRequest: 2})
 		for i := range p.n + 1 { // the last one is the first again
 			j := i % p.n
 			var want any

@@ -19,14 +19,7 @@ func TestMultipartBodies(t *testing.T) {
 	imgs := []Image{{Name: "a.png", Data: []byte("first")}, {Name: "b\r\n.png", Data: []byte("second \x00\xff\r\n--")}, {Name: "c", Data: []byte("3")}}
 	prompts := []string{"a <b> & \"c\"", "ünï\u2028code\r\nline two"}
 	for _, route := range []string{RouteScore, RouteRank, RouteReward} {
-		cfg, err := Config{URL: "http://127.0.0.1:1", Route: route, Images: imgs, Prompts: prompts, ImagesPerRequest: 2, Multipart: true}.withDefaults()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := newPayloads(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := testPayloads(t, Config{URL: "http://127.0.0.1:1", Route: route, Images: imgs, Prompts: prompts, ImagesPerRequest: 2, Multipart: true})
 		for i := range p.n + 1 { // the last one is the first again
 			j := i % p.n
 			r, ctype := p.request(uint64(i))
