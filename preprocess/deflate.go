@@ -376,7 +376,6 @@ func (d *flateDecoder) block() bool {
 	src, pos, b, nb := d.src, d.pos, d.b, d.nb
 	dst, op := d.dst, d.op
 	fast := &d.lit.fast // all of it: build fills the whole literal/length table
-	dist := &d.dist
 	for {
 		// 48 bits: a length code (15) + 5 extra bits, a distance code (15) + 13 extra bits
 		if nb < 48 {
@@ -395,9 +394,10 @@ func (d *flateDecoder) block() bool {
 		}
 		e := fast[b&(1<<flateBits-1)]
 		if e&entLit != 0 { // one or two literals: the common case, inline
-			b >>= e & entBits
-			nb -= uint(e & entBits)
-			if op < len(dst)-1 {
+			n := uint(e & entBits)
+			b >>= n
+			nb -= n
+			if op+1 < len(dst) {
 				// Both bytes are written; the second is overwritten next when e is one.
 				dst[op] = byte(e >> entValue)
 				dst[op+1] = byte(e >> 16)
@@ -438,9 +438,9 @@ func (d *flateDecoder) block() bool {
 		length := int(e>>entValue&0xffff) + int(uint32(b>>code)&(1<<(total-code)-1))
 		b >>= total
 		nb -= uint(total)
-		de := dist.fast[b&dist.mask]
+		de := d.dist.fast[b&d.dist.mask]
 		if de == 0 {
-			de = dist.slow(b)
+			de = d.dist.slow(b)
 		}
 		if de == 0 || de&entStop != 0 {
 			return false // no such codeword; 30, 31
