@@ -83,6 +83,11 @@ func (m *Image) UnmarshalJSON(b []byte) error {
 	if err := UnmarshalStrict(b, &t); err != nil {
 		return fmt.Errorf("raw tensor: %w", err)
 	}
+	return m.setTensor(t)
+}
+
+// setTensor makes m the raw tensor t (its data decoded from base64).
+func (m *Image) setTensor(t tensorJSON) error {
 	if t.Data == nil {
 		return errors.New(`raw tensor: no "data" (base64 of the packed uint8 bytes)`)
 	}

@@ -42,7 +42,25 @@ var strictOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectU
 // reads requests: unknown fields refused, keys matched exactly (case
 // included), valid UTF-8 only, nothing after the value. Types that
 // unmarshal themselves (Image) check their own keys.
-func UnmarshalStrict(data []byte, v any) error {
+func UnmarshalStrict(data []byte, v any) error { return unmarshalStrict(data, v, elideMin) }
+
+// unmarshalStrict is UnmarshalStrict with strings from min bytes long cut out of the
+// decoder's way (elide; 0: never).
+func unmarshalStrict(data []byte, v any, min int) error {
+	if min > 0 && len(data) >= min && elidable(v) {
+		if e, ok := elide(data, min); ok {
+			fresh := reflect.New(reflect.TypeOf(v).Elem())
+			if e.decode(fresh.Interface()) == nil {
+				reflect.ValueOf(v).Elem().Set(fresh.Elem())
+				return nil
+			}
+		}
+	}
+	return strictDecode(data, v)
+}
+
+// strictDecode is UnmarshalStrict on the body as it is.
+func strictDecode(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%w at byte %d", ErrInvalidUTF8, invalidAt(data))
 	}
