@@ -139,6 +139,31 @@ func TestPairLiterals(t *testing.T) {
 	}
 }
 
+// TestCopyMatch: every distance and length DEFLATE allows (up to 40 back, all 3–258 long),
+// in the middle of a buffer and ending at its last byte, copies what a byte loop copies
+// and writes nothing before op or after the buffer's end.
+func TestCopyMatch(t *testing.T) {
+	for back := 1; back <= 40; back++ {
+		for length := 3; length <= 258; length++ {
+			for _, tail := range []int{0, 1, 7, 8, 300} {
+				op := 50
+				dst := make([]byte, op+length+tail)
+				for i := range dst[:op] {
+					dst[i] = byte(i*37 + back)
+				}
+				want := bytes.Clone(dst)
+				for i := op; i < op+length; i++ {
+					want[i] = want[i-back]
+				}
+				copyMatch(dst, op, back, length)
+				if !bytes.Equal(dst[:op+length], want[:op+length]) {
+					t.Fatalf("back %d, length %d, %d after: bytes differ", back, length, tail)
+				}
+			}
+		}
+	}
+}
+
 // bitWriter writes a DEFLATE bit stream, least significant bit first.
 type bitWriter struct {
 	out []byte
