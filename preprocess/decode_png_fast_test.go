@@ -284,6 +284,53 @@ func TestPNGFastPathChunkOrder(t *testing.T) {
 
 // BenchmarkPNGUnfilter: the unfiltering of the 1024² benchmark PNG's inflated rows (a
 // fresh copy of the filtered rows each time; the copy alone is the "copy" line).
+// TestAddBytes: every pair of byte values, at every length up to 40 (the word loop and
+// its tail), adds as a byte loop adds, modulo 256.
+func TestAddBytes(t *testing.T) {
+	for n := 0; n <= 40; n++ {
+		for v := 0; v < 256*256; v += 97 {
+			dst, src := make([]byte, n), make([]byte, n)
+			for i := range dst {
+				dst[i], src[i] = byte(v+i*31), byte(v>>8+i*57)
+			}
+			want := bytes.Clone(dst)
+			for i := range want {
+				want[i] += src[i]
+			}
+			addBytes(dst, src)
+			if !bytes.Equal(dst, want) {
+				t.Fatalf("length %d, seed %d: % x, want % x", n, v, dst, want)
+			}
+		}
+	}
+	a, b := bytes.Repeat([]byte{0xff, 0x80, 0x7f, 0x01}, 4), bytes.Repeat([]byte{0x01, 0x80, 0x81, 0xff}, 4)
+	addBytes(a, b)
+	if !bytes.Equal(a, make([]byte, 16)) {
+		t.Fatalf("carries crossed bytes: % x", a)
+	}
+}
+
+// TestUnSub: the Sub filter undone for 1 to 4 bytes a pixel, at every row length up to
+// 40, is the byte loop of the PNG specification's.
+func TestUnSub(t *testing.T) {
+	for bpp := 1; bpp <= 4; bpp++ {
+		for n := 0; n <= 40; n++ {
+			row := make([]byte, n)
+			for i := range row {
+				row[i] = byte(i*73 + bpp*19 + n)
+			}
+			want := bytes.Clone(row)
+			for i := bpp; i < n; i++ {
+				want[i] += want[i-bpp]
+			}
+			unSub(row, bpp)
+			if !bytes.Equal(row, want) {
+				t.Fatalf("bpp %d, %d bytes: % x, want % x", bpp, n, row, want)
+			}
+		}
+	}
+}
+
 func BenchmarkPNGUnfilter(b *testing.B) {
 	data := benchImage(b, "bench_1024.png")
 	hd, err := pngIHDR(data)
