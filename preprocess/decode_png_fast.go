@@ -171,13 +171,7 @@ func pngUnfilter(buf []byte, stride, bpp, h int) bool {
 					cur[i] += cur[i-bpp] >> 1
 				}
 			} else {
-				prev = prev[:len(cur)]
-				for i := 0; i < bpp; i++ {
-					cur[i] += prev[i] >> 1
-				}
-				for i := bpp; i < len(cur); i++ {
-					cur[i] += uint8((int(cur[i-bpp]) + int(prev[i])) >> 1)
-				}
+				unAvg(cur, prev[:len(cur)], bpp)
 			}
 		case 4: // Paeth
 			if prev == nil { // the predictor is then the left byte: Sub
@@ -214,6 +208,30 @@ func unSub(cur []byte, bpp int) {
 	}
 	for i = max(i, 3); i < len(cur); i++ { // not a whole pixel (never in an RGB row)
 		cur[i] += cur[i-3]
+	}
+}
+
+// unAvg undoes the Average filter below the first row: each byte plus the mean of the
+// unfiltered one bpp before it and the one above. For RGB the left bytes stay in registers,
+// as in unSub.
+func unAvg(cur, prev []byte, bpp int) {
+	prev = prev[:len(cur)]
+	if bpp != 3 || len(cur)%3 != 0 {
+		for i := 0; i < bpp && i < len(cur); i++ {
+			cur[i] += prev[i] >> 1
+		}
+		for i := bpp; i < len(cur); i++ {
+			cur[i] += uint8((int(cur[i-bpp]) + int(prev[i])) >> 1)
+		}
+		return
+	}
+	var r, g, b uint
+	for i := 0; i+3 <= len(cur); i += 3 {
+		p, q := cur[i:i+3:i+3], prev[i:i+3:i+3]
+		r = uint(p[0] + uint8((r+uint(q[0]))>>1))
+		g = uint(p[1] + uint8((g+uint(q[1]))>>1))
+		b = uint(p[2] + uint8((b+uint(q[2]))>>1))
+		p[0], p[1], p[2] = byte(r), byte(g), byte(b)
 	}
 }
 
