@@ -4,16 +4,21 @@
 # transformers, times transformers (eager fp32, SDPA fp16) beside icthp (graph alone, then serve + loadtest with
 # the cache off, ICT's text tower included) at batch 1/8/32/64, and prints one table. README: GPUs.
 #
-#   scripts/gpu-check.sh prepare         here, before the device call: fills .cache/gpucheck/ (ignored by git, ~57 MB):
-#                                        icthp and benchtool built with -ldflags="-s -w" and xz'd, the ORT 1.29 CUDA kit of
-#                                        ../shared/gpu/make-ort-kit.sh, the CLIP vocabulary, the python tools of ../shared/gpu
-#   scripts/gpu-check.sh run             on the GPU machine: the device call, with carry [".cache/gpucheck"]; <= 8 minutes
+#   scripts/gpu-check.sh prepare         here, before the device calls: fills .cache/gpucheck/ (ignored by git):
+#                                        kit/ the ORT 1.29 CUDA kit of ../shared/gpu/make-ort-kit.sh (~44 MiB); bin/ icthp,
+#                                        benchtool and hostile built with -ldflags="-s -w" and xz'd, the libraries they
+#                                        link, the CLIP vocabulary, the python tools (~16 MiB). Each device call sends the
+#                                        working tree (~11 MiB) too, and at most 64 MiB in all, so the two go in two calls:
+#   (device call 1)                      command "ls -l .cache/gpucheck/kit", carry [".cache/gpucheck/kit"]: the kit stays
+#                                        on the machine while it is held (30 s idle), as an ignored output
+#   scripts/gpu-check.sh run             (device call 2, at once) carry [".cache/gpucheck/bin"]; <= 8 minutes
 #   scripts/gpu-check.sh run --dry-run   here, on the CPU: every icthp step on tiny random weights (no torch), same table
 #
 # GPU_CHECK_BUDGET (seconds, default 400) bounds the run: a step that would start after it is listed as skipped.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-kitdir=$repo/.cache/gpucheck
+kitdir=$repo/.cache/gpucheck/bin
+ortkit=$repo/.cache/gpucheck/kit/ortgpu.tar.xz
 shared=${ICTHP_SHARED:-$repo/../shared}
 cmd=${1:-}
 shift || true
@@ -32,10 +37,18 @@ prepare() {
 	done
 	rm -f "$kitdir/icthp.xz" "$kitdir/benchtool.xz" "$kitdir/hostile.xz"
 	xz -T0 -6 "$kitdir/icthp" "$kitdir/benchtool" "$kitdir/hostile"
-	[ -f "$kitdir/ortgpu.tar.xz" ] || bash "$shared/gpu/make-ort-kit.sh" "$kitdir"
+	mkdir -p "$(dirname "$ortkit")"
+	[ -f "$repo/.cache/gpucheck/ortgpu.tar.xz" ] && mv "$repo/.cache/gpucheck/ortgpu.tar.xz" "$ortkit" # the one-call layout
+	[ -f "$ortkit" ] || bash "$shared/gpu/make-ort-kit.sh" "$(dirname "$ortkit")"
 	cp "$shared/gpu/torch_anchor.py" "$shared/gpu/mkimages.py" "$shared/vocab/bpe_simple_vocab_16e6.txt.gz" "$kitdir/"
 	cp "$repo/scripts/gpu_check_table.py" "$kitdir/"
-	du -cb "$kitdir"/* | tail -1 | awk '{printf "carry: %.1f MiB (limit 64, the working tree comes on top)\n", $1 / 1048576}'
+	# What each call sends: the working tree (tracked and untracked-not-ignored files) and its carry.
+	local tree
+	tree=$(cd "$repo" && { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s}')
+	for part in kit bin; do
+		du -cb "$repo/.cache/gpucheck/$part"/* | tail -1 | awk -v t="$tree" -v p="$part" '{s = ($1 + t) / 1048576;
+			printf "device call with carry .cache/gpucheck/%s: %.1f MiB (%.1f carried + %.1f working tree; limit 64)%s\n", p, s, $1 / 1048576, t / 1048576, (s > 64 ? " TOO LARGE" : "")}'
+	done
 }
 
 [ "$cmd" = prepare ] && { prepare; exit 0; }
@@ -66,7 +79,8 @@ else
 		python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$kitdir/$b.xz" "$w/bin/$b"
 		chmod +x "$w/bin/$b"
 	done
-	mkdir -p "$w/kit" && python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$kitdir/ortgpu.tar.xz" "$w/kit"
+	[ -f "$ortkit" ] || { echo "gpu-check: no onnxruntime kit at .cache/gpucheck/kit: send it first (device call 1: carry [\".cache/gpucheck/kit\"]), then run this at once" >&2; exit 2; }
+	mkdir -p "$w/kit" && python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$ortkit" "$w/kit"
 	cp "$kitdir"/lib*.so.* "$w/kit/"
 	nv=$(python3 -c 'import nvidia, os; print(os.pathsep.join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in sorted(os.listdir(p)) if os.path.isdir(os.path.join(p, d, "lib"))))')
 	export LD_LIBRARY_PATH="$w/kit:$nv${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
