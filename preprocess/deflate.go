@@ -36,7 +36,7 @@ type flateDecoder struct {
 const (
 	maxLitCodes  = 286 // compress/flate's maxNumLit: codes 286 and 287 are refused
 	maxDistCodes = 30  // compress/flate's maxNumDist: codes 30 and 31 are refused
-	flateBits    = 11  // table index bits: codewords up to this long are one lookup
+	flateBits    = 11  // table index bits: codewords up to this long are one lookup (noisy PNG: 10 bits 9.8 ms, 11 8.4, 12 8.5)
 
 	// A table entry (flateTable.entry). The low six bits: the bits it consumes (its
 	// codewords and the extra bits after a length or distance code), so that
