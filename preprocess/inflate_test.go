@@ -549,12 +549,22 @@ func FuzzInflate(f *testing.F) {
 	for _, s := range lenientStreams() {
 		f.Add(s.body)
 	}
+	// Filtered-row-like residuals (literal codes of 2 to 15 bits: pairs, long codes) and
+	// rows repeating with small changes (matches), at two levels each.
+	rng := rand.New(rand.NewPCG(9, 10))
+	residuals, rows := make([]byte, 3000), make([]byte, 3000)
+	for i := range residuals {
+		residuals[i] = byte(int(rng.NormFloat64() * 6))
+		rows[i] = byte(i%300/7) + byte(rng.IntN(2))
+	}
 	for _, level := range []int{zlib.HuffmanOnly, zlib.NoCompression, zlib.BestSpeed, zlib.BestCompression} {
-		var z bytes.Buffer
-		zw, _ := zlib.NewWriterLevel(&z, level)
-		zw.Write([]byte("a PNG row, a PNG row, a PNG row: \x00\x01\x02\x01\x00 and a few more bytes"))
-		zw.Close()
-		f.Add(z.Bytes()[2 : z.Len()-4])
+		for _, raw := range [][]byte{[]byte("a PNG row, a PNG row, a PNG row: \x00\x01\x02\x01\x00 and a few more bytes"), residuals, rows} {
+			var z bytes.Buffer
+			zw, _ := zlib.NewWriterLevel(&z, level)
+			zw.Write(raw)
+			zw.Close()
+			f.Add(z.Bytes()[2 : z.Len()-4])
+		}
 	}
 	const max = 1 << 16
 	f.Fuzz(func(t *testing.T, body []byte) {
