@@ -171,13 +171,11 @@ func pngUnfilter(buf []byte, stride, bpp, h int) bool {
 					cur[i] += cur[i-bpp] >> 1
 				}
 			} else {
-				unAvg(cur, prev[:len(cur)], bpp)
+				unAvg(cur, prev, bpp)
 			}
 		case 4: // Paeth
 			if prev == nil { // the predictor is then the left byte: Sub
-				for i := bpp; i < len(cur); i++ {
-					cur[i] += cur[i-bpp]
-				}
+				unSub(cur, bpp)
 			} else {
 				paeth(cur, prev[:len(cur)], bpp)
 			}
