@@ -16,8 +16,9 @@ import (
 // Benchmarks of bytes → 224×224 normalised tensor, to compare with Pillow doing the same
 // (testdata/bench_pillow.py; BENCHMARKS.md, "Preprocessing against Pillow").
 //
-// With ICTHP_BENCH_IMAGES=DIR they read DIR/bench_512.jpg and DIR/bench_1024.png, the
-// files bench_pillow.py writes and times, so both sides decode the very same bytes.
+// With ICTHP_BENCH_IMAGES=DIR they read DIR/bench_512.jpg, DIR/bench_1024.png and
+// DIR/bench_gen1024.png, the files bench_pillow.py writes and times, so both sides decode
+// the very same bytes.
 // Without it they encode similar images with Go's encoders (the figures are then only
 // indicative: a different encoder makes a different file).
 //
@@ -45,6 +46,46 @@ func benchPhoto(w, h int) *image.RGBA {
 	return img
 }
 
+// benchGenerated is a detailed picture like a generated image: a 48×48 grid of random
+// colours interpolated bilinearly, plus noise of standard deviation about 2 everywhere (a
+// sum of four uniform draws). As PNG it is about 1.6 MB at 1024², with nearly every row
+// filtered with Paeth, which encoders choose for photographs (Pillow and Go's alike); the
+// smooth benchPhoto's rows are mostly Up, and pure noise's Up and Sub.
+func benchGenerated(w, h int) *image.RGBA {
+	const g = 48
+	seed := uint32(2024)
+	next := func() float64 {
+		seed = seed*1664525 + 1013904223
+		return float64(seed>>8) / (1 << 24)
+	}
+	var grid [g + 1][g + 1][3]float64
+	for i := range grid {
+		for j := range grid[i] {
+			for c := range grid[i][j] {
+				grid[i][j][c] = 255 * next()
+			}
+		}
+	}
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		ty := float64(y) * g / float64(h)
+		y0, fy := int(ty), ty-math.Floor(ty)
+		for x := 0; x < w; x++ {
+			tx := float64(x) * g / float64(w)
+			x0, fx := int(tx), tx-math.Floor(tx)
+			var px [3]uint8
+			for c := range px {
+				v := (grid[y0][x0][c]*(1-fx)+grid[y0][x0+1][c]*fx)*(1-fy) +
+					(grid[y0+1][x0][c]*(1-fx)+grid[y0+1][x0+1][c]*fx)*fy
+				v += (next() + next() + next() + next() - 2) * 3.46
+				px[c] = uint8(min(255, max(0, math.Round(v))))
+			}
+			img.SetRGBA(x, y, color.RGBA{px[0], px[1], px[2], 255})
+		}
+	}
+	return img
+}
+
 func benchImage(b *testing.B, name string) []byte {
 	b.Helper()
 	if dir := os.Getenv("ICTHP_BENCH_IMAGES"); dir != "" {
@@ -61,6 +102,8 @@ func benchImage(b *testing.B, name string) []byte {
 		err = jpeg.Encode(&buf, benchPhoto(512, 512), &jpeg.Options{Quality: 90})
 	case "bench_1024.png":
 		err = png.Encode(&buf, benchPhoto(1024, 1024))
+	case "bench_gen1024.png":
+		err = png.Encode(&buf, benchGenerated(1024, 1024))
 	default:
 		b.Fatalf("unknown bench image %s", name)
 	}
@@ -112,6 +155,9 @@ func reportCPU(b *testing.B, cpu0 float64) {
 
 func BenchmarkTensorJPEG512(b *testing.B) { benchTensor(b, "bench_512.jpg") }
 func BenchmarkTensorPNG1024(b *testing.B) { benchTensor(b, "bench_1024.png") }
+
+// BenchmarkTensorPNGGen1024: the detailed, generated-like picture (Paeth rows).
+func BenchmarkTensorPNGGen1024(b *testing.B) { benchTensor(b, "bench_gen1024.png") }
 
 // The same through torchvision's pipeline (ImageReward's 224² BICUBIC resize on Pillow's
 // decode), whose horizontal pass over 3-channel images is hpass's too.

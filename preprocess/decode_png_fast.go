@@ -176,8 +176,14 @@ func pngUnfilter(buf []byte, stride, bpp, h int) bool {
 		case 4: // Paeth
 			if prev == nil { // the predictor is then the left byte: Sub
 				unSub(cur, bpp)
+			} else if useSIMD && y+1 < h && buf[(y+1)*stride] == 4 {
+				next := buf[(y+1)*stride+1 : (y+2)*stride]
+				paethPair(true, cur, next, prev, bpp)
+				prev = next
+				y++
+				continue
 			} else {
-				paeth(cur, prev[:len(cur)], bpp)
+				paeth(cur, prev, bpp)
 			}
 		default:
 			return false
@@ -249,26 +255,98 @@ func addBytes(dst, src []byte) {
 	}
 }
 
-// paeth undoes the Paeth filter one channel at a time, so that the left (a) and
-// upper-left (c) bytes of the channel stay in registers; abs is branch-free.
+// paeth undoes the Paeth filter of a row below the first (prev: the row above, as long).
+// Rows of 3- and 4-byte pixels go to the vector code where the CPU allows it (useSIMD),
+// all their pixels but the last, which it cannot read 4 bytes past.
 func paeth(cur, prev []byte, bpp int) {
+	paethWith(useSIMD, cur, prev, bpp)
+}
+
+func paethWith(simd bool, cur, prev []byte, bpp int) {
 	prev = prev[:len(cur)]
-	for ch := 0; ch < bpp; ch++ {
+	from := 0
+	if simd && (bpp == 3 || bpp == 4) && len(cur) >= 2*bpp && len(cur)%bpp == 0 {
+		from = len(cur) - bpp
+		paethSIMD(cur, prev, from/bpp, bpp)
+	}
+	paethGo(cur[:len(cur):len(cur)], prev, bpp, from)
+}
+
+// paethPair undoes the Paeth filter of two consecutive rows, r1 below r0 and prev above
+// r0. With the vector code the two go through one kernel, r1 a pixel behind r0: a row's
+// bytes are a chain of dependent steps, and two rows make two chains a step can run side
+// by side (Pillow filters whole stretches of smooth images with Paeth).
+func paethPair(simd bool, r0, r1, prev []byte, bpp int) {
+	n := len(r0)
+	r1, prev = r1[:n:n], prev[:n]
+	r0 = r0[:n:n]
+	if !simd || (bpp != 3 && bpp != 4) || n%bpp != 0 || n < 3*bpp {
+		paethWith(simd, r0, prev, bpp)
+		paethWith(simd, r1, r0, bpp)
+		return
+	}
+	k := n/bpp - 2
+	paethGo(r0[:bpp], prev[:bpp], bpp, 0)
+	paeth2SIMD(r0, r1, prev, k, bpp)
+	paethGo(r0, prev, bpp, (k+1)*bpp)
+	paethGo(r1, r0, bpp, k*bpp)
+}
+
+// paethGo undoes the Paeth filter from byte from on, one channel at a time, so that the
+// left (a) and upper-left (c) bytes of the channel stay in registers; abs is branch-free.
+// (The three channels of RGB interleaved in one loop ran no faster: Go spilled them.)
+func paethGo(cur, prev []byte, bpp, from int) {
+	ch := from
+	for ; ch+1 < from+bpp && ch+1 < len(cur) && len(cur)%bpp == 0; ch += 2 {
+		a0, c0, a1, c1 := 0, 0, 0, 0
+		if ch >= bpp {
+			a0, c0 = int(cur[ch-bpp]), int(prev[ch-bpp])
+			a1, c1 = int(cur[ch+1-bpp]), int(prev[ch+1-bpp])
+		}
+		for j := ch; j+1 < len(cur); j += bpp {
+			p, q := cur[j:j+2:j+2], prev[j:j+2:j+2]
+			b0, b1 := int(q[0]), int(q[1])
+			pa0, pb0 := b0-c0, a0-c0
+			pa1, pb1 := b1-c1, a1-c1
+			pc0, pc1 := iabs(pa0+pb0), iabs(pa1+pb1)
+			pa0, pb0, pa1, pb1 = iabs(pa0), iabs(pb0), iabs(pa1), iabs(pb1)
+			r0, r1 := c0, c1
+			if pb0 <= pc0 {
+				r0 = b0
+			}
+			if pb1 <= pc1 {
+				r1 = b1
+			}
+			if pa0 <= min(pb0, pc0) {
+				r0 = a0
+			}
+			if pa1 <= min(pb1, pc1) {
+				r1 = a1
+			}
+			a0, a1 = (r0+int(p[0]))&0xff, (r1+int(p[1]))&0xff
+			p[0], p[1] = uint8(a0), uint8(a1)
+			c0, c1 = b0, b1
+		}
+	}
+	for ; ch < from+bpp && ch < len(cur); ch++ {
 		a, c := 0, 0
+		if ch >= bpp {
+			a, c = int(cur[ch-bpp]), int(prev[ch-bpp])
+		}
 		for j := ch; j < len(cur); j += bpp {
 			b := int(prev[j])
 			pa := b - c // |p - a| with p = a + b - c
 			pb := a - c // |p - b|
 			pc := iabs(pa + pb)
 			pa, pb = iabs(pa), iabs(pb)
-			if pa <= pb && pa <= pc {
-				// predictor a
-			} else if pb <= pc {
-				a = b
-			} else {
-				a = c
+			r := c
+			if pb <= pc {
+				r = b
 			}
-			a = (a + int(cur[j])) & 0xff
+			if pa <= min(pb, pc) {
+				r = a
+			}
+			a = (r + int(cur[j])) & 0xff
 			cur[j] = uint8(a)
 			c = b
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"image/png"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -42,6 +43,10 @@ func addImageSeeds(f *testing.F) {
 	f.Add([]byte("GIF89a"))
 	f.Add([]byte("BM"))
 	f.Add(pngBomb(50000, 50000))
+	// Paeth rows in runs (the one- and two-row vector kernels), RGB and RGBA.
+	rng := rand.New(rand.NewPCG(3, 4))
+	f.Add(filteredPNG(rng, 9, 7, 2, []byte{4, 4, 4, 1, 4, 4}))
+	f.Add(filteredPNG(rng, 6, 5, 6, []byte{4, 4, 2}))
 }
 
 // FuzzImage feeds arbitrary bytes to the decoders and the whole pipeline: no panic; every

@@ -4,8 +4,9 @@ benchmarks read (see preprocess/bench_test.go and BENCHMARKS.md).
 
     /usr/bin/python3 preprocess/testdata/bench_pillow.py DIR [SECONDS [REPEATS]]
 
-Writes DIR/bench_512.jpg (512x512, quality 90, 4:2:0) and DIR/bench_1024.png
-(1024x1024 RGB) if they are missing, then times, single-threaded, for each file:
+Writes DIR/bench_512.jpg (512x512, quality 90, 4:2:0), DIR/bench_1024.png
+(1024x1024 RGB) and DIR/bench_gen1024.png (1024x1024 RGB, a detailed picture like a
+generated image: random colours interpolated, plus noise) if they are missing, then times, single-threaded, for each file:
 Image.open(BytesIO(bytes)) + convert("RGB") + resize(shortest edge 224, BICUBIC,
 reducing_gap=None) + center crop 224 + rescale/normalise with numpy (float32, CHW),
 as transformers 4.27's CLIPImageProcessor computes it. Each measurement runs for SECONDS
@@ -41,6 +42,22 @@ def photo(w, h):
     return img
 
 
+def generated(w, h):
+    """The kind of picture of benchGenerated in bench_test.go: a 48x48 grid of random
+    colours interpolated bilinearly, plus Gaussian noise of standard deviation 2 (about
+    1.6 MB as PNG, nearly every row filtered with Paeth, as for photographs)."""
+    g = 48
+    rng = np.random.default_rng(2024)
+    grid = rng.uniform(0, 255, (g + 1, g + 1, 3))
+    ty, tx = np.arange(h) * g / h, np.arange(w) * g / w
+    y0, x0 = ty.astype(int), tx.astype(int)
+    fy, fx = (ty - y0)[:, None, None], (tx - x0)[None, :, None]
+    top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x0 + 1] * fx
+    bottom = grid[y0 + 1][:, x0] * (1 - fx) + grid[y0 + 1][:, x0 + 1] * fx
+    img = top * (1 - fy) + bottom * fy + rng.normal(0, 2, (h, w, 3))
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
 def tensor(data, size=224, crop=224):
     im = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = im.size
@@ -61,12 +78,13 @@ def main():
     d = sys.argv[1]
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
     os.makedirs(d, exist_ok=True)
-    files = {"bench_512.jpg": (512, "JPEG", dict(quality=90, subsampling=2)),
-             "bench_1024.png": (1024, "PNG", {})}
-    for name, (n, fmt, kw) in files.items():
+    files = {"bench_512.jpg": (512, "JPEG", dict(quality=90, subsampling=2), photo),
+             "bench_1024.png": (1024, "PNG", {}, photo),
+             "bench_gen1024.png": (1024, "PNG", {}, generated)}
+    for name, (n, fmt, kw, picture) in files.items():
         p = os.path.join(d, name)
         if not os.path.exists(p):
-            Image.fromarray(photo(n, n)).save(p, fmt, **kw)
+            Image.fromarray(picture(n, n)).save(p, fmt, **kw)
     import PIL
     print(f"Pillow {PIL.__version__}, numpy {np.__version__}, one thread")
     reps = int(sys.argv[3]) if len(sys.argv) > 3 else 1

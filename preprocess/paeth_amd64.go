@@ -1,0 +1,28 @@
+//go:build amd64 && !purego
+
+package preprocess
+
+import "github.com/icthp/icthp/preprocess/internal/pngsimd"
+
+// paethSIMD undoes the Paeth filter on the first n pixels of cur (bpp 3 or 4) with the
+// AVX kernel, which reads and writes 4 bytes at each of them: cur and prev must hold
+// at least one pixel more.
+func paethSIMD(cur, prev []byte, n, bpp int) {
+	if n <= 0 {
+		return
+	}
+	_, _ = cur[(n+1)*bpp-1], prev[(n+1)*bpp-1]
+	pngsimd.Paeth(&cur[0], &prev[0], n, bpp)
+}
+
+// paeth2SIMD undoes the Paeth filter on rows r0 and r1 (prev above r0) with the AVX
+// kernel for two rows: r0's pixels 1 to k, r1's pixels 0 to k-1 (r0's pixel 0 must be
+// decoded). It reads 4 bytes at each pixel's start: r0 and prev must hold k+2 pixels, r1
+// k+1.
+func paeth2SIMD(r0, r1, prev []byte, k, bpp int) {
+	if k <= 0 {
+		return
+	}
+	_, _, _ = r0[(k+2)*bpp-1], prev[(k+2)*bpp-1], r1[(k+1)*bpp-1]
+	pngsimd.Paeth2(&r0[0], &r1[0], &prev[0], k, bpp)
+}
