@@ -176,11 +176,9 @@ func pngUnfilter(buf []byte, stride, bpp, h int) bool {
 		case 4: // Paeth
 			if prev == nil { // the predictor is then the left byte: Sub
 				unSub(cur, bpp)
-			} else if useSIMD && y+1 < h && buf[(y+1)*stride] == 4 {
-				next := buf[(y+1)*stride+1 : (y+2)*stride]
-				paethPair(true, cur, next, prev, bpp)
-				prev = next
-				y++
+			} else if useSIMD {
+				y += paethRun(buf, stride, bpp, y, h) - 1
+				prev = buf[y*stride+1 : (y+1)*stride]
 				continue
 			} else {
 				paeth(cur, prev, bpp)
@@ -270,6 +268,51 @@ func paethWith(simd bool, cur, prev []byte, bpp int) {
 		paethSIMD(cur, prev, from/bpp, bpp)
 	}
 	paethGo(cur[:len(cur):len(cur)], prev, bpp, from)
+}
+
+// paethRun undoes the Paeth filter of row y (y ≥ 1) and of as many of the next three
+// rows as are Paeth rows too, four or two at once where it can, and says how many.
+func paethRun(buf []byte, stride, bpp, y, h int) int {
+	run := 1
+	for run < 4 && y+run < h && buf[(y+run)*stride] == 4 {
+		run++
+	}
+	row := func(k int) []byte { return buf[(y+k)*stride+1 : (y+k+1)*stride] }
+	switch run {
+	case 4:
+		paethQuad(true, buf, stride, bpp, y)
+	case 2, 3:
+		run = 2
+		paethPair(true, row(0), row(1), row(-1), bpp)
+	default:
+		paeth(row(0), row(-1), bpp)
+	}
+	return run
+}
+
+// paethQuad undoes the Paeth filter of rows y to y+3 of buf (y ≥ 1; rows of stride bytes,
+// filter byte first). With the vector code the four go through one kernel, each row two
+// pixels behind the one above: Go decodes the first pixels of each (8, 6, 4 and 2) and
+// the last ones.
+func paethQuad(simd bool, buf []byte, stride, bpp, y int) {
+	const from = 8
+	row := func(k int) []byte { return buf[(y+k)*stride+1 : (y+k+1)*stride] }
+	n := stride - 1
+	if !simd || (bpp != 3 && bpp != 4) || n%bpp != 0 || n/bpp < from+2 {
+		for k := range 4 {
+			paethWith(simd, row(k), row(k-1), bpp)
+		}
+		return
+	}
+	for k := range 4 {
+		m := (from - 2*k) * bpp
+		paethGo(row(k)[:m:m], row(k - 1)[:m], bpp, 0)
+	}
+	last := n/bpp - 2 // row 0's last pixel in the kernel: it reads 4 bytes at each
+	paeth4SIMD(buf[(y-1)*stride+1:(y+4)*stride], stride, from, last-from+1, bpp)
+	for k := range 4 {
+		paethGo(row(k), row(k-1), bpp, (last+1-2*k)*bpp)
+	}
 }
 
 // paethPair undoes the Paeth filter of two consecutive rows, r1 below r0 and prev above

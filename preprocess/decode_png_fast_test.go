@@ -398,31 +398,8 @@ func BenchmarkPNGUnfilter(b *testing.B) {
 // predictor's ties (pa = pb, pa = pc, pb = pc) and its extremes all occur.
 func TestPaeth(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	val := func() byte {
-		if rng.IntN(4) == 0 {
-			return byte(rng.IntN(256))
-		}
-		return []byte{0, 1, 127, 128, 254, 255}[rng.IntN(6)]
-	}
-	spec := func(cur, prev []byte, bpp int) {
-		for i := range cur {
-			var a, c int
-			if i >= bpp {
-				a, c = int(cur[i-bpp]), int(prev[i-bpp])
-			}
-			b := int(prev[i])
-			p := a + b - c
-			pa, pb, pc := max(p-a, a-p), max(p-b, b-p), max(p-c, c-p)
-			switch {
-			case pa <= pb && pa <= pc:
-				cur[i] += byte(a)
-			case pb <= pc:
-				cur[i] += byte(b)
-			default:
-				cur[i] += byte(c)
-			}
-		}
-	}
+	val := func() byte { return paethTestByte(rng) }
+	spec := paethSpec
 	const guard = 8
 	for bpp := 1; bpp <= 4; bpp++ {
 		for _, n := range append(rangeInts(0, 64), 1024*bpp, 1024*bpp+1) {
@@ -458,6 +435,77 @@ func TestPaeth(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestPaethQuad: four Paeth rows undone at once (the four-row kernel, each row two pixels
+// behind the one above, Go for their first and last pixels) equal the specification's
+// byte loop row after row, for 1 to 4 bytes a pixel at widths up to 40 pixels and 1024;
+// the bytes around the rows (their filter bytes, the guards) are left as they were.
+func TestPaethQuad(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 9))
+	const guard = 8
+	for bpp := 1; bpp <= 4; bpp++ {
+		for _, px := range append(rangeInts(0, 40), 1024) {
+			n := px * bpp
+			stride := 1 + n
+			for round := 0; round < 10; round++ {
+				// guard, the row above (with a filter byte), four Paeth rows, guard
+				buf := make([]byte, guard+5*stride+guard)
+				for i := range buf {
+					buf[i] = paethTestByte(rng)
+				}
+				rows := buf[guard : guard+5*stride]
+				for k := 1; k <= 4; k++ {
+					rows[k*stride] = 4
+				}
+				want := bytes.Clone(buf)
+				wrows := want[guard : guard+5*stride]
+				for k := 1; k <= 4; k++ {
+					paethSpec(wrows[k*stride+1:(k+1)*stride], wrows[(k-1)*stride+1:k*stride], bpp)
+				}
+				for _, simd := range []bool{false, true} {
+					if simd && !useSIMD {
+						continue
+					}
+					got := bytes.Clone(buf)
+					paethQuad(simd, got[guard:guard+5*stride], stride, bpp, 1)
+					if !bytes.Equal(got, want) {
+						t.Fatalf("bpp %d, %d pixels, vector code %v:\n  got % x\n want % x", bpp, px, simd, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// paethTestByte is mostly one of {0, 1, 127, 128, 254, 255}, so that the Paeth
+// predictor's ties and extremes all occur.
+func paethTestByte(rng *rand.Rand) byte {
+	if rng.IntN(4) == 0 {
+		return byte(rng.IntN(256))
+	}
+	return []byte{0, 1, 127, 128, 254, 255}[rng.IntN(6)]
+}
+
+// paethSpec is the PNG specification's Paeth unfilter of one row, byte by byte.
+func paethSpec(cur, prev []byte, bpp int) {
+	for i := range cur {
+		var a, c int
+		if i >= bpp {
+			a, c = int(cur[i-bpp]), int(prev[i-bpp])
+		}
+		b := int(prev[i])
+		p := a + b - c
+		pa, pb, pc := max(p-a, a-p), max(p-b, b-p), max(p-c, c-p)
+		switch {
+		case pa <= pb && pa <= pc:
+			cur[i] += byte(a)
+		case pb <= pc:
+			cur[i] += byte(b)
+		default:
+			cur[i] += byte(c)
 		}
 	}
 }

@@ -26,3 +26,16 @@ func paeth2SIMD(r0, r1, prev []byte, k, bpp int) {
 	_, _, _ = r0[(k+2)*bpp-1], prev[(k+2)*bpp-1], r1[(k+1)*bpp-1]
 	pngsimd.Paeth2(&r0[0], &r1[0], &prev[0], k, bpp)
 }
+
+// paeth4SIMD undoes the Paeth filter on four rows with the AVX2 kernel: rows holds the
+// row above (without its filter byte) and the four rows (with theirs), stride bytes apart;
+// steps from to from+n-1 (pngsimd.Paeth4).
+func paeth4SIMD(rows []byte, stride, from, n, bpp int) {
+	if n <= 0 {
+		return
+	}
+	if from < 8 || (from+n+1)*bpp > stride-1 || len(rows) < 5*stride-1 {
+		panic("preprocess: paeth4SIMD out of bounds")
+	}
+	pngsimd.Paeth4(&rows[stride], stride, from, n, bpp)
+}

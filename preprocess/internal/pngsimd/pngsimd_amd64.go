@@ -20,3 +20,14 @@ func Paeth(cur, prev *byte, n, bpp int)
 //
 //go:noescape
 func Paeth2(r0, r1, prev *byte, n, bpp int)
+
+// Paeth4 undoes the Paeth filter on four consecutive rows at once, each two pixels behind
+// the one above it: r0 is row 0's first pixel, row k (0 to 3) starts at r0 + k·stride and
+// the unfiltered row above row 0 at r0 - stride. Step s (from from to from+n-1) decodes
+// pixel s - 2k of each row k; from ≥ 8, and the pixels before each row's first one must
+// be decoded already. It reads 4 bytes at the start of each pixel it decodes, of the row
+// above's pixels from-1 to from+n-1, and of the decoded pixels from-2-2k and from-1-2k
+// of row k and of the row above it; it writes bpp bytes at each pixel it decodes.
+//
+//go:noescape
+func Paeth4(r0 *byte, stride, from, n, bpp int)

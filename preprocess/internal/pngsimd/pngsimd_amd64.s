@@ -146,3 +146,123 @@ next2:
 
 done2:
 	RET
+
+// 0x00ff in every lane but 3, 7, 11 and 15: four pixels of 3 bytes.
+DATA ylanes3<>+0(SB)/8, $0x000000ff00ff00ff
+DATA ylanes3<>+8(SB)/8, $0x000000ff00ff00ff
+DATA ylanes3<>+16(SB)/8, $0x000000ff00ff00ff
+DATA ylanes3<>+24(SB)/8, $0x000000ff00ff00ff
+GLOBL ylanes3<>(SB), RODATA|NOPTR, $32
+
+// 0x00ff in every lane: four pixels of 4 bytes.
+DATA ylanes4<>+0(SB)/8, $0x00ff00ff00ff00ff
+DATA ylanes4<>+8(SB)/8, $0x00ff00ff00ff00ff
+DATA ylanes4<>+16(SB)/8, $0x00ff00ff00ff00ff
+DATA ylanes4<>+24(SB)/8, $0x00ff00ff00ff00ff
+GLOBL ylanes4<>(SB), RODATA|NOPTR, $32
+
+// PREDICT4 is PREDICT on four pixels: the same registers, 256 bits wide.
+#define PREDICT4 \
+	VPSUBW    Y3, Y2, Y5 \
+	VPSUBW    Y3, Y1, Y6 \
+	VPADDW    Y5, Y6, Y7 \
+	VPABSW    Y5, Y5 \
+	VPABSW    Y6, Y6 \
+	VPABSW    Y7, Y7 \
+	VPCMPGTW  Y7, Y6, Y8 \
+	VPBLENDVB Y8, Y3, Y2, Y9 \
+	VPMINSW   Y7, Y6, Y10 \
+	VPCMPGTW  Y10, Y5, Y11 \
+	VPBLENDVB Y11, Y9, Y1, Y12 \
+	VPADDW    Y4, Y12, Y12 \
+	VPAND     Y14, Y12, Y1 \
+	VPACKUSWB Y1, Y1, Y0 \
+	VMOVDQU   Y2, Y3
+
+// GATHER4 loads 4 bytes at BASE + k·R8 for k = 0..3 (R9 = 3·R8) into the 16-bit lanes of
+// Y (pixel k in lanes 4k..4k+3), through X15, masked with Y14.
+#define GATHER4(BASE, Y) \
+	VMOVD     BASE, X15 \
+	VPINSRD   $1, BASE(R8*1), X15, X15 \
+	VPINSRD   $2, BASE(R8*2), X15, X15 \
+	VPINSRD   $3, BASE(R9*1), X15, X15 \
+	VPMOVZXBW X15, Y \
+	VPAND     Y14, Y, Y
+
+// func Paeth4(r0 *byte, stride, from, n, bpp int)
+//
+// Row k's pixel s - 2k is at DI + k·R8 with DI = r0 + s·bpp and R8 = stride - 2·bpp; the
+// pixel above it at SI + k·R8, SI = DI - stride. Its b is pixel s - 2k of row k - 1, which
+// that row decoded two steps before: the decoded pixels of step s - 2 (Y13) moved up one
+// pixel (VPERMQ), row 0's taken from the row above. Two steps back, not one, keep the
+// move off the chain of dependent steps. Its a is the step before's pixel, its c the b
+// before.
+TEXT ·Paeth4(SB), NOSPLIT, $0-40
+	MOVQ    r0+0(FP), DI
+	MOVQ    stride+8(FP), BX
+	MOVQ    from+16(FP), AX
+	MOVQ    n+24(FP), CX
+	MOVQ    bpp+32(FP), DX
+	TESTQ   CX, CX
+	JLE     done4
+	VMOVDQU ylanes3<>(SB), Y14
+	CMPQ    DX, $4
+	JNE     init4
+	VMOVDQU ylanes4<>(SB), Y14
+
+init4:
+	IMULQ DX, AX
+	ADDQ  AX, DI         // row 0's pixel from
+	MOVQ  DI, SI
+	SUBQ  BX, SI         // the pixel above it
+	MOVQ  BX, R8
+	SUBQ  DX, R8
+	SUBQ  DX, R8         // stride - 2·bpp
+	LEAQ  (R8)(R8*2), R9
+	SUBQ  DX, DI
+	SUBQ  DX, SI
+	GATHER4((DI), Y1) // a: row k's pixel from-1-2k
+	GATHER4((SI), Y3) // c: the pixel above it
+	SUBQ  DX, DI
+	GATHER4((DI), Y13) // row k's pixel from-2-2k: the decoded pixels of step from-2
+	ADDQ  DX, DI
+	ADDQ  DX, DI
+	ADDQ  DX, SI
+
+loop4:
+	VMOVD     (SI), X2
+	VPMOVZXBW X2, Y2
+	VPAND     Y14, Y2, Y2
+	VPERMQ    $0x90, Y13, Y5
+	VPBLENDD  $0x03, Y2, Y5, Y2 // b: the row above's pixel | rows 0..2 of step s-2
+	VMOVDQU   Y1, Y13
+	GATHER4((DI), Y4)       // x
+	PREDICT4
+	VEXTRACTI128 $1, Y0, X6
+	CMPQ      DX, $4
+	JEQ       store44
+	VPEXTRW   $0, X0, (DI)
+	VPEXTRB   $2, X0, 2(DI)
+	VPEXTRW   $2, X0, (DI)(R8*1)
+	VPEXTRB   $6, X0, 2(DI)(R8*1)
+	VPEXTRW   $0, X6, (DI)(R8*2)
+	VPEXTRB   $2, X6, 2(DI)(R8*2)
+	VPEXTRW   $2, X6, (DI)(R9*1)
+	VPEXTRB   $6, X6, 2(DI)(R9*1)
+	JMP       next4
+
+store44:
+	VMOVD   X0, (DI)
+	VPEXTRD $1, X0, (DI)(R8*1)
+	VMOVD   X6, (DI)(R8*2)
+	VPEXTRD $1, X6, (DI)(R9*1)
+
+next4:
+	ADDQ DX, DI
+	ADDQ DX, SI
+	DECQ CX
+	JNZ  loop4
+	VZEROUPPER
+
+done4:
+	RET
