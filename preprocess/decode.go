@@ -45,7 +45,12 @@ func (p *pixbuf) release() {
 
 // toRGB returns a freshly allocated packed RGB copy.
 func (p *pixbuf) toRGB() *RGB {
-	out := &RGB{W: p.w, H: p.h, Pix: make([]uint8, p.w*p.h*3)}
+	return p.toRGBIn(make([]uint8, p.w*p.h*3))
+}
+
+// toRGBIn writes the packed RGB copy into pix (w·h·3 bytes).
+func (p *pixbuf) toRGBIn(pix []uint8) *RGB {
+	out := &RGB{W: p.w, H: p.h, Pix: pix[:p.w*p.h*3]}
 	o1, o2 := p.offsets()
 	for y := 0; y < p.h; y++ {
 		s := p.pix[y*p.stride:]

@@ -8,7 +8,7 @@ import (
 // pngFast decodes the common, well-formed PNG directly into the pixel layout the resampler
 // reads (8-bit gray, RGB, RGBA or palette; not interlaced), without image/png's per-pixel
 // conversion to image.RGBA and its 4 bytes/pixel allocation: the inflated, unfiltered
-// rows are the pixels (each row keeps its leading filter byte; the stride skips it).
+// rows are the pixels (packed over their filter bytes as they are unfiltered).
 //
 // It only answers for files on which every decoder agrees: all chunk CRCs valid, the
 // chunk order and sizes image/png requires (IHDR first, PLTE and tRNS where it allows
@@ -45,10 +45,9 @@ func pngFast(data []byte, hd pngHeader) (*pixbuf, bool) {
 		return nil, false
 	}
 	if hd.ctype != pngPalette {
-		ps := bpp
-		return &pixbuf{w: w, h: h, ps: ps, stride: stride, pix: (*buf)[1:], pooled: buf}, true
+		return &pixbuf{w: w, h: h, ps: bpp, stride: w * bpp, pix: (*buf)[:h*w*bpp], pooled: buf}, true
 	}
-	out := pngPaletteToRGB(*buf, stride, w, h, plte)
+	out := pngPaletteToRGB(*buf, w, h, plte)
 	putBuf(buf)
 	return &pixbuf{w: w, h: h, ps: 3, stride: w * 3, pix: *out, pooled: out}, true
 }
@@ -129,17 +128,17 @@ func pngChunks(data []byte, ctype byte) (plte []byte, idat [][]byte, ok bool) {
 	return plte, idat, true
 }
 
-// pngPaletteToRGB expands the unfiltered palette rows (stride bytes each,
-// the filter byte first) to packed RGB in a pooled buffer; indices past the
-// palette read as black, as in expandPalette.
-func pngPaletteToRGB(rows []byte, stride, w, h int, plte []byte) *[]byte {
+// pngPaletteToRGB expands the unfiltered, packed palette rows (w bytes each)
+// to packed RGB in a pooled buffer; indices past the palette read as black,
+// as in expandPalette.
+func pngPaletteToRGB(rows []byte, w, h int, plte []byte) *[]byte {
 	var lut [256][3]byte
 	for i := 0; i < len(plte)/3; i++ {
 		lut[i] = [3]byte{plte[3*i], plte[3*i+1], plte[3*i+2]}
 	}
 	out := getBuf(w * h * 3)
 	for y := 0; y < h; y++ {
-		s := rows[y*stride+1 : (y+1)*stride]
+		s := rows[y*w : (y+1)*w]
 		d := (*out)[y*w*3 : (y+1)*w*3]
 		for x, idx := range s {
 			e := &lut[idx]
@@ -150,9 +149,15 @@ func pngPaletteToRGB(rows []byte, stride, w, h int, plte []byte) *[]byte {
 	return out
 }
 
-// pngUnfilter reverses the per-row filters in place (PNG spec §9). buf holds h rows of
-// stride bytes, each a filter type byte followed by the filtered bytes.
+// pngUnfilter reverses the per-row filters (PNG spec §9) of buf's h rows of stride bytes,
+// each a filter type byte followed by the filtered bytes, and packs the pixels at buf's
+// start, stride-1 bytes a row: each row moves down as soon as the row below it is
+// unfiltered (until then it is the row above), while it is still in cache. Packed rows
+// are what the callers want (an RGB image shares the buffer, without a copy), and moving
+// a row down never reaches a row not yet moved.
 func pngUnfilter(buf []byte, stride, bpp, h int) bool {
+	n := stride - 1
+	packed := 0     // rows [0, packed) are in their packed place
 	var prev []byte // the previous unfiltered row (without its filter byte); nil for row 0
 	for y := 0; y < h; y++ {
 		row := buf[y*stride : (y+1)*stride]
@@ -174,19 +179,25 @@ func pngUnfilter(buf []byte, stride, bpp, h int) bool {
 				unAvg(cur, prev, bpp)
 			}
 		case 4: // Paeth
-			if prev == nil { // the predictor is then the left byte: Sub
+			switch {
+			case prev == nil: // the predictor is then the left byte: Sub
 				unSub(cur, bpp)
-			} else if useSIMD {
+			case useSIMD:
 				y += paethRun(buf, stride, bpp, y, h) - 1
-				prev = buf[y*stride+1 : (y+1)*stride]
-				continue
-			} else {
+				cur = buf[y*stride+1 : (y+1)*stride]
+			default:
 				paeth(cur, prev, bpp)
 			}
 		default:
 			return false
 		}
 		prev = cur
+		for ; packed < y; packed++ {
+			copy(buf[packed*n:(packed+1)*n], buf[packed*stride+1:(packed+1)*stride])
+		}
+	}
+	for ; packed < h; packed++ {
+		copy(buf[packed*n:(packed+1)*n], buf[packed*stride+1:(packed+1)*stride])
 	}
 	return true
 }

@@ -252,6 +252,25 @@ func DecodeRGB(data []byte, lim ImageOptions) (*RGB, error) {
 	return pb.toRGB(), nil
 }
 
+// DecodeRGBPooled is DecodeRGB with the pixels in a pooled buffer, for a caller that is
+// done with them soon (the scoring service, once an image's rows are made): release hands
+// the buffer back, and the RGB must not be used after it (call it once). Where the decoder
+// already holds packed RGB (RGB PNGs, JPEGs) the RGB is its buffer, without a copy; else a
+// pooled copy. Same pixels as DecodeRGB.
+func DecodeRGBPooled(data []byte, lim ImageOptions) (rgb *RGB, release func(), err error) {
+	pb, err := decodePixels(data, lim.limits())
+	if err != nil {
+		return nil, nil, err
+	}
+	if pb.ps == 3 && pb.stride == pb.w*3 {
+		return &RGB{W: pb.w, H: pb.h, Pix: pb.pix[:pb.w*pb.h*3]}, pb.release, nil
+	}
+	buf := getBuf(pb.w * pb.h * 3)
+	rgb = pb.toRGBIn(*buf)
+	pb.release()
+	return rgb, func() { putBuf(buf) }, nil
+}
+
 func pixelsOfRGB(img *RGB, lim limits) (*pixbuf, error) {
 	if err := checkRGB(img, lim); err != nil {
 		return nil, err

@@ -311,3 +311,41 @@ func TestTensorLayout(t *testing.T) {
 		t.Fatal("short dst accepted")
 	}
 }
+
+// TestDecodeRGBPooled: every fixture decodes to DecodeRGB's pixels (or its error) through
+// the pooled path too, twice over in one sequence with each buffer released before the
+// next decode, so that buffers come back from the pool holding another image's pixels
+// (PNG, JPEG, WebP, GIF, BMP; RGB, RGBA, gray, palette).
+func TestDecodeRGBPooled(t *testing.T) {
+	dir := filepath.Join("testdata", "images", "src")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := ImageOptions{MaxPixels: 50_000_000, MaxBytes: 64 << 20}
+	checked := 0
+	for round := 0; round < 2; round++ {
+		for _, e := range ents {
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, werr := DecodeRGB(data, lim)
+			got, release, gerr := DecodeRGBPooled(data, lim)
+			if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+				t.Fatalf("%s: DecodeRGB error %v, pooled %v", e.Name(), werr, gerr)
+			}
+			if werr != nil {
+				continue
+			}
+			if got.W != want.W || got.H != want.H || !bytes.Equal(got.Pix, want.Pix) {
+				t.Fatalf("%s: pooled pixels differ (%dx%d, want %dx%d)", e.Name(), got.W, got.H, want.W, want.H)
+			}
+			release()
+			checked++
+		}
+	}
+	if checked < 100 {
+		t.Fatalf("only %d decodable fixtures", checked)
+	}
+}

@@ -190,7 +190,9 @@ type Preprocessor interface {
 	// (ImageReward's Pillow-mode decoder); raw-pixel inputs still come as
 	// Source.RGB.
 	NeedsRGB() bool
-	// Tensor writes the row into dst (TensorLen values).
+	// Tensor writes the row into dst (TensorLen values). It must not keep
+	// src.RGB once it returns: the service hands decoded pixels back to a
+	// pool as soon as an image's rows are made.
 	Tensor(src Source, dst []float32) error
 	// TensorHalf writes the row as binary16 values, for a graph that takes
 	// float16 pixels (HalfEncoder): each is Tensor's value rounded to

@@ -90,9 +90,9 @@ func TestAdmissionBeforeDecode(t *testing.T) {
 	f.Gate, f.Entered = make(chan struct{}), make(chan int, 1)
 	s := newFake(t, Options{MaxQueue: 3}, f)
 	var decodes atomic.Int64
-	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, error) {
+	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, func(), error) {
 		decodes.Add(1)
-		return preprocess.DecodeRGB(b, o)
+		return preprocess.DecodeRGBPooled(b, o)
 	}
 	img := solidPNG(t, 8, 8, red)
 	done := make(chan error)
@@ -140,13 +140,13 @@ func TestPixelBudget(t *testing.T) {
 	s := newFake(t, Options{PixelBudget: 100, Workers: 4}, f)
 	var cur, peak atomic.Int64
 	release := make(chan struct{})
-	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, error) {
+	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, func(), error) {
 		n := cur.Add(1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 		}
 		<-release
 		defer cur.Add(-1)
-		return preprocess.DecodeRGB(b, o)
+		return preprocess.DecodeRGBPooled(b, o)
 	}
 	img := solidPNG(t, 10, 10, red) // 100 pixels: the whole budget
 	done := make(chan error)
@@ -178,7 +178,7 @@ func TestWorkersAreServiceWide(t *testing.T) {
 	f := scorertest.New("aes", false)
 	s := newFake(t, Options{Workers: 1}, f)
 	var cur, peak atomic.Int64
-	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, error) {
+	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, func(), error) {
 		n := cur.Add(1)
 		defer cur.Add(-1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
@@ -186,7 +186,7 @@ func TestWorkersAreServiceWide(t *testing.T) {
 		// Long enough for the other requests to reach their decodes
 		// when nothing holds them back.
 		time.Sleep(20 * time.Millisecond)
-		return preprocess.DecodeRGB(b, o)
+		return preprocess.DecodeRGBPooled(b, o)
 	}
 	img := solidPNG(t, 4, 4, red)
 	errs := make(chan error, 3)
@@ -208,12 +208,12 @@ func TestWorkersAreServiceWide(t *testing.T) {
 	// A request whose deadline passes while the worker is taken gives up.
 	hold, entered := make(chan struct{}), make(chan struct{}, 1)
 	var first atomic.Bool
-	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, error) {
+	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, func(), error) {
 		if first.CompareAndSwap(false, true) { // only the first decode holds its worker
 			entered <- struct{}{}
 			<-hold
 		}
-		return preprocess.DecodeRGB(b, o)
+		return preprocess.DecodeRGBPooled(b, o)
 	}
 	go func() { _, err := s.Score(context.Background(), ScoreRequest{Images: []Image{img}}); errs <- err }()
 	<-entered
@@ -233,11 +233,11 @@ func TestDecoderPanicIsItemError(t *testing.T) {
 	f := scorertest.New("aes", false)
 	s := newFake(t, Options{}, f)
 	bomb := solidPNG(t, 3, 3, teal)
-	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, error) {
+	s.decode = func(b []byte, o preprocess.ImageOptions) (*preprocess.RGB, func(), error) {
 		if bytes.Equal(b, bomb.Data) {
 			panic("index out of range in a hostile header")
 		}
-		return preprocess.DecodeRGB(b, o)
+		return preprocess.DecodeRGBPooled(b, o)
 	}
 	res, err := s.Score(context.Background(), ScoreRequest{Images: []Image{solidPNG(t, 5, 5, red), bomb}})
 	if err != nil {

@@ -94,8 +94,9 @@ type Service struct {
 	opts   Options
 	admit  *admission
 	pixels *pixelBudget
-	// decode is preprocess.DecodeRGB; tests put a decoder that panics here.
-	decode func([]byte, preprocess.ImageOptions) (*preprocess.RGB, error)
+	// decode is preprocess.DecodeRGBPooled (the pixels go back to its pool
+	// once the image's rows are made); tests put a decoder that panics here.
+	decode func([]byte, preprocess.ImageOptions) (*preprocess.RGB, func(), error)
 	// prep times preprocessing per image, by step: decode (bytes to RGB),
 	// then each model's name (its resize, crop and normalisation); nil
 	// without Options.Metrics.
@@ -115,7 +116,7 @@ func New(ms []scorer.Model, o Options) (*Service, error) {
 	if w <= 0 {
 		w = runtime.GOMAXPROCS(0)
 	}
-	svc := &Service{byName: map[string]*model{}, slots: make(chan struct{}, w), opts: o, decode: preprocess.DecodeRGB}
+	svc := &Service{byName: map[string]*model{}, slots: make(chan struct{}, w), opts: o, decode: preprocess.DecodeRGBPooled}
 	outs := map[string]bool{}
 	for _, m := range ms {
 		if m.Scorer == nil || m.Name == "" || svc.byName[m.Name] != nil {

@@ -135,9 +135,11 @@ func (s *Service) prepare(ctx context.Context, j *job, i int, need [][]bool, dst
 	src := scorer.Source(img)
 	if src.RGB == nil && s.needsRGB(j, i, need) {
 		start := time.Now()
-		if src.RGB, err = s.decode(img.Data, s.limits()); err != nil {
+		var done func()
+		if src.RGB, done, err = s.decode(img.Data, s.limits()); err != nil {
 			return err
 		}
+		defer done() // the rows below are made from the pixels, which nothing keeps
 		s.observePrep("decode", start)
 	}
 	if src.RGB != nil {

@@ -147,7 +147,7 @@ func (s *Server) decodeMultipart(c *gin.Context, fields []string) (*input, error
 			return nil, newError(http.StatusBadRequest, CodeBadRequest,
 				fmt.Sprintf("multipart body: unknown field %q (this route takes images and %s)", name, strings.Join(fields, ", ")))
 		}
-		data, err := io.ReadAll(p)
+		data, err := s.readPart(p)
 		p.Close()
 		if err != nil {
 			return nil, multipartError(err)
@@ -165,6 +165,22 @@ func (s *Server) decodeMultipart(c *gin.Context, fields []string) (*input, error
 		}
 		in.fields[name] = append(in.fields[name], string(data))
 	}
+}
+
+// readPart reads a part through one of the body buffers and returns a copy of
+// exactly its size: io.ReadAll grew its slice a quarter at a time, clearing
+// and copying each step (3.5 % of the server's CPU on 1.6 MB PNG parts), and
+// the images outlive the request where a job keeps them, so they cannot stay
+// in a pooled buffer.
+func (s *Server) readPart(p io.Reader) ([]byte, error) {
+	buf := s.bodies.get()
+	defer s.bodies.put(buf)
+	if _, err := buf.ReadFrom(p); err != nil {
+		return nil, err
+	}
+	data := make([]byte, buf.Len())
+	copy(data, buf.Bytes())
+	return data, nil
 }
 
 func contains(list []string, s string) bool {
