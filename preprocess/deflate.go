@@ -387,7 +387,7 @@ func (d *flateDecoder) block() bool {
 				}
 				pos, b, nb = d.pos, d.b, d.nb
 			} else {
-				b |= binary.LittleEndian.Uint64(src[pos:]) << nb
+				b |= binary.LittleEndian.Uint64(src[pos:]) << (nb & 63)
 				pos += int(63-nb) >> 3
 				nb |= 56
 			}
@@ -398,9 +398,9 @@ func (d *flateDecoder) block() bool {
 			b >>= n
 			nb -= n
 			if op+1 < len(dst) {
-				// Both bytes are written; the second is overwritten next when e is one.
-				dst[op] = byte(e >> entValue)
-				dst[op+1] = byte(e >> 16)
+				// Both bytes are written, in one store; the second is overwritten next
+				// when e is one.
+				binary.LittleEndian.PutUint16(dst[op:op+2], uint16(e>>entValue))
 				op += 1 + int(e>>7&1)
 				continue
 			}
