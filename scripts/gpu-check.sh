@@ -220,10 +220,11 @@ PY
 }
 if left 60; then serve_load 16; else skip serve-fp16; fi
 # --- the host feeding the GPU (issue 15 item 3): HP fp16 alone (no text tower), 16 images a request, for what
-# clients send: 512² JPEGs, 1024² PNGs (base64 JSON, then multipart), and the same 1024² images as raw uint8 tensors --
+# clients send: 512² JPEGs, 1024² PNGs (noisy: base64 JSON, then multipart; detailed, Paeth rows: JSON), and the
+# noisy 1024² images as raw uint8 tensors --
 host_feed() {
 	local port=$((19000 + RANDOM % 1000))
-	python3 - "$img/png1024" <<'PY' 2>"$w/png1024.err" || { skip host-feed "no numpy/PIL to make 1024² PNGs"; return; }
+	python3 - "$img/png1024" "$img/pngdet" <<'PY' 2>"$w/png1024.err" || { skip host-feed "no numpy/PIL to make 1024² PNGs"; return; }
 import os, sys
 import numpy as np
 from PIL import Image
@@ -232,6 +233,15 @@ y, x = np.mgrid[0:1024, 0:1024]
 for i in range(16):
     a = np.stack([(x * rng.uniform(.1, 1)) % 256, (y * rng.uniform(.1, 1)) % 256, ((x + y) * rng.uniform(.1, 1)) % 256], -1)
     Image.fromarray((a + rng.normal(0, 8, a.shape)).clip(0, 255).astype(np.uint8)).save(os.path.join(d, "q%02d.png" % i))
+# detailed pictures (bench_pillow.py's bench_gen1024.png kind: random colours interpolated, plus noise): Paeth rows
+d = sys.argv[2]; os.makedirs(d, exist_ok=True); g = 48
+for i in range(16):
+    rng = np.random.default_rng(100 + i); grid = rng.uniform(0, 255, (g + 1, g + 1, 3))
+    t = np.arange(1024) * g / 1024; i0 = t.astype(int); f = t - i0
+    top = grid[i0][:, i0] * (1 - f)[None, :, None] + grid[i0][:, i0 + 1] * f[None, :, None]
+    bot = grid[i0 + 1][:, i0] * (1 - f)[None, :, None] + grid[i0 + 1][:, i0 + 1] * f[None, :, None]
+    a = top * (1 - f)[:, None, None] + bot * f[:, None, None] + rng.normal(0, 2, (1024, 1024, 3))
+    Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8)).save(os.path.join(d, "g%02d.png" % i))
 PY
 	"$icthp" serve --hp "$m/hp16" --provider $provider --addr 127.0.0.1:$port --cache-bytes 0 --batch-size 64 \
 		--max-images 64 --max-body-bytes 268435456 >"$w/feed.log" 2>&1 &
@@ -240,7 +250,8 @@ PY
 for _ in range(240):
     try: urllib.request.urlopen("http://127.0.0.1:%s/readyz" % sys.argv[1], timeout=2); break
     except Exception: time.sleep(0.5)' "$port"
-	for k in jpg512:"$img/jpg": png1024:"$img/png1024": png1024-multipart:"$img/png1024":--multipart raw1024:"$img/png1024":--raw; do
+	for k in jpg512:"$img/jpg": png1024:"$img/png1024": png1024-multipart:"$img/png1024":--multipart \
+		png1024-detailed:"$img/pngdet": raw1024:"$img/png1024":--raw; do
 		local kind=${k%%:*} rest=${k#*:}
 		local dir=${rest%:*} raw=${rest##*:}
 		if left 30; then
