@@ -1,8 +1,11 @@
 package scoring
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/icthp/icthp/cache"
 	"github.com/icthp/icthp/preprocess"
@@ -208,11 +211,34 @@ func (s *Service) compute(ctx context.Context, j *job, out *encoded, slots []slo
 	if err != nil {
 		return nil, nil, err
 	}
-	feats, err := s.runEncoders(ctx, j, t)
-	if err != nil {
-		return nil, nil, err
+	// The image encoders and the text encoders all run at once: each waits
+	// in its own batcher (up to --batch-wait for its batch to fill) and runs
+	// its own session, so one after another a 1-image ICT + HP request
+	// waited three times (BENCHMARKS.md, "Encoders side by side").
+	// A failure on one side stops the other; the error returned is the one
+	// that failed, not the other's cancellation.
+	run, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var feats [][]scorer.Features
+	var imgErr, textErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		textErr = s.runTextEncoders(run, j, out, t, inUnion, slots, missing, vals, errs)
+		if textErr != nil {
+			cancel()
+		}
+	}()
+	feats, imgErr = s.runEncoders(run, j, t)
+	if imgErr != nil {
+		cancel()
 	}
-	if err := s.runTextEncoders(ctx, j, out, t, inUnion, slots, missing, vals, errs); err != nil {
+	wg.Wait()
+	if imgErr != nil && (ctx.Err() != nil || !errors.Is(imgErr, context.Canceled)) {
+		return nil, nil, imgErr
+	}
+	if err := cmp.Or(textErr, imgErr); err != nil {
 		return nil, nil, err
 	}
 	for k, m := range missing {
@@ -230,34 +256,60 @@ func (s *Service) compute(ctx context.Context, j *job, out *encoded, slots []slo
 	return vals, errs, nil
 }
 
-// runEncoders runs each model's image encoder once over its rows; the
-// result is indexed [model][image].
+// runEncoders runs each model's image encoder once over its rows, all
+// models at once; the result is indexed [model][image]. The first error in
+// model order is returned.
 func (s *Service) runEncoders(ctx context.Context, j *job, t *tensorSet) ([][]scorer.Features, error) {
 	out := make([][]scorer.Features, len(j.models))
+	errs := make([]error, len(j.models))
+	var wg sync.WaitGroup
 	for mi, m := range j.models {
 		rows := t.rows[mi]
 		if len(rows) == 0 {
 			continue
 		}
-		var f []scorer.Features
-		var err error
-		if p := t.pix[mi]; p.half {
-			f, err = m.half.EncodeHalf(ctx, p.f16, len(rows))
-		} else {
-			f, err = m.img.Encode(ctx, p.f32, len(rows))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s image: %w", m.Name, err)
-		}
-		if len(f) != len(rows) {
-			return nil, fmt.Errorf("%s image: %d results for %d images", m.Name, len(f), len(rows))
-		}
-		out[mi] = make([]scorer.Features, len(j.images))
-		for k, i := range rows {
-			out[mi][i] = f[k]
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[mi] = safely(func() error {
+				var f []scorer.Features
+				var err error
+				if p := t.pix[mi]; p.half {
+					f, err = m.half.EncodeHalf(ctx, p.f16, len(rows))
+				} else {
+					f, err = m.img.Encode(ctx, p.f32, len(rows))
+				}
+				if err != nil {
+					return fmt.Errorf("%s image: %w", m.Name, err)
+				}
+				if len(f) != len(rows) {
+					return fmt.Errorf("%s image: %d results for %d images", m.Name, len(f), len(rows))
+				}
+				out[mi] = make([]scorer.Features, len(j.images))
+				for k, i := range rows {
+					out[mi][i] = f[k]
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	if err := cmp.Or(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// safely runs f, a panic in it (an encoder's, on client input) turned into
+// its error: it runs on a goroutine of its own, where a panic would end the
+// process.
+func safely(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the encoder failed (%v)", r)
+		}
+	}()
+	return f()
 }
 
 // runTextEncoders embeds the missing prompts that are needed: a prompt is
@@ -271,6 +323,9 @@ func (s *Service) runTextEncoders(ctx context.Context, j *job, out *encoded, t *
 			needed[p] = true
 		}
 	}
+	// Each model writes only its own positions of vals and errs.
+	modelErrs := make([]error, len(j.models))
+	var wg sync.WaitGroup
 	for mi, m := range j.models {
 		var toks []scorer.Tokens
 		var at []int // positions in missing
@@ -288,15 +343,23 @@ func (s *Service) runTextEncoders(ctx context.Context, j *job, out *encoded, t *
 		if len(toks) == 0 {
 			continue
 		}
-		emb, err := m.emb.EncodeTexts(ctx, toks)
-		if err != nil {
-			return fmt.Errorf("%s text: %w", m.Name, err)
-		}
-		for n, k := range at {
-			vals[k] = cache.Value{Vec: emb[n]}
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			modelErrs[mi] = safely(func() error {
+				emb, err := m.emb.EncodeTexts(ctx, toks)
+				if err != nil {
+					return fmt.Errorf("%s text: %w", m.Name, err)
+				}
+				for n, k := range at {
+					vals[k] = cache.Value{Vec: emb[n]}
+				}
+				return nil
+			})
+		}()
 	}
-	return nil
+	wg.Wait()
+	return cmp.Or(modelErrs...)
 }
 
 // heads applies each model's head to the pairs of its good images and

@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"image/png"
 	"math"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -269,5 +270,101 @@ func TestPromptAndRewardErrors(t *testing.T) {
 	unknown := Combination{Kind: "weighted", Weights: map[string]float64{"beauty": 1}}
 	if _, err := s.Reward(context.Background(), items, &unknown); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("weight of a score no model gives: %v, want ErrBadRequest", err)
+	}
+}
+
+// A request's image encoders and text encoders run at the same time: each
+// holds its call until all three have started. Run one after another (as
+// before), the first would wait forever for the others.
+func TestEncodersSideBySide(t *testing.T) {
+	ict, hp := scorertest.New("ict", true), scorertest.New("hp", false)
+	ict.Gate, hp.Gate, ict.TextGate = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	ict.Entered, hp.Entered, ict.TextEntered = make(chan int, 1), make(chan int, 1), make(chan int, 1)
+	s := newFake(t, Options{}, ict, hp)
+	prompt := "a red fox"
+	type result struct {
+		res *ScoreResponse
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := s.Score(context.Background(), ScoreRequest{Prompt: &prompt, Images: []Image{solidPNG(t, 5, 5, red)}})
+		done <- result{res, err}
+	}()
+	deadline := time.After(20 * time.Second) // a deadlock detector, not a timing
+	for _, ch := range []chan int{ict.Entered, hp.Entered, ict.TextEntered} {
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("the encoders did not all start: they run one after another")
+		}
+	}
+	close(ict.Gate)
+	close(hp.Gate)
+	close(ict.TextGate)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	sc := r.res.Scores[0]
+	if sc.Err != nil || len(sc.Values) != 2 {
+		t.Fatalf("%+v", sc)
+	}
+	if got, want := sc.Values[0].Value, ict.Want(rgbOf(red), prompt); math.Abs(got-want) > 1e-12 {
+		t.Errorf("ict %v, want %v", got, want)
+	}
+	if got, want := sc.Values[1].Value, hp.Want(rgbOf(red), ""); math.Abs(got-want) > 1e-12 {
+		t.Errorf("hp %v, want %v", got, want)
+	}
+}
+
+// When one side fails, the request's error is that failure, not the
+// cancellation it caused on the other side (here the image encoder, held
+// until it is cancelled); a panicking encoder is an error, and the service
+// goes on.
+func TestEncoderFailures(t *testing.T) {
+	broken := errors.New("the text tower broke")
+	for _, tc := range []struct {
+		name string
+		fail func(side string) error
+		want func(error) bool
+	}{
+		{"text error", func(side string) error {
+			if side == "text" {
+				return broken
+			}
+			return nil
+		}, func(err error) bool { return errors.Is(err, broken) }},
+		{"text panic", func(side string) error {
+			if side == "text" {
+				panic("index out of range in a tokenizer table")
+			}
+			return nil
+		}, func(err error) bool { return err != nil && strings.Contains(err.Error(), "index out of range") }},
+		{"image panic", func(side string) error {
+			if side == "image" {
+				panic("nil map in an encoder")
+			}
+			return nil
+		}, func(err error) bool { return err != nil && strings.Contains(err.Error(), "nil map") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ict := scorertest.New("ict", true)
+			ict.Fail = tc.fail
+			if !strings.HasPrefix(tc.name, "image") {
+				ict.Gate = make(chan struct{}) // held: only a cancellation ends it
+			}
+			s := newFake(t, Options{}, ict)
+			prompt := "a red fox"
+			_, err := s.Score(context.Background(), ScoreRequest{Prompt: &prompt, Images: []Image{solidPNG(t, 5, 5, red)}})
+			if !tc.want(err) {
+				t.Fatalf("error %v", err)
+			}
+			ict.Fail, ict.Gate = nil, nil
+			res, err := s.Score(context.Background(), ScoreRequest{Prompt: &prompt, Images: []Image{solidPNG(t, 5, 5, red)}})
+			if err != nil || res.Scores[0].Err != nil {
+				t.Fatalf("the next request: %v %+v", err, res)
+			}
+		})
 	}
 }

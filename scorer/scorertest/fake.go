@@ -28,6 +28,13 @@ type Fake struct {
 	// Entered, when set, gets one send (non-blocking) as each Encode
 	// starts.
 	Entered chan int
+	// TextGate and TextEntered are Gate and Entered for EncodeTexts.
+	TextGate    chan struct{}
+	TextEntered chan int
+	// Fail, when set, is called as each Encode ("image") and EncodeTexts
+	// ("text") starts; an error it returns is the call's (it may panic,
+	// as a broken encoder would).
+	Fail func(side string) error
 
 	Tokenized, Encoded, TextEncoded atomic.Int64 // calls: prompts, image rows, text rows
 }
@@ -99,19 +106,32 @@ type imageSide struct{ f *Fake }
 
 func (m imageSide) Preprocess() scorer.Preprocessor { return meanRGB{} }
 
-func (m imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
-	if m.f.Entered != nil {
+// enter announces a call on entered, runs fail, then waits for gate.
+func (f *Fake) enter(ctx context.Context, side string, n int, entered chan int, gate chan struct{}) error {
+	if entered != nil {
 		select {
-		case m.f.Entered <- n:
+		case entered <- n:
 		default:
 		}
 	}
-	if m.f.Gate != nil {
-		select {
-		case <-m.f.Gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	if f.Fail != nil {
+		if err := f.Fail(side); err != nil {
+			return err
 		}
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (m imageSide) Encode(ctx context.Context, pixels []float32, n int) ([]scorer.Features, error) {
+	if err := m.f.enter(ctx, "image", n, m.f.Entered, m.f.Gate); err != nil {
+		return nil, err
 	}
 	m.f.Encoded.Add(int64(n))
 	out := make([]scorer.Features, n)
@@ -187,7 +207,10 @@ func (t textSide) Tokenize(prompt string) (scorer.Tokens, error) {
 	return scorer.Tokens{IDs: tokens(prompt)}, nil
 }
 
-func (t textSide) EncodeTexts(_ context.Context, toks []scorer.Tokens) ([][]float32, error) {
+func (t textSide) EncodeTexts(ctx context.Context, toks []scorer.Tokens) ([][]float32, error) {
+	if err := t.f.enter(ctx, "text", len(toks), t.f.TextEntered, t.f.TextGate); err != nil {
+		return nil, err
+	}
 	t.f.TextEncoded.Add(int64(len(toks)))
 	out := make([][]float32, len(toks))
 	for i, tk := range toks {
