@@ -13,6 +13,10 @@ go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./...
 # CUDA plugin kit, so that their tests run here rather than skip (each fetched once, from npm).
 bash scripts/fetch-ort.sh --cuda-kit
 go test -count=1 -timeout 30m ./...
+# The race detector on the packages whose goroutines share buffers and results (the scoring
+# pipeline's encoders and decoders, the server's pooled bodies, the unfilter kernels' callers,
+# batch's stages): about two minutes.
+go test -race -count=1 -timeout 20m ./scoring/... ./server/... ./preprocess/... ./batch/...
 # Deployment checks (chart, manifests, compose, Dockerfiles, dashboard): their own module.
 (cd deployments/check && go vet ./... && go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./... && go test -count=1 -timeout 20m ./...)
 # Python client against a real icthp serve (stdlib only; numpy/PIL/torch tests skip when absent).
