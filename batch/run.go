@@ -300,6 +300,17 @@ type job struct {
 	items []Item
 	loads []loaded
 	rgb   []*preprocess.RGB
+	// done hands the decoded pixels back to their pool once the batch is
+	// scored (nothing keeps them after).
+	done []func()
+}
+
+// release hands the batch's decoded pixels back.
+func (jb *job) release() {
+	for _, f := range jb.done {
+		f()
+	}
+	jb.done, jb.rgb = nil, nil
 }
 
 // decode decodes a job's images to RGB as the service would (same limits,
@@ -312,24 +323,25 @@ func (r *runner) decode(jb *job) {
 		if l.err != nil || (r.needPrompt && (l.prompt == nil || *l.prompt == "")) {
 			continue
 		}
-		img, err := decodeSafely(l.data, lim)
+		img, done, err := decodeSafely(l.data, lim)
 		if err != nil {
 			l.err = err
 			continue
 		}
 		jb.rgb[i], l.data = img, nil
+		jb.done = append(jb.done, done)
 	}
 }
 
-// decodeSafely is preprocess.DecodeRGB with a decoder panic turned into
-// the image's error: a hostile file fails its row, not the run.
-func decodeSafely(data []byte, lim preprocess.ImageOptions) (img *preprocess.RGB, err error) {
+// decodeSafely is preprocess.DecodeRGBPooled with a decoder panic turned
+// into the image's error: a hostile file fails its row, not the run.
+func decodeSafely(data []byte, lim preprocess.ImageOptions) (img *preprocess.RGB, done func(), err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			img, err = nil, fmt.Errorf("%w: the decoder failed on this image (%v)", preprocess.ErrUndecodable, r)
+			img, done, err = nil, nil, fmt.Errorf("%w: the decoder failed on this image (%v)", preprocess.ErrUndecodable, r)
 		}
 	}()
-	return preprocess.DecodeRGB(data, lim)
+	return preprocess.DecodeRGBPooled(data, lim)
 }
 
 type result struct {
@@ -389,6 +401,7 @@ func (r *runner) run(ctx context.Context, todo []part) (scored, errRows int, err
 	})
 	stage(ctx, g, r.o.InFlight, jobs, results, func(jb job) (result, error) {
 		rows, err := r.score(ctx, jb)
+		jb.release()
 		return result{part: jb.part, lo: jb.lo, rows: rows}, err
 	})
 	g.Go(func() (err error) {
