@@ -338,12 +338,16 @@ func (s *Server) submitJob(c *gin.Context) {
 		}
 	}
 	hdr.Set(RequestIDHeader, "job-"+j.ID)
+	// The answer is the job as submitted, copied before runJob may finish
+	// and fill it in (the race detector caught the encoder reading fields
+	// runJob was writing).
+	accepted := *j
 	// The job outlives this request: its context keeps the values, not the
 	// cancellation; the route's own deadline bounds it.
 	r.wg.Add(1)
 	go s.runJob(context.WithoutCancel(ctx), j, hdr, body)
 	c.Header("Location", "/v1/jobs/"+j.ID)
-	c.JSON(http.StatusAccepted, j)
+	c.JSON(http.StatusAccepted, &accepted)
 }
 
 func (s *Server) runJob(ctx context.Context, j *Job, hdr http.Header, body []byte) {
