@@ -233,6 +233,8 @@ func (s *Service) compute(ctx context.Context, j *job, out *encoded, slots []slo
 	feats, imgErr = s.runEncoders(run, j, t)
 	if imgErr != nil {
 		cancel()
+	} else {
+		s.release(t) // every row was answered for: nothing reads them now
 	}
 	wg.Wait()
 	if imgErr != nil && (ctx.Err() != nil || !errors.Is(imgErr, context.Canceled)) {

@@ -368,3 +368,45 @@ func TestEncoderFailures(t *testing.T) {
 		})
 	}
 }
+
+// Row buffers go back to a pool after a request and come out uncleared for
+// the next: every request's scores are still its own images', whatever the
+// requests before it left in them (more rows, fewer, failed images between).
+func TestRowBuffersReused(t *testing.T) {
+	aes := scorertest.New("aes", false)
+	s := newFake(t, Options{}, aes)
+	type item struct {
+		c    color.RGBA
+		junk bool
+	}
+	for round, items := range [][]item{
+		{{c: red}, {c: red}, {c: red}},
+		{{junk: true}, {c: teal}},
+		{{c: teal}, {junk: true}, {c: red}},
+		{{c: red}},
+	} {
+		imgs := make([]Image, len(items))
+		for i, it := range items {
+			imgs[i] = solidPNG(t, 5+i, 5+i, it.c)
+			if it.junk {
+				imgs[i] = Image{Data: []byte("not an image")}
+			}
+		}
+		res, err := s.Score(context.Background(), ScoreRequest{Images: imgs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, it := range items {
+			sc := res.Scores[i]
+			if it.junk {
+				if sc.Err == nil {
+					t.Fatalf("round %d, image %d: junk scored", round, i)
+				}
+				continue
+			}
+			if got, want := sc.Values[0].Value, aes.Want(rgbOf(it.c), ""); sc.Err != nil || math.Abs(got-want) > 1e-12 {
+				t.Fatalf("round %d, image %d: %v (err %v), want %v", round, i, got, sc.Err, want)
+			}
+		}
+	}
+}

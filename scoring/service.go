@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,6 +102,11 @@ type Service struct {
 	// then each model's name (its resize, crop and normalisation); nil
 	// without Options.Metrics.
 	prep *prometheus.HistogramVec
+	// rows32 and rows16 hold the buffers of requests' model input rows
+	// (*[]float32, *[]float16.Float16) between requests: 602 KB a 224² row,
+	// allocated and cleared per request they were 5.6 % of the server's CPU
+	// on 1-image requests (tensors.go).
+	rows32, rows16 sync.Pool
 }
 
 // New makes a Service over the loaded models, in registry order; names

@@ -3,6 +3,7 @@ package scoring
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,10 +16,12 @@ import (
 
 // tensorSet holds the model inputs of the images that needed computing.
 type tensorSet struct {
-	pix  []pixelRows // per model: its rows, one after another
-	rows [][]int     // per model: the image index of each row
-	dims [][2]int    // per image: the source's width and height
-	errs []error     // per image
+	pix []pixelRows // per model: its rows, one after another
+	// pooled are the buffers under pix, whole, from the service's pools.
+	pooled []pixelRows
+	rows   [][]int  // per model: the image index of each row
+	dims   [][2]int // per image: the source's width and height
+	errs   []error  // per image
 }
 
 // pixelRows are rows of one model's input, of its graph's element type:
@@ -30,11 +33,38 @@ type pixelRows struct {
 	f16  []float16.Float16
 }
 
-func makeRows(half bool, n int) pixelRows {
+// makeRows gives n values of rows, from the service's pool where it holds a
+// buffer large enough. They need no clearing: every row is written before a
+// model reads it (an image that fails is compacted away).
+func (s *Service) makeRows(half bool, n int) pixelRows {
 	if half {
+		if b, ok := s.rows16.Get().(*[]float16.Float16); ok && cap(*b) >= n {
+			return pixelRows{half: true, f16: (*b)[:n]}
+		}
 		return pixelRows{half: true, f16: make([]float16.Float16, n)}
 	}
+	if b, ok := s.rows32.Get().(*[]float32); ok && cap(*b) >= n {
+		return pixelRows{f32: (*b)[:n]}
+	}
 	return pixelRows{f32: make([]float32, n)}
+}
+
+// release hands t's row buffers back to the service's pools. Only once the
+// models have answered for every row: a batcher runs a lone request's rows
+// where they are, and a caller that stops waiting leaves the run reading
+// them (encode.go releases on success only).
+func (s *Service) release(t *tensorSet) {
+	for _, p := range t.pooled {
+		switch {
+		case p.half && cap(p.f16) > 0:
+			b := p.f16[:0]
+			s.rows16.Put(&b)
+		case !p.half && cap(p.f32) > 0:
+			b := p.f32[:0]
+			s.rows32.Put(&b)
+		}
+	}
+	t.pooled = nil
 }
 
 // row is the k-th row of l values.
@@ -72,8 +102,9 @@ func (s *Service) tensors(ctx context.Context, j *job, idx []int, need [][]bool)
 				t.rows[mi] = append(t.rows[mi], i)
 			}
 		}
-		t.pix[mi] = makeRows(m.half != nil, len(t.rows[mi])*m.prep.TensorLen())
+		t.pix[mi] = s.makeRows(m.half != nil, len(t.rows[mi])*m.prep.TensorLen())
 	}
+	t.pooled = slices.Clone(t.pix)
 	var wg sync.WaitGroup
 	for _, i := range idx {
 		if !s.takeSlot(ctx) {
