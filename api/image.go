@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/icthp/icthp/internal/base64simd"
 )
 
 // Image is one element of a request's images: an encoded file (PNG, JPEG,
@@ -94,7 +96,7 @@ func (m *Image) setTensor(t tensorJSON) error {
 	var pix []byte
 	var err error
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
-		if pix, err = enc.DecodeString(*t.Data); err == nil {
+		if pix, err = base64simd.DecodeString(enc, *t.Data); err == nil {
 			break
 		}
 	}

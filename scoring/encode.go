@@ -263,55 +263,63 @@ func (s *Service) compute(ctx context.Context, j *job, out *encoded, slots []slo
 // model order is returned.
 func (s *Service) runEncoders(ctx context.Context, j *job, t *tensorSet) ([][]scorer.Features, error) {
 	out := make([][]scorer.Features, len(j.models))
-	errs := make([]error, len(j.models))
-	var wg sync.WaitGroup
+	calls := make([]func() error, len(j.models))
 	for mi, m := range j.models {
 		rows := t.rows[mi]
 		if len(rows) == 0 {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[mi] = safely(func() error {
-				var f []scorer.Features
-				var err error
-				if p := t.pix[mi]; p.half {
-					f, err = m.half.EncodeHalf(ctx, p.f16, len(rows))
-				} else {
-					f, err = m.img.Encode(ctx, p.f32, len(rows))
-				}
-				if err != nil {
-					return fmt.Errorf("%s image: %w", m.Name, err)
-				}
-				if len(f) != len(rows) {
-					return fmt.Errorf("%s image: %d results for %d images", m.Name, len(f), len(rows))
-				}
-				out[mi] = make([]scorer.Features, len(j.images))
-				for k, i := range rows {
-					out[mi][i] = f[k]
-				}
-				return nil
-			})
-		}()
+		calls[mi] = func() error {
+			var f []scorer.Features
+			var err error
+			if p := t.pix[mi]; p.half {
+				f, err = m.half.EncodeHalf(ctx, p.f16, len(rows))
+			} else {
+				f, err = m.img.Encode(ctx, p.f32, len(rows))
+			}
+			if err != nil {
+				return fmt.Errorf("%s image: %w", m.Name, err)
+			}
+			if len(f) != len(rows) {
+				return fmt.Errorf("%s image: %d results for %d images", m.Name, len(f), len(rows))
+			}
+			out[mi] = make([]scorer.Features, len(j.images))
+			for k, i := range rows {
+				out[mi][i] = f[k]
+			}
+			return nil
+		}
 	}
-	wg.Wait()
-	if err := cmp.Or(errs...); err != nil {
+	if err := sideBySide(calls); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// safely runs f, a panic in it (an encoder's, on client input) turned into
-// its error: it runs on a goroutine of its own, where a panic would end the
+// sideBySide runs the non-nil calls each on a goroutine of its own and
+// returns the first error in their order. A panic in a call (an encoder's,
+// on client input) is its error: on its own goroutine it would end the
 // process.
-func safely(f func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("the encoder failed (%v)", r)
+func sideBySide(calls []func() error) error {
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, call := range calls {
+		if call == nil {
+			continue
 		}
-	}()
-	return f()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					errs[i] = fmt.Errorf("the encoder failed (%v)", r)
+				}
+			}()
+			errs[i] = call()
+		}()
+	}
+	wg.Wait()
+	return cmp.Or(errs...)
 }
 
 // runTextEncoders embeds the missing prompts that are needed: a prompt is
@@ -326,8 +334,7 @@ func (s *Service) runTextEncoders(ctx context.Context, j *job, out *encoded, t *
 		}
 	}
 	// Each model writes only its own positions of vals and errs.
-	modelErrs := make([]error, len(j.models))
-	var wg sync.WaitGroup
+	calls := make([]func() error, len(j.models))
 	for mi, m := range j.models {
 		var toks []scorer.Tokens
 		var at []int // positions in missing
@@ -345,23 +352,18 @@ func (s *Service) runTextEncoders(ctx context.Context, j *job, out *encoded, t *
 		if len(toks) == 0 {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			modelErrs[mi] = safely(func() error {
-				emb, err := m.emb.EncodeTexts(ctx, toks)
-				if err != nil {
-					return fmt.Errorf("%s text: %w", m.Name, err)
-				}
-				for n, k := range at {
-					vals[k] = cache.Value{Vec: emb[n]}
-				}
-				return nil
-			})
-		}()
+		calls[mi] = func() error {
+			emb, err := m.emb.EncodeTexts(ctx, toks)
+			if err != nil {
+				return fmt.Errorf("%s text: %w", m.Name, err)
+			}
+			for n, k := range at {
+				vals[k] = cache.Value{Vec: emb[n]}
+			}
+			return nil
+		}
 	}
-	wg.Wait()
-	return cmp.Or(modelErrs...)
+	return sideBySide(calls)
 }
 
 // heads applies each model's head to the pairs of its good images and
