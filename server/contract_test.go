@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -180,6 +184,61 @@ func TestMultipartFields(t *testing.T) {
 		})
 	}
 }
+
+// TestMultipartLargeParts: parts larger than the server's read buffer (64
+// KiB), arriving in pieces of a size unrelated to it, with the prompt after
+// the images, are read whole: the scores equal those of the same images sent
+// as JSON (a PNG cut or shifted anywhere fails its CRC or scores otherwise).
+func TestMultipartLargeParts(t *testing.T) {
+	e := newEnv(t, envConfig{}, true)
+	rng := rand.New(rand.NewPCG(7, 11))
+	noisy := func(w, h int) []byte {
+		img := image.NewNRGBA(image.Rect(0, 0, w, h))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(rng.Uint32())
+		}
+		var b bytes.Buffer
+		if err := png.Encode(&b, img); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	imgs := [][]byte{noisy(200, 190), noisy(64, 64), noisy(300, 170)} // ≈ 150, 16, 200 KB
+	want := e.post(t, "/v1/score", map[string]any{"prompt": "a cat", "images": []string{b64(imgs[0]), b64(imgs[1]), b64(imgs[2])}})
+	if want.status != http.StatusOK {
+		t.Fatalf("JSON: %d %s", want.status, want.raw)
+	}
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	for i, img := range imgs {
+		fw, err := w.CreateFormFile("images", fmt.Sprintf("%d.png", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw.Write(img)
+	}
+	w.WriteField("prompt", "a cat")
+	w.Close()
+	// Chunked, in pieces of 7,919 bytes: no Content-Length, and reads that
+	// end anywhere in a part or its boundary.
+	req, err := http.NewRequest(http.MethodPost, e.url+"/v1/score", io.NopCloser(&pieces{r: bytes.NewReader(b.Bytes()), n: 7919}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	got := e.do(t, req)
+	if got.status != http.StatusOK || !bytes.Equal(got.raw, want.raw) {
+		t.Errorf("multipart: %d %s\nwant the JSON route's %s", got.status, got.raw, want.raw)
+	}
+}
+
+// pieces reads at most n bytes a call.
+type pieces struct {
+	r io.Reader
+	n int
+}
+
+func (p *pieces) Read(b []byte) (int, error) { return p.r.Read(b[:min(len(b), p.n)]) }
 
 // TestTensorHeaderUTF8: the header line of a tensor body follows the JSON
 // rules (exact keys, UTF-8).

@@ -8,6 +8,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -20,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -172,6 +174,7 @@ type Server struct {
 	jobs     *jobRunner
 	raw      *rawBuffers  // rawbuf.go
 	bodies   *bodyBuffers // JSON bodies being decoded (bodybuf.go)
+	partBufs sync.Pool    // *bufio.Reader: multipart bodies being read (decodeMultipart)
 }
 
 // New makes a Server; it registers its collectors on o.Registry.
@@ -182,6 +185,7 @@ func New(svc Scorer, o Options) (*Server, error) {
 	o.defaults()
 	s := &Server{svc: svc, opts: o, log: o.Logger}
 	s.bodies = newBodyBuffers(o.MaxBodyBytes)
+	s.partBufs.New = func() any { return bufio.NewReaderSize(nil, 64<<10) }
 	for _, t := range o.Tokens {
 		if t == "" {
 			return nil, errors.New("server: empty bearer token")
