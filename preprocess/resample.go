@@ -210,25 +210,35 @@ func clip8(v int32) uint8 {
 	return uint8(v)
 }
 
+// passCode is the code a horizontal pass runs: pure Go, the AVX2 kernels, or the AVX-512
+// kernel for eight rows of 3- and 4-byte pixels (with the AVX2 ones for the rest).
+type passCode uint8
+
+const (
+	passGo passCode = iota
+	passAVX2
+	passAVX512
+)
+
 // hpass resamples rows of src horizontally into dst. src rows start every srcStride bytes;
 // a pixel is ps bytes with its R, G, B at offsets 0, o1, o2 (ps = 1 means one gray
 // channel, and dst then has 1 byte per pixel; otherwise dst is packed RGB). Where the CPU
-// allows (useSIMD), layouts 1, 3 and 4 go to the vector code (resample_amd64.go and
+// allows (bestPass), layouts 1, 3 and 4 go to the vector code (resample_amd64.go and
 // package resamplesimd).
 func hpass(dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
-	hpassWith(useSIMD, dst, src, srcStride, ps, o1, o2, rows, c)
+	hpassWith(bestPass, dst, src, srcStride, ps, o1, o2, rows, c)
 }
 
-// hpassWith is hpass with the choice of code made by the caller (the tests run both).
+// hpassWith is hpass with the choice of code made by the caller (the tests run each).
 //
 // In the pure-Go code each layout has its own small row function, so that the accumulators
 // and the pointers stay in registers, R and B share one 64-bit multiply (lane, below), and the tap loops
 // are unrolled by four; integer addition is
 // associative (int32 wraps the same way in any order, and the true sums fit anyway), so
 // the result is the C loop's.
-func hpassWith(simd bool, dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
-	if simd && (ps == 1 || (ps == 3 || ps == 4) && o1 == 1 && o2 == 2) {
-		hpassSIMD(dst, src, srcStride, ps, rows, c)
+func hpassWith(code passCode, dst []byte, src []byte, srcStride, ps, o1, o2, rows int, c *coeffs) {
+	if code != passGo && (ps == 1 || (ps == 3 || ps == 4) && o1 == 1 && o2 == 2) {
+		hpassSIMD(code == passAVX512, dst, src, srcStride, ps, rows, c)
 		return
 	}
 	w := c.n * 3

@@ -6,7 +6,10 @@ package preprocess
 // run their pure-Go code.
 const useSIMD = false
 
-func hpassSIMD(dst, src []byte, srcStride, ps, rows int, c *coeffs) {
+// bestPass: the pure-Go passes.
+const bestPass = passGo
+
+func hpassSIMD(wide bool, dst, src []byte, srcStride, ps, rows int, c *coeffs) {
 	panic("preprocess: no SIMD resampling in this build")
 }
 

@@ -13,12 +13,9 @@ import (
 // source buffers that end exactly where the last row ends.
 
 // passModes are the codes a test runs: pure Go always, the vector code where this build
-// and CPU have it.
-func passModes() []bool {
-	if useSIMD {
-		return []bool{false, true}
-	}
-	return []bool{false}
+// and CPU have it (the AVX2 kernels alone, and with the AVX-512 one).
+func passModes() []passCode {
+	return []passCode{passGo, passAVX2, passAVX512}[:bestPass+1]
 }
 
 // guard bytes after every output buffer: the passes must not write past what they own
@@ -45,7 +42,7 @@ func checkGuard(t *testing.T, what string, full []byte, n int) {
 // resizeWindow runs the two passes as cropCLIP does (the horizontal pass over only the
 // source rows the vertical pass needs, then the vertical pass) for the outputs
 // [x0, x0+nx) × [y0, y0+ny) of a w×h → W×H resize of pix (rows stride bytes apart).
-func resizeWindow(t *testing.T, simd bool, pix []byte, w, h, stride, ps, W, H, x0, nx, y0, ny int) []byte {
+func resizeWindow(t *testing.T, code passCode, pix []byte, w, h, stride, ps, W, H, x0, nx, y0, ny int) []byte {
 	t.Helper()
 	pb := &pixbuf{w: w, h: h, ps: ps, stride: stride, pix: pix}
 	o1, o2 := pb.offsets()
@@ -63,7 +60,7 @@ func resizeWindow(t *testing.T, simd bool, pix []byte, w, h, stride, ps, W, H, x
 	tmp, tmpFull := guarded(rows * rowLen)
 	src := pix[sy0*stride:]
 	if W != w {
-		hpassWith(simd, tmp, src, stride, ps, o1, o2, rows, computeCoeffs(w, W, x0, nx))
+		hpassWith(code, tmp, src, stride, ps, o1, o2, rows, computeCoeffs(w, W, x0, nx))
 	} else {
 		copyColumns(tmp, src, stride, ps, o1, o2, rows, x0, nx)
 	}
@@ -74,7 +71,7 @@ func resizeWindow(t *testing.T, simd bool, pix []byte, w, h, stride, ps, W, H, x
 	in := fenced(t, len(tmp)) // the vertical pass must not read past its input either
 	copy(in, tmp)
 	res, resFull := guarded(ny * rowLen)
-	vpassWith(simd, res, in, rowLen, sy0, vc, make([]int32, rowLen))
+	vpassWith(code != passGo, res, in, rowLen, sy0, vc, make([]int32, rowLen))
 	checkGuard(t, "vertical pass", resFull, len(res))
 	return res
 }
@@ -143,11 +140,11 @@ func (rc resizeCase) check(t *testing.T, rng *rand.Rand) {
 	copy(fpix, pix)
 	pix = fpix
 	want := refWindow(pix, rc.w, rc.h, stride, rc.ps, rc.W, rc.H, rc.x0, rc.nx, rc.y0, rc.ny)
-	for _, simd := range passModes() {
-		got := resizeWindow(t, simd, pix, rc.w, rc.h, stride, rc.ps, rc.W, rc.H, rc.x0, rc.nx, rc.y0, rc.ny)
+	for _, code := range passModes() {
+		got := resizeWindow(t, code, pix, rc.w, rc.h, stride, rc.ps, rc.W, rc.H, rc.x0, rc.nx, rc.y0, rc.ny)
 		if !bytes.Equal(got, want) {
 			n, maxd := diffStats(got, want)
-			t.Fatalf("%v, simd %v: %d of %d bytes differ from the reference (max %d)", rc, simd, n, len(want), maxd)
+			t.Fatalf("%v, code %v: %d of %d bytes differ from the reference (max %d)", rc, code, n, len(want), maxd)
 		}
 	}
 }
@@ -221,16 +218,16 @@ func BenchmarkPasses(b *testing.B) {
 	hc, vc := computeCoeffs(w, W, 0, W), computeCoeffs(h, H, 0, H)
 	tmp, res := make([]byte, h*W*3), make([]byte, H*W*3)
 	acc := make([]int32, W*3)
-	for _, simd := range passModes() {
-		name := map[bool]string{false: "go", true: "simd"}[simd]
+	for _, code := range passModes() {
+		name := []string{"go", "simd", "avx512"}[code]
 		b.Run(name+"/horizontal", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				hpassWith(simd, tmp, pix, w*3, 3, 1, 2, h, hc)
+				hpassWith(code, tmp, pix, w*3, 3, 1, 2, h, hc)
 			}
 		})
 		b.Run(name+"/vertical", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				vpassWith(simd, res, tmp, W*3, 0, vc, acc)
+				vpassWith(code != passGo, res, tmp, W*3, 0, vc, acc)
 			}
 		})
 	}

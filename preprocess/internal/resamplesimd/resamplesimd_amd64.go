@@ -39,3 +39,27 @@ func HRows1(a *Rows)
 //
 //go:noescape
 func VRow(dst, src *byte, n int, k *int32, cnt int)
+
+// Rows8 is what HRows8 reads (resamplesimd_avx512_amd64.s knows these offsets): eight
+// source rows SStride bytes apart from Src and eight output rows DStride bytes apart from
+// Dst, outputs [0, N) as in Rows. Output i reads 16 bytes at each of its pixels XMin[i] +
+// 4j for j < ⌈Cnt[i]/4⌉ (for PS = 3, 4 bytes past the last tap's pixel at most).
+type Rows8 struct {
+	Src     *byte  // 0
+	SStride int    // 8
+	Dst     *byte  // 16
+	DStride int    // 24
+	XMin    *int32 // 32
+	Cnt     *int32 // 40
+	K       *int32 // 48
+	KPS     int    // 56
+	N       int    // 64
+	PS      int    // 72: 3 or 4
+}
+
+// HRows8 is HRows over eight rows at once with AVX-512F: a 16-byte load and one multiply
+// per row for four taps, where HRows needs two of each (and AMD Zen 5 does 512-bit
+// multiplies at the rate of 256-bit ones).
+//
+//go:noescape
+func HRows8(a *Rows8)
