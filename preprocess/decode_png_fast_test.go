@@ -544,15 +544,17 @@ func filteredPNG(rng *rand.Rand, w, h int, ctype byte, filters []byte) []byte {
 }
 
 // TestPNGFastPathPaethRows: RGB and RGBA images whose rows are Paeth in runs of every
-// length from 1 to 4 (so both the two-row and the one-row kernels run, after every other
-// filter), at widths 1 to 40: the fast path's pixels are image/png's.
+// length from 1 to 11 (so the four-, two- and one-row kernels run after every other
+// filter, and one after another in a run), at widths 1 to 40, 9 and 20 rows high: the fast
+// path's pixels are image/png's.
 func TestPNGFastPathPaethRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	patterns := [][]byte{{4}, {4, 4, 4, 0}, {4, 1, 4, 4, 2}, {3, 4, 4, 4, 4}, {2, 4}}
+	patterns := [][]byte{{4}, {4, 4, 4, 0}, {4, 1, 4, 4, 2}, {3, 4, 4, 4, 4}, {2, 4},
+		{1, 4, 4, 4, 4, 4, 4, 4}, {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2}, {0, 4, 4, 4, 4, 4, 4}}
 	for _, ctype := range []byte{2, 6} {
 		for w := 1; w <= 40; w++ {
 			for i, f := range patterns {
-				data := filteredPNG(rng, w, 9, ctype, f)
+				data := filteredPNG(rng, w, 9+11*(i%2), ctype, f)
 				got, ok := pngFastRGB(data)
 				if !ok {
 					t.Fatalf("colour type %d, width %d, filters %v: the fast path declined", ctype, w, f)
