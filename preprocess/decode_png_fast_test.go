@@ -286,29 +286,36 @@ func TestPNGFastPathChunkOrder(t *testing.T) {
 
 // BenchmarkPNGUnfilter: the unfiltering of the 1024² benchmark PNG's inflated rows (a
 // fresh copy of the filtered rows each time; the copy alone is the "copy" line).
-// TestAddBytes: every pair of byte values, at every length up to 40 (the word loop and
-// its tail), adds as a byte loop adds, modulo 256.
+// TestAddBytes: every pair of byte values, at every length up to 100 (the vector blocks,
+// the word loop and its tail), adds as a byte loop adds, modulo 256, and writes nothing
+// past the row.
 func TestAddBytes(t *testing.T) {
-	for n := 0; n <= 40; n++ {
-		for v := 0; v < 256*256; v += 97 {
-			dst, src := make([]byte, n), make([]byte, n)
-			for i := range dst {
-				dst[i], src[i] = byte(v+i*31), byte(v>>8+i*57)
-			}
-			want := bytes.Clone(dst)
-			for i := range want {
-				want[i] += src[i]
-			}
-			addBytes(dst, src)
-			if !bytes.Equal(dst, want) {
-				t.Fatalf("length %d, seed %d: % x, want % x", n, v, dst, want)
+	for _, simd := range []bool{false, true} {
+		if simd && !useSIMD {
+			continue
+		}
+		for n := 0; n <= 100; n++ {
+			for v := 0; v < 256*256; v += 97 {
+				// guards after both rows: nothing past n is read into dst or written
+				dstg, srcg := make([]byte, n+8), make([]byte, n+8)
+				for i := range dstg {
+					dstg[i], srcg[i] = byte(v+i*31), byte(v>>8+i*57)
+				}
+				want := bytes.Clone(dstg)
+				for i := range want[:n] {
+					want[i] += srcg[i]
+				}
+				addBytesWith(simd, dstg[:n:n], srcg[:n:n])
+				if !bytes.Equal(dstg, want) {
+					t.Fatalf("vector %v, length %d, seed %d: % x, want % x", simd, n, v, dstg, want)
+				}
 			}
 		}
-	}
-	a, b := bytes.Repeat([]byte{0xff, 0x80, 0x7f, 0x01}, 4), bytes.Repeat([]byte{0x01, 0x80, 0x81, 0xff}, 4)
-	addBytes(a, b)
-	if !bytes.Equal(a, make([]byte, 16)) {
-		t.Fatalf("carries crossed bytes: % x", a)
+		a, b := bytes.Repeat([]byte{0xff, 0x80, 0x7f, 0x01}, 16), bytes.Repeat([]byte{0x01, 0x80, 0x81, 0xff}, 16)
+		addBytesWith(simd, a, b)
+		if !bytes.Equal(a, make([]byte, 64)) {
+			t.Fatalf("vector %v: carries crossed bytes: % x", simd, a)
+		}
 	}
 }
 

@@ -39,3 +39,15 @@ func paeth4SIMD(rows []byte, stride, from, n, bpp int) {
 	}
 	pngsimd.Paeth4(&rows[stride], stride, from, n, bpp)
 }
+
+// addBytesSIMD adds src to dst (as long) with the AVX2 kernel for the whole 32-byte blocks
+// and returns how many bytes it did.
+func addBytesSIMD(dst, src []byte) int {
+	n := len(dst) &^ 31
+	if n == 0 {
+		return 0
+	}
+	_ = src[n-1]
+	pngsimd.AddBytes(&dst[0], &src[0], n)
+	return n
+}

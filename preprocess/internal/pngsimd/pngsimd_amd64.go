@@ -31,3 +31,9 @@ func Paeth2(r0, r1, prev *byte, n, bpp int)
 //
 //go:noescape
 func Paeth4(r0 *byte, stride, from, n, bpp int)
+
+// AddBytes adds src to dst byte by byte, modulo 256, for the first n bytes (n a multiple
+// of 32): the Up filter undone. It needs AVX2.
+//
+//go:noescape
+func AddBytes(dst, src *byte, n int)

@@ -276,3 +276,26 @@ next4:
 
 done4:
 	RET
+
+// func AddBytes(dst, src *byte, n int)
+//
+// dst[i] += src[i] for i < n, n a multiple of 32: the Up filter undone, 32 bytes a step.
+TEXT ·AddBytes(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $5, CX
+	JZ   doneadd
+
+loopadd:
+	VMOVDQU (DI), Y0
+	VPADDB  (SI), Y0, Y0
+	VMOVDQU Y0, (DI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     loopadd
+	VZEROUPPER
+
+doneadd:
+	RET
