@@ -1,6 +1,7 @@
 // Package pngsimd holds the vector kernels of preprocess's PNG decoding: the Paeth filter
 // undone for pixels of 3 or 4 bytes, each pixel's channels in 16-bit lanes (AVX), for one
-// row, two rows (AVX) or four rows (AVX2) at once.
+// row, two rows (AVX) or four rows (AVX2) at once; and the Up filter undone 32 bytes a
+// step (AVX2).
 //
 // The Paeth predictor of a byte depends on the byte just decoded to its left, so a row is
 // one chain of dependent steps per channel, and Go's branches on the predictor are
