@@ -370,15 +370,10 @@ func TestUnAvg(t *testing.T) {
 // filtered rows (timed alone as "copy").
 func BenchmarkPNGUnfilter(b *testing.B) {
 	for _, img := range []struct{ name, file string }{{"smooth", "bench_1024.png"}, {"generated", "bench_gen1024.png"}} {
-		data := benchImage(b, img.file)
-		hd, err := pngIHDR(data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, idat, ok := pngChunks(data, hd.ctype)
+		hd, idat := benchIDAT(b, img.file)
 		stride := 1 + hd.w*3
 		filtered := make([]byte, hd.h*stride)
-		if !ok || hd.ctype != pngRGB || !pngInflate(filtered, idat) {
+		if !pngInflate(filtered, idat) {
 			b.Fatal("not an RGB PNG the fast path takes")
 		}
 		rows := make([]byte, len(filtered))

@@ -601,21 +601,27 @@ func FuzzInflate(f *testing.F) {
 	})
 }
 
+// benchIDAT is the header and the IDAT chunks of a benchmark RGB PNG (benchImage).
+func benchIDAT(b *testing.B, file string) (pngHeader, [][]byte) {
+	data := benchImage(b, file)
+	hd, err := pngIHDR(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, idat, ok := pngChunks(data, hd.ctype)
+	if !ok || hd.ctype != pngRGB {
+		b.Fatal("not an RGB PNG the fast path takes")
+	}
+	return hd, idat
+}
+
 // BenchmarkPNGInflate: the IDAT streams of the 1024² benchmark PNGs (smooth:
 // bench_1024.png, 8 blocks; generated: bench_gen1024.png, 94 blocks, mostly literal pairs)
 // inflated by pngInflate (joining the IDAT chunks, flateDecoder, Adler-32) and by
 // compress/zlib, in CPU time per image.
 func BenchmarkPNGInflate(b *testing.B) {
 	for _, img := range []struct{ name, file string }{{"smooth", "bench_1024.png"}, {"generated", "bench_gen1024.png"}} {
-		data := benchImage(b, img.file)
-		hd, err := pngIHDR(data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, idat, ok := pngChunks(data, hd.ctype)
-		if !ok || hd.ctype != pngRGB {
-			b.Fatal("not an RGB PNG the fast path takes")
-		}
+		hd, idat := benchIDAT(b, img.file)
 		src := bytes.Join(idat, nil)
 		dst := make([]byte, hd.h*(1+hd.w*3))
 		run := func(name string, f func() bool) {
