@@ -90,6 +90,39 @@ func TestPNGInflateLikeZlib(t *testing.T) {
 	}
 }
 
+// TestPNGInflateLongLiterals: most literals one of a few dozen (codewords of 5 and 6 bits,
+// so table entries of two literals and 11 bits), the rest of geometrically falling
+// frequency (codewords up to 15 bits): literals longer than the table (decoded one bit at
+// a time) amid runs of full-width pairs, where the decoder takes several table entries per
+// refill, come out right.
+func TestPNGInflateLongLiterals(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, common := range []int{40, 48, 56} {
+		raw := make([]byte, 1<<20)
+		for j := range raw {
+			if rng.IntN(10) != 0 {
+				raw[j] = byte(rng.IntN(common))
+				continue
+			}
+			k := common
+			for k < 255 && rng.IntN(3) != 0 {
+				k++
+			}
+			raw[j] = byte(k)
+		}
+		for _, level := range []int{zlib.HuffmanOnly, zlib.DefaultCompression} {
+			var z bytes.Buffer
+			zw, _ := zlib.NewWriterLevel(&z, level)
+			zw.Write(raw)
+			zw.Close()
+			dst := make([]byte, len(raw))
+			if !pngInflate(dst, [][]byte{z.Bytes()}) || !bytes.Equal(dst, raw) {
+				t.Fatalf("%d common literals, level %d: declined or bytes differ", common, level)
+			}
+		}
+	}
+}
+
 // TestPairLiterals: in a literal/length table, an entry is two literals exactly when a
 // second literal's whole codeword follows the first's within the table's bits, and then
 // holds both and consumes both; every other entry is that of the one symbol puff's
