@@ -373,14 +373,16 @@ func (d *flateDecoder) dynamicCodes() bool {
 // block decodes a block's literal/length and distance symbols up to the end-of-block code,
 // refusing the codes compress/flate refuses (huffmanBlock), distances before the start of
 // the output, and output past the end of dst. The bit buffer and the output position are
-// kept in locals: this loop is the decoder's whole cost, and it is one function on purpose
-// (moving the rare long-literal path out, by a goto or a check ahead of the literals, cost
-// 4–6 % on noisy images: the compiler then lays out and allocates the hot loop worse).
-// After a refill, up to five literal entries are decoded without another look at the bit
-// count: the refill's branch, taken every third or fourth entry in no fixed pattern, was
-// mispredicted often enough to cost a third of a noisy image's inflate (8.1 → 5.3 ms with
-// four entries; the detailed one 6.1 → 4.7 ms; the fifth, refilling to 56 bits, 1.5–3 %
-// more).
+// kept in locals: this loop is the decoder's whole cost, and its hot path is one function
+// on purpose (moving the rare long-literal path out, by a goto or a check ahead of the
+// literals, once cost 4–6 % on noisy images: the compiler then laid out and allocated the
+// hot loop worse). After a refill, up to five literal entries are decoded without another
+// look at the bit count: the refill's branch, taken every third or fourth entry in no
+// fixed pattern, was mispredicted often enough to cost a third of a noisy image's inflate
+// (8.1 → 5.3 ms with four entries; the detailed one 6.1 → 4.7 ms; the fifth, refilling to
+// 56 bits, 1.5–3 % more). The rare paths (a literal too long for the table, the last bytes
+// of dst, a refill at the end of src, a match's values and its short copy) share checks or
+// sit in small functions: 33 lines fewer for 0.5–1.5 % of the time.
 func (d *flateDecoder) block() bool {
 	src, pos, b, nb := d.src, d.pos, d.b, d.nb
 	dst, op := d.dst, d.op
@@ -390,12 +392,9 @@ func (d *flateDecoder) block() bool {
 		// a distance code (15) + 13 extra bits)
 		if nb < 56 {
 			if pos+8 > len(src) {
-				d.pos, d.b, d.nb = pos, b, nb
-				d.refill()
-				if d.over > 8 {
+				if pos, b, nb = d.refillAt(pos, b, nb); d.over > 8 {
 					return false
 				}
-				pos, b, nb = d.pos, d.b, d.nb
 			} else {
 				b |= binary.LittleEndian.Uint64(src[pos:]) << (nb & 63)
 				pos += int(63-nb) >> 3
@@ -403,57 +402,40 @@ func (d *flateDecoder) block() bool {
 			}
 		}
 		e := fast[b&(1<<flateBits-1)]
-		if e&entLit != 0 { // one or two literals: the common case, inline
-			n := uint(e & entBits)
-			b >>= n
-			nb -= n
-			if op+10 <= len(dst) {
-				// Both bytes are written, in one store; the second is overwritten next
-				// when e is one. Up to four more literal entries follow without a
-				// refill: the buffer held at least 56 bits and each takes at most
-				// flateBits, so 12 are left for the fifth lookup; anything else goes
-				// back to the top (and is looked up again after a refill).
-				for k := 0; ; k++ {
-					binary.LittleEndian.PutUint16(dst[op:op+2], uint16(e>>entValue))
-					op += 1 + int(e>>7&1)
-					if k == 4 {
-						break
-					}
-					if e = fast[b&(1<<flateBits-1)]; e&entLit == 0 {
-						break
-					}
-					n = uint(e & entBits)
-					b >>= n
-					nb -= n
-				}
-				continue
-			}
-			if op+1 < len(dst) {
-				binary.LittleEndian.PutUint16(dst[op:op+2], uint16(e>>entValue))
-				op += 1 + int(e>>7&1)
-				continue
-			}
-			if e&entPair != 0 || op >= len(dst) {
-				return false // more than len(dst) bytes
-			}
-			dst[op] = byte(e >> entValue)
-			op++
-			continue
-		}
 		if e == 0 {
 			if e = d.lit.slow(b); e == 0 {
 				return false
 			}
-			if e&entLit != 0 { // a literal too long for the table
-				b >>= e & entBits
-				nb -= uint(e & entBits)
-				if op >= len(dst) {
-					return false
+		}
+		if e&entLit != 0 {
+			n := uint(e & entBits)
+			b >>= n
+			nb -= n
+			if n > flateBits || op+10 > len(dst) { // a literal too long for the table; the end of dst
+				if op = putLiterals(dst, op, e); op < 0 {
+					return false // more than len(dst) bytes
 				}
-				dst[op] = byte(e >> entValue)
-				op++
 				continue
 			}
+			// One or two literals, both bytes written in one store (the second is
+			// overwritten next when e is one), then up to four more literal entries
+			// without a refill: the buffer held at least 56 bits and each takes at most
+			// flateBits, so 12 are left for the fifth lookup; anything else goes back to
+			// the top (and is looked up again after a refill).
+			for k := 0; ; k++ {
+				binary.LittleEndian.PutUint16(dst[op:op+2], uint16(e>>entValue))
+				op += 1 + int(e>>7&1)
+				if k == 4 {
+					break
+				}
+				if e = fast[b&(1<<flateBits-1)]; e&entLit == 0 {
+					break
+				}
+				n = uint(e & entBits)
+				b >>= n
+				nb -= n
+			}
+			continue
 		}
 		if e&entStop != 0 {
 			if e>>entValue&0xffff != 256 {
@@ -463,10 +445,9 @@ func (d *flateDecoder) block() bool {
 			d.pos, d.b, d.nb, d.op = pos, b, nb-uint(e&entBits), op
 			return true
 		}
-		code, total := e>>entCode&15, e&entBits
-		length := int(e>>entValue&0xffff) + int(uint32(b>>code)&(1<<(total-code)-1))
-		b >>= total
-		nb -= uint(total)
+		length, n := entryValue(e, b)
+		b >>= n
+		nb -= n
 		de := d.dist.fast[b&d.dist.mask]
 		if de == 0 {
 			de = d.dist.slow(b)
@@ -474,31 +455,62 @@ func (d *flateDecoder) block() bool {
 		if de == 0 || de&entStop != 0 {
 			return false // no such codeword; 30, 31
 		}
-		code, total = de>>entCode&15, de&entBits
-		back := int(de>>entValue&0xffff) + int(uint32(b>>code)&(1<<(total-code)-1))
-		b >>= total
-		nb -= uint(total)
+		back, n := entryValue(de, b)
+		b >>= n
+		nb -= n
 		if back > op || length > len(dst)-op {
 			return false
 		}
-		switch {
-		case back >= 8 && length <= 40 && len(dst)-op >= 40:
-			// Most of a PNG's matches (a row or a pixel back) are this short: five words,
-			// unconditionally, without a loop whose end the branch predictor misses or the
-			// call of copy. Bytes written past the match are written over later. Each word
-			// read lies at least eight bytes behind the one written, so it is already
-			// final even where the match overlaps itself.
-			w, r := dst[op:op+40], dst[op-back:op-back+40]
-			binary.LittleEndian.PutUint64(w[0:], binary.LittleEndian.Uint64(r[0:]))
-			binary.LittleEndian.PutUint64(w[8:], binary.LittleEndian.Uint64(r[8:]))
-			binary.LittleEndian.PutUint64(w[16:], binary.LittleEndian.Uint64(r[16:]))
-			binary.LittleEndian.PutUint64(w[24:], binary.LittleEndian.Uint64(r[24:]))
-			binary.LittleEndian.PutUint64(w[32:], binary.LittleEndian.Uint64(r[32:]))
-		default:
+		if back >= 8 && length <= 40 && len(dst)-op >= 40 {
+			copyShort(dst[op:op+40], dst[op-back:op-back+40])
+		} else {
 			copyMatch(dst, op, back, length)
 		}
 		op += length
 	}
+}
+
+// refillAt is refill for block's locals, near the end of src.
+func (d *flateDecoder) refillAt(pos int, b uint64, nb uint) (int, uint64, uint) {
+	d.pos, d.b, d.nb = pos, b, nb
+	d.refill()
+	return d.pos, d.b, d.nb
+}
+
+// putLiterals writes the one or two literals of entry e at op in dst and returns the
+// position after them, or -1 if they do not fit.
+func putLiterals(dst []byte, op int, e uint32) int {
+	n := 1 + int(e>>7&1)
+	if n > len(dst)-op {
+		return -1
+	}
+	dst[op] = byte(e >> entValue)
+	if n == 2 {
+		dst[op+1] = byte(e >> 16)
+	}
+	return op + n
+}
+
+// entryValue is a length or distance entry's value, its base plus the extra bits that
+// follow its codeword at the bottom of b, and the bits both take.
+func entryValue(e uint32, b uint64) (int, uint) {
+	code, total := e>>entCode&15, e&entBits
+	return int(e>>entValue&0xffff) + int(uint32(b>>code)&(1<<(total-code)-1)), uint(total)
+}
+
+// copyShort copies a match of at most 40 bytes at least 8 back: most of a PNG's matches
+// (a row or a pixel back) are this short, so five words, unconditionally, without a loop
+// whose end the branch predictor misses or the call of copy. w and r are the 40 bytes at
+// the match and at its source; bytes written past the match are written over later. Each
+// word read lies at least eight bytes behind the one written, so it is already final even
+// where the match overlaps itself.
+func copyShort(w, r []byte) {
+	w, r = w[:40], r[:40]
+	binary.LittleEndian.PutUint64(w[0:], binary.LittleEndian.Uint64(r[0:]))
+	binary.LittleEndian.PutUint64(w[8:], binary.LittleEndian.Uint64(r[8:]))
+	binary.LittleEndian.PutUint64(w[16:], binary.LittleEndian.Uint64(r[16:]))
+	binary.LittleEndian.PutUint64(w[24:], binary.LittleEndian.Uint64(r[24:]))
+	binary.LittleEndian.PutUint64(w[32:], binary.LittleEndian.Uint64(r[32:]))
 }
 
 // copyMatch copies length bytes from back bytes before op to op, in dst (back ≤ op,
