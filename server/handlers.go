@@ -139,11 +139,11 @@ func (s *Server) decodeMultipart(c *gin.Context, params map[string]string, field
 	if !ok { // what (*http.Request).MultipartReader answers
 		return nil, newError(http.StatusBadRequest, CodeBadRequest, "multipart body: "+http.ErrMissingBoundary.Error())
 	}
-	br := s.partBufs.Get().(*bufio.Reader)
+	br := s.bodyReaders.Get().(*bufio.Reader)
 	br.Reset(c.Request.Body)
 	defer func() {
 		br.Reset(nil)
-		s.partBufs.Put(br)
+		s.bodyReaders.Put(br)
 	}()
 	mr := multipart.NewReader(br, boundary)
 	in := &input{fields: map[string][]string{}}

@@ -174,7 +174,9 @@ type Server struct {
 	jobs     *jobRunner
 	raw      *rawBuffers  // rawbuf.go
 	bodies   *bodyBuffers // JSON bodies being decoded (bodybuf.go)
-	partBufs sync.Pool    // *bufio.Reader: multipart bodies being read (decodeMultipart)
+	// *bufio.Reader of 64 KiB: multipart bodies being read (decodeMultipart),
+	// refused bodies dropped (dropRefusedBody); a read takes what has arrived.
+	bodyReaders sync.Pool
 }
 
 // New makes a Server; it registers its collectors on o.Registry.
@@ -185,7 +187,7 @@ func New(svc Scorer, o Options) (*Server, error) {
 	o.defaults()
 	s := &Server{svc: svc, opts: o, log: o.Logger}
 	s.bodies = newBodyBuffers(o.MaxBodyBytes)
-	s.partBufs.New = func() any { return bufio.NewReaderSize(nil, 64<<10) }
+	s.bodyReaders.New = func() any { return bufio.NewReaderSize(nil, 64<<10) }
 	for _, t := range o.Tokens {
 		if t == "" {
 			return nil, errors.New("server: empty bearer token")
@@ -240,7 +242,7 @@ func (s *Server) routes() *gin.Engine {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true // c.Done/c.Err follow the request's context
-	e.Use(s.observe, s.recover)
+	e.Use(s.dropRefusedBody, s.observe, s.recover)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, newError(http.StatusNotFound, CodeNotFound, "no route "+c.Request.Method+" "+c.Request.URL.Path))
 	})
@@ -442,11 +444,62 @@ type saturation interface{ Saturated() bool }
 // the service is already full: under overload a refusal then costs no body
 // read, no base64 or JSON decoding, only this check. The service still
 // decides exactly, by the request's image count, once the body is read.
+//
+// The body is still on the wire. One of up to lingerMaxBytes is read and
+// dropped after the answer has gone out (dropRefusedBody), and the
+// connection serves the client's next request; a larger one, or one of
+// unknown length, closes the connection (whose linger then reads up to
+// lingerMaxBytes anyway). A new TCP connection for every refusal cost the
+// server more than the read: accept, four keep-alive socket options, a
+// goroutine, the half-close and the linger (hostile overload probe, 200
+// clients re-sending 31 kB bodies at once after each 429: RELIABILITY.md).
 func (s *Server) saturated(c *gin.Context) {
-	if sat, ok := s.svc.(saturation); ok && sat.Saturated() {
-		c.Header("Connection", "close") // the body was not read
-		s.fail(c, &models.OverloadError{Reason: models.ReasonQueueFull, RetryAfter: time.Second})
+	sat, ok := s.svc.(saturation)
+	if !ok || !sat.Saturated() {
+		return
 	}
+	n := c.Request.ContentLength
+	switch {
+	case n == 0:
+	case n > 0 && n <= lingerMaxBytes && c.Request.ProtoAtLeast(1, 1) &&
+		http.NewResponseController(c.Writer).EnableFullDuplex() == nil:
+		// Full duplex: net/http would otherwise read the body before it
+		// writes the answer, and the 429 would wait for the upload.
+		c.Set(keyDropBody, true)
+	default:
+		c.Header("Connection", "close") // the body is not read
+	}
+	s.fail(c, &models.OverloadError{Reason: models.ReasonQueueFull, RetryAfter: time.Second})
+}
+
+// keyDropBody marks a request answered before its body was read whose body
+// dropRefusedBody reads once the answer is sent.
+const keyDropBody = "icthp.dropbody"
+
+// dropRefusedBody runs the handlers, and then, for a request saturated
+// answered without reading its body, sends the answer and reads the body
+// to its end (within lingerTimeout), so that the connection can serve the
+// next request. It comes before observe, so that the refusal's duration
+// is the answer's alone. A body that ends early or comes too slowly
+// aborts the connection (http.ErrAbortHandler: net/http closes it without
+// logging), since what is left of it must not be read as a request.
+func (s *Server) dropRefusedBody(c *gin.Context) {
+	c.Next()
+	if !c.GetBool(keyDropBody) {
+		return
+	}
+	rc := http.NewResponseController(c.Writer)
+	if rc.Flush() == nil && rc.SetReadDeadline(time.Now().Add(lingerTimeout)) == nil {
+		br := s.bodyReaders.Get().(*bufio.Reader) // 64 KiB a read, not io.Copy's 8
+		br.Reset(c.Request.Body)
+		n, err := br.WriteTo(io.Discard)
+		br.Reset(nil)
+		s.bodyReaders.Put(br)
+		if err == nil && n == c.Request.ContentLength {
+			return // net/http sets the next request's deadlines
+		}
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // deadline gives the request its deadline: Options.Timeout, or less when
