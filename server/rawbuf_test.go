@@ -73,13 +73,12 @@ func TestRawBudget(t *testing.T) {
 	e := newEnv(t, envConfig{noICT: true, server: server.Options{MaxRawBytesInFlight: 6 * mib}}, true)
 	hdr := `{"shape": [1, 1024, 1024, 3]}`
 	pixels := 1024 * 1024 * 3
-	// A holds 1.5 MiB sent: its buffer has grown from 1 to 2 MiB (the
-	// budget held went 1, 3 while copying, then 2 MiB, where it stays: the
-	// buffer grows again only once it is full).
+	// A holds 1.5 MiB sent: its buffer has grown from 1 MiB to the image's
+	// 3 MiB (the budget held went 1, 4 while copying, then 3 MiB).
 	a := openTensorBody(t, e.url, hdr, pixels, 3*mib/2)
-	waitFor(t, func() bool { return e.metric(t, "icthp_http_raw_bytes_in_flight") == 2*mib })
-	// B, the same image in full, needs 2 + 3 MiB while its buffer grows
-	// from 2 to 3 MiB: with A's 2, over the 6 MiB budget.
+	waitFor(t, func() bool { return e.metric(t, "icthp_http_raw_bytes_in_flight") == 3*mib })
+	// B, the same image in full, needs 1 + 3 MiB while its buffer grows
+	// from 1 to 3 MiB: with A's 3, over the 6 MiB budget.
 
 	full := tensorBody(t, map[string]any{"shape": []int{1, 1024, 1024, 3}}, make([]byte, pixels))
 	ct := []string{"Content-Type", server.TensorContentType}
