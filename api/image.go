@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"unsafe"
 
 	"github.com/icthp/icthp/internal/base64simd"
 )
@@ -20,8 +22,46 @@ type Image struct {
 	// padded or not), or a data: URL. The server decodes it, and a bad one
 	// is that image's error, not the request's.
 	Base64 string
+	// File, when set, is the file's bytes in place of Base64: what
+	// UnmarshalRequest gives for an image sent as base64 (decoded once,
+	// straight from the body). It is sent as base64, as Base64 is.
+	File []byte
 	// Tensor, when set, is raw pixels instead of a file.
 	Tensor *Tensor
+}
+
+// ErrBadBase64 is the error of an image whose text is not base64.
+var ErrBadBase64 = errors.New("image is not valid base64")
+
+// DecodeBase64 decodes an image's text as the server accepts it: base64 in
+// the standard or URL alphabet, padded or not, or a data: URL with base64.
+// Its errors wrap ErrBadBase64.
+func DecodeBase64(s string) ([]byte, error) {
+	if strings.HasPrefix(s, "data:") {
+		comma := strings.IndexByte(s, ',')
+		if comma < 0 || !strings.HasSuffix(s[:comma], ";base64") {
+			return nil, fmt.Errorf("%w: a data: URL must be base64 (data:image/png;base64,...)", ErrBadBase64)
+		}
+		s = s[comma+1:]
+	}
+	// base64simd: encoding/base64's result, the standard alphabet's bulk
+	// decoded with AVX2 (6× faster: ~1 ms of CPU less per 2 MB PNG).
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := base64simd.DecodeString(enc, s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, ErrBadBase64
+}
+
+// decodeBase64Bytes is DecodeBase64 of text in a body. The string over b
+// lives only during the call: DecodeBase64 keeps none of it (it returns new
+// bytes, and errors that hold none of the text), so b may be reused after.
+func decodeBase64Bytes(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return DecodeBase64("")
+	}
+	return DecodeBase64(unsafe.String(&b[0], len(b)))
 }
 
 // Tensor is packed uint8 RGB pixels, row-major, channels last: what
@@ -48,8 +88,12 @@ type tensorJSON struct {
 	Dtype string  `json:"dtype"`
 }
 
-// MarshalJSON writes the base64 string, or the tensor object.
+// MarshalJSON writes the base64 string (of File when it is set), or the
+// tensor object.
 func (m Image) MarshalJSON() ([]byte, error) {
+	if m.Tensor == nil && m.File != nil {
+		return json.Marshal(base64.StdEncoding.EncodeToString(m.File))
+	}
 	if m.Tensor == nil {
 		return json.Marshal(m.Base64)
 	}
@@ -68,7 +112,7 @@ func (m *Image) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	switch {
 	case len(b) > 0 && b[0] == '"':
-		m.Tensor = nil
+		m.Tensor, m.File = nil, nil
 		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 {
 			// No escapes (base64 needs none): the string is the text
 			// between the quotes, as encoding/json, which has checked
@@ -103,6 +147,6 @@ func (m *Image) setTensor(t tensorJSON) error {
 	if err != nil {
 		return errors.New(`raw tensor: "data" is not valid base64`)
 	}
-	m.Base64, m.Tensor = "", &Tensor{Data: pix, Shape: t.Shape, Dtype: t.Dtype}
+	m.Base64, m.File, m.Tensor = "", nil, &Tensor{Data: pix, Shape: t.Shape, Dtype: t.Dtype}
 	return nil
 }

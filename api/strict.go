@@ -42,13 +42,22 @@ var strictOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectU
 // reads requests: unknown fields refused, keys matched exactly (case
 // included), valid UTF-8 only, nothing after the value. Types that
 // unmarshal themselves (Image) check their own keys.
-func UnmarshalStrict(data []byte, v any) error { return unmarshalStrict(data, v, elideMin) }
+func UnmarshalStrict(data []byte, v any) error { return unmarshalStrict(data, v, elideMin, false) }
+
+// UnmarshalRequest is UnmarshalStrict as the server reads a request: an
+// image sent as a long base64 string (16 KiB and more) comes back in
+// Image.File, decoded straight from data, rather than as a copy of its text
+// in Image.Base64 (one that does not decode keeps its text in Base64, for
+// the caller to report as that image's error; shorter ones stay in Base64
+// too). data may be reused once it returns.
+func UnmarshalRequest(data []byte, v any) error { return unmarshalStrict(data, v, elideMin, true) }
 
 // unmarshalStrict is UnmarshalStrict with strings from min bytes long cut out of the
-// decoder's way (elide; 0: never).
-func unmarshalStrict(data []byte, v any, min int) error {
+// decoder's way (elide; 0: never), and their images decoded when files is set.
+func unmarshalStrict(data []byte, v any, min int, files bool) error {
 	if min > 0 && len(data) >= min && elidable(v) {
 		if e, ok := elide(data, min); ok {
+			e.files = files
 			fresh := reflect.New(reflect.TypeOf(v).Elem())
 			if e.decode(fresh.Interface()) == nil {
 				reflect.ValueOf(v).Elem().Set(fresh.Elem())

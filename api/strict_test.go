@@ -67,8 +67,27 @@ func FuzzUnmarshalStrictLikeV1(f *testing.F) {
 			got, want := mk(), mk()
 			errGot, errWant := UnmarshalStrict(body, got), strictV1(body, want)
 			cut := mk()
-			if errCut := unmarshalStrict(body, cut, 1); fmt.Sprint(errCut) != fmt.Sprint(errGot) || !reflect.DeepEqual(cut, got) {
+			if errCut := unmarshalStrict(body, cut, 1, false); fmt.Sprint(errCut) != fmt.Sprint(errGot) || !reflect.DeepEqual(cut, got) {
 				t.Fatalf("%T %q: with strings cut %+v, %v; as it is %+v, %v", got, body, cut, errCut, got, errGot)
+			}
+			// UnmarshalRequest: the same, but for the cut images' text that
+			// decodes, which comes as the decoded bytes.
+			files := mk()
+			if errFiles := unmarshalStrict(body, files, 1, true); fmt.Sprint(errFiles) != fmt.Sprint(errGot) {
+				t.Fatalf("%T %q: with files %v, without %v", got, body, errFiles, errGot)
+			}
+			fi, ci := images(reflect.ValueOf(files), nil), images(reflect.ValueOf(cut), nil)
+			for i := range fi {
+				if fi[i].File != nil {
+					d, err := DecodeBase64(ci[i].Base64)
+					if err != nil || !bytes.Equal(d, fi[i].File) || fi[i].Base64 != "" {
+						t.Fatalf("%T %q: image %d decoded to %q, its text %q decodes to %q (%v)", got, body, i, fi[i].File, ci[i].Base64, d, err)
+					}
+					fi[i].File, fi[i].Base64 = nil, ci[i].Base64
+				}
+			}
+			if !reflect.DeepEqual(files, cut) {
+				t.Fatalf("%T %q: with files %+v, without %+v", got, body, files, cut)
 			}
 			if (errGot == nil) != (errWant == nil) {
 				t.Fatalf("%T %q: v2 %v, encoding/json %v", got, body, errGot, errWant)
@@ -101,7 +120,7 @@ func BenchmarkUnmarshalStrictBig(b *testing.B) {
 	for _, e := range []struct {
 		name string
 		fn   func([]byte, any) error
-	}{{"engine=v2", UnmarshalStrict}, {"engine=v2-uncut", func(b []byte, v any) error { return unmarshalStrict(b, v, 0) }},
+	}{{"engine=v2", UnmarshalStrict}, {"engine=v2-uncut", func(b []byte, v any) error { return unmarshalStrict(b, v, 0, false) }},
 		{"engine=encoding-json", strictV1}} {
 		b.Run(e.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
@@ -114,4 +133,29 @@ func BenchmarkUnmarshalStrictBig(b *testing.B) {
 			}
 		})
 	}
+}
+
+// images appends every Image reachable from v, in order, to out.
+func images(v reflect.Value, out []*Image) []*Image {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return out
+		}
+		if m, ok := v.Interface().(*Image); ok {
+			return append(out, m)
+		}
+		return images(v.Elem(), out)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				out = images(v.Field(i).Addr(), out)
+			}
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			out = images(v.Index(i).Addr(), out)
+		}
+	}
+	return out
 }

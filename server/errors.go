@@ -61,7 +61,7 @@ func newError(status int, code, msg string) *apiError {
 
 // Errors the server itself makes (the others are typed at their source).
 var (
-	errBadBase64 = errors.New("image is not valid base64")
+	errBadBase64 = api.ErrBadBase64
 	errTooMany   = errors.New("too many items")
 )
 

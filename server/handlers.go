@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/icthp/icthp/api"
-	"github.com/icthp/icthp/internal/base64simd"
 	"github.com/icthp/icthp/preprocess/text"
 	"github.com/icthp/icthp/scorer"
 	"github.com/icthp/icthp/scoring"
@@ -90,7 +88,9 @@ func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 		if len(bytes.TrimSpace(body)) == 0 {
 			return nil, newError(http.StatusBadRequest, CodeBadRequest, "the body is empty: send a JSON object")
 		}
-		if err := api.UnmarshalStrict(body, dst); err != nil {
+		// The images come decoded (Image.File) from the body, which goes
+		// back to its pool when this returns.
+		if err := api.UnmarshalRequest(body, dst); err != nil {
 			return nil, jsonError(err)
 		}
 		return &input{json: true}, nil
@@ -213,24 +213,6 @@ func multipartError(err error) error {
 		return err
 	}
 	return newError(http.StatusBadRequest, CodeBadRequest, "multipart body: "+err.Error())
-}
-
-func decodeBase64(s string) ([]byte, error) {
-	if strings.HasPrefix(s, "data:") {
-		comma := strings.IndexByte(s, ',')
-		if comma < 0 || !strings.HasSuffix(s[:comma], ";base64") {
-			return nil, fmt.Errorf("%w: a data: URL must be base64 (data:image/png;base64,...)", errBadBase64)
-		}
-		s = s[comma+1:]
-	}
-	// base64simd: encoding/base64's result, the standard alphabet's bulk
-	// decoded with AVX2 (6× faster: ~1 ms of CPU less per 2 MB PNG).
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := base64simd.DecodeString(enc, s); err == nil {
-			return b, nil
-		}
-	}
-	return nil, errBadBase64
 }
 
 // checkCount applies the per-request item limit.

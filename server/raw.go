@@ -121,7 +121,10 @@ func (in *input) decodeImages(imgs []api.Image, max int) error {
 			}
 			continue
 		}
-		data, err := decodeBase64(m.Base64)
+		data, err := m.File, error(nil) // decoded from the body (api.UnmarshalRequest)
+		if data == nil {
+			data, err = api.DecodeBase64(m.Base64)
+		}
 		in.images = append(in.images, scoring.Image{Data: data})
 		in.errs = append(in.errs, err)
 	}
@@ -264,7 +267,7 @@ func setTensorImages(dst any, imgs []api.Image, h *tensorHeader) error {
 			r.Items = []api.RewardItem{}
 		}
 		for i := range r.Items {
-			if r.Items[i].Image.Base64 != "" || r.Items[i].Image.Tensor != nil {
+			if m := r.Items[i].Image; m.Base64 != "" || m.File != nil || m.Tensor != nil {
 				return bad(fmt.Sprintf(`item %d has an "image"; the images are the bytes after the header`, i))
 			}
 			r.Items[i].Image = imgs[i]

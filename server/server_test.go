@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	"image/png"
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strings"
@@ -155,13 +158,21 @@ func TestPerImageErrors(t *testing.T) {
 	good := pngBytes(t, 4, 50, 50)
 	truncated := pngBytes(t, 5, 60, 60)
 	truncated = truncated[:len(truncated)/2]
+	// Strings of 16 KiB and more are decoded straight from the body
+	// (api.UnmarshalRequest): a long good image, and long text that is not
+	// base64, go that way.
+	long := b64(noisyPNG(t, 100, 100))
+	if len(long) < 16<<10 {
+		t.Fatalf("the long image's base64 is %d bytes, under the 16 KiB from which it is decoded from the body", len(long))
+	}
 	body := map[string]any{"prompt": "a cat", "images": []string{
-		b64(good), b64([]byte("not an image at all")), b64(truncated), "%%%", b64(pngBytes(t, 6, 200, 200)), b64(good)}}
+		b64(good), b64([]byte("not an image at all")), b64(truncated), "%%%", b64(pngBytes(t, 6, 200, 200)), b64(good),
+		long, strings.Repeat("%", 20000)}}
 	r := e.post(t, "/v1/score", body)
 	if r.status != http.StatusOK {
 		t.Fatalf("mixed good and bad images: status %d, want 200: %s", r.status, r.raw)
 	}
-	want := []string{"", server.CodeUnsupportedImage, server.CodeUndecodable, server.CodeBadBase64, server.CodeTooLarge, ""}
+	want := []string{"", server.CodeUnsupportedImage, server.CodeUndecodable, server.CodeBadBase64, server.CodeTooLarge, "", "", server.CodeBadBase64}
 	scores := r.body["scores"].([]any)
 	for i, s := range scores {
 		m := s.(map[string]any)
@@ -566,4 +577,23 @@ func TestAuth(t *testing.T) {
 	if r := e.get(t, "/metrics", "Authorization", "Bearer s3cret"); r.status != 200 {
 		t.Errorf("/metrics with a token: %d", r.status)
 	}
+}
+
+// noisyPNG is a PNG of random pixels: it does not compress, so its base64
+// is about 4/3 of w·h·3 bytes.
+func noisyPNG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = byte(rng.Uint32())
+		if i%4 == 3 {
+			img.Pix[i] = 255
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

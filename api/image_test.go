@@ -1,0 +1,84 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// UnmarshalRequest gives an image sent as a long base64 string as its
+// decoded bytes (Image.File), checked against encoding/base64; text that is
+// not base64 stays in Base64 for the caller to report, short strings stay
+// there too, and nothing decoded refers to the body once it is reused.
+func TestUnmarshalRequestFiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	file := make([]byte, 30000) // 40 000 bytes of base64: cut out of the body (elideMin)
+	for i := range file {
+		file[i] = byte(rng.Uint32())
+	}
+	std := base64.StdEncoding.EncodeToString(file)
+	bad := strings.Repeat("%", 20000)
+	short := base64.StdEncoding.EncodeToString(file[:300])
+	for _, c := range []struct {
+		name   string
+		image  string // the JSON string's contents
+		file   []byte // want File
+		base64 string // want Base64 (UnmarshalStrict: always the text, no File)
+	}{
+		{"standard", std, file, ""},
+		{"unpadded URL alphabet", base64.RawURLEncoding.EncodeToString(file[:29999]), file[:29999], ""},
+		{"data: URL", "data:image/png;base64," + std, file, ""},
+		{"not base64", bad, nil, bad},
+		{"data: URL not base64", "data:image/png," + std, nil, "data:image/png," + std},
+		{"short", short, nil, short},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := []byte(`{"prompt": "a cat", "images": ["` + c.image + `"]}`)
+			var got ScoreRequest
+			if err := UnmarshalRequest(body, &got); err != nil {
+				t.Fatal(err)
+			}
+			for i := range body {
+				body[i] = 'x' // the server reuses the body's buffer
+			}
+			if len(got.Images) != 1 {
+				t.Fatalf("%d images", len(got.Images))
+			}
+			m := got.Images[0]
+			if !bytes.Equal(m.File, c.file) || (m.File == nil) != (c.file == nil) || m.Base64 != c.base64 || m.Tensor != nil {
+				t.Errorf("File %d bytes (nil %v), Base64 %d bytes, Tensor %v; want File %d bytes, Base64 %d bytes",
+					len(m.File), m.File == nil, len(m.Base64), m.Tensor, len(c.file), len(c.base64))
+			}
+			if got.Prompt == nil || *got.Prompt != "a cat" {
+				t.Errorf("prompt %v", got.Prompt)
+			}
+			var strict ScoreRequest
+			if err := UnmarshalStrict([]byte(`{"images": ["`+c.image+`"]}`), &strict); err != nil || strict.Images[0].Base64 != c.image || strict.Images[0].File != nil {
+				t.Errorf("UnmarshalStrict: %v, Base64 %d bytes, File %v; want the text", err, len(strict.Images[0].Base64), strict.Images[0].File != nil)
+			}
+		})
+	}
+}
+
+// An Image holding File is sent as the file's base64, which reads back as
+// the same bytes; Base64 and tensors are sent as before.
+func TestImageFileMarshal(t *testing.T) {
+	file := []byte("\x89PNG\r\n\x1a\n not really, but bytes")
+	b, err := json.Marshal(Image{File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"` + base64.StdEncoding.EncodeToString(file) + `"`; string(b) != want {
+		t.Fatalf("File marshalled as %s, want %s", b, want)
+	}
+	var back Image
+	if err := json.Unmarshal(b, &back); err != nil || back.Base64 != base64.StdEncoding.EncodeToString(file) || back.File != nil {
+		t.Fatalf("read back: %v %+v", err, back)
+	}
+	if d, err := DecodeBase64(back.Base64); err != nil || !bytes.Equal(d, file) {
+		t.Fatalf("DecodeBase64: %v, %q", err, d)
+	}
+}
