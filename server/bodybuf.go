@@ -43,8 +43,8 @@ func (b *bodyBuffers) get() *bytes.Buffer {
 	return b.pool.Get().(*bytes.Buffer)
 }
 
-// put gives buf back once the body is decoded (api.UnmarshalStrict copies
-// what it keeps).
+// put gives buf back once the body is decoded (api.UnmarshalRequest copies
+// or decodes what it keeps: nothing it returns refers to the body).
 func (b *bodyBuffers) put(buf *bytes.Buffer) {
 	if buf.Cap() > b.max {
 		return
