@@ -33,10 +33,11 @@ const elideMin = 16 << 10
 
 // elided is a body whose long plain strings were cut out.
 type elided struct {
-	body   []byte   // the body, each cut string replaced by a marker string
-	strs   [][]byte // the cut strings' contents (slices of the original body)
-	marker []byte   // `"\u0000` + a random nonce + `#`: a marker is marker, its index, `"`
-	files  bool     // images' base64 decoded into Image.File (UnmarshalRequest)
+	body   []byte             // the body, each cut string replaced by a marker string
+	strs   [][]byte           // the cut strings' contents (slices of the original body)
+	marker []byte             // `"\u0000` + a random nonce + `#`: a marker is marker, its index, `"`
+	files  bool               // images' base64 decoded into Image.File (UnmarshalRequest)
+	get    func(n int) []byte // where files are decoded to (nil: new slices)
 }
 
 // errNotElided sends a body back to the usual path.
@@ -167,7 +168,7 @@ func (e *elided) decodeValue(data []byte, v any) error {
 				// Decoded straight from the body: no copy of megabytes
 				// of text into a string first (at 8 clients × 16 1024²
 				// PNGs those fresh copies were 18 % of the server's CPU).
-				if f, err := decodeBase64Bytes(e.strs[n]); err == nil {
+				if f, err := decodeBase64Bytes(e.strs[n], e.get); err == nil {
 					m.Base64, m.File, m.Tensor = "", f, nil
 					return nil
 				}

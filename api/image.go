@@ -36,7 +36,11 @@ var ErrBadBase64 = errors.New("image is not valid base64")
 // DecodeBase64 decodes an image's text as the server accepts it: base64 in
 // the standard or URL alphabet, padded or not, or a data: URL with base64.
 // Its errors wrap ErrBadBase64.
-func DecodeBase64(s string) ([]byte, error) {
+func DecodeBase64(s string) ([]byte, error) { return decodeBase64Into(s, nil) }
+
+// decodeBase64Into is DecodeBase64 writing into get(n) (n: the most any
+// alphabet decodes s to), or a new slice when get is nil.
+func decodeBase64Into(s string, get func(n int) []byte) ([]byte, error) {
 	if strings.HasPrefix(s, "data:") {
 		comma := strings.IndexByte(s, ',')
 		if comma < 0 || !strings.HasSuffix(s[:comma], ";base64") {
@@ -46,22 +50,29 @@ func DecodeBase64(s string) ([]byte, error) {
 	}
 	// base64simd: encoding/base64's result, the standard alphabet's bulk
 	// decoded with AVX2 (6× faster: ~1 ms of CPU less per 2 MB PNG).
+	n := base64.RawStdEncoding.DecodedLen(len(s)) // ≥ the padded alphabets'
+	var dst []byte
+	if get != nil {
+		dst = get(n)[:n]
+	} else {
+		dst = make([]byte, n)
+	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := base64simd.DecodeString(enc, s); err == nil {
-			return b, nil
+		if k, err := base64simd.Decode(enc, dst, s); err == nil {
+			return dst[:k:k], nil
 		}
 	}
 	return nil, ErrBadBase64
 }
 
-// decodeBase64Bytes is DecodeBase64 of text in a body. The string over b
-// lives only during the call: DecodeBase64 keeps none of it (it returns new
-// bytes, and errors that hold none of the text), so b may be reused after.
-func decodeBase64Bytes(b []byte) ([]byte, error) {
+// decodeBase64Bytes is decodeBase64Into of text in a body. The string over
+// b lives only during the call: nothing keeps it (the result is written into
+// other bytes, and the errors hold none of the text), so b may be reused.
+func decodeBase64Bytes(b []byte, get func(n int) []byte) ([]byte, error) {
 	if len(b) == 0 {
-		return DecodeBase64("")
+		return decodeBase64Into("", get)
 	}
-	return DecodeBase64(unsafe.String(&b[0], len(b)))
+	return decodeBase64Into(unsafe.String(&b[0], len(b)), get)
 }
 
 // Tensor is packed uint8 RGB pixels, row-major, channels last: what

@@ -82,3 +82,33 @@ func TestImageFileMarshal(t *testing.T) {
 		t.Fatalf("DecodeBase64: %v, %q", err, d)
 	}
 }
+
+// UnmarshalRequestBuffers decodes each long image into a buffer get gave:
+// File is a prefix of it, with the same bytes UnmarshalRequest gives.
+func TestUnmarshalRequestBuffers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	file := make([]byte, 25000)
+	for i := range file {
+		file[i] = byte(rng.Uint32())
+	}
+	body := []byte(`{"images": ["` + base64.StdEncoding.EncodeToString(file) + `", "` + base64.RawURLEncoding.EncodeToString(file[:20000]) + `"]}`)
+	var bufs [][]byte
+	get := func(n int) []byte {
+		b := make([]byte, n, n+100)
+		bufs = append(bufs, b)
+		return b
+	}
+	var got ScoreRequest
+	if err := UnmarshalRequestBuffers(body, &got, get); err != nil {
+		t.Fatal(err)
+	}
+	if len(bufs) != 2 || len(got.Images) != 2 {
+		t.Fatalf("%d buffers taken, %d images; want 2, 2", len(bufs), len(got.Images))
+	}
+	for i, want := range [][]byte{file, file[:20000]} {
+		f := got.Images[i].File
+		if !bytes.Equal(f, want) || &f[0] != &bufs[i][0] || cap(f) != len(f) {
+			t.Errorf("image %d: %d bytes (in get's buffer: %v, cap %d); want %d bytes at the buffer's start, capped", i, len(f), &f[0] == &bufs[i][0], cap(f), len(want))
+		}
+	}
+}

@@ -88,9 +88,9 @@ func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 		if len(bytes.TrimSpace(body)) == 0 {
 			return nil, newError(http.StatusBadRequest, CodeBadRequest, "the body is empty: send a JSON object")
 		}
-		// The images come decoded (Image.File) from the body, which goes
-		// back to its pool when this returns.
-		if err := api.UnmarshalRequest(body, dst); err != nil {
+		// The images come decoded (Image.File, in pooled buffers) from the
+		// body, which goes back to its pool when this returns.
+		if err := api.UnmarshalRequestBuffers(body, dst, s.fileGetter(c)); err != nil {
 			return nil, jsonError(err)
 		}
 		return &input{json: true}, nil

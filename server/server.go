@@ -174,6 +174,7 @@ type Server struct {
 	jobs     *jobRunner
 	raw      *rawBuffers  // rawbuf.go
 	bodies   *bodyBuffers // JSON bodies being decoded (bodybuf.go)
+	files    fileBuffers  // their images, decoded (filebuf.go)
 	// *bufio.Reader of 64 KiB: multipart bodies being read (decodeMultipart),
 	// refused bodies dropped (dropRefusedBody); a read takes what has arrived.
 	bodyReaders sync.Pool
@@ -520,7 +521,8 @@ func (s *Server) deadline(c *gin.Context) {
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
-	s.releaseRaw(c, ctx.Err() == nil) // rawbuf.go
+	s.releaseRaw(c, ctx.Err() == nil)   // rawbuf.go
+	s.releaseFiles(c, ctx.Err() == nil) // filebuf.go
 }
 
 func parseTimeout(h string) (time.Duration, error) {

@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -596,4 +597,29 @@ func noisyPNG(t *testing.T, w, h int) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// JSON images are decoded into pooled buffers that later requests reuse
+// (filebuf.go): request after request, with images of other sizes in other
+// orders, every answer equals the multipart answer for the same images
+// (multipart parts never go through those buffers).
+func TestJSONFileBuffersReused(t *testing.T) {
+	e := newEnv(t, envConfig{}, true)
+	imgs := [][]byte{noisyPNG(t, 130, 130), noisyPNG(t, 90, 90), noisyPNG(t, 110, 110)}
+	for _, order := range [][]int{{0, 1, 2}, {1, 2, 0}, {2, 0}, {1}, {0, 2, 1, 1}} {
+		var files [][]byte
+		var texts []string
+		for _, i := range order {
+			files = append(files, imgs[i])
+			texts = append(texts, b64(imgs[i]))
+		}
+		j := e.post(t, "/v1/score", map[string]any{"prompt": "a cat", "images": texts})
+		m := e.postMultipart(t, "/v1/score", [][2]string{{"prompt", "a cat"}}, files)
+		if j.status != http.StatusOK || m.status != http.StatusOK {
+			t.Fatalf("order %v: JSON %d %s, multipart %d %s", order, j.status, j.raw, m.status, m.raw)
+		}
+		if !reflect.DeepEqual(j.body["scores"], m.body["scores"]) {
+			t.Errorf("order %v: JSON scores %v, multipart %v", order, j.body["scores"], m.body["scores"])
+		}
+	}
 }
