@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"io"
@@ -11,7 +12,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -599,27 +599,40 @@ func noisyPNG(t *testing.T, w, h int) []byte {
 	return b.Bytes()
 }
 
-// JSON images are decoded into pooled buffers that later requests reuse
-// (filebuf.go): request after request, with images of other sizes in other
-// orders, every answer equals the multipart answer for the same images
-// (multipart parts never go through those buffers).
-func TestJSONFileBuffersReused(t *testing.T) {
+// JSON images and multipart image parts are decoded into pooled buffers
+// that later requests reuse (filebuf.go): request after request, with
+// images of other sizes in other orders, both routes answer what the
+// reference service (no HTTP, no pools) gives for the same images.
+func TestFileBuffersReused(t *testing.T) {
 	e := newEnv(t, envConfig{}, true)
 	imgs := [][]byte{noisyPNG(t, 130, 130), noisyPNG(t, 90, 90), noisyPNG(t, 110, 110)}
+	prompt := "a cat"
 	for _, order := range [][]int{{0, 1, 2}, {1, 2, 0}, {2, 0}, {1}, {0, 2, 1, 1}} {
 		var files [][]byte
 		var texts []string
+		var data []scoring.Image
 		for _, i := range order {
 			files = append(files, imgs[i])
 			texts = append(texts, b64(imgs[i]))
+			data = append(data, scoring.Image{Data: imgs[i]})
 		}
-		j := e.post(t, "/v1/score", map[string]any{"prompt": "a cat", "images": texts})
-		m := e.postMultipart(t, "/v1/score", [][2]string{{"prompt", "a cat"}}, files)
-		if j.status != http.StatusOK || m.status != http.StatusOK {
-			t.Fatalf("order %v: JSON %d %s, multipart %d %s", order, j.status, j.raw, m.status, m.raw)
+		ref, err := e.ref.Score(context.Background(), scoring.ScoreRequest{Prompt: &prompt, Images: data})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(j.body["scores"], m.body["scores"]) {
-			t.Errorf("order %v: JSON scores %v, multipart %v", order, j.body["scores"], m.body["scores"])
+		for _, r := range []*response{
+			e.post(t, "/v1/score", map[string]any{"prompt": prompt, "images": texts}),
+			e.postMultipart(t, "/v1/score", [][2]string{{"prompt", prompt}}, files),
+		} {
+			if r.status != http.StatusOK {
+				t.Fatalf("order %v: %d %s", order, r.status, r.raw)
+			}
+			for i, sc := range r.body["scores"].([]any) {
+				m := sc.(map[string]any)
+				for _, f := range []string{"ict", "hp", "hp_logit"} {
+					near(t, fmt.Sprintf("order %v image %d %s", order, i, f), num(t, m[f], f), ref.Scores[i].Get(f))
+				}
+			}
 		}
 	}
 }
