@@ -36,8 +36,7 @@ type elided struct {
 	body   []byte             // the body, each cut string replaced by a marker string
 	strs   [][]byte           // the cut strings' contents (slices of the original body)
 	marker []byte             // `"\u0000` + a random nonce + `#`: a marker is marker, its index, `"`
-	files  bool               // images' base64 decoded into Image.File (UnmarshalRequest)
-	get    func(n int) []byte // where files are decoded to (nil: new slices)
+	get    func(n int) []byte // where images' base64 is decoded to, Image.File (nil: not decoded)
 }
 
 // errNotElided sends a body back to the usual path.
@@ -164,7 +163,7 @@ func (e *elided) decodeValue(data []byte, v any) error {
 	})
 	img := jsonv2.UnmarshalFunc(func(raw []byte, m *Image) error {
 		if n := e.index(raw); n >= 0 {
-			if e.files {
+			if e.get != nil {
 				// Decoded straight from the body: no copy of megabytes
 				// of text into a string first (at 8 clients × 16 1024²
 				// PNGs those fresh copies were 18 % of the server's CPU).

@@ -51,7 +51,7 @@ func TestElide(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, want := c.into(), c.into()
-			err, werr := UnmarshalStrict([]byte(c.body), got), unmarshalStrict([]byte(c.body), want, 0, false, nil)
+			err, werr := UnmarshalStrict([]byte(c.body), got), unmarshalStrict([]byte(c.body), want, 0, nil)
 			if fmt.Sprint(err) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
 				t.Errorf("cut: %v; uncut: %v (values equal %v)", err, werr, reflect.DeepEqual(got, want))
 			}

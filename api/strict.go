@@ -42,7 +42,7 @@ var strictOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectU
 // reads requests: unknown fields refused, keys matched exactly (case
 // included), valid UTF-8 only, nothing after the value. Types that
 // unmarshal themselves (Image) check their own keys.
-func UnmarshalStrict(data []byte, v any) error { return unmarshalStrict(data, v, elideMin, false, nil) }
+func UnmarshalStrict(data []byte, v any) error { return unmarshalStrict(data, v, elideMin, nil) }
 
 // UnmarshalRequest is UnmarshalStrict as the server reads a request: an
 // image sent as a long base64 string (16 KiB and more) comes back in
@@ -50,7 +50,7 @@ func UnmarshalStrict(data []byte, v any) error { return unmarshalStrict(data, v,
 // in Image.Base64 (one that does not decode keeps its text in Base64, for
 // the caller to report as that image's error; shorter ones stay in Base64
 // too). data may be reused once it returns.
-func UnmarshalRequest(data []byte, v any) error { return unmarshalStrict(data, v, elideMin, true, nil) }
+func UnmarshalRequest(data []byte, v any) error { return unmarshalStrict(data, v, elideMin, newSlice) }
 
 // UnmarshalRequestBuffers is UnmarshalRequest whose files are decoded into
 // get(n)[:n] (n: the most the text can decode to) instead of new slices: a
@@ -58,15 +58,15 @@ func UnmarshalRequest(data []byte, v any) error { return unmarshalStrict(data, v
 // files. A File is a prefix of one of them; get may be called for text that
 // then turns out not to be base64.
 func UnmarshalRequestBuffers(data []byte, v any, get func(n int) []byte) error {
-	return unmarshalStrict(data, v, elideMin, true, get)
+	return unmarshalStrict(data, v, elideMin, get)
 }
 
 // unmarshalStrict is UnmarshalStrict with strings from min bytes long cut out of the
-// decoder's way (elide; 0: never), and their images decoded when files is set.
-func unmarshalStrict(data []byte, v any, min int, files bool, get func(n int) []byte) error {
+// decoder's way (elide; 0: never), and their images decoded into get(n) when get is set.
+func unmarshalStrict(data []byte, v any, min int, get func(n int) []byte) error {
 	if min > 0 && len(data) >= min && elidable(v) {
 		if e, ok := elide(data, min); ok {
-			e.files, e.get = files, get
+			e.get = get
 			fresh := reflect.New(reflect.TypeOf(v).Elem())
 			if e.decode(fresh.Interface()) == nil {
 				reflect.ValueOf(v).Elem().Set(fresh.Elem())

@@ -67,13 +67,13 @@ func FuzzUnmarshalStrictLikeV1(f *testing.F) {
 			got, want := mk(), mk()
 			errGot, errWant := UnmarshalStrict(body, got), strictV1(body, want)
 			cut := mk()
-			if errCut := unmarshalStrict(body, cut, 1, false, nil); fmt.Sprint(errCut) != fmt.Sprint(errGot) || !reflect.DeepEqual(cut, got) {
+			if errCut := unmarshalStrict(body, cut, 1, nil); fmt.Sprint(errCut) != fmt.Sprint(errGot) || !reflect.DeepEqual(cut, got) {
 				t.Fatalf("%T %q: with strings cut %+v, %v; as it is %+v, %v", got, body, cut, errCut, got, errGot)
 			}
 			// UnmarshalRequest: the same, but for the cut images' text that
 			// decodes, which comes as the decoded bytes.
 			files := mk()
-			if errFiles := unmarshalStrict(body, files, 1, true, nil); fmt.Sprint(errFiles) != fmt.Sprint(errGot) {
+			if errFiles := unmarshalStrict(body, files, 1, newSlice); fmt.Sprint(errFiles) != fmt.Sprint(errGot) {
 				t.Fatalf("%T %q: with files %v, without %v", got, body, errFiles, errGot)
 			}
 			fi, ci := images(reflect.ValueOf(files), nil), images(reflect.ValueOf(cut), nil)
@@ -120,7 +120,7 @@ func BenchmarkUnmarshalStrictBig(b *testing.B) {
 	for _, e := range []struct {
 		name string
 		fn   func([]byte, any) error
-	}{{"engine=v2", UnmarshalStrict}, {"engine=v2-uncut", func(b []byte, v any) error { return unmarshalStrict(b, v, 0, false, nil) }},
+	}{{"engine=v2", UnmarshalStrict}, {"engine=v2-uncut", func(b []byte, v any) error { return unmarshalStrict(b, v, 0, nil) }},
 		{"engine=encoding-json", strictV1}} {
 		b.Run(e.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))

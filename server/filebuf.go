@@ -8,7 +8,8 @@ import (
 )
 
 // fileBuffers are the buffers the images of JSON requests are decoded into
-// (api.UnmarshalRequestBuffers): one pool per power-of-two size from 64 KiB
+// (api.UnmarshalRequestBuffers) and multipart image parts copied into
+// (readPart): one pool per power-of-two size from 64 KiB
 // to 128 MiB. Fresh buffers of megabytes mostly meet pages the heap has
 // just given back to the system: at 8 clients × 16 noisy 1024² PNGs a
 // request the server took 331 page faults an image (110 as multipart), and
@@ -51,15 +52,22 @@ func (f *fileBuffers) put(b []byte) {
 func (s *Server) fileGetter(c *gin.Context) func(n int) []byte {
 	return func(n int) []byte {
 		b := s.files.get(n)
-		v, _ := c.Get(keyFileBufs)
-		list, _ := v.(*[][]byte)
-		if list == nil {
-			list = new([][]byte)
-			c.Set(keyFileBufs, list)
-		}
+		list := bufList(c, keyFileBufs)
 		*list = append(*list, b)
 		return b
 	}
+}
+
+// bufList is the list of buffers a request holds under key (raw pixels,
+// files), made on first use; the deadline middleware gives them back.
+func bufList(c *gin.Context, key string) *[][]byte {
+	v, _ := c.Get(key)
+	list, _ := v.(*[][]byte)
+	if list == nil {
+		list = new([][]byte)
+		c.Set(key, list)
+	}
+	return list
 }
 
 // releaseFiles gives back the request's file buffers, to their pools only

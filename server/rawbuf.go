@@ -117,12 +117,7 @@ func (r *rawBuffers) readImages(c *gin.Context, br *bufio.Reader, shape []int, b
 			}
 			return nil, err
 		}
-		bufs, _ := c.Get(keyRawBufs)
-		list, _ := bufs.(*[][]byte)
-		if list == nil {
-			list = new([][]byte)
-			c.Set(keyRawBufs, list)
-		}
+		list := bufList(c, keyRawBufs)
 		*list = append(*list, buf)
 		out[i] = buf
 	}
