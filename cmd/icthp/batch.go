@@ -19,7 +19,7 @@ import (
 func init() {
 	register(command{
 		name: "batch",
-		args: "[--ict DIR] [--hp DIR] --input PATH... --out FILE.jsonl|FILE.parquet [--shard I/N]",
+		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--pickscore|--clipscore|--clipscore100|--hpsv2|--aesthetic DIR] --input PATH... --out FILE.jsonl|FILE.parquet [--shard I/N]",
 		summary: "score a whole dataset (folders with .txt prompts, JSONL/CSV manifests, WebDataset tars) into " +
 			"JSONL or Parquet, resumably: a rerun skips what is done",
 		run: runBatch,

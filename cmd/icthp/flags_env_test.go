@@ -135,3 +135,46 @@ func TestREADMEFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagPlaceholders: every flag of every command (and of each kind of
+// convert and models) shows as "-name" alone or "-name PLACEHOLDER", one
+// word, in its -h: package flag takes a backquoted word of the usage text
+// as the placeholder, and usage text quoting a command once made the zoo
+// flags read "-pickscore icthp convert pickscore".
+func TestFlagPlaceholders(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  -(\S+)(.*)$`)
+	var lines []string
+	for name, c := range commands() {
+		argv := [][]string{{name, "-h"}}
+		if first := strings.Fields(c.args); len(first) > 0 && strings.Contains(first[0], "|") {
+			argv = argv[:0]
+			for _, sub := range strings.Split(first[0], "|") {
+				argv = append(argv, []string{name, sub, "-h"})
+			}
+		}
+		if name == "models" {
+			argv = [][]string{{name, "inspect", "-h"}, {name, "compare", "-h"}}
+		}
+		for _, args := range argv {
+			var o, e bytes.Buffer
+			run(context.Background(), &app{stdout: &o, stderr: &e, getenv: func(string) string { return "" }}, args)
+			n := 0
+			for _, l := range strings.Split(e.String(), "\n") {
+				m := flagLine.FindStringSubmatch(l)
+				if m == nil {
+					continue
+				}
+				n++
+				if p := strings.TrimSpace(m[2]); strings.Contains(p, " ") {
+					t.Errorf("icthp %s: flag -%s shows placeholder %q, want one word", strings.Join(args, " "), m[1], p)
+				}
+			}
+			lines = append(lines, strings.Join(args, " "))
+			if n == 0 {
+				t.Errorf("icthp %s printed no flags: %q", strings.Join(args, " "), e.String())
+			}
+		}
+	}
+	sort.Strings(lines)
+	t.Logf("checked: %s", strings.Join(lines, "; "))
+}

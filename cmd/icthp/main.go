@@ -111,7 +111,7 @@ func run(ctx context.Context, a *app, args []string) int {
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func printHelp(w io.Writer, cmds map[string]command) {
-	fmt.Fprintln(w, "icthp: score generated images with the ICT, HP and ImageReward reward models")
+	fmt.Fprintln(w, "icthp: score generated images with reward models: ICT, HP, ImageReward, PickScore, CLIPScore, HPSv2, aesthetic")
 	fmt.Fprintln(w, "\nusage:")
 	for _, n := range slices.Sorted(maps.Keys(cmds)) {
 		c := cmds[n]

@@ -18,8 +18,8 @@ import (
 func init() {
 	register(command{
 		name: "score",
-		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--prompt TEXT | --prompt-file FILE] IMAGE|DIR|GLOB...",
-		summary: "print one JSON line per image with its scores (ict, hp, hp_logit, imagereward); " +
+		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--pickscore|--clipscore|--clipscore100|--hpsv2|--aesthetic DIR] [--prompt TEXT | --prompt-file FILE] IMAGE|DIR|GLOB...",
+		summary: "print one JSON line per image with its scores (ict, hp, hp_logit, imagereward, and each zoo model's); " +
 			"with no model given, tiny random demo models",
 		run: runScore,
 	})

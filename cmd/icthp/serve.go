@@ -30,7 +30,7 @@ import (
 func init() {
 	register(command{
 		name: "serve",
-		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--addr :8080] [flags]",
+		args: "[--ict DIR] [--hp DIR] [--imagereward DIR] [--pickscore|--clipscore|--clipscore100|--hpsv2|--aesthetic DIR] [--addr :8080] [flags]",
 		summary: "serve the HTTP API (SPEC §4) with dynamic batching, limits, auth and metrics; " +
 			"with no model given, tiny random demo models",
 		run: runServe,

@@ -31,7 +31,9 @@ type Kind struct {
 	// plain `clip` directory records none, and its scores would not be
 	// this model's.
 	Formula string
-	// Help is the flag's usage text; "(`icthp convert Formula`)" follows.
+	// Help is the flag's usage text; "(icthp convert Formula)" follows,
+	// without backquotes: package flag would take a quoted name as the
+	// flag's placeholder ("-pickscore icthp convert pickscore").
 	Help string
 	// ImageOnly is a model without a prompt whose graph computes the
 	// score (models.KindAesthetic directories): its features are cached
@@ -48,7 +50,7 @@ type Kind struct {
 
 // Spec is the kind's registry Spec.
 func (k Kind) Spec() scorer.Spec {
-	s := scorer.Spec{Name: k.Name, Kind: models.KindCLIP, Help: fmt.Sprintf("%s (`icthp convert %s`)", k.Help, k.Formula),
+	s := scorer.Spec{Name: k.Name, Kind: models.KindCLIP, Help: fmt.Sprintf("%s (icthp convert %s)", k.Help, k.Formula),
 		Outputs: k.Outputs, Prompt: true, ImageKind: cache.KindImage}
 	if s.Outputs == nil {
 		s.Outputs = []scorer.Output{{Name: k.Name}}
