@@ -48,6 +48,7 @@ func TestUnmarshalStrict(t *testing.T) {
 		{"unknown", `{"other":1}`, `unknown field "other"`},
 		{"tensor case", `{"img":{"Data":"AAAA","shape":[1,1,3],"dtype":"uint8"}}`, `unknown field "Data"`},
 		{"image number", `{"img":3}`, "base64 string or a raw tensor"},
+		{"image object of another kind", `{"img":{"url":"https://example.com/a.png"}}`, `unknown field "url" (an image is a base64 string or a raw tensor`},
 		{"lone high", `{"name":"\ud800x"}`, "surrogate"},
 		{"lone high at end", `{"name":"\ud800"}`, "surrogate"},
 		{"high then high", `{"name":"\ud800\ud800"}`, "surrogate"},

@@ -59,7 +59,22 @@ func decodeBase64Into(s string, get func(n int) []byte) ([]byte, error) {
 			return dst[:k:k], nil
 		}
 	}
-	return nil, ErrBadBase64
+	return nil, badBase64(s)
+}
+
+// badBase64 is the error of text that no alphabet decodes, saying what it
+// looks like when it looks like a URL or a file path: a common first try,
+// and icthp fetches nothing. (Checked only after decoding failed: base64
+// may begin with "/", a JPEG's always does.) It holds none of the text.
+func badBase64(s string) error {
+	head := s[:min(len(s), 16)]
+	switch {
+	case strings.Contains(head, "://"):
+		return fmt.Errorf("%w: it looks like a URL, and images are not fetched: send the image's bytes (base64, a multipart part or a raw tensor)", ErrBadBase64)
+	case strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "~/"):
+		return fmt.Errorf("%w: it looks like a file path, and the server reads no files: send the image's bytes (base64, a multipart part or a raw tensor)", ErrBadBase64)
+	}
+	return ErrBadBase64
 }
 
 // decodeBase64Bytes is decodeBase64Into of text in a body. The string over
@@ -135,7 +150,8 @@ func (m *Image) UnmarshalJSON(b []byte) error {
 	}
 	var t tensorJSON
 	if err := UnmarshalStrict(b, &t); err != nil {
-		return fmt.Errorf("raw tensor: %w", err)
+		// {"url": ...} and the like: say what an image object is.
+		return fmt.Errorf("raw tensor: %w (%v)", err, ErrImageForm)
 	}
 	return m.setTensor(t)
 }

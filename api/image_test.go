@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -110,5 +111,40 @@ func TestUnmarshalRequestBuffers(t *testing.T) {
 		if !bytes.Equal(f, want) || &f[0] != &bufs[i][0] || cap(f) != len(f) {
 			t.Errorf("image %d: %d bytes (in get's buffer: %v, cap %d); want %d bytes at the buffer's start, capped", i, len(f), &f[0] == &bufs[i][0], cap(f), len(want))
 		}
+	}
+}
+
+// DecodeBase64's refusals wrap ErrBadBase64 and say what the text looks like
+// when it is a URL or a file path; base64 that begins with "/" (every JPEG's
+// does) still decodes.
+func TestDecodeBase64Refusals(t *testing.T) {
+	jpeg := []byte{0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 'J', 'F', 'I', 'F'}
+	for _, c := range []struct {
+		name, text, want string // want: in the message; "" decodes
+	}{
+		{"https URL", "https://example.com/cat.png", "looks like a URL"},
+		{"s3 URL", "s3://bucket/cat.png", "looks like a URL"},
+		{"absolute path", "/data/images/cat.png", "looks like a file path"},
+		{"relative path", "./cat.png", "looks like a file path"},
+		{"home path", "~/cat.png", "looks like a file path"},
+		{"other text", "not an image!", "image is not valid base64"},
+		{"data: URL without base64", "data:image/png,abc", "a data: URL must be base64"},
+		{"JPEG base64 starting with /", base64.StdEncoding.EncodeToString(jpeg), ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := DecodeBase64(c.text)
+			if c.want == "" {
+				if err != nil || !bytes.Equal(got, jpeg) {
+					t.Fatalf("%q: %v, %x; want %x", c.text, err, got, jpeg)
+				}
+				return
+			}
+			if !errors.Is(err, ErrBadBase64) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("%q: error %v, want ErrBadBase64 saying %q", c.text, err, c.want)
+			}
+			if strings.Contains(err.Error(), c.text) {
+				t.Errorf("the error %q holds the client's text", err)
+			}
+		})
 	}
 }

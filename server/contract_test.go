@@ -84,6 +84,10 @@ func TestContentTypes(t *testing.T) {
 						t.Errorf("message %q / Accept-Post %q do not name %s", msg, r.header.Get("Accept-Post"), want)
 					}
 				}
+				// curl -d's type gets the header that fixes it, the others not.
+				if hint := strings.Contains(msg, "-H 'Content-Type: application/json'"); hint != (tc.ct == "application/x-www-form-urlencoded") {
+					t.Errorf("message %q: curl hint %v for %q", msg, hint, tc.ct)
+				}
 			})
 		}
 	}

@@ -96,8 +96,13 @@ func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 		return &input{json: true}, nil
 	}
 	c.Header("Accept-Post", strings.ReplaceAll(acceptedTypes, " or ", ", "))
+	hint := ""
+	if mt == "application/x-www-form-urlencoded" {
+		// What `curl -d` sends unless told otherwise: the usual way to get here.
+		hint = " (curl -d sends this type: add -H 'Content-Type: application/json')"
+	}
 	return nil, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMedia,
-		fmt.Sprintf("Content-Type %q is not accepted: send %s", mt, acceptedTypes))
+		fmt.Sprintf("Content-Type %q is not accepted: send %s%s", mt, acceptedTypes, hint))
 }
 
 func jsonError(err error) error {

@@ -231,7 +231,7 @@ func (m *modelFlags) loadModels(a *app, opts scoring.Options) (*loaded, error) {
 			m.setDir(name, d)
 		}
 		l.demo = true
-		fmt.Fprintln(a.stderr, "icthp: *** DEMO MODE: no --ict/--hp/--imagereward given, so tiny RANDOM models are used ***")
+		fmt.Fprintln(a.stderr, "icthp: *** DEMO MODE: no model directory given (--ict, --hp, --imagereward, --pickscore, ...), so tiny RANDOM ICT and HP models are used ***")
 		fmt.Fprintln(a.stderr, "icthp: *** their scores are MEANINGLESS; they only exercise the plumbing. See README: Getting real models ***")
 	}
 	opts.MaxImageBytes, opts.MaxImagePixels = m.maxBytes, m.maxPixels
