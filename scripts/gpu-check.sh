@@ -102,16 +102,24 @@ fi
 
 # --- which graph forms the provider runs: one fused kind each, small random weights, each in its own process
 # (a crashing kernel takes the process down; exit 139 is a segfault) ----------------------------------------------
+forms="unfused/fp32 fused/fp32 attention/fp32 skiplayernorm/fp32 gelu/fp32 fused/fp16 mha/fp16 mha,skiplayernorm,gelu/fp16"
 bisect() {
-	local preset=${FORMS_PRESET:-vit-b-32}
+	local preset=${FORMS_PRESET:-vit-b-32} pids=() fp
 	[ $dry = 1 ] && preset=tiny
-	for fp in unfused/fp32 fused/fp32 attention/fp32 skiplayernorm/fp32 gelu/fp32 fused/fp16 mha/fp16 mha,skiplayernorm,gelu/fp16; do
+	# The conversions (CPU, one core each) side by side; then each form's run alone on the GPU.
+	for fp in $forms; do
 		local form=${fp%/*} prec=${fp#*/}
 		local d=$w/forms/$form-$prec flags=(--fuse "$form")
 		[ $form = unfused ] && flags=(--unfused)
 		[ $form = fused ] && flags=()
 		[ $prec = fp16 ] && flags+=(--fp16)
-		"$icthp" convert random --preset "$preset" --kind hp --out "$d" "${flags[@]}" >/dev/null
+		"$icthp" convert random --preset "$preset" --kind hp --out "$d" "${flags[@]}" >/dev/null &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	for fp in $forms; do
+		local form=${fp%/*} prec=${fp#*/}
+		local d=$w/forms/$form-$prec
 		local rc=0 msg
 		msg=$(timeout 120 "$icthp" score --hp "$d" --provider $provider "$img"/png/* 2>&1 >/dev/null | tail -1) || rc=$?
 		local verdict=ok
@@ -152,27 +160,40 @@ else
 	python3 "$kitdir/torch_anchor.py" make "$w/weights" 2>"$w/make.err" >&2 || fail weights "$w/make.err"
 	backbone=$w/weights/hf head=$w/weights/head.bin
 fi
+# The four conversions side by side (each about one core and a fifth of the weights in memory: ~20-40 s apiece
+# for ViT-H, a minute of the budget saved on 16 cores).
+pids=()
 for p in 32 16; do
 	f=form$p; extra=""; [ $p = 16 ] && extra=--fp16
 	# shellcheck disable=SC2046
-	"$icthp" convert hp --backbone "$backbone" --head "$head" --out "$m/hp$p" $(formflags "${!f}") $extra 2>"$w/hp$p.err" >&2 ||
-		fail "convert-hp-fp$p" "$w/hp$p.err"
-	[ $dry = 1 ] || "$icthp" convert clip --checkpoint "$w/weights/hf" --tokenizer "$kitdir/bpe_simple_vocab_16e6.txt.gz" \
-		--out "$m/ict$p" $(formflags "${!f}") $extra 2>"$w/ict$p.err" >&2 || fail "convert-ict-fp$p" "$w/ict$p.err"
+	{ "$icthp" convert hp --backbone "$backbone" --head "$head" --out "$m/hp$p" $(formflags "${!f}") $extra 2>"$w/hp$p.err" >&2 ||
+		fail "convert-hp-fp$p" "$w/hp$p.err"; } &
+	pids+=($!)
+	if [ $dry = 0 ]; then
+		# shellcheck disable=SC2046
+		{ "$icthp" convert clip --checkpoint "$w/weights/hf" --tokenizer "$kitdir/bpe_simple_vocab_16e6.txt.gz" \
+			--out "$m/ict$p" $(formflags "${!f}") $extra 2>"$w/ict$p.err" >&2 || fail "convert-ict-fp$p" "$w/ict$p.err"; } &
+		pids+=($!)
+	fi
 done
+wait "${pids[@]}"
 log "converted"
 
 # --- parity against transformers on the same weights (TF32 off on both sides) ---------------------------------
 prompt="a photograph of an astronaut riding a horse"
 "$icthp" tokenize --model "$m/ict32" "$prompt" >"$w/tokens.json"
+refpid=""
+if [ $dry = 0 ] && left 200; then
+	# transformers' side beside icthp's scoring (both on the GPU; nothing is timed here)
+	{ python3 "$kitdir/torch_anchor.py" ref "$w/weights" "$img/png" "$w/tokens.json" 2>"$w/ref.err" >&2 && cp "$w/weights/ref.json" "$out/ref.json" ||
+		fail torch-ref "$w/ref.err"; } &
+	refpid=$!
+fi
 for p in 32 16; do
 	"$icthp" score --ict "$m/ict$p" --hp "$m/hp$p" --prompt "$prompt" --provider $provider "$img"/png/* >"$out/icthp-fp$p.jsonl" 2>"$w/score$p.err" ||
 		fail "score-fp$p" "$w/score$p.err"
 done
-if [ $dry = 0 ] && left 200; then
-	python3 "$kitdir/torch_anchor.py" ref "$w/weights" "$img/png" "$w/tokens.json" 2>"$w/ref.err" >&2 && cp "$w/weights/ref.json" "$out/ref.json" ||
-		fail torch-ref "$w/ref.err"
-fi
+[ -n "$refpid" ] && wait "$refpid"
 python3 "$kitdir/gpu_check_table.py" parity "$out" >>"$out/results.jsonl" 2>/dev/null || python3 "$repo/scripts/gpu_check_table.py" parity "$out" >>"$out/results.jsonl"
 
 # --- timing: transformers, the graph alone, serve + loadtest ----------------------------------------------------
