@@ -160,8 +160,8 @@ else
 	python3 "$kitdir/torch_anchor.py" make "$w/weights" 2>"$w/make.err" >&2 || fail weights "$w/make.err"
 	backbone=$w/weights/hf head=$w/weights/head.bin
 fi
-# The four conversions side by side (each about one core and a fifth of the weights in memory: ~20-40 s apiece
-# for ViT-H, a minute of the budget saved on 16 cores).
+# The four conversions side by side (each about one core and a fifth of the weights in memory; ViT-H HP fp32
+# from an HF backbone: 14 s on the 2-core dev VM, the ICT ones more: ~45 s of the budget saved).
 pids=()
 for p in 32 16; do
 	f=form$p; extra=""; [ $p = 16 ] && extra=--fp16
