@@ -81,10 +81,10 @@ func (s *Server) decode(c *gin.Context, dst any) (*input, error) {
 	case mt == api.ContentTypeJSON:
 		buf := s.bodies.get()
 		defer s.bodies.put(buf)
-		if _, err := buf.ReadFrom(c.Request.Body); err != nil {
+		body, err := readBody(buf, c.Request.Body, c.Request.ContentLength)
+		if err != nil {
 			return nil, jsonError(err)
 		}
-		body := buf.Bytes()
 		if len(bytes.TrimSpace(body)) == 0 {
 			return nil, newError(http.StatusBadRequest, CodeBadRequest, "the body is empty: send a JSON object")
 		}
@@ -201,11 +201,12 @@ func (s *Server) decodeMultipart(c *gin.Context, params map[string]string, field
 func (s *Server) readPart(p io.Reader, get func(n int) []byte) ([]byte, error) {
 	buf := s.bodies.get()
 	defer s.bodies.put(buf)
-	if _, err := buf.ReadFrom(p); err != nil {
+	b, err := readBody(buf, p, -1)
+	if err != nil {
 		return nil, err
 	}
-	data := get(buf.Len())[:buf.Len():buf.Len()]
-	copy(data, buf.Bytes())
+	data := get(len(b))[:len(b):len(b)]
+	copy(data, b)
 	return data, nil
 }
 
