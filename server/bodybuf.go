@@ -92,7 +92,7 @@ func readBody(buf *bytes.Buffer, r io.Reader, declared int64) ([]byte, error) {
 			if declared >= int64(len(b)) && int64(n)-1 > declared { // (no overflow at a declared MaxInt64)
 				// A power of two, as every size here: a kept buffer then takes
 				// the next bodies of about the same size too.
-				n = 1 << bits.Len64(uint64(declared))
+				n = min(n, 1<<bits.Len64(uint64(declared)))
 			}
 			nb := make([]byte, len(b), n)
 			copy(nb, b)
